@@ -1,0 +1,17 @@
+//! Ferrule's domain vocabulary, shared by every other crate and free of I/O.
+//!
+//! - [`id`]: validated identifiers ([`TenantId`], [`DeviceId`]) that are safe to
+//!   embed in topics and in `DEVICE@TENANT` logins.
+//! - [`role`]: the four roles and what each may do.
+//! - [`principal`]: who is calling — a user, an API key or a device — once
+//!   authenticated, whatever the transport.
+//! - [`secret`]: generation and hashing of tokens, API keys and passwords.
+
+pub mod id;
+pub mod principal;
+pub mod role;
+pub mod secret;
+
+pub use id::{DeviceId, IdError, TenantId};
+pub use principal::{Principal, PrincipalKind};
+pub use role::Role;

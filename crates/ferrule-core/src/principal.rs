@@ -1,0 +1,39 @@
+//! Who is acting, once authenticated, whatever the transport (HTTP bearer,
+//! MQTT CONNECT, HTTP device ingest).
+
+use crate::{DeviceId, Role, TenantId};
+
+/// An authenticated caller and the tenant it acts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub kind: PrincipalKind,
+}
+
+/// The kinds of caller Ferrule knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalKind {
+    User {
+        id: String,
+        role: Role,
+    },
+    ApiKey {
+        id: String,
+        role: Role,
+    },
+    Device {
+        id: DeviceId,
+    },
+    /// An MQTT client admitted by `mqtt.allow_anonymous`.
+    Anonymous,
+}
+
+impl Principal {
+    /// The role for API purposes; devices and anonymous clients have none.
+    pub fn role(&self) -> Option<Role> {
+        match &self.kind {
+            PrincipalKind::User { role, .. } | PrincipalKind::ApiKey { role, .. } => Some(*role),
+            PrincipalKind::Device { .. } | PrincipalKind::Anonymous => None,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The one mapping from failures to HTTP: RFC 9457 problem+json.
+//!
+//! Handlers return [`ApiError`]; its [`IntoResponse`] is the only place that
+//! chooses a status and writes a problem document. Internal causes are logged
+//! and never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferrule_store::{AuthError, StoreError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document, as every error response carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request field at fault, as a path (`password`, `items[2].id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The request is malformed or a field is invalid.
+    Invalid {
+        field: Option<String>,
+        detail: String,
+    },
+    Unauthorized(&'static str),
+    Forbidden(&'static str),
+    NotFound(&'static str),
+    MethodNotAllowed,
+    Conflict(String),
+    PayloadTooLarge(usize),
+    UnsupportedMediaType,
+    Unavailable(String),
+    /// A bug or backend failure; the detail goes to the log only.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            field: Some(field.into()),
+            detail: detail.into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+        match self {
+            ApiError::Invalid { field, detail } => (
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                detail.clone(),
+                field.clone(),
+            ),
+            ApiError::Unauthorized(d) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", (*d).into(), None)
+            }
+            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", (*d).into(), None),
+            ApiError::NotFound(kind) => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("{kind} not found"),
+                None,
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this method is not allowed on this resource".into(),
+                None,
+            ),
+            ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d.clone(), None),
+            ApiError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!(
+                    "the request body is larger than the limit of {limit} bytes (http.max_body_bytes)"
+                ),
+                None,
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as JSON with Content-Type: application/json".into(),
+                None,
+            ),
+            ApiError::Unavailable(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                d.clone(),
+                None,
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; it has been logged".into(),
+                None,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error serving request");
+        }
+        let (status, kind, detail, field) = self.parts();
+        let problem = Problem {
+            kind: format!("https://ferrule.dev/problems/{kind}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            field,
+        };
+        let mut resp = (status, axum::Json(problem)).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { kind } => ApiError::NotFound(kind),
+            StoreError::Conflict { kind } => ApiError::Conflict(format!("{kind} already exists")),
+            StoreError::Refused(why) => ApiError::Conflict(why),
+            e @ StoreError::SchemaTooNew { .. } => ApiError::Unavailable(e.to_string()),
+            StoreError::Backend(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        crate::observe::AuthFailed {
+            transport: "http",
+            reason: e.label(),
+        }
+        .emit();
+        match e {
+            AuthError::Store(s) => s.into(),
+            // One answer for all, so probing learns nothing.
+            _ => ApiError::Unauthorized("missing, invalid or expired credentials"),
+        }
+    }
+}
+
+/// Handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

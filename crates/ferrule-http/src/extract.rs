@@ -1,0 +1,198 @@
+//! Request extractors that fail as problem+json: JSON bodies, query strings and
+//! the authenticated caller.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use ferrule_core::{Principal, PrincipalKind, Role, TenantId};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON request body. Unlike axum's `Json`, every failure is a problem
+/// document naming the field at fault (via `serde_path_to_error`).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_error(e, state))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("application/json")
+                || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+fn body_error(e: BytesRejection, state: &AppState) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(state.settings.max_body_bytes)
+    } else {
+        ApiError::Invalid {
+            field: None,
+            detail: format!("could not read the request body: {e}"),
+        }
+    }
+}
+
+/// Parses JSON, naming the path of the first bad field.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::Invalid {
+            field: None,
+            detail: "the body is not valid UTF-8".into(),
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let detail = if inner.is_syntax() || inner.is_eof() {
+            format!("the body is not valid JSON: {inner}")
+        } else {
+            inner.to_string()
+        };
+        let field = if path != "." {
+            Some(path)
+        } else {
+            unknown_field_name(&detail)
+        };
+        ApiError::Invalid { field, detail }
+    })
+}
+
+fn unknown_field_name(detail: &str) -> Option<String> {
+    let rest = detail.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// A query string, failing as problem+json.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::Invalid {
+                    field: (path != ".").then_some(path),
+                    detail: format!("bad query parameter: {}", e.into_inner()),
+                }
+            })
+    }
+}
+
+/// The authenticated caller of an API request and the tenant it acts in.
+///
+/// Admins act in tenant `default` unless the request names another with
+/// `X-Tenant`; anyone else acts in their own tenant only.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub tenant: TenantId,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn require_write(&self) -> Result<(), ApiError> {
+        self.require(self.role.can_write(), "your role may only read")
+    }
+
+    pub fn require_access_admin(&self) -> Result<(), ApiError> {
+        self.require(
+            self.role.can_manage_access(),
+            "managing users and API keys needs the owner role",
+        )
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(
+            self.role.is_admin(),
+            "managing tenants needs the admin role",
+        )
+    }
+
+    fn require(&self, ok: bool, why: &'static str) -> Result<(), ApiError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(why))
+        }
+    }
+
+    /// The user id, when the caller is a logged-in user.
+    pub fn user_id(&self) -> Option<&str> {
+        match &self.principal.kind {
+            PrincipalKind::User { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The bearer token of a request, if it carries one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized(
+            "missing, invalid or expired credentials",
+        ))?;
+        let principal = state.identity.authenticate_bearer(token).await?;
+        let role = principal.role().ok_or(ApiError::Unauthorized(
+            "missing, invalid or expired credentials",
+        ))?;
+        let mut tenant = principal.tenant.clone();
+        if let Some(requested) = parts.headers.get("x-tenant") {
+            let requested = requested
+                .to_str()
+                .ok()
+                .and_then(|s| TenantId::new(s).ok())
+                .ok_or_else(|| ApiError::invalid("X-Tenant", "not a valid tenant id"))?;
+            if requested != tenant {
+                if !role.is_admin() {
+                    return Err(ApiError::Forbidden("only admins may act in another tenant"));
+                }
+                state.store().get_tenant(&requested).await?;
+                tenant = requested;
+            }
+        }
+        Ok(Caller {
+            principal,
+            tenant,
+            role,
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! Ferrule's HTTP API.
+//!
+//! [`app`] builds the axum router from an [`AppState`]: the REST resources
+//! under `/api/v1` (in [`routes`]), `/api/openapi.json` generated from the
+//! same route declarations, and the operational endpoints `/healthz`,
+//! `/readyz` and `/metrics`. Requests are authenticated by the [`Caller`]
+//! extractor through the store's `Identity`; every error leaves as RFC 9457
+//! problem+json through the single mapping in [`error`].
+
+pub mod error;
+mod extract;
+pub mod observe;
+mod pagination;
+pub mod routes;
+mod state;
+
+pub use extract::Caller;
+pub use routes::{app, openapi};
+pub use state::{AppState, HttpSettings, Readiness};

@@ -1,0 +1,72 @@
+//! Observability events: each is a type that logs and counts in one call, so
+//! metric names and label sets live here and nowhere else.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+pub const HTTP_REQUESTS: &str = "ferrule_http_requests_total";
+pub const HTTP_DURATION: &str = "ferrule_http_request_duration_seconds";
+pub const AUTH_FAILURES: &str = "ferrule_auth_failures_total";
+pub const BUILD_INFO: &str = "ferrule_build_info";
+
+/// Buckets for request latency, from 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+
+/// An HTTP request finished. `route` is the matched route template
+/// (`/api/v1/devices/{id}`), never the raw path, so cardinality stays bounded.
+pub struct HttpRequestCompleted<'a> {
+    pub route: &'a str,
+    pub method: &'a str,
+    pub status: u16,
+    pub elapsed: Duration,
+}
+
+impl HttpRequestCompleted<'_> {
+    pub fn emit(self) {
+        let labels = [
+            ("route", self.route.to_owned()),
+            ("method", self.method.to_owned()),
+            ("status", self.status.to_string()),
+        ];
+        counter!(HTTP_REQUESTS, &labels).increment(1);
+        histogram!(HTTP_DURATION, "route" => self.route.to_owned(), "method" => self.method.to_owned())
+            .record(self.elapsed.as_secs_f64());
+        if self.status >= 500 {
+            tracing::warn!(route = self.route, status = self.status, "request failed");
+        } else {
+            tracing::debug!(
+                route = self.route,
+                status = self.status,
+                elapsed_us = self.elapsed.as_micros() as u64,
+                "request"
+            );
+        }
+    }
+}
+
+/// Someone presented credentials that did not authenticate.
+pub struct AuthFailed {
+    pub transport: &'static str,
+    pub reason: &'static str,
+}
+
+impl AuthFailed {
+    pub fn emit(self) {
+        counter!(AUTH_FAILURES, "transport" => self.transport, "reason" => self.reason)
+            .increment(1);
+        tracing::info!(
+            transport = self.transport,
+            reason = self.reason,
+            "authentication failed"
+        );
+    }
+}
+
+/// The running build, as a constant-1 gauge with the version as a label.
+pub fn record_build_info() {
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}

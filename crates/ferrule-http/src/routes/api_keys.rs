@@ -1,0 +1,110 @@
+//! API keys of the caller's tenant: owners and admins manage them.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ferrule_core::Role;
+use jiff::Timestamp;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::views::{ApiKeyView, CreatedApiKey};
+use crate::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiQuery, JsonBody};
+use crate::pagination::{PageQuery, Paged};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    pub name: String,
+    #[schema(value_type = String, example = "viewer")]
+    pub role: Role,
+    /// When the key stops working (RFC 3339); never if absent.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An expiry must lie ahead, or the secret would be dead on arrival.
+pub(super) fn future(field: &str, t: Option<Timestamp>) -> Result<Option<Timestamp>, ApiError> {
+    match t {
+        Some(t) if t <= Timestamp::now() => Err(ApiError::invalid(field, "must be in the future")),
+        t => Ok(t),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(PageQuery),
+    responses((status = 200, body = Paged<ApiKeyView>), (status = 403, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paged<ApiKeyView>>> {
+    caller.require_access_admin()?;
+    let page = state
+        .store()
+        .list_api_keys(&caller.tenant, &q.to_request()?)
+        .await?;
+    Ok(Json(Paged::from_page(page, ApiKeyView::from)))
+}
+
+/// Create a key; its secret is in this response and never again.
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateApiKey>,
+) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+    caller.require_access_admin()?;
+    if !caller.role.can_grant(req.role) {
+        return Err(ApiError::Forbidden(
+            "you cannot grant a role above your own",
+        ));
+    }
+    if req.name.trim().is_empty() {
+        return Err(ApiError::invalid("name", "must not be empty"));
+    }
+    let expires_at = future("expires_at", req.expires_at)?;
+    let (key, secret) = state
+        .identity
+        .create_api_key(&caller.tenant, &req.name, req.role, expires_at)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key: key.into(),
+            secret,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
+    responses((status = 200, body = ApiKeyView), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKeyView>> {
+    caller.require_access_admin()?;
+    Ok(Json(
+        state.store().get_api_key(&caller.tenant, &id).await?.into(),
+    ))
+}
+
+/// Revoke a key: it stops working at once and stays listed, marked revoked.
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_access_admin()?;
+    state
+        .store()
+        .revoke_api_key(&caller.tenant, &id, Timestamp::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,177 @@
+//! Devices of the caller's tenant.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ferrule_core::DeviceId;
+use ferrule_store::{DeviceUpdate, NewDevice};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::views::{CreatedDevice, DeviceView};
+use crate::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiQuery, JsonBody};
+use crate::pagination::{PageQuery, Paged};
+use crate::state::AppState;
+
+/// Longest device name or profile accepted.
+const MAX_TEXT: usize = 256;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDevice {
+    /// Letters, digits, `-`, `_`, `.`; at most 64; unique in the tenant.
+    pub id: String,
+    /// Display name; defaults to the id.
+    pub name: Option<String>,
+    /// Device profile; defaults to `default`.
+    pub profile: Option<String>,
+    /// A JSON object of attributes.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDevice {
+    pub name: Option<String>,
+    pub profile: Option<String>,
+    /// Replaces all attributes.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Value>,
+    /// A disabled device cannot connect or ingest.
+    pub enabled: Option<bool>,
+}
+
+/// Path ids that cannot be valid are simply not found.
+pub(super) fn device_id(id: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::new(id).map_err(|_| ApiError::NotFound("device"))
+}
+
+fn check_text(field: &str, v: &Option<String>) -> Result<(), ApiError> {
+    match v {
+        Some(s) if s.trim().is_empty() => Err(ApiError::invalid(field, "must not be empty")),
+        Some(s) if s.chars().count() > MAX_TEXT => Err(ApiError::invalid(
+            field,
+            format!("must be at most {MAX_TEXT} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_attributes(v: &Option<serde_json::Value>) -> Result<(), ApiError> {
+    match v {
+        Some(a) if !a.is_object() => Err(ApiError::invalid("attributes", "must be a JSON object")),
+        _ => Ok(()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(PageQuery),
+    responses((status = 200, body = Paged<DeviceView>), (status = 401, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paged<DeviceView>>> {
+    let page = state
+        .store()
+        .list_devices(&caller.tenant, &q.to_request()?)
+        .await?;
+    Ok(Json(Paged::from_page(page, DeviceView::from)))
+}
+
+/// Register a device; the response carries its first access token, once.
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = CreateDevice,
+    responses((status = 201, body = CreatedDevice), (status = 409, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateDevice>,
+) -> ApiResult<(StatusCode, Json<CreatedDevice>)> {
+    caller.require_write()?;
+    let id = DeviceId::new(&req.id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
+    check_text("name", &req.name)?;
+    check_text("profile", &req.profile)?;
+    check_attributes(&req.attributes)?;
+    let new = NewDevice {
+        tenant: caller.tenant.clone(),
+        name: req.name.unwrap_or_else(|| req.id.clone()),
+        id,
+        profile: req.profile.unwrap_or_else(|| "default".into()),
+        attributes: req.attributes.unwrap_or_else(|| serde_json::json!({})),
+    };
+    let device = state.store().create_device(&new).await?;
+    let (cred, token) = state
+        .identity
+        .issue_device_token(&caller.tenant, &device.id, None)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedDevice {
+            device: device.into(),
+            token,
+            credential_id: cred.id,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceView), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    Ok(Json(
+        state
+            .store()
+            .get_device(&caller.tenant, &device_id(&id)?)
+            .await?
+            .into(),
+    ))
+}
+
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    request_body = UpdateDevice,
+    responses((status = 200, body = DeviceView), (status = 404, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateDevice>,
+) -> ApiResult<Json<DeviceView>> {
+    caller.require_write()?;
+    check_text("name", &req.name)?;
+    check_text("profile", &req.profile)?;
+    check_attributes(&req.attributes)?;
+    let update = DeviceUpdate {
+        name: req.name,
+        profile: req.profile,
+        attributes: req.attributes,
+        enabled: req.enabled,
+    };
+    Ok(Json(
+        state
+            .store()
+            .update_device(&caller.tenant, &device_id(&id)?, &update)
+            .await?
+            .into(),
+    ))
+}
+
+/// Delete a device and its credentials.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_write()?;
+    state
+        .store()
+        .delete_device(&caller.tenant, &device_id(&id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,112 @@
+//! Tenants: admin only.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ferrule_core::TenantId;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::views::TenantView;
+use crate::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiQuery, JsonBody};
+use crate::pagination::{PageQuery, Paged};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Letters, digits, `-`, `_`, `.`; at most 64.
+    pub id: String,
+    /// Display name; defaults to the id.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    pub name: String,
+}
+
+/// Path ids that cannot be valid are simply not found.
+fn tenant_id(id: &str) -> Result<TenantId, ApiError> {
+    TenantId::new(id).map_err(|_| ApiError::NotFound("tenant"))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(PageQuery),
+    responses((status = 200, body = Paged<TenantView>), (status = 403, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paged<TenantView>>> {
+    caller.require_admin()?;
+    let page = state.store().list_tenants(&q.to_request()?).await?;
+    Ok(Json(Paged::from_page(page, TenantView::from)))
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant,
+    responses((status = 201, body = TenantView), (status = 409, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<TenantView>)> {
+    caller.require_admin()?;
+    let id = TenantId::new(&req.id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
+    let name = req.name.unwrap_or_else(|| req.id.clone());
+    let tenant = state.store().create_tenant(&id, &name).await?;
+    Ok((StatusCode::CREATED, Json(tenant.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TenantView>> {
+    caller.require_admin()?;
+    Ok(Json(
+        state.store().get_tenant(&tenant_id(&id)?).await?.into(),
+    ))
+}
+
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+    request_body = UpdateTenant,
+    responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateTenant>,
+) -> ApiResult<Json<TenantView>> {
+    caller.require_admin()?;
+    Ok(Json(
+        state
+            .store()
+            .rename_tenant(&tenant_id(&id)?, &req.name)
+            .await?
+            .into(),
+    ))
+}
+
+/// Deletes the tenant and everything it owns. `default` cannot be deleted.
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let id = tenant_id(&id)?;
+    if id == TenantId::default_tenant() {
+        return Err(ApiError::Conflict(
+            "the default tenant cannot be deleted".into(),
+        ));
+    }
+    state.store().delete_tenant(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

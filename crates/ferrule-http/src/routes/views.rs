@@ -1,0 +1,167 @@
+//! What the API shows of stored records: never a secret, except the
+//! `Issued*`/`Created*` shapes that carry one, once.
+
+use ferrule_store::{ApiKey, Credential, Device, Tenant, User};
+use jiff::Timestamp;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+impl From<Tenant> for TenantView {
+    fn from(t: Tenant) -> Self {
+        Self {
+            id: t.id.into(),
+            name: t.name,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub tenant: String,
+    pub email: String,
+    /// admin, owner, editor or viewer.
+    #[schema(value_type = String, example = "editor")]
+    pub role: ferrule_core::Role,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            tenant: u.tenant.into(),
+            email: u.email,
+            role: u.role,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, example = "viewer")]
+    pub role: ferrule_core::Role,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl From<ApiKey> for ApiKeyView {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            role: k.role,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A new API key with its secret; the secret is never shown again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    /// Use as `Authorization: Bearer <secret>`, or as the MQTT password with
+    /// username `key:<id>`. Shown once.
+    pub secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub name: String,
+    pub profile: String,
+    /// User-defined attributes (a JSON object).
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Value,
+    pub enabled: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+impl From<Device> for DeviceView {
+    fn from(d: Device) -> Self {
+        Self {
+            id: d.id.into(),
+            name: d.name,
+            profile: d.profile,
+            attributes: d.attributes,
+            enabled: d.enabled,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+/// A new device with its first access token; the token is never shown again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedDevice {
+    #[serde(flatten)]
+    pub device: DeviceView,
+    /// The device's access token: the MQTT username, or the bearer for HTTP
+    /// ingest. Shown once.
+    pub token: String,
+    /// The id of the token's credential, to rotate or revoke it.
+    pub credential_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialView {
+    pub id: String,
+    pub device: String,
+    /// token, password or x509.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "token")]
+    pub kind: ferrule_store::CredentialKind,
+    /// For x509 credentials: the `sha256:HEX` certificate fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+}
+
+impl From<Credential> for CredentialView {
+    fn from(c: Credential) -> Self {
+        Self {
+            id: c.id,
+            device: c.device.into(),
+            kind: c.kind,
+            fingerprint: c.fingerprint,
+            created_at: c.created_at,
+            expires_at: c.expires_at,
+        }
+    }
+}
+
+/// A credential as created or rotated; a token credential carries its token,
+/// shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedCredential {
+    #[serde(flatten)]
+    pub credential: CredentialView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}

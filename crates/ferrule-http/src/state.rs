@@ -1,0 +1,51 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ferrule_store::{Identity, MetaStore};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// Settings of the HTTP API that come from configuration.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Set once every listener is bound; `/readyz` reports it.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Shared state of the HTTP API.
+#[derive(Clone)]
+pub struct AppState {
+    pub identity: Identity,
+    pub settings: HttpSettings,
+    pub readiness: Readiness,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn store(&self) -> &Arc<dyn MetaStore> {
+        self.identity.store()
+    }
+}

@@ -1,0 +1,398 @@
+//! The conformance suite every [`MetaStore`] backend must pass.
+//!
+//! Instantiate it in a backend's tests with
+//! `ferrule_store::meta_store_conformance!(|| async { (store, guard) })`,
+//! where `guard` is anything that must outlive the store (a temp dir, a
+//! dropped-at-end database). Each case gets a fresh store.
+
+use ferrule_core::{DeviceId, Role, TenantId};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::model::*;
+use crate::{MetaStore, StoreError};
+
+/// Expands to one `#[tokio::test]` per conformance case.
+#[macro_export]
+macro_rules! meta_store_conformance {
+    ($factory:expr) => {
+        $crate::meta_store_conformance!(@cases $factory;
+            tenants_crud_and_paging,
+            users_are_unique_by_email_and_scoped_by_tenant,
+            sessions_find_and_end,
+            api_keys_are_found_by_hash_and_revoked,
+            devices_are_scoped_by_tenant,
+            credentials_find_rotate_and_delete,
+            deleting_a_tenant_removes_everything_it_owns,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = ($factory)().await;
+                $crate::conformance::$case(&store).await;
+            }
+        )*
+    };
+}
+
+fn tenant(s: &str) -> TenantId {
+    TenantId::new(s).unwrap()
+}
+
+fn device(s: &str) -> DeviceId {
+    DeviceId::new(s).unwrap()
+}
+
+fn page(limit: u32, after: Option<String>) -> PageRequest {
+    PageRequest { limit, after }
+}
+
+fn not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(
+        matches!(r, Err(StoreError::NotFound { .. })),
+        "expected NotFound, got {r:?}"
+    );
+}
+
+async fn with_tenants(s: &dyn MetaStore) -> (TenantId, TenantId) {
+    let (a, b) = (tenant("alpha"), tenant("beta"));
+    s.create_tenant(&a, "Alpha").await.unwrap();
+    s.create_tenant(&b, "Beta").await.unwrap();
+    (a, b)
+}
+
+fn new_user(id: &str, t: &TenantId, email: &str) -> NewUser {
+    NewUser {
+        id: id.into(),
+        tenant: t.clone(),
+        email: email.into(),
+        role: Role::Editor,
+        password_hash: "hash".into(),
+    }
+}
+
+fn new_device(t: &TenantId, id: &str) -> NewDevice {
+    NewDevice {
+        tenant: t.clone(),
+        id: device(id),
+        name: id.into(),
+        profile: "default".into(),
+        attributes: serde_json::json!({"floor": 2}),
+    }
+}
+
+pub async fn tenants_crud_and_paging(s: &dyn MetaStore) {
+    for i in 0..5 {
+        s.create_tenant(&tenant(&format!("t{i}")), &format!("T{i}"))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        s.create_tenant(&tenant("t0"), "again").await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let first = s.list_tenants(&page(2, None)).await.unwrap();
+    assert_eq!(
+        first
+            .items
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["t0", "t1"]
+    );
+    let second = s.list_tenants(&page(2, first.next)).await.unwrap();
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["t2", "t3"]
+    );
+    let last = s.list_tenants(&page(2, second.next)).await.unwrap();
+    assert_eq!(last.items.len(), 1);
+    assert!(last.next.is_none());
+    assert_eq!(
+        s.rename_tenant(&tenant("t1"), "New").await.unwrap().name,
+        "New"
+    );
+    s.delete_tenant(&tenant("t1")).await.unwrap();
+    not_found(s.get_tenant(&tenant("t1")).await);
+    not_found(s.delete_tenant(&tenant("t1")).await);
+}
+
+pub async fn users_are_unique_by_email_and_scoped_by_tenant(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    let u = s
+        .create_user(&new_user("u1", &a, "ann@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(u.role, Role::Editor);
+    // Emails are unique across tenants and case-insensitively.
+    assert!(matches!(
+        s.create_user(&new_user("u2", &b, "ANN@example.com")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let rec = s
+        .find_user_by_email("Ann@Example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (rec.user.id.as_str(), rec.password_hash.as_str()),
+        ("u1", "hash")
+    );
+    not_found(s.get_user(&b, "u1").await);
+    not_found(
+        s.update_user(
+            &b,
+            "u1",
+            &UserUpdate {
+                role: Some(Role::Owner),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    not_found(s.delete_user(&b, "u1").await);
+    assert!(
+        s.list_users(&b, &page(10, None))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let up = UserUpdate {
+        role: Some(Role::Viewer),
+        password_hash: Some("h2".into()),
+    };
+    assert_eq!(
+        s.update_user(&a, "u1", &up).await.unwrap().role,
+        Role::Viewer
+    );
+    assert_eq!(
+        s.find_user_by_email("ann@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "h2"
+    );
+    assert_eq!(s.count_users().await.unwrap(), 1);
+    s.delete_user(&a, "u1").await.unwrap();
+    assert!(
+        s.find_user_by_email("ann@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn sessions_find_and_end(s: &dyn MetaStore) {
+    let (a, _) = with_tenants(s).await;
+    s.create_user(&new_user("u1", &a, "ann@example.com"))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    for (hash, offset) in [("live", 3600), ("old", -3600), ("other", 60)] {
+        let session = Session {
+            token_hash: hash.into(),
+            user_id: "u1".into(),
+            expires_at: now + SignedDuration::from_secs(offset),
+        };
+        s.create_session(&session).await.unwrap();
+    }
+    let (found, user) = s.find_session("live").await.unwrap().unwrap();
+    assert_eq!(
+        (found.user_id.as_str(), user.email.as_str()),
+        ("u1", "ann@example.com")
+    );
+    assert_eq!(s.purge_expired_sessions(now).await.unwrap(), 1);
+    assert!(s.find_session("old").await.unwrap().is_none());
+    s.delete_session("live").await.unwrap();
+    assert!(s.find_session("live").await.unwrap().is_none());
+    s.delete_user_sessions("u1").await.unwrap();
+    assert!(s.find_session("other").await.unwrap().is_none());
+}
+
+pub async fn api_keys_are_found_by_hash_and_revoked(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    let key = ApiKey {
+        id: "k1".into(),
+        tenant: a.clone(),
+        name: "ci".into(),
+        role: Role::Viewer,
+        created_at: Timestamp::from_millisecond(1_700_000_000_000).unwrap(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    s.create_api_key(&key, "secret-hash").await.unwrap();
+    assert_eq!(s.find_api_key("secret-hash").await.unwrap().unwrap(), key);
+    assert!(s.find_api_key("other").await.unwrap().is_none());
+    not_found(s.get_api_key(&b, "k1").await);
+    not_found(s.revoke_api_key(&b, "k1", Timestamp::now()).await);
+    let revoked = s.revoke_api_key(&a, "k1", Timestamp::now()).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(!revoked.is_active(Timestamp::now()));
+    // Revoked keys stay listed for audit.
+    assert_eq!(
+        s.list_api_keys(&a, &page(10, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+pub async fn devices_are_scoped_by_tenant(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    s.create_device(&new_device(&a, "pump")).await.unwrap();
+    // The same id in another tenant is a different device.
+    s.create_device(&new_device(&b, "pump")).await.unwrap();
+    assert!(matches!(
+        s.create_device(&new_device(&a, "pump")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let up = DeviceUpdate {
+        name: Some("Pump A".into()),
+        enabled: Some(false),
+        ..Default::default()
+    };
+    let d = s.update_device(&a, &device("pump"), &up).await.unwrap();
+    assert_eq!((d.name.as_str(), d.enabled), ("Pump A", false));
+    assert_eq!(d.attributes, serde_json::json!({"floor": 2}));
+    assert_eq!(
+        s.get_device(&b, &device("pump")).await.unwrap().name,
+        "pump"
+    );
+    not_found(s.get_device(&a, &device("nope")).await);
+    for i in 0..3 {
+        s.create_device(&new_device(&a, &format!("d{i}")))
+            .await
+            .unwrap();
+    }
+    let p1 = s.list_devices(&a, &page(3, None)).await.unwrap();
+    let p2 = s.list_devices(&a, &page(3, p1.next.clone())).await.unwrap();
+    let ids: Vec<_> = p1
+        .items
+        .iter()
+        .chain(&p2.items)
+        .map(|d| d.id.to_string())
+        .collect();
+    assert_eq!(ids, ["d0", "d1", "d2", "pump"]);
+    assert!(p2.next.is_none());
+    s.delete_device(&a, &device("pump")).await.unwrap();
+    not_found(s.get_device(&a, &device("pump")).await);
+    assert!(s.get_device(&b, &device("pump")).await.is_ok());
+}
+
+pub async fn credentials_find_rotate_and_delete(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    s.create_device(&new_device(&a, "pump")).await.unwrap();
+    let token = NewCredential {
+        id: "c1".into(),
+        kind: CredentialKind::Token,
+        secret_hash: Some("tok-hash".into()),
+        fingerprint: None,
+        expires_at: None,
+    };
+    let pw = NewCredential {
+        id: "c2".into(),
+        kind: CredentialKind::Password,
+        secret_hash: Some("pw-hash".into()),
+        fingerprint: None,
+        expires_at: None,
+    };
+    let x509 = NewCredential {
+        id: "c3".into(),
+        kind: CredentialKind::X509,
+        secret_hash: None,
+        fingerprint: Some("sha256:00".into()),
+        expires_at: None,
+    };
+    for c in [&token, &pw, &x509] {
+        s.add_credential(&a, &device("pump"), c).await.unwrap();
+    }
+    not_found(s.add_credential(&b, &device("pump"), &token).await);
+    let login = s.find_device_by_token("tok-hash").await.unwrap().unwrap();
+    assert_eq!(
+        (login.tenant.as_str(), login.device.as_str()),
+        ("alpha", "pump")
+    );
+    assert!(
+        s.find_device_by_token("pw-hash").await.unwrap().is_none(),
+        "a password is not a token"
+    );
+    assert!(
+        s.find_device_by_fingerprint("sha256:00")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let pws = s.device_passwords(&a, &device("pump")).await.unwrap();
+    assert_eq!(
+        pws.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(),
+        ["pw-hash"]
+    );
+    assert!(
+        s.device_passwords(&b, &device("pump"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let listed = s.list_credentials(&a, &device("pump")).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    not_found(s.list_credentials(&b, &device("pump")).await);
+
+    s.rotate_credential(&a, &device("pump"), "c1", "new-hash")
+        .await
+        .unwrap();
+    assert!(s.find_device_by_token("tok-hash").await.unwrap().is_none());
+    assert!(s.find_device_by_token("new-hash").await.unwrap().is_some());
+    assert!(matches!(
+        s.rotate_credential(&a, &device("pump"), "c3", "x").await,
+        Err(StoreError::Refused(_))
+    ));
+    not_found(s.rotate_credential(&b, &device("pump"), "c1", "x").await);
+    not_found(s.delete_credential(&b, &device("pump"), "c1").await);
+    s.delete_credential(&a, &device("pump"), "c1")
+        .await
+        .unwrap();
+    assert!(s.find_device_by_token("new-hash").await.unwrap().is_none());
+    // Deleting the device deletes its remaining credentials.
+    s.delete_device(&a, &device("pump")).await.unwrap();
+    assert!(
+        s.find_device_by_fingerprint("sha256:00")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn deleting_a_tenant_removes_everything_it_owns(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    s.create_user(&new_user("u1", &a, "ann@example.com"))
+        .await
+        .unwrap();
+    s.create_device(&new_device(&a, "pump")).await.unwrap();
+    let cred = NewCredential {
+        id: "c1".into(),
+        kind: CredentialKind::Token,
+        secret_hash: Some("tok".into()),
+        fingerprint: None,
+        expires_at: None,
+    };
+    s.add_credential(&a, &device("pump"), &cred).await.unwrap();
+    s.create_device(&new_device(&b, "keep")).await.unwrap();
+    s.delete_tenant(&a).await.unwrap();
+    assert!(
+        s.find_user_by_email("ann@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.find_device_by_token("tok").await.unwrap().is_none());
+    assert!(s.get_device(&b, &device("keep")).await.is_ok());
+}

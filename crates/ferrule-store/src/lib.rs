@@ -1,0 +1,24 @@
+//! Ferrule's storage: the traits every backend implements, the embedded
+//! backend, and the identity service built on top.
+//!
+//! - [`MetaStore`] holds tenants, users, sessions, API keys, devices and their
+//!   credentials. [`embedded::EmbeddedStore`] implements it on SQLite in the
+//!   data directory; a PostgreSQL backend implements the same trait, and
+//!   [`conformance`] is the one test suite both must pass.
+//! - [`Identity`] turns presented secrets (passwords, bearer tokens, device
+//!   tokens, certificate fingerprints) into a [`ferrule_core::Principal`], and
+//!   mints and hashes secrets. Every transport authenticates through it.
+
+pub mod embedded;
+mod error;
+mod identity;
+mod meta;
+mod model;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use error::{Result, StoreError};
+pub use identity::{AuthError, Identity, IssuedSession};
+pub use meta::MetaStore;
+pub use model::*;

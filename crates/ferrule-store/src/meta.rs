@@ -1,0 +1,97 @@
+//! The metadata store trait.
+
+use async_trait::async_trait;
+use ferrule_core::{DeviceId, TenantId};
+use jiff::Timestamp;
+
+use crate::Result;
+use crate::model::*;
+
+/// Tenants, users, sessions, API keys, devices and credentials.
+///
+/// Every call that reads or changes a tenant's object takes the tenant, and a
+/// backend must answer [`crate::StoreError::NotFound`] for another tenant's
+/// object exactly as for a missing one. Secrets arrive already hashed.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Cheap liveness check for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+    /// Make everything written so far durable and release resources.
+    async fn close(&self) -> Result<()>;
+
+    async fn create_tenant(&self, id: &TenantId, name: &str) -> Result<Tenant>;
+    async fn get_tenant(&self, id: &TenantId) -> Result<Tenant>;
+    async fn list_tenants(&self, page: &PageRequest) -> Result<Page<Tenant>>;
+    async fn rename_tenant(&self, id: &TenantId, name: &str) -> Result<Tenant>;
+    /// Deletes the tenant and everything it owns.
+    async fn delete_tenant(&self, id: &TenantId) -> Result<()>;
+
+    async fn create_user(&self, user: &NewUser) -> Result<User>;
+    async fn get_user(&self, tenant: &TenantId, id: &str) -> Result<User>;
+    /// Emails are unique across the instance: login does not name a tenant.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
+    async fn list_users(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<User>>;
+    async fn update_user(&self, tenant: &TenantId, id: &str, update: &UserUpdate) -> Result<User>;
+    /// Deletes the user and its sessions.
+    async fn delete_user(&self, tenant: &TenantId, id: &str) -> Result<()>;
+    async fn count_users(&self) -> Result<u64>;
+
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    /// The session and its user, if the token hash is known (expired or not).
+    async fn find_session(&self, token_hash: &str) -> Result<Option<(Session, User)>>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Ends every session of a user (password change, role change).
+    async fn delete_user_sessions(&self, user_id: &str) -> Result<()>;
+    async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64>;
+
+    async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()>;
+    async fn get_api_key(&self, tenant: &TenantId, id: &str) -> Result<ApiKey>;
+    /// The key whose secret hashes to `secret_hash`, in any state.
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
+    async fn list_api_keys(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<ApiKey>>;
+    /// Marks the key revoked; it stays listed so its use can be audited.
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &str, at: Timestamp) -> Result<ApiKey>;
+
+    async fn create_device(&self, device: &NewDevice) -> Result<Device>;
+    async fn get_device(&self, tenant: &TenantId, id: &DeviceId) -> Result<Device>;
+    async fn list_devices(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Device>>;
+    async fn update_device(
+        &self,
+        tenant: &TenantId,
+        id: &DeviceId,
+        update: &DeviceUpdate,
+    ) -> Result<Device>;
+    /// Deletes the device and its credentials.
+    async fn delete_device(&self, tenant: &TenantId, id: &DeviceId) -> Result<()>;
+
+    async fn add_credential(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        cred: &NewCredential,
+    ) -> Result<Credential>;
+    async fn list_credentials(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+    ) -> Result<Vec<Credential>>;
+    /// Replaces a token or password credential's secret, keeping its id: the
+    /// old secret stops working at once.
+    async fn rotate_credential(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        id: &str,
+        secret_hash: &str,
+    ) -> Result<Credential>;
+    async fn delete_credential(&self, tenant: &TenantId, device: &DeviceId, id: &str)
+    -> Result<()>;
+    async fn find_device_by_token(&self, token_hash: &str) -> Result<Option<DeviceLogin>>;
+    async fn find_device_by_fingerprint(&self, fingerprint: &str) -> Result<Option<DeviceLogin>>;
+    /// The password hashes of a device's password credentials, with expiry.
+    async fn device_passwords(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+    ) -> Result<Vec<(String, DeviceLogin)>>;
+}

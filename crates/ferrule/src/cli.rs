@@ -1,0 +1,94 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LogFormat, RawConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrule",
+    version,
+    about = "Self-hosted IoT backend in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API, MQTT broker, storage.
+    // A repeated flag takes its last value, so wrappers can append overrides.
+    #[command(args_override_self = true)]
+    Serve(Box<ServeArgs>),
+    /// Run a benchmark scenario and print its figures.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Flags of `serve`; each overrides the same setting from env and file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listen address [default: 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// Largest HTTP request body in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub http_max_body_bytes: Option<usize>,
+    /// MQTT TCP listen address [default: 0.0.0.0:1883].
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_listen: Option<String>,
+    /// MQTT TLS listen address [default: 0.0.0.0:8883 when a cert is given].
+    #[arg(long, value_name = "ADDR")]
+    pub mqtts_listen: Option<String>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// `embedded` or a postgres:// URL [default: embedded].
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+    /// NATS URL of the cluster bus [default: none, single node].
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// Admit MQTT clients without credentials into tenant `default`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub mqtt_allow_anonymous: Option<bool>,
+    /// Most keep alive a client gets, in seconds; 0 accepts the client's.
+    #[arg(long, value_name = "SECS")]
+    pub mqtt_max_keepalive: Option<u16>,
+    /// Log line format [default: pretty].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// The flags as the highest config layer.
+    pub fn to_raw(&self) -> RawConfig {
+        let mut raw = RawConfig {
+            data_dir: self.data_dir.clone(),
+            storage: self.storage.clone(),
+            nats: self.nats.clone(),
+            ..RawConfig::default()
+        };
+        raw.http.listen = self.http_listen.clone();
+        raw.http.max_body_bytes = self.http_max_body_bytes;
+        raw.mqtt.listen = self.mqtt_listen.clone();
+        raw.mqtt.allow_anonymous = self.mqtt_allow_anonymous;
+        raw.mqtt.max_keepalive = self.mqtt_max_keepalive;
+        raw.mqtts.listen = self.mqtts_listen.clone();
+        raw.tls.cert = self.tls_cert.clone();
+        raw.tls.key = self.tls_key.clone();
+        raw.log.format = self.log_format;
+        raw
+    }
+}

@@ -1,0 +1,457 @@
+//! Configuration: raw layers merged by figment, then validated.
+//!
+//! Precedence, lowest first: built-in defaults, `ferrule.toml` (or `--config`),
+//! `FERRULE_<SECTION>_<KEY>` environment variables (and `$PORT`), flags.
+//! [`RawConfig`] is the merged, unvalidated shape (every field optional, no
+//! I/O); [`Config`] has addresses parsed and defaults applied. Loading files
+//! named by the config (TLS certs) and probing the data directory happen later,
+//! in start-up, so that they are reported as start-up errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::startup::StartupError;
+
+/// Sections of the config file; `FERRULE_<SECTION>_<KEY>` maps to `section.key`.
+const SECTIONS: &[&str] = &["http", "mqtt", "mqtts", "tls", "admin", "log"];
+
+/// Environment variables that share the prefix but are not config keys.
+const NOT_CONFIG_ENV: &[&str] = &["log"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_path",
+        default
+    )]
+    pub data_dir: Option<PathBuf>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub storage: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub nats: Option<String>,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub mqtt: RawMqtt,
+    #[serde(default)]
+    pub mqtts: RawMqtts,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub session_ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_keepalive: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtts {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_path",
+        default
+    )]
+    pub cert: Option<PathBuf>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_path",
+        default
+    )]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub email: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// Where metadata and telemetry live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// SQLite and files in the data directory.
+    Embedded,
+    /// A PostgreSQL server.
+    Postgres(String),
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+// The MQTT settings are validated now and consumed when the broker starts.
+#[allow(dead_code)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub storage: Storage,
+    pub nats: Option<String>,
+    pub http_listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub session_ttl: Duration,
+    pub mqtt_listen: SocketAddr,
+    pub mqtt_allow_anonymous: bool,
+    pub mqtt_max_keepalive: u16,
+    /// Set when a certificate and key are configured.
+    pub mqtts_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub admin_email: String,
+    pub admin_password: Option<String>,
+    pub log_format: LogFormat,
+}
+
+/// Accepts any scalar as a string: figment parses `FERRULE_MQTT_LISTEN=1883` or
+/// a password of digits as a number, and the user still meant text.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(Option::<Scalar>::deserialize(d)?.map(|s| match s {
+        Scalar::S(s) => s,
+        Scalar::I(i) => i.to_string(),
+        Scalar::U(u) => u.to_string(),
+        Scalar::F(f) => f.to_string(),
+        Scalar::B(b) => b.to_string(),
+    }))
+}
+
+fn lenient_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(lenient_string(d)?.map(PathBuf::from))
+}
+
+/// Maps `FERRULE_MQTT_ALLOW_ANONYMOUS` to `mqtt.allow_anonymous`; variables
+/// that are not config keys (`FERRULE_LOG`, `FERRULE_TEST_*`) are skipped.
+fn env_key(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    if NOT_CONFIG_ENV.contains(&key.as_str()) || key.starts_with("test_") {
+        return None;
+    }
+    match key.split_once('_') {
+        Some((section, rest)) if SECTIONS.contains(&section) => Some(format!("{section}.{rest}")),
+        _ => Some(key),
+    }
+}
+
+/// The merged figment for a config file, the environment and flags.
+pub fn figment(file: Option<&Path>, flags: &RawConfig) -> Result<Figment, StartupError> {
+    let mut fig = Figment::new();
+    match file {
+        Some(path) if !path.exists() => {
+            return Err(StartupError::new(
+                "--config",
+                format!(
+                    "{} does not exist: give the path of a ferrule.toml",
+                    path.display()
+                ),
+            ));
+        }
+        Some(path) => fig = fig.merge(Toml::file_exact(path)),
+        None => fig = fig.merge(Toml::file("ferrule.toml")),
+    }
+    if let Ok(port) = std::env::var("PORT") {
+        let port: u16 = port.trim().parse().map_err(|_| {
+            StartupError::new(
+                "PORT",
+                format!("{port:?} is not a port number: set PORT to 1-65535"),
+            )
+        })?;
+        fig = fig.merge(Serialized::default(
+            "http.listen",
+            format!("0.0.0.0:{port}"),
+        ));
+    }
+    fig = fig.merge(Env::prefixed("FERRULE_").filter_map(|k| env_key(k.as_str()).map(Into::into)));
+    Ok(fig.merge(Serialized::defaults(flags)))
+}
+
+impl Config {
+    /// Loads and validates configuration from all layers.
+    pub fn load(file: Option<&Path>, flags: &RawConfig) -> Result<Config, StartupError> {
+        let file_exists = file.is_some() || Path::new("ferrule.toml").exists();
+        let raw: RawConfig = figment(file, flags)?.extract().map_err(|e| {
+            let source = if file_exists {
+                "configuration (ferrule.toml, FERRULE_* env, flags)"
+            } else {
+                "configuration (FERRULE_* env, flags)"
+            };
+            StartupError::new(source, format!("{}", e).replace('\n', "; "))
+        })?;
+        Config::try_from(raw)
+    }
+}
+
+fn addr(
+    setting: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<SocketAddr, StartupError> {
+    let value = value.unwrap_or_else(|| default.to_owned());
+    value.parse().map_err(|_| {
+        StartupError::new(
+            setting,
+            format!("{value:?} is not a listen address: use HOST:PORT such as {default}"),
+        )
+    })
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = StartupError;
+
+    fn try_from(raw: RawConfig) -> Result<Config, StartupError> {
+        let storage = match raw.storage.as_deref() {
+            None | Some("embedded") => Storage::Embedded,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Storage::Postgres(url.to_owned())
+            }
+            Some(other) => {
+                return Err(StartupError::new(
+                    "storage (--storage, FERRULE_STORAGE)",
+                    format!(
+                        "{other:?} is not a storage: use `embedded` or a postgres://USER@HOST/DB URL"
+                    ),
+                ));
+            }
+        };
+        if let Some(nats) = &raw.nats
+            && !(nats.starts_with("nats://") || nats.starts_with("tls://"))
+        {
+            return Err(StartupError::new(
+                "nats (--nats, FERRULE_NATS)",
+                format!("{nats:?} is not a NATS URL: use nats://HOST:4222"),
+            ));
+        }
+        let session_ttl = match raw.http.session_ttl.as_deref() {
+            None => Duration::from_secs(24 * 3600),
+            Some(s) => s
+                .parse::<jiff::SignedDuration>()
+                .ok()
+                .and_then(|d| Duration::try_from(d).ok())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    StartupError::new(
+                        "http.session_ttl (FERRULE_HTTP_SESSION_TTL)",
+                        format!("{s:?} is not a duration: use e.g. \"24h\" or \"30m\""),
+                    )
+                })?,
+        };
+        let max_body_bytes = raw.http.max_body_bytes.unwrap_or(1024 * 1024);
+        if max_body_bytes < 1024 {
+            return Err(StartupError::new(
+                "http.max_body_bytes (--http-max-body-bytes, FERRULE_HTTP_MAX_BODY_BYTES)",
+                "must be at least 1024".to_owned(),
+            ));
+        }
+        let (tls_cert, tls_key) = match (raw.tls.cert, raw.tls.key) {
+            (Some(c), Some(k)) => (Some(c), Some(k)),
+            (None, None) => (None, None),
+            (Some(_), None) => {
+                return Err(StartupError::new(
+                    "tls.key (--tls-key, FERRULE_TLS_KEY)",
+                    "a certificate was given without its key: give both --tls-cert and --tls-key"
+                        .to_owned(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(StartupError::new(
+                    "tls.cert (--tls-cert, FERRULE_TLS_CERT)",
+                    "a key was given without its certificate: give both --tls-cert and --tls-key"
+                        .to_owned(),
+                ));
+            }
+        };
+        let mqtts_listen = match (&tls_cert, raw.mqtts.listen) {
+            (Some(_), listen) => Some(addr(
+                "mqtts.listen (--mqtts-listen, FERRULE_MQTTS_LISTEN)",
+                listen,
+                "0.0.0.0:8883",
+            )?),
+            (None, Some(_)) => {
+                return Err(StartupError::new(
+                    "mqtts.listen (--mqtts-listen, FERRULE_MQTTS_LISTEN)",
+                    "MQTT over TLS needs a certificate: give --tls-cert and --tls-key".to_owned(),
+                ));
+            }
+            (None, None) => None,
+        };
+        Ok(Config {
+            data_dir: raw
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("ferrule-data")),
+            storage,
+            nats: raw.nats,
+            http_listen: addr(
+                "http.listen (--http-listen, FERRULE_HTTP_LISTEN, PORT)",
+                raw.http.listen,
+                "0.0.0.0:8080",
+            )?,
+            max_body_bytes,
+            session_ttl,
+            mqtt_listen: addr(
+                "mqtt.listen (--mqtt-listen, FERRULE_MQTT_LISTEN)",
+                raw.mqtt.listen,
+                "0.0.0.0:1883",
+            )?,
+            mqtt_allow_anonymous: raw.mqtt.allow_anonymous.unwrap_or(false),
+            mqtt_max_keepalive: raw.mqtt.max_keepalive.unwrap_or(0),
+            mqtts_listen,
+            tls_cert,
+            tls_key,
+            admin_email: raw
+                .admin
+                .email
+                .unwrap_or_else(|| "admin@localhost".to_owned()),
+            admin_password: raw.admin.password,
+            log_format: raw.log.format.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keys_map_to_sections() {
+        assert_eq!(
+            env_key("MQTT_ALLOW_ANONYMOUS").as_deref(),
+            Some("mqtt.allow_anonymous")
+        );
+        assert_eq!(env_key("MQTTS_LISTEN").as_deref(), Some("mqtts.listen"));
+        assert_eq!(env_key("DATA_DIR").as_deref(), Some("data_dir"));
+        assert_eq!(env_key("LOG_FORMAT").as_deref(), Some("log.format"));
+        assert_eq!(env_key("LOG"), None);
+        assert_eq!(env_key("TEST_POSTGRES"), None);
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("ferrule-data"));
+        assert_eq!(c.http_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.mqtt_listen.to_string(), "0.0.0.0:1883");
+        assert_eq!(c.storage, Storage::Embedded);
+        assert!(c.mqtts_listen.is_none() && !c.mqtt_allow_anonymous);
+        assert_eq!(c.admin_email, "admin@localhost");
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let raw = RawConfig {
+            storage: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        assert!(
+            Config::try_from(raw)
+                .unwrap_err()
+                .to_string()
+                .contains("storage")
+        );
+        let mut raw = RawConfig::default();
+        raw.http.listen = Some("nonsense".into());
+        assert!(
+            Config::try_from(raw)
+                .unwrap_err()
+                .to_string()
+                .contains("http.listen")
+        );
+        let mut raw = RawConfig::default();
+        raw.tls.cert = Some("c.pem".into());
+        assert!(
+            Config::try_from(raw)
+                .unwrap_err()
+                .to_string()
+                .contains("tls.key")
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! The `ferrule` binary: parses the command line and hands over to a
+//! subcommand. Wiring lives in `serve`; the parts live in the library crates.
+
+mod bench;
+mod cli;
+mod config;
+mod logging;
+mod serve;
+mod startup;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::main(*args),
+        Command::Bench(args) => bench::main(args),
+    }
+}

@@ -1,0 +1,227 @@
+//! `ferrule serve`: configuration → checks → listeners → store → components →
+//! run until a signal → graceful shutdown.
+
+use std::fs::File;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferrule_http::{AppState, HttpSettings, Readiness};
+use ferrule_store::embedded::EmbeddedStore;
+use ferrule_store::{Identity, MetaStore, StoreError};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cli::ServeArgs;
+use crate::config::{Config, Storage};
+use crate::startup::{self, StartupError};
+
+/// Longest a graceful shutdown may take before we exit anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+/// Name of the lock file that keeps two servers off one data directory.
+const LOCK_FILE: &str = "ferrule.lock";
+
+pub fn main(args: ServeArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref(), &args.to_raw()) {
+        Ok(c) => c,
+        Err(e) => return startup_failed(&e),
+    };
+    crate::logging::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<StartupError>() {
+            Some(s) => startup_failed(s),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn startup_failed(e: &StartupError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Everything that must succeed before the server takes traffic, in an order
+/// that writes nothing until every check has passed.
+async fn run(config: Config) -> anyhow::Result<()> {
+    if let Storage::Postgres(_) = config.storage {
+        return Err(StartupError::new(
+            "storage (--storage, FERRULE_STORAGE)",
+            "this build has only the embedded store; the PostgreSQL backend is not available yet: use `embedded`",
+        )
+        .into());
+    }
+    if config.nats.is_some() {
+        return Err(StartupError::new(
+            "nats (--nats, FERRULE_NATS)",
+            "this build runs single-node only; the NATS cluster bus is not available yet: unset it",
+        )
+        .into());
+    }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        startup::load_tls(cert, key)?;
+    }
+    startup::check_data_dir(&config.data_dir)?;
+    let http_listener = startup::bind(
+        "http.listen (--http-listen, FERRULE_HTTP_LISTEN, PORT)",
+        config.http_listen,
+    )?;
+
+    // From here on we write.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config)?;
+    let store: Arc<dyn MetaStore> = match EmbeddedStore::open(&config.data_dir) {
+        Ok(s) => Arc::new(s),
+        Err(e @ StoreError::SchemaTooNew { .. }) => {
+            return Err(StartupError::new(
+                "data_dir (--data-dir, FERRULE_DATA_DIR)",
+                e.to_string(),
+            )
+            .into());
+        }
+        Err(e) => return Err(e).context("opening the embedded store"),
+    };
+    let identity = Identity::new(store.clone(), config.session_ttl);
+    if let Some(password) = identity
+        .bootstrap(&config.admin_email, config.admin_password.as_deref())
+        .await
+        .context("creating the first admin")?
+    {
+        println!(
+            "First start: created admin {} with password {password}\n\
+             (shown once; change it with PATCH /api/v1/users/{{id}})",
+            config.admin_email
+        );
+    }
+
+    let metrics = install_metrics()?;
+    ferrule_http::observe::record_build_info();
+    let readiness = Readiness::default();
+    let state = AppState {
+        identity: identity.clone(),
+        settings: HttpSettings {
+            max_body_bytes: config.max_body_bytes,
+        },
+        readiness: readiness.clone(),
+        metrics,
+    };
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
+    let http_addr = http_listener.local_addr()?;
+    let app = ferrule_http::app(state);
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(http_listener, app)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tasks.spawn(purge_sessions(store.clone(), shutdown.clone()));
+    tasks.close();
+
+    readiness.set_ready();
+    println!("Ferrule {} ready", env!("CARGO_PKG_VERSION"));
+    println!("  HTTP API  http://{http_addr}/api/v1  (docs: /api/openapi.json)");
+    println!("  data      {}", config.data_dir.display());
+    tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "ferrule ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections, finishing in-flight work");
+    shutdown.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; closing anyway");
+    }
+    store.close().await.context("flushing the store")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Holds an exclusive lock on the data directory for the process's life.
+fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
+    let path = config.data_dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        return Err(StartupError::new(
+            "data_dir (--data-dir, FERRULE_DATA_DIR)",
+            format!(
+                "{} is in use by another ferrule process: stop it or choose another data directory",
+                config.data_dir.display()
+            ),
+        )
+        .into());
+    }
+    Ok(file)
+}
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(ferrule_http::observe::HTTP_DURATION.to_owned()),
+            ferrule_http::observe::LATENCY_BUCKETS,
+        )?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+/// Sessions expire on read anyway; this keeps the table from growing.
+async fn purge_sessions(store: Arc<dyn MetaStore>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                match store.purge_expired_sessions(jiff::Timestamp::now()).await {
+                    Ok(n) if n > 0 => tracing::debug!(purged = n, "expired sessions removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

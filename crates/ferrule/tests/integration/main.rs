@@ -1,0 +1,15 @@
+//! Integration tests: each starts the real `ferrule` binary (see `util`) and
+//! uses it as a user would, over HTTP.
+
+mod util;
+
+mod auth;
+mod bad_input;
+mod config;
+mod lifecycle;
+mod migrations;
+mod ops;
+mod resources;
+mod secrets;
+mod startup_errors;
+mod tenancy;

@@ -1,0 +1,425 @@
+//! Test helper: starts the real `ferrule` binary on free ports in a temp dir
+//! and talks to it the way a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const ADMIN_EMAIL: &str = "admin@localhost";
+pub const ADMIN_PASSWORD: &str = "admin-test-password";
+
+/// How long a server may take to become ready in a test.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn ferrule_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ferrule")
+}
+
+/// Configures a server before starting it.
+pub struct ServerBuilder {
+    dir: TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    data_dir: PathBuf,
+    admin_password: Option<String>,
+    listen: bool,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerBuilder {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        Self {
+            dir,
+            args: Vec::new(),
+            env: Vec::new(),
+            data_dir,
+            admin_password: Some(ADMIN_PASSWORD.to_owned()),
+            listen: true,
+        }
+    }
+
+    /// The temp dir the server runs in (its working directory).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Writes `ferrule.toml` in the working directory.
+    pub fn config_file(self, toml: &str) -> Self {
+        std::fs::write(self.dir.path().join("ferrule.toml"), toml).expect("write ferrule.toml");
+        self
+    }
+
+    /// Uses this data dir instead of `<tmp>/data`.
+    pub fn data_dir(mut self, p: impl Into<PathBuf>) -> Self {
+        self.data_dir = p.into();
+        self
+    }
+
+    /// Leaves FERRULE_ADMIN_PASSWORD unset so the server generates one.
+    pub fn random_admin_password(mut self) -> Self {
+        self.admin_password = None;
+        self
+    }
+
+    /// Leaves `--http-listen` and `--data-dir` to config/env (precedence tests).
+    pub fn no_default_flags(mut self) -> Self {
+        self.listen = false;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(ferrule_bin());
+        cmd.arg("serve").current_dir(self.dir.path());
+        if self.listen {
+            cmd.arg("--http-listen").arg("127.0.0.1:0");
+            cmd.arg("--data-dir").arg(&self.data_dir);
+        }
+        cmd.args(&self.args);
+        // The test's own environment must not leak into the server's config.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("FERRULE_") || k == "PORT" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("FERRULE_LOG", "info");
+        if let Some(pw) = &self.admin_password {
+            cmd.env("FERRULE_ADMIN_PASSWORD", pw);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs the server expecting it to exit by itself (start-up errors).
+    pub async fn run_to_exit(self) -> Exited {
+        let out = tokio::time::timeout(START_TIMEOUT, self.command().output())
+            .await
+            .expect("ferrule did not exit")
+            .expect("spawn ferrule");
+        Exited {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            dir: self.dir,
+        }
+    }
+
+    /// Starts the server and waits until `/readyz` answers 200.
+    pub async fn start(self) -> Server {
+        let mut child = self.command().spawn().expect("spawn ferrule");
+        let stdout = Arc::new(Mutex::new(Vec::<String>::new()));
+        let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
+        collect_lines(child.stdout.take().unwrap(), stdout.clone());
+        collect_lines(child.stderr.take().unwrap(), stderr.clone());
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        let http = loop {
+            if let Some(addr) = stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| parse_http_line(l))
+            {
+                break format!("http://{addr}");
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!(
+                    "ferrule exited with {status} before it was ready; stderr:\n{}",
+                    stderr.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ferrule did not print its address"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{http}/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ferrule never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Server {
+            http,
+            admin_password: self.admin_password,
+            data_dir: self.data_dir,
+            dir: self.dir,
+            child,
+            stdout,
+            stderr,
+            client,
+        }
+    }
+}
+
+fn collect_lines(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+/// `  HTTP API  http://127.0.0.1:PORT/api/v1 ...` → `127.0.0.1:PORT`.
+fn parse_http_line(line: &str) -> Option<String> {
+    let rest = line.trim().strip_prefix("HTTP API")?;
+    let url = rest.split_whitespace().next()?;
+    Some(url.strip_prefix("http://")?.split('/').next()?.to_owned())
+}
+
+/// A server that exited on its own.
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub dir: TempDir,
+}
+
+/// A running server.
+pub struct Server {
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub http: String,
+    pub admin_password: Option<String>,
+    pub data_dir: PathBuf,
+    pub dir: TempDir,
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        ServerBuilder::new().start().await
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// An API client without credentials.
+    pub fn anon(&self) -> Api {
+        Api {
+            base: self.http.clone(),
+            token: None,
+            client: self.client.clone(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// An API client with this bearer token.
+    pub fn api(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_owned()),
+            ..self.anon()
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .anon()
+            .post(
+                "/api/v1/auth/login",
+                serde_json::json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "login {email}: {}", r.text);
+        r.json["token"].as_str().unwrap().to_owned()
+    }
+
+    /// An API client logged in as the first admin.
+    pub async fn admin(&self) -> Api {
+        let pw = self.admin_password.clone().expect("admin password known");
+        let token = self.login(ADMIN_EMAIL, &pw).await;
+        self.api(&token)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal");
+    }
+
+    /// SIGTERM, then the exit status (must come within 10 s).
+    pub async fn stop(mut self) -> ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit().await
+    }
+
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("ferrule must exit within 10 s")
+            .expect("wait")
+    }
+
+    /// Stops the server and hands back its temp dir and data dir for a restart.
+    pub async fn stop_keep_dir(mut self) -> (TempDir, PathBuf) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = self.wait_exit().await;
+        assert!(status.success(), "exit status {status}");
+        (self.dir, self.data_dir)
+    }
+}
+
+/// A minimal API client.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: Option<String>,
+    client: reqwest::Client,
+    headers: Vec<(String, String)>,
+}
+
+/// A response, with its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub content_type: String,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    /// Asserts a problem+json error with this status.
+    pub fn assert_problem(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "body: {}", self.text);
+        assert_eq!(
+            self.content_type, "application/problem+json",
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.json["status"], status);
+        assert!(self.json["detail"].is_string());
+        self
+    }
+}
+
+impl Api {
+    pub fn with_header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let body = body.map(|b| (b.to_string().into_bytes(), "application/json"));
+        self.raw(method, path, body.as_ref().map(|(b, c)| (b.as_slice(), *c)))
+            .await
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn raw(&self, method: Method, path: &str, body: Option<(&[u8], &str)>) -> Resp {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if let Some((bytes, ctype)) = body {
+            req = req.header("content-type", ctype).body(bytes.to_vec());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = resp.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            content_type,
+            text,
+            json,
+        }
+    }
+}
+
+/// Creates a tenant with an owner; returns an API client for the owner.
+pub async fn tenant_with_owner(server: &Server, admin: &Api, tenant: &str) -> Api {
+    let r = admin
+        .post(
+            "/api/v1/tenants",
+            serde_json::json!({"id": tenant, "name": tenant}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let email = format!("owner@{tenant}.example");
+    let r = admin
+        .clone()
+        .with_header("X-Tenant", tenant)
+        .post(
+            "/api/v1/users",
+            serde_json::json!({"email": email, "password": "owner-password", "role": "owner"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let token = server.login(&email, "owner-password").await;
+    server.api(&token)
+}
