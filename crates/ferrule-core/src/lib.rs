@@ -6,11 +6,13 @@
 //! - [`principal`]: who is calling — a user, an API key or a device — once
 //!   authenticated, whatever the transport.
 //! - [`secret`]: generation and hashing of tokens, API keys and passwords.
+//! - [`topic`]: MQTT topic names and filters, matching and coverage.
 
 pub mod id;
 pub mod principal;
 pub mod role;
 pub mod secret;
+pub mod topic;
 
 pub use id::{DeviceId, IdError, TenantId};
 pub use principal::{Principal, PrincipalKind};
