@@ -6,6 +6,7 @@
 //! That keeps `/`, `+`, `#`, `@` and whitespace out by construction.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,14 +49,15 @@ macro_rules! slug_id {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        // Arc<str>: ids ride on every message; cloning must not allocate.
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates and wraps an id.
             pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
                 validate_slug(&s)?;
-                Ok(Self(s))
+                Ok(Self(Arc::from(s)))
             }
 
             /// The id as text.
@@ -73,7 +75,7 @@ macro_rules! slug_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
 
@@ -103,7 +105,7 @@ slug_id!(
 impl TenantId {
     /// The tenant created on first start; single-tenant users never see another.
     pub fn default_tenant() -> Self {
-        Self("default".to_owned())
+        Self(Arc::from("default"))
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`id`]: validated identifiers ([`TenantId`], [`DeviceId`]) that are safe to
 //!   embed in topics and in `DEVICE@TENANT` logins.
+//! - [`message`]: [`Message`], the one thing the router moves.
 //! - [`role`]: the four roles and what each may do.
 //! - [`principal`]: who is calling — a user, an API key or a device — once
 //!   authenticated, whatever the transport.
@@ -9,11 +10,13 @@
 //! - [`topic`]: MQTT topic names and filters, matching and coverage.
 
 pub mod id;
+pub mod message;
 pub mod principal;
 pub mod role;
 pub mod secret;
 pub mod topic;
 
 pub use id::{DeviceId, IdError, TenantId};
+pub use message::{Message, MessageProperties, Origin, QoS};
 pub use principal::{Principal, PrincipalKind};
 pub use role::Role;

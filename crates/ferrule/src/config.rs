@@ -164,8 +164,6 @@ pub enum Storage {
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
-// The MQTT settings are validated now and consumed when the broker starts.
-#[allow(dead_code)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub storage: Storage,

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod config;
+mod gate;
 mod logging;
 mod serve;
 mod startup;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ferrule_bus::Router;
 use ferrule_http::{AppState, HttpSettings, Readiness};
+use ferrule_mqtt::broker::{Broker, BrokerConfig, listener};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::{Identity, MetaStore, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -16,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, Storage};
+use crate::gate::StoreGatekeeper;
 use crate::startup::{self, StartupError};
 
 /// Longest a graceful shutdown may take before we exit anyway.
@@ -78,6 +81,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "http.listen (--http-listen, FERRULE_HTTP_LISTEN, PORT)",
         config.http_listen,
     )?;
+    let mqtt_listener = startup::bind(
+        "mqtt.listen (--mqtt-listen, FERRULE_MQTT_LISTEN)",
+        config.mqtt_listen,
+    )?;
 
     // From here on we write.
     std::fs::create_dir_all(&config.data_dir)
@@ -121,6 +128,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+
+    let router = Router::new();
+    let broker_config = BrokerConfig {
+        allow_anonymous: config.mqtt_allow_anonymous,
+        max_keepalive: config.mqtt_max_keepalive,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::new(
+        broker_config,
+        router.clone(),
+        StoreGatekeeper::new(identity.clone()),
+    );
+    let mqtt_listener = tokio::net::TcpListener::from_std(mqtt_listener)?;
+    let mqtt_addr = mqtt_listener.local_addr()?;
+    tasks.spawn(listener::serve_tcp(
+        broker.clone(),
+        mqtt_listener,
+        shutdown.clone(),
+        tasks.clone(),
+    ));
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
     let app = ferrule_http::app(state);
@@ -134,17 +161,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     tasks.spawn(purge_sessions(store.clone(), shutdown.clone()));
-    tasks.close();
 
     readiness.set_ready();
     println!("Ferrule {} ready", env!("CARGO_PKG_VERSION"));
     println!("  HTTP API  http://{http_addr}/api/v1  (docs: /api/openapi.json)");
+    println!("  MQTT      mqtt://{mqtt_addr}");
     println!("  data      {}", config.data_dir.display());
     tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "ferrule ready");
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections, finishing in-flight work");
     shutdown.cancel();
+    tasks.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await
         .is_err()

@@ -38,6 +38,7 @@ pub fn spawn_ferrule(args: &[&str]) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the ferrule binary")?;
     Command::new(exe)
         .arg("serve")
+        .args(["--mqtt-listen", "127.0.0.1:0"])
         .args(args)
         .env("FERRULE_ADMIN_PASSWORD", "bench-password")
         .env("FERRULE_LOG", "warn")

@@ -106,6 +106,8 @@ impl ServerBuilder {
             }
         }
         cmd.env("FERRULE_LOG", "info");
+        // Port 1883 belongs to the machine's mosquitto; tests may override.
+        cmd.env("FERRULE_MQTT_LISTEN", "127.0.0.1:0");
         if let Some(pw) = &self.admin_password {
             cmd.env("FERRULE_ADMIN_PASSWORD", pw);
         }
@@ -141,14 +143,19 @@ impl ServerBuilder {
         collect_lines(child.stdout.take().unwrap(), stdout.clone());
         collect_lines(child.stderr.take().unwrap(), stderr.clone());
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        let http = loop {
-            if let Some(addr) = stdout
-                .lock()
-                .unwrap()
-                .iter()
-                .find_map(|l| parse_http_line(l))
-            {
-                break format!("http://{addr}");
+        let (http, mqtt) = loop {
+            let found = {
+                let lines = stdout.lock().unwrap();
+                let http = lines
+                    .iter()
+                    .find_map(|l| parse_addr_line(l, "HTTP API", "http://"));
+                let mqtt = lines
+                    .iter()
+                    .find_map(|l| parse_addr_line(l, "MQTT", "mqtt://"));
+                http.zip(mqtt)
+            };
+            if let Some((http, mqtt)) = found {
+                break (format!("http://{http}"), mqtt);
             }
             if let Ok(Some(status)) = child.try_wait() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -178,6 +185,7 @@ impl ServerBuilder {
         }
         Server {
             http,
+            mqtt,
             admin_password: self.admin_password,
             data_dir: self.data_dir,
             dir: self.dir,
@@ -202,10 +210,10 @@ fn collect_lines(
 }
 
 /// `  HTTP API  http://127.0.0.1:PORT/api/v1 ...` → `127.0.0.1:PORT`.
-fn parse_http_line(line: &str) -> Option<String> {
-    let rest = line.trim().strip_prefix("HTTP API")?;
+fn parse_addr_line(line: &str, label: &str, scheme: &str) -> Option<String> {
+    let rest = line.trim().strip_prefix(label)?;
     let url = rest.split_whitespace().next()?;
-    Some(url.strip_prefix("http://")?.split('/').next()?.to_owned())
+    Some(url.strip_prefix(scheme)?.split('/').next()?.to_owned())
 }
 
 /// A server that exited on its own.
@@ -220,6 +228,8 @@ pub struct Exited {
 pub struct Server {
     /// Base URL, `http://127.0.0.1:PORT`.
     pub http: String,
+    /// MQTT TCP address, `127.0.0.1:PORT`.
+    pub mqtt: String,
     pub admin_password: Option<String>,
     pub data_dir: PathBuf,
     pub dir: TempDir,

@@ -1,0 +1,245 @@
+//! The router: a [`TenantBus`] per tenant, created on first use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytestring::ByteString;
+use ferrule_core::topic::matches;
+use ferrule_core::{Message, TenantId};
+use parking_lot::{Mutex, RwLock};
+
+use crate::tree::{Entry, SubscriberId, SubscriptionTree};
+
+/// One tenant's subscriptions and retained messages.
+#[derive(Default)]
+pub struct TenantBus {
+    tree: RwLock<SubscriptionTree>,
+    retained: Mutex<HashMap<ByteString, Arc<Message>>>,
+}
+
+impl TenantBus {
+    /// Retained messages matching `filter` (unexpired).
+    pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
+        let now = Instant::now();
+        self.retained
+            .lock()
+            .values()
+            .filter(|m| matches(filter, &m.topic) && !m.is_expired(now))
+            .cloned()
+            .collect()
+    }
+
+    /// Every retained message, for persistence.
+    pub fn retained_all(&self) -> Vec<Arc<Message>> {
+        self.retained.lock().values().cloned().collect()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.tree.read().len()
+    }
+}
+
+/// The in-process router shared by every component.
+#[derive(Default)]
+pub struct Router {
+    tenants: RwLock<HashMap<TenantId, Arc<TenantBus>>>,
+    next_subscriber: AtomicU64,
+}
+
+impl Router {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// A fresh id for a new subscriber.
+    pub fn next_subscriber_id(&self) -> SubscriberId {
+        self.next_subscriber.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The tenant's bus, created on first use.
+    pub fn tenant(&self, tenant: &TenantId) -> Arc<TenantBus> {
+        if let Some(bus) = self.tenants.read().get(tenant) {
+            return bus.clone();
+        }
+        self.tenants
+            .write()
+            .entry(tenant.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Subscribes; returns true when the subscription is new (not a
+    /// replacement), which MQTT's retain handling 1 needs to know.
+    pub fn subscribe(&self, tenant: &TenantId, filter: &str, entry: Entry) -> bool {
+        self.tenant(tenant).tree.write().insert(filter, entry)
+    }
+
+    /// Unsubscribes; returns true when the subscription existed.
+    pub fn unsubscribe(&self, tenant: &TenantId, filter: &str, id: SubscriberId) -> bool {
+        self.tenant(tenant).tree.write().remove(filter, id)
+    }
+
+    /// Routes a message to every matching subscriber and keeps it if retained.
+    /// Returns the number of subscribers it was delivered to.
+    pub fn publish(&self, message: Arc<Message>) -> usize {
+        let bus = self.tenant(&message.tenant);
+        if message.retain {
+            let mut retained = bus.retained.lock();
+            // An empty retained payload clears the topic (MQTT 5 §3.3.1.3).
+            if message.payload.is_empty() {
+                retained.remove(&message.topic);
+            } else {
+                retained.insert(message.topic.clone(), message.clone());
+            }
+        }
+        let tree = bus.tree.read();
+        tree.for_each_match(&message, |entry, matched| {
+            entry.subscriber.deliver(&message, matched)
+        })
+    }
+
+    /// Restores a retained message (start-up), without delivering it.
+    pub fn restore_retained(&self, message: Arc<Message>) {
+        self.tenant(&message.tenant)
+            .retained
+            .lock()
+            .insert(message.topic.clone(), message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Subscriber;
+    use crate::tree::{Matched, SubscriptionOptions};
+    use bytes::Bytes;
+    use ferrule_core::{Origin, QoS};
+
+    #[derive(Default)]
+    struct Inbox(parking_lot::Mutex<Vec<(String, Matched)>>);
+
+    impl Subscriber for Inbox {
+        fn deliver(&self, message: &Arc<Message>, matched: &Matched) {
+            self.0
+                .lock()
+                .push((message.topic.to_string(), matched.clone()));
+        }
+    }
+
+    fn tenant(s: &str) -> TenantId {
+        TenantId::new(s).unwrap()
+    }
+
+    fn msg(t: &str, topic: &str, from: Option<&str>) -> Arc<Message> {
+        let origin = from.map_or(Origin::Api, |c| Origin::Mqtt {
+            client_id: c.into(),
+        });
+        Arc::new(Message::new(
+            tenant(t),
+            topic.into(),
+            Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            origin,
+        ))
+    }
+
+    fn entry(router: &Router, inbox: &Arc<Inbox>, qos: QoS, client: &str) -> Entry {
+        Entry {
+            id: router.next_subscriber_id(),
+            subscriber: inbox.clone(),
+            options: SubscriptionOptions::qos(qos),
+            client_id: Some(client.into()),
+        }
+    }
+
+    #[test]
+    fn tenants_never_see_each_other() {
+        let r = Router::default();
+        let a = Arc::new(Inbox::default());
+        r.subscribe(&tenant("a"), "#", entry(&r, &a, QoS::AtMostOnce, "c"));
+        assert_eq!(r.publish(msg("b", "x/y", None)), 0);
+        assert_eq!(r.publish(msg("a", "x/y", None)), 1);
+        assert_eq!(a.0.lock().len(), 1);
+    }
+
+    #[test]
+    fn overlapping_subscriptions_deliver_once_at_the_highest_qos() {
+        let r = Router::default();
+        let inbox = Arc::new(Inbox::default());
+        let mut e = entry(&r, &inbox, QoS::AtMostOnce, "c");
+        e.options.subscription_id = Some(1);
+        r.subscribe(&tenant("t"), "a/+", e.clone());
+        e.options.qos = QoS::ExactlyOnce;
+        e.options.subscription_id = Some(2);
+        r.subscribe(&tenant("t"), "a/#", e.clone());
+        assert_eq!(r.publish(msg("t", "a/b", None)), 1);
+        let got = inbox.0.lock();
+        assert_eq!(got[0].1.qos, QoS::ExactlyOnce);
+        assert_eq!(got[0].1.subscription_ids.as_slice(), [1, 2]);
+    }
+
+    #[test]
+    fn no_local_skips_the_publishers_own_messages() {
+        let r = Router::default();
+        let inbox = Arc::new(Inbox::default());
+        let mut e = entry(&r, &inbox, QoS::AtMostOnce, "me");
+        e.options.no_local = true;
+        r.subscribe(&tenant("t"), "a", e);
+        assert_eq!(r.publish(msg("t", "a", Some("me"))), 0);
+        assert_eq!(r.publish(msg("t", "a", Some("you"))), 1);
+    }
+
+    #[test]
+    fn shared_subscriptions_take_turns() {
+        let r = Router::default();
+        let (x, y) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
+        r.subscribe(
+            &tenant("t"),
+            "$share/g/jobs/+",
+            entry(&r, &x, QoS::AtMostOnce, "x"),
+        );
+        r.subscribe(
+            &tenant("t"),
+            "$share/g/jobs/+",
+            entry(&r, &y, QoS::AtMostOnce, "y"),
+        );
+        for _ in 0..10 {
+            assert_eq!(r.publish(msg("t", "jobs/1", None)), 1);
+        }
+        assert_eq!((x.0.lock().len(), y.0.lock().len()), (5, 5));
+    }
+
+    #[test]
+    fn unsubscribe_and_dollar_topics() {
+        let r = Router::default();
+        let inbox = Arc::new(Inbox::default());
+        let e = entry(&r, &inbox, QoS::AtMostOnce, "c");
+        let id = e.id;
+        assert!(r.subscribe(&tenant("t"), "#", e.clone()));
+        assert!(!r.subscribe(&tenant("t"), "#", e), "replacement is not new");
+        assert_eq!(r.publish(msg("t", "$SYS/x", None)), 0);
+        assert!(r.unsubscribe(&tenant("t"), "#", id));
+        assert!(!r.unsubscribe(&tenant("t"), "#", id));
+        assert_eq!(r.publish(msg("t", "a", None)), 0);
+        assert_eq!(r.tenant(&tenant("t")).subscription_count(), 0);
+    }
+
+    #[test]
+    fn retained_set_replace_clear() {
+        let r = Router::default();
+        let mut m = (*msg("t", "s/1", None)).clone();
+        m.retain = true;
+        r.publish(Arc::new(m.clone()));
+        m.payload = Bytes::from_static(b"y");
+        r.publish(Arc::new(m.clone()));
+        let bus = r.tenant(&tenant("t"));
+        let kept = bus.retained_matching("s/+");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(&kept[0].payload[..], b"y");
+        m.payload = Bytes::new();
+        r.publish(Arc::new(m));
+        assert!(bus.retained_matching("#").is_empty());
+    }
+}

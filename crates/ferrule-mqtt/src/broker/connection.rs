@@ -1,0 +1,1106 @@
+//! One client connection, from CONNECT to close, on any byte stream.
+//!
+//! The connection is a single task: it reads and decodes every complete
+//! packet in its buffer, handles each (routing publishes, queueing acks),
+//! drains the session's queue within the in-flight window, and writes all
+//! the resulting bytes with one write. Batching this way is what makes the
+//! broker fast: a busy client costs one read and one write per batch, not per
+//! packet.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use ferrule_bus::{Entry, SubscriptionOptions};
+use ferrule_core::topic::parse_subscription;
+use ferrule_core::{Message, MessageProperties, Origin, Principal, PrincipalKind, QoS, TenantId};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+
+use super::session::{Inflight, Outgoing, Session};
+use super::{Access, Broker, ConnectionSlot, Login, Refusal, observe};
+use crate::codec::{
+    self, Ack, ConnAck, Connect, DecodeError, Disconnect, MqttStr, Packet, PacketId, Properties,
+    ProtocolVersion, Publish, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Will,
+};
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// Flush the write buffer once it holds this much, even mid-batch.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+
+/// Runs one MQTT client on `stream` until it disconnects, breaks the
+/// protocol, is taken over, or the server shuts down.
+pub async fn serve_connection<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    cert_fingerprint: Option<String>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut io = Io {
+        stream,
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        wbuf: BytesMut::with_capacity(READ_CHUNK),
+    };
+    let connect = match read_connect(&broker, &mut io, &shutdown).await {
+        Some(c) => c,
+        None => return,
+    };
+    let Some(mut conn) = accept(
+        &broker,
+        &mut io,
+        *connect,
+        cert_fingerprint.as_deref(),
+        peer,
+    )
+    .await
+    else {
+        let _ = io.flush().await;
+        return;
+    };
+    observe::connection_opened(if conn.v5 { "5" } else { "3.1.1" });
+    let end = conn.run(&mut io, &shutdown).await;
+    observe::connection_closed();
+    let _ = io.flush().await;
+    let _ = io.stream.shutdown().await;
+    conn.finish(end);
+}
+
+/// The byte stream with its buffers.
+struct Io<S> {
+    stream: S,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
+    async fn read(&mut self) -> std::io::Result<usize> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        self.stream.read_buf(&mut self.rbuf).await
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        self.stream.flush().await
+    }
+}
+
+/// Waits for the first packet, which must be CONNECT.
+async fn read_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    broker: &Broker,
+    io: &mut Io<S>,
+    shutdown: &CancellationToken,
+) -> Option<Box<Connect>> {
+    let deadline = tokio::time::sleep(broker.config.connect_timeout);
+    tokio::pin!(deadline);
+    loop {
+        // CONNECT decodes by its own protocol level; the version argument
+        // only matters for other packets, which are refused here anyway.
+        match codec::decode(
+            &mut io.rbuf,
+            ProtocolVersion::V5,
+            broker.config.max_packet_size,
+        ) {
+            Ok(Some(Packet::Connect(c))) => return Some(c),
+            Ok(Some(other)) => {
+                observe::protocol_error(
+                    0x82,
+                    &format!("first packet was {:?}, not CONNECT", other.packet_type()),
+                );
+                return None;
+            }
+            Ok(None) => {}
+            Err(e) if e.is_unsupported_protocol() => {
+                // MQTT 3.1.1 §3.1.2.2: answer return code 1 and close; an
+                // MQTT 5 CONNACK would be unreadable to an older client.
+                observe::refused("protocol_version");
+                let ack = ConnAck {
+                    session_present: false,
+                    reason_code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                    properties: Properties::default(),
+                };
+                let _ = codec::encode(&Packet::ConnAck(ack), ProtocolVersion::V311, &mut io.wbuf);
+                let _ = io.flush().await;
+                return None;
+            }
+            Err(e) => {
+                observe::protocol_error(e.reason_code().0, &e.to_string());
+                return None;
+            }
+        }
+        tokio::select! {
+            _ = &mut deadline => {
+                observe::refused("connect_timeout");
+                return None;
+            }
+            _ = shutdown.cancelled() => return None,
+            n = io.read() => match n {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn to_core_qos(q: codec::QoS) -> QoS {
+    match q {
+        codec::QoS::AtMostOnce => QoS::AtMostOnce,
+        codec::QoS::AtLeastOnce => QoS::AtLeastOnce,
+        codec::QoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+fn to_codec_qos(q: QoS) -> codec::QoS {
+    match q {
+        QoS::AtMostOnce => codec::QoS::AtMostOnce,
+        QoS::AtLeastOnce => codec::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => codec::QoS::ExactlyOnce,
+    }
+}
+
+fn byte_string(s: &MqttStr) -> ByteString {
+    // MqttStr is valid UTF-8 by construction, so this cannot fail.
+    ByteString::try_from(s.clone().into_bytes()).unwrap_or_default()
+}
+
+fn mqtt_str(s: &ByteString) -> MqttStr {
+    MqttStr::from_bytes(s.as_bytes().clone()).unwrap_or_default()
+}
+
+/// Sends a CONNACK refusal and counts it.
+fn refuse(
+    io_wbuf: &mut BytesMut,
+    version: ProtocolVersion,
+    code: ReasonCode,
+    why: &'static str,
+    detail: &str,
+) {
+    observe::refused(why);
+    let mut properties = Properties::default();
+    if version == ProtocolVersion::V5 {
+        properties.reason_string = MqttStr::new(detail).ok();
+    }
+    let ack = ConnAck {
+        session_present: false,
+        reason_code: code,
+        properties,
+    };
+    let _ = codec::encode(&Packet::ConnAck(ack), version, io_wbuf);
+}
+
+/// Authenticates the CONNECT, opens the session and answers CONNACK.
+async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    broker: &Arc<Broker>,
+    io: &mut Io<S>,
+    connect: Connect,
+    cert_fingerprint: Option<&str>,
+    peer: SocketAddr,
+) -> Option<Connection> {
+    let version = connect.protocol_version;
+    let v5 = version == ProtocolVersion::V5;
+    if v5 && connect.properties.authentication_method.is_some() {
+        refuse(
+            &mut io.wbuf,
+            version,
+            ReasonCode::BAD_AUTHENTICATION_METHOD,
+            "auth_method",
+            "no enhanced authentication method is configured",
+        );
+        return None;
+    }
+    let principal = {
+        let username = connect.username.as_ref().map(|u| u.as_str());
+        let login = Login {
+            username,
+            password: connect.password.as_deref(),
+            cert_fingerprint,
+        };
+        if username.is_none() && connect.password.is_none() && cert_fingerprint.is_none() {
+            if broker.config.allow_anonymous {
+                Ok(Principal {
+                    tenant: TenantId::default_tenant(),
+                    kind: PrincipalKind::Anonymous,
+                })
+            } else {
+                Err(Refusal::NotAuthorized)
+            }
+        } else {
+            broker.gate.authenticate(login).await
+        }
+    };
+    let principal = match principal {
+        Ok(p) => p,
+        Err(r) => {
+            let (code, why) = match r {
+                Refusal::BadCredentials => {
+                    (ReasonCode::BAD_USER_NAME_OR_PASSWORD, "bad_credentials")
+                }
+                Refusal::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "not_authorized"),
+                Refusal::Unavailable => (ReasonCode::SERVER_UNAVAILABLE, "unavailable"),
+            };
+            tracing::debug!(%peer, ?r, "MQTT login refused");
+            refuse(&mut io.wbuf, version, code, why, "not authorized");
+            return None;
+        }
+    };
+    let tenant = principal.tenant.clone();
+    broker.gate.prepare(&tenant).await;
+
+    // Client identifier (MQTT 5 §3.1.3.1): empty means "assign one", which
+    // 3.1.1 allows only with a clean session.
+    let mut assigned = None;
+    let client_id = if connect.client_id.is_empty() {
+        if !v5 && !connect.clean_start {
+            refuse(
+                &mut io.wbuf,
+                version,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "client_id",
+                "an empty client id needs clean session",
+            );
+            return None;
+        }
+        let id = format!("auto-{:016x}", rand::random::<u64>());
+        assigned = Some(id.clone());
+        ByteString::from(id)
+    } else {
+        byte_string(&connect.client_id)
+    };
+
+    let slot = match broker.admit(&tenant) {
+        Ok(s) => s,
+        Err(which) => {
+            let why = if which == "global" {
+                "max_connections"
+            } else {
+                "max_connections_tenant"
+            };
+            refuse(
+                &mut io.wbuf,
+                version,
+                ReasonCode::QUOTA_EXCEEDED,
+                why,
+                "connection limit reached",
+            );
+            return None;
+        }
+    };
+
+    let requested_expiry = if v5 {
+        Duration::from_secs(u64::from(
+            connect.properties.session_expiry_interval.unwrap_or(0),
+        ))
+    } else if connect.clean_start {
+        Duration::ZERO
+    } else {
+        Duration::MAX
+    };
+    let expiry = requested_expiry.min(broker.config.max_session_expiry);
+
+    let mut keep_alive = connect.keep_alive;
+    let mut server_keep_alive = None;
+    let cap = broker.config.max_keepalive;
+    if cap > 0 && v5 && (keep_alive == 0 || keep_alive > cap) {
+        keep_alive = cap;
+        server_keep_alive = Some(cap);
+    }
+
+    let (session, present) = broker.sessions.open(
+        &broker.router,
+        &tenant,
+        &client_id,
+        connect.clean_start,
+        broker.config.max_queued,
+    );
+    let (kick_tx, kick_rx) = oneshot::channel();
+    let connection_id = rand::random::<u64>();
+    {
+        let mut st = session.state();
+        // Takeover (MQTT 5 §3.1.4): the connection already attached leaves.
+        if let Some(old) = st.kick.take() {
+            let _ = old.send(ReasonCode::SESSION_TAKEN_OVER);
+        }
+        st.connection = Some(connection_id);
+        st.kick = Some(kick_tx);
+        st.generation += 1;
+        st.expiry = expiry;
+    }
+
+    let mut properties = Properties::default();
+    if v5 {
+        properties.receive_maximum = NonZeroU16::new(broker.config.receive_maximum);
+        properties.maximum_packet_size = u32::try_from(broker.config.max_packet_size)
+            .ok()
+            .and_then(NonZeroU32::new);
+        properties.topic_alias_maximum = Some(broker.config.topic_alias_maximum);
+        properties.assigned_client_identifier =
+            assigned.as_deref().and_then(|a| MqttStr::new(a).ok());
+        properties.server_keep_alive = server_keep_alive;
+        if expiry != requested_expiry {
+            properties.session_expiry_interval =
+                Some(u32::try_from(expiry.as_secs()).unwrap_or(u32::MAX));
+        }
+    }
+    let ack = ConnAck {
+        session_present: present,
+        reason_code: ReasonCode::SUCCESS,
+        properties,
+    };
+    let _ = codec::encode(&Packet::ConnAck(ack), version, &mut io.wbuf);
+
+    let client_receive_max = connect
+        .properties
+        .receive_maximum
+        .map_or(u16::MAX, NonZeroU16::get);
+    tracing::debug!(%peer, tenant = %tenant, client_id = %client_id, present, "MQTT client connected");
+    Some(Connection {
+        broker: broker.clone(),
+        _slot: slot,
+        version,
+        v5,
+        principal,
+        tenant,
+        client_id,
+        session,
+        connection_id,
+        kick: Some(kick_rx),
+        will: connect.will,
+        keep_alive: Duration::from_secs(u64::from(keep_alive)),
+        window: client_receive_max.min(broker.config.max_inflight).max(1) as usize,
+        client_max_packet: connect
+            .properties
+            .maximum_packet_size
+            .map(|m| m.get() as usize),
+        client_alias_max: if v5 {
+            connect.properties.topic_alias_maximum.unwrap_or(0)
+        } else {
+            0
+        },
+        aliases_in: HashMap::new(),
+        aliases_out: HashMap::new(),
+        resend: present,
+    })
+}
+
+/// Why a connection ended; decides the will and the session's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// DISCONNECT 0x00: no will.
+    Normal,
+    /// DISCONNECT 0x04: publish the will.
+    WithWill,
+    /// Network loss, keep alive, protocol error: publish the will.
+    Lost,
+    /// Another connection took the session over.
+    TakenOver,
+    /// Server shutting down: the session stays for the client's return.
+    Shutdown,
+}
+
+struct Connection {
+    broker: Arc<Broker>,
+    _slot: ConnectionSlot,
+    version: ProtocolVersion,
+    v5: bool,
+    principal: Principal,
+    tenant: TenantId,
+    client_id: ByteString,
+    session: Arc<Session>,
+    connection_id: u64,
+    kick: Option<oneshot::Receiver<ReasonCode>>,
+    will: Option<Will>,
+    keep_alive: Duration,
+    /// QoS 1/2 messages we may have in flight to the client.
+    window: usize,
+    client_max_packet: Option<usize>,
+    client_alias_max: u16,
+    aliases_in: HashMap<u16, MqttStr>,
+    aliases_out: HashMap<ByteString, u16>,
+    /// Redeliver in-flight messages first (resumed session).
+    resend: bool,
+}
+
+/// A protocol violation: close with this reason code.
+struct Violation(ReasonCode, &'static str);
+
+impl Connection {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        shutdown: &CancellationToken,
+    ) -> End {
+        let mut kick = self.kick.take().expect("kick receiver");
+        let mut keepalive: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(self.keepalive_window()));
+        let session = self.session.clone();
+        if self.resend {
+            self.redeliver(&mut io.wbuf);
+        }
+        loop {
+            self.drain(&mut io.wbuf);
+            if !io.wbuf.is_empty() && io.flush().await.is_err() {
+                return End::Lost;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.disconnect(&mut io.wbuf, ReasonCode::SERVER_SHUTTING_DOWN);
+                    return End::Shutdown;
+                }
+                reason = &mut kick => {
+                    self.disconnect(&mut io.wbuf, reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
+                    return End::TakenOver;
+                }
+                n = io.read() => {
+                    match n {
+                        Ok(0) | Err(_) => return End::Lost,
+                        Ok(_) => {}
+                    }
+                    if !self.keep_alive.is_zero() {
+                        keepalive.as_mut().reset(tokio::time::Instant::now() + self.keepalive_window());
+                    }
+                    match self.handle_input(io) {
+                        Ok(None) => {}
+                        Ok(Some(end)) => return end,
+                        Err(Violation(code, detail)) => {
+                            observe::protocol_error(code.0, detail);
+                            self.disconnect(&mut io.wbuf, code);
+                            return End::Lost;
+                        }
+                    }
+                    if io.wbuf.len() >= WRITE_HIGH_WATER && io.flush().await.is_err() {
+                        return End::Lost;
+                    }
+                }
+                _ = session.wake.notified() => {}
+                _ = &mut keepalive, if !self.keep_alive.is_zero() => {
+                    observe::protocol_error(ReasonCode::KEEP_ALIVE_TIMEOUT.0, "keep alive expired");
+                    self.disconnect(&mut io.wbuf, ReasonCode::KEEP_ALIVE_TIMEOUT);
+                    return End::Lost;
+                }
+            }
+        }
+    }
+
+    /// MQTT 5 §3.1.2.10: one and a half keep alive periods without a packet.
+    fn keepalive_window(&self) -> Duration {
+        if self.keep_alive.is_zero() {
+            Duration::from_secs(86_400)
+        } else {
+            self.keep_alive * 3 / 2
+        }
+    }
+
+    fn send(&self, wbuf: &mut BytesMut, packet: Packet) {
+        if let Err(e) = codec::encode(&packet, self.version, wbuf) {
+            tracing::warn!(error = %e, "could not encode a packet for the client");
+        }
+    }
+
+    fn disconnect(&self, wbuf: &mut BytesMut, code: ReasonCode) {
+        // 3.1.1 has no server DISCONNECT: the server just closes.
+        if self.v5 {
+            self.send(wbuf, Packet::Disconnect(Disconnect::new(code)));
+        }
+    }
+
+    /// Decodes and handles every complete packet in the read buffer.
+    fn handle_input<S>(&mut self, io: &mut Io<S>) -> Result<Option<End>, Violation> {
+        let mut publishes = 0u64;
+        let result = loop {
+            let packet = match codec::decode(
+                &mut io.rbuf,
+                self.version,
+                self.broker.config.max_packet_size,
+            ) {
+                Ok(Some(p)) => p,
+                Ok(None) => break Ok(None),
+                Err(e) => break Err(decode_violation(&e)),
+            };
+            let step = match packet {
+                Packet::Publish(p) => {
+                    publishes += 1;
+                    self.on_publish(&mut io.wbuf, p).map(|()| None)
+                }
+                Packet::PubAck(a) => {
+                    self.session.state().take_inflight(a.packet_id.get());
+                    Ok(None)
+                }
+                Packet::PubRec(a) => {
+                    self.on_pubrec(&mut io.wbuf, a);
+                    Ok(None)
+                }
+                Packet::PubRel(a) => {
+                    self.on_pubrel(&mut io.wbuf, a);
+                    Ok(None)
+                }
+                Packet::PubComp(a) => {
+                    self.session.state().take_inflight(a.packet_id.get());
+                    Ok(None)
+                }
+                Packet::Subscribe(s) => self.on_subscribe(&mut io.wbuf, s).map(|()| None),
+                Packet::Unsubscribe(u) => {
+                    self.on_unsubscribe(&mut io.wbuf, u);
+                    Ok(None)
+                }
+                Packet::PingReq => {
+                    self.send(&mut io.wbuf, Packet::PingResp);
+                    Ok(None)
+                }
+                Packet::Disconnect(d) => self.on_disconnect(d).map(Some),
+                Packet::Connect(_) => Err(Violation(ReasonCode::PROTOCOL_ERROR, "second CONNECT")),
+                Packet::Auth(_) => Err(Violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "AUTH without an authentication method",
+                )),
+                Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                    Err(Violation(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "server-to-client packet sent by a client",
+                    ))
+                }
+            };
+            match step {
+                Ok(None) => {}
+                other => break other,
+            }
+        };
+        if publishes > 0 {
+            observe::messages_in(publishes);
+        }
+        result
+    }
+
+    fn on_publish(&mut self, wbuf: &mut BytesMut, p: Publish) -> Result<(), Violation> {
+        // Topic aliases from the client (MQTT 5 §3.3.2.3.4).
+        let topic = match p.properties.topic_alias {
+            Some(alias) => {
+                let alias = alias.get();
+                if alias > self.broker.config.topic_alias_maximum {
+                    return Err(Violation(
+                        ReasonCode::TOPIC_ALIAS_INVALID,
+                        "topic alias above the maximum",
+                    ));
+                }
+                if p.topic.is_empty() {
+                    match self.aliases_in.get(&alias) {
+                        Some(t) => t.clone(),
+                        None => {
+                            return Err(Violation(
+                                ReasonCode::PROTOCOL_ERROR,
+                                "unknown topic alias",
+                            ));
+                        }
+                    }
+                } else {
+                    self.aliases_in.insert(alias, p.topic.clone());
+                    p.topic.clone()
+                }
+            }
+            None => p.topic.clone(),
+        };
+        let qos = to_core_qos(p.qos);
+        let packet_id = p.packet_id;
+        let topic_str = topic.as_str();
+
+        // A payload declared UTF-8 must be (MQTT 5 §3.3.2.3.2).
+        let format_ok = p.properties.payload_format_indicator != Some(true)
+            || std::str::from_utf8(&p.payload).is_ok();
+        let allowed = !topic_str.starts_with('$')
+            && self
+                .broker
+                .gate
+                .allows(&self.principal, Access::Publish, topic_str);
+        let refusal = if !allowed {
+            observe::denied("publish");
+            Some(ReasonCode::NOT_AUTHORIZED)
+        } else if !format_ok {
+            observe::dropped("payload_format_invalid", 1);
+            Some(ReasonCode::PAYLOAD_FORMAT_INVALID)
+        } else {
+            None
+        };
+
+        if qos == QoS::ExactlyOnce {
+            let id = packet_id.map_or(0, PacketId::get);
+            let mut st = self.session.state();
+            let duplicate = st.inbound_qos2.contains(&id);
+            if !duplicate && refusal.is_none() {
+                if st.inbound_qos2.len() >= usize::from(self.broker.config.receive_maximum) {
+                    return Err(Violation(
+                        ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                        "too many QoS 2 messages in flight",
+                    ));
+                }
+                st.inbound_qos2.insert(id);
+            }
+            drop(st);
+            if !duplicate && refusal.is_none() {
+                self.route(topic, p);
+            }
+        } else if refusal.is_none() {
+            self.route(topic, p);
+        }
+
+        if let Some(id) = packet_id {
+            // SPEC: a denied publish is refused with 0x87 in MQTT 5 and
+            // acknowledged silently in 3.1.1 (which has no way to say no).
+            let mut ack = Ack::new(id);
+            if let Some(code) = refusal {
+                ack.reason_code = code;
+            }
+            let packet = if qos == QoS::ExactlyOnce {
+                Packet::PubRec(ack)
+            } else {
+                Packet::PubAck(ack)
+            };
+            self.send(wbuf, packet);
+        }
+        Ok(())
+    }
+
+    /// Hands a client's message to the router.
+    fn route(&self, topic: MqttStr, p: Publish) {
+        let props = &p.properties;
+        let app = MessageProperties {
+            payload_format_indicator: props.payload_format_indicator,
+            content_type: props.content_type.as_ref().map(byte_string),
+            response_topic: props.response_topic.as_ref().map(byte_string),
+            correlation_data: props.correlation_data.clone(),
+            user_properties: props
+                .user_properties
+                .iter()
+                .map(|(k, v)| (byte_string(k), byte_string(v)))
+                .collect(),
+        };
+        let message = Message {
+            tenant: self.tenant.clone(),
+            topic: byte_string(&topic),
+            payload: p.payload,
+            qos: to_core_qos(p.qos),
+            retain: p.retain,
+            properties: (!app.is_empty()).then(|| Box::new(app)),
+            expires_at: props
+                .message_expiry_interval
+                .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
+            origin: Origin::Mqtt {
+                client_id: self.client_id.clone(),
+            },
+            received_at_ms: ferrule_core::message::now_ms(),
+        };
+        self.broker.router.publish(Arc::new(message));
+    }
+
+    fn on_pubrec(&self, wbuf: &mut BytesMut, a: Ack) {
+        let id = a.packet_id.get();
+        let mut st = self.session.state();
+        let known = st.inflight.iter_mut().find(|(i, _)| *i == id);
+        let mut rel = Ack::new(a.packet_id);
+        match known {
+            // A PUBREC with an error code ends the exchange (MQTT 5 §4.3.3).
+            Some(_) if a.reason_code.is_error() => {
+                st.take_inflight(id);
+                return;
+            }
+            Some((_, f)) => *f = Inflight::Release,
+            None => rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+        }
+        drop(st);
+        self.send(wbuf, Packet::PubRel(rel));
+    }
+
+    fn on_pubrel(&self, wbuf: &mut BytesMut, a: Ack) {
+        let known = self.session.state().inbound_qos2.remove(&a.packet_id.get());
+        let mut comp = Ack::new(a.packet_id);
+        if !known {
+            comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        self.send(wbuf, Packet::PubComp(comp));
+    }
+
+    fn on_subscribe(&mut self, wbuf: &mut BytesMut, s: Subscribe) -> Result<(), Violation> {
+        let subscription_id = s.properties.subscription_identifiers.first().copied();
+        let mut codes = Vec::with_capacity(s.subscriptions.len());
+        let bus = self.broker.router.tenant(&self.tenant);
+        for sub in &s.subscriptions {
+            let raw = sub.topic_filter.as_str();
+            let parsed = match parse_subscription(raw) {
+                Ok(p) => p,
+                Err(_) => {
+                    codes.push(if self.v5 {
+                        ReasonCode::TOPIC_FILTER_INVALID
+                    } else {
+                        ReasonCode::UNSPECIFIED_ERROR
+                    });
+                    continue;
+                }
+            };
+            if parsed.share_group.is_some() && sub.options.no_local {
+                return Err(Violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "no local on a shared subscription",
+                ));
+            }
+            // SPEC: a denied filter gets 0x80 in both versions, revealing nothing.
+            if !self
+                .broker
+                .gate
+                .allows(&self.principal, Access::Subscribe, parsed.filter)
+            {
+                observe::denied("subscribe");
+                codes.push(ReasonCode::UNSPECIFIED_ERROR);
+                continue;
+            }
+            let options = SubscriptionOptions {
+                qos: to_core_qos(sub.options.qos),
+                no_local: sub.options.no_local,
+                retain_as_published: sub.options.retain_as_published,
+                subscription_id,
+            };
+            let entry = Entry {
+                id: self.session.subscriber_id,
+                subscriber: self.session.clone(),
+                options,
+                client_id: Some(self.client_id.clone()),
+            };
+            let is_new = self.broker.router.subscribe(&self.tenant, raw, entry);
+            self.session
+                .state()
+                .subscriptions
+                .insert(raw.to_owned(), options);
+            codes.push(ReasonCode(sub.options.qos as u8));
+
+            let send_retained = parsed.share_group.is_none()
+                && match sub.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendAtSubscribeIfNew => is_new,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for message in bus.retained_matching(parsed.filter) {
+                    let qos = message.qos.min(options.qos);
+                    self.session.enqueue(Outgoing {
+                        message,
+                        qos,
+                        retain: true,
+                        subscription_ids: subscription_id.into_iter().collect(),
+                    });
+                }
+            }
+        }
+        self.send(
+            wbuf,
+            Packet::SubAck(SubAck {
+                packet_id: s.packet_id,
+                properties: Properties::default(),
+                reason_codes: codes,
+            }),
+        );
+        Ok(())
+    }
+
+    fn on_unsubscribe(&self, wbuf: &mut BytesMut, u: Unsubscribe) {
+        let codes = u
+            .topic_filters
+            .iter()
+            .map(|f| {
+                let f = f.as_str();
+                let existed = self.session.state().subscriptions.remove(f).is_some();
+                self.broker
+                    .router
+                    .unsubscribe(&self.tenant, f, self.session.subscriber_id);
+                if existed {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::NO_SUBSCRIPTION_EXISTED
+                }
+            })
+            .collect();
+        self.send(
+            wbuf,
+            Packet::UnsubAck(UnsubAck {
+                packet_id: u.packet_id,
+                properties: Properties::default(),
+                reason_codes: codes,
+            }),
+        );
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Result<End, Violation> {
+        if let Some(secs) = d.properties.session_expiry_interval {
+            let mut st = self.session.state();
+            // MQTT 5 §3.14.2.2.2: a session that was to end at disconnect
+            // cannot be revived by the DISCONNECT.
+            if st.expiry.is_zero() && secs > 0 {
+                return Err(Violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "session expiry set on DISCONNECT after 0 in CONNECT",
+                ));
+            }
+            st.expiry =
+                Duration::from_secs(u64::from(secs)).min(self.broker.config.max_session_expiry);
+        }
+        Ok(
+            if d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
+                End::WithWill
+            } else {
+                End::Normal
+            },
+        )
+    }
+
+    /// Resends what was in flight when the session's last connection ended.
+    fn redeliver(&mut self, wbuf: &mut BytesMut) {
+        let pending: Vec<(u16, Inflight)> = self.session.state().inflight.iter().cloned().collect();
+        for (id, f) in pending {
+            let Some(pid) = PacketId::new(id) else {
+                continue;
+            };
+            match f {
+                Inflight::Publish(out) => {
+                    if let Some(p) = self.publish_packet(&out, Some(pid), true) {
+                        self.send(wbuf, Packet::Publish(p));
+                    }
+                }
+                Inflight::Release => self.send(wbuf, Packet::PubRel(Ack::new(pid))),
+            }
+        }
+    }
+
+    /// Moves queued messages into the socket buffer, within the window.
+    fn drain(&mut self, wbuf: &mut BytesMut) {
+        let mut sent = 0u64;
+        let mut expired = 0u64;
+        let now = Instant::now();
+        loop {
+            let (out, packet_id) = {
+                let mut st = self.session.state();
+                if st.connection != Some(self.connection_id) {
+                    break;
+                }
+                let Some(front) = st.queue.front() else { break };
+                if front.qos != QoS::AtMostOnce && st.inflight.len() >= self.window {
+                    break;
+                }
+                let out = st.queue.pop_front().expect("front exists");
+                if out.message.is_expired(now) {
+                    expired += 1;
+                    continue;
+                }
+                let packet_id = (out.qos != QoS::AtMostOnce).then(|| {
+                    let id = st.next_packet_id();
+                    st.inflight.push_back((id, Inflight::Publish(out.clone())));
+                    id
+                });
+                (out, packet_id)
+            };
+            let pid = packet_id.and_then(PacketId::new);
+            if let Some(p) = self.publish_packet(&out, pid, false) {
+                self.send(wbuf, Packet::Publish(p));
+                sent += 1;
+            } else if let Some(id) = packet_id {
+                // Too large for the client: it can never be delivered.
+                self.session.state().take_inflight(id);
+            }
+            if wbuf.len() >= WRITE_HIGH_WATER {
+                // Let the caller write; the rest waits for the next turn.
+                self.session.wake.notify_one();
+                break;
+            }
+        }
+        if sent > 0 {
+            observe::messages_out(sent);
+        }
+        if expired > 0 {
+            observe::dropped("expired", expired);
+        }
+    }
+
+    /// The PUBLISH for an outgoing message; `None` when it exceeds the
+    /// client's Maximum Packet Size (MQTT 5 §3.1.2.11.4: discard it).
+    fn publish_packet(
+        &mut self,
+        out: &Outgoing,
+        packet_id: Option<PacketId>,
+        dup: bool,
+    ) -> Option<Publish> {
+        let m = &out.message;
+        let mut properties = Properties::default();
+        let mut topic = mqtt_str(&m.topic);
+        if self.v5 {
+            if let Some(app) = &m.properties {
+                properties.payload_format_indicator = app.payload_format_indicator;
+                properties.content_type = app.content_type.as_ref().map(mqtt_str);
+                properties.response_topic = app.response_topic.as_ref().map(mqtt_str);
+                properties.correlation_data = app.correlation_data.clone();
+                properties.user_properties = app
+                    .user_properties
+                    .iter()
+                    .map(|(k, v)| (mqtt_str(k), mqtt_str(v)))
+                    .collect();
+            }
+            if let Some(at) = m.expires_at {
+                let left = at
+                    .saturating_duration_since(Instant::now())
+                    .as_secs()
+                    .max(1);
+                properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(u32::MAX));
+            }
+            properties.subscription_identifiers = out.subscription_ids.to_vec();
+            if self.client_alias_max > 0 && !dup {
+                match self.aliases_out.get(&m.topic) {
+                    Some(&alias) => {
+                        properties.topic_alias = NonZeroU16::new(alias);
+                        topic = MqttStr::default();
+                    }
+                    None if self.aliases_out.len() < usize::from(self.client_alias_max) => {
+                        let alias = self.aliases_out.len() as u16 + 1;
+                        self.aliases_out.insert(m.topic.clone(), alias);
+                        properties.topic_alias = NonZeroU16::new(alias);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let publish = Publish {
+            dup,
+            qos: to_codec_qos(out.qos),
+            retain: out.retain,
+            topic,
+            packet_id,
+            properties,
+            payload: m.payload.clone(),
+        };
+        if let Some(max) = self.client_max_packet {
+            let fits = codec::encoded_len(&Packet::Publish(publish.clone()), self.version)
+                .is_ok_and(|n| n <= max);
+            if !fits {
+                observe::dropped("too_large", 1);
+                return None;
+            }
+        }
+        Some(publish)
+    }
+
+    /// After the connection: the will, and the session's fate.
+    fn finish(self, end: End) {
+        let broker = self.broker.clone();
+        let session = self.session.clone();
+        let (detached, expiry, generation) = {
+            let mut st = session.state();
+            let mine = st.connection == Some(self.connection_id);
+            if mine {
+                st.connection = None;
+                st.kick = None;
+            }
+            (mine, st.expiry, st.generation)
+        };
+        let will = match end {
+            End::Lost | End::WithWill => self.will.clone(),
+            // Taken over: the client lives on elsewhere; publish only an
+            // undelayed will (MQTT 5 §3.1.4 step 2 with §3.1.3.2.2).
+            End::TakenOver => self
+                .will
+                .clone()
+                .filter(|w| w.properties.will_delay_interval.unwrap_or(0) == 0),
+            End::Normal | End::Shutdown => None,
+        };
+        if let Some(will) = will {
+            self.publish_will(will, expiry, generation);
+        }
+        if !detached || end == End::Shutdown {
+            return;
+        }
+        if expiry.is_zero() {
+            broker.sessions.end(&broker.router, &session);
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(expiry).await;
+                let idle = {
+                    let st = session.state();
+                    st.connection.is_none() && st.generation == generation
+                };
+                if idle {
+                    broker.sessions.end(&broker.router, &session);
+                }
+            });
+        }
+    }
+
+    /// Publishes the will now, or after its delay unless the session resumes.
+    fn publish_will(&self, will: Will, session_expiry: Duration, generation: u64) {
+        let mut message = Message::new(
+            self.tenant.clone(),
+            byte_string(&will.topic),
+            will.payload.clone(),
+            to_core_qos(will.qos),
+            Origin::Mqtt {
+                client_id: self.client_id.clone(),
+            },
+        );
+        message.retain = will.retain;
+        // The will obeys the same ACL as any publish from this client.
+        if !self
+            .broker
+            .gate
+            .allows(&self.principal, Access::Publish, &message.topic)
+        {
+            observe::denied("will");
+            return;
+        }
+        let props = &will.properties;
+        let app = MessageProperties {
+            payload_format_indicator: props.payload_format_indicator,
+            content_type: props.content_type.as_ref().map(byte_string),
+            response_topic: props.response_topic.as_ref().map(byte_string),
+            correlation_data: props.correlation_data.clone(),
+            user_properties: props
+                .user_properties
+                .iter()
+                .map(|(k, v)| (byte_string(k), byte_string(v)))
+                .collect(),
+        };
+        message.properties = (!app.is_empty()).then(|| Box::new(app));
+        message.expires_at = props
+            .message_expiry_interval
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
+        let delay = Duration::from_secs(u64::from(props.will_delay_interval.unwrap_or(0)))
+            .min(session_expiry);
+        let router = self.broker.router.clone();
+        if delay.is_zero() {
+            router.publish(Arc::new(message));
+            return;
+        }
+        let session = self.session.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let resumed = {
+                let st = session.state();
+                st.connection.is_some() || st.generation != generation
+            };
+            if !resumed {
+                router.publish(Arc::new(message));
+            }
+        });
+    }
+}
+
+fn decode_violation(e: &DecodeError) -> Violation {
+    // The codec's reason code is the one MQTT prescribes for the error.
+    Violation(e.reason_code(), "malformed packet")
+}

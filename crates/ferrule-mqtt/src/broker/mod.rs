@@ -1,0 +1,183 @@
+//! The MQTT broker: connections, sessions, and their meeting with the router.
+//!
+//! [`Broker`] holds what every connection shares: settings, the router, the
+//! [`Gatekeeper`] (authentication and authorisation, implemented by the
+//! binary over the identity store and ACL rules) and the session registry.
+//! [`serve_connection`] runs one client on any byte stream; [`listener`]
+//! accepts TCP connections and hands them over.
+
+mod connection;
+pub mod listener;
+mod observe;
+mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferrule_bus::Router;
+use ferrule_core::{Principal, TenantId};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+
+pub use connection::serve_connection;
+pub use observe::METRIC_NAMES;
+pub use session::{Session, SessionRegistry};
+
+/// Broker settings, from configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Largest packet accepted from a client, in bytes.
+    pub max_packet_size: usize,
+    /// QoS 1/2 messages a client may have unacknowledged towards us.
+    pub receive_maximum: u16,
+    /// QoS 1/2 messages we send before waiting for acknowledgements, capped
+    /// further by the client's own Receive Maximum.
+    pub max_inflight: u16,
+    /// Messages queued per session while it is slow or offline; beyond this,
+    /// new messages are dropped and counted.
+    pub max_queued: usize,
+    /// Topic aliases a client may use towards us.
+    pub topic_alias_maximum: u16,
+    /// 0 accepts the client's keep alive; otherwise the most a client gets.
+    pub max_keepalive: u16,
+    /// Longest a session outlives its connection, whatever the client asks.
+    pub max_session_expiry: Duration,
+    /// Admit clients without credentials into tenant `default`.
+    pub allow_anonymous: bool,
+    /// Open connections at most, across tenants.
+    pub max_connections: usize,
+    /// Open connections at most per tenant.
+    pub max_connections_per_tenant: usize,
+    /// New connections per second accepted from one source IP.
+    pub max_connect_rate_per_ip: u32,
+    /// How long a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 1024,
+            max_inflight: 256,
+            max_queued: 10_000,
+            topic_alias_maximum: 64,
+            max_keepalive: 0,
+            max_session_expiry: Duration::from_secs(7 * 24 * 3600),
+            allow_anonymous: false,
+            max_connections: 100_000,
+            max_connections_per_tenant: 100_000,
+            max_connect_rate_per_ip: 100_000,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a client presents in CONNECT (and its TLS handshake).
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+    /// `sha256:HEX` of the client certificate, when one was presented.
+    pub cert_fingerprint: Option<&'a str>,
+}
+
+/// Why a login was refused; mapped to CONNACK codes by the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 0x86 / 3.1.1 code 4.
+    BadCredentials,
+    /// 0x87 / 3.1.1 code 5.
+    NotAuthorized,
+    /// 0x88 / 3.1.1 code 3 (storage unreachable).
+    Unavailable,
+}
+
+/// Publish or subscribe, for authorisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Publish,
+    Subscribe,
+}
+
+/// Authentication and authorisation, implemented outside the MQTT crate.
+#[async_trait]
+pub trait Gatekeeper: Send + Sync + 'static {
+    /// Turns presented credentials into a principal.
+    async fn authenticate(&self, login: Login<'_>) -> Result<Principal, Refusal>;
+    /// Loads whatever `allows` needs for this tenant (ACL rules), so that the
+    /// synchronous checks on the hot path hit memory.
+    async fn prepare(&self, tenant: &TenantId);
+    /// Whether `who` may publish to the topic / subscribe to the filter.
+    /// Runs on every publish: must be fast and must not block.
+    fn allows(&self, who: &Principal, access: Access, topic: &str) -> bool;
+}
+
+/// Everything connections share.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub router: Arc<Router>,
+    pub gate: Arc<dyn Gatekeeper>,
+    pub sessions: SessionRegistry,
+    connections: AtomicUsize,
+    per_tenant: Mutex<HashMap<TenantId, usize>>,
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig, router: Arc<Router>, gate: Arc<dyn Gatekeeper>) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            router,
+            gate,
+            sessions: SessionRegistry::default(),
+            connections: AtomicUsize::new(0),
+            per_tenant: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Open connections now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Claims a connection slot for the tenant, or says which limit is hit.
+    fn admit(self: &Arc<Self>, tenant: &TenantId) -> Result<ConnectionSlot, &'static str> {
+        if self.connections.fetch_add(1, Ordering::AcqRel) >= self.config.max_connections {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err("global");
+        }
+        let mut per = self.per_tenant.lock();
+        let n = per.entry(tenant.clone()).or_default();
+        if *n >= self.config.max_connections_per_tenant {
+            drop(per);
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err("tenant");
+        }
+        *n += 1;
+        Ok(ConnectionSlot {
+            broker: self.clone(),
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+/// A claimed connection slot, released on drop.
+struct ConnectionSlot {
+    broker: Arc<Broker>,
+    tenant: TenantId,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.broker.connections.fetch_sub(1, Ordering::AcqRel);
+        let mut per = self.broker.per_tenant.lock();
+        if let Some(n) = per.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&self.tenant);
+            }
+        }
+    }
+}

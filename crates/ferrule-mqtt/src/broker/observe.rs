@@ -1,0 +1,63 @@
+//! Broker observability events: metric names and labels live here only.
+
+use metrics::{counter, gauge};
+
+pub const CONNECTIONS: &str = "ferrule_mqtt_connections";
+pub const CONNECTS: &str = "ferrule_mqtt_connects_total";
+pub const REFUSED: &str = "ferrule_mqtt_refused_total";
+pub const MESSAGES_IN: &str = "ferrule_mqtt_messages_received_total";
+pub const MESSAGES_OUT: &str = "ferrule_mqtt_messages_sent_total";
+pub const DROPPED: &str = "ferrule_mqtt_messages_dropped_total";
+pub const PROTOCOL_ERRORS: &str = "ferrule_mqtt_protocol_errors_total";
+pub const DENIED: &str = "ferrule_mqtt_denied_total";
+
+/// Every metric the broker emits, for docs and tests.
+pub const METRIC_NAMES: &[&str] = &[
+    CONNECTIONS,
+    CONNECTS,
+    REFUSED,
+    MESSAGES_IN,
+    MESSAGES_OUT,
+    DROPPED,
+    PROTOCOL_ERRORS,
+    DENIED,
+];
+
+pub fn connection_opened(protocol: &'static str) {
+    counter!(CONNECTS, "protocol" => protocol).increment(1);
+    gauge!(CONNECTIONS).increment(1.0);
+}
+
+pub fn connection_closed() {
+    gauge!(CONNECTIONS).decrement(1.0);
+}
+
+/// A CONNECT was refused; `reason` is one of a fixed vocabulary.
+pub fn refused(reason: &'static str) {
+    counter!(REFUSED, "reason" => reason).increment(1);
+    tracing::debug!(reason, "MQTT connection refused");
+}
+
+pub fn messages_in(n: u64) {
+    counter!(MESSAGES_IN).increment(n);
+}
+
+pub fn messages_out(n: u64) {
+    counter!(MESSAGES_OUT).increment(n);
+}
+
+/// A message was not delivered; `reason`: queue_full, expired, too_large.
+pub fn dropped(reason: &'static str, n: u64) {
+    counter!(DROPPED, "reason" => reason).increment(n);
+}
+
+/// A client broke the protocol; the connection is closed with `code`.
+pub fn protocol_error(code: u8, detail: &str) {
+    counter!(PROTOCOL_ERRORS, "reason_code" => format!("0x{code:02X}")).increment(1);
+    tracing::debug!(reason_code = code, detail, "MQTT protocol error");
+}
+
+/// An ACL refused a publish or subscribe.
+pub fn denied(access: &'static str) {
+    counter!(DENIED, "access" => access).increment(1);
+}
