@@ -93,6 +93,11 @@ pub fn dummy_password_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("ferrule-timing-equaliser"))
 }
 
+/// The `sha256:HEX` fingerprint of a DER certificate, as devices register it.
+pub fn certificate_fingerprint(der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(der)))
+}
+
 /// Normalises an X.509 fingerprint to `sha256:` + lowercase hex without
 /// separators; `None` when it is not a SHA-256 fingerprint.
 pub fn normalize_fingerprint(fp: &str) -> Option<String> {

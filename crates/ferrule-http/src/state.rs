@@ -35,6 +35,14 @@ impl Readiness {
     }
 }
 
+/// What the `/mqtt` WebSocket endpoint needs to run MQTT connections.
+#[derive(Clone)]
+pub struct MqttEndpoint {
+    pub broker: Arc<ferrule_mqtt::broker::Broker>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub tasks: tokio_util::task::TaskTracker,
+}
+
 /// Shared state of the HTTP API.
 #[derive(Clone)]
 pub struct AppState {
@@ -42,6 +50,8 @@ pub struct AppState {
     pub settings: HttpSettings,
     pub readiness: Readiness,
     pub metrics: PrometheusHandle,
+    /// `None` when the broker is not running (HTTP-only tests).
+    pub mqtt: Option<MqttEndpoint>,
 }
 
 impl AppState {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrule_bus::Router;
-use ferrule_http::{AppState, HttpSettings, Readiness};
+use ferrule_http::{AppState, HttpSettings, MqttEndpoint, Readiness};
 use ferrule_mqtt::broker::{Broker, BrokerConfig, listener};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::{Identity, MetaStore, StoreError};
@@ -73,9 +73,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .into());
     }
-    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-        startup::load_tls(cert, key)?;
-    }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let material = startup::load_tls(cert, key)?;
+            let tls = ferrule_mqtt::broker::tls::server_config(material.chain, material.key).map_err(|e| {
+                StartupError::new(
+                    "tls.cert / tls.key (--tls-cert, --tls-key)",
+                    format!("the certificate and key do not make a TLS configuration ({e}): give a matching PEM pair"),
+                )
+            })?;
+            Some(tls)
+        }
+        _ => None,
+    };
     startup::check_data_dir(&config.data_dir)?;
     let http_listener = startup::bind(
         "http.listen (--http-listen, FERRULE_HTTP_LISTEN, PORT)",
@@ -85,6 +95,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "mqtt.listen (--mqtt-listen, FERRULE_MQTT_LISTEN)",
         config.mqtt_listen,
     )?;
+    let mqtts_listener = match config.mqtts_listen {
+        Some(addr) => Some(startup::bind("mqtts.listen (--mqtts-listen, FERRULE_MQTTS_LISTEN)", addr)?),
+        None => None,
+    };
 
     // From here on we write.
     std::fs::create_dir_all(&config.data_dir)
@@ -117,13 +131,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
     ferrule_http::observe::record_build_info();
     let readiness = Readiness::default();
-    let state = AppState {
+    let mut state = AppState {
         identity: identity.clone(),
         settings: HttpSettings {
             max_body_bytes: config.max_body_bytes,
         },
         readiness: readiness.clone(),
         metrics,
+        mqtt: None,
     };
 
     let shutdown = CancellationToken::new();
@@ -148,9 +163,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
         tasks.clone(),
     ));
+    let mut mqtts_addr = None;
+    if let (Some(listener), Some(tls)) = (mqtts_listener, tls) {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        mqtts_addr = Some(listener.local_addr()?);
+        tasks.spawn(ferrule_mqtt::broker::tls::serve_tls(
+            broker.clone(),
+            listener,
+            tls,
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+    }
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
-    let app = ferrule_http::app(state);
+    state.mqtt = Some(MqttEndpoint { broker: broker.clone(), shutdown: shutdown.clone(), tasks: tasks.clone() });
+    let app = ferrule_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let served = axum::serve(http_listener, app)
@@ -166,6 +194,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     println!("Ferrule {} ready", env!("CARGO_PKG_VERSION"));
     println!("  HTTP API  http://{http_addr}/api/v1  (docs: /api/openapi.json)");
     println!("  MQTT      mqtt://{mqtt_addr}");
+    if let Some(addr) = mqtts_addr {
+        println!("  MQTT/TLS  mqtts://{addr}");
+    }
+    println!("  MQTT/WS   ws://{http_addr}/mqtt");
     println!("  data      {}", config.data_dir.display());
     tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "ferrule ready");
 

@@ -114,7 +114,6 @@ pub fn bind(setting: &str, addr: SocketAddr) -> Result<std::net::TcpListener, St
 
 /// A loaded certificate chain and key.
 #[derive(Debug)]
-#[allow(dead_code)] // consumed by the MQTT TLS listener
 pub struct TlsMaterial {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,

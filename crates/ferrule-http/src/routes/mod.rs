@@ -4,6 +4,7 @@ mod api_keys;
 mod auth;
 mod credentials;
 mod devices;
+mod mqtt_ws;
 mod ops;
 mod tenants;
 mod users;
@@ -87,6 +88,7 @@ pub fn app(state: AppState) -> Router {
     let api = std::sync::Arc::new(api);
     router
         .route("/", axum::routing::get(ops::landing))
+        .route("/mqtt", axum::routing::get(mqtt_ws::upgrade))
         .layer(axum::Extension(api))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -10,6 +10,7 @@ mod connection;
 pub mod listener;
 mod observe;
 mod session;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
