@@ -11,7 +11,7 @@
 mod router;
 mod tree;
 
-pub use router::{Router, TenantBus};
+pub use router::{RetainedSink, Router, TenantBus};
 pub use tree::{Entry, Matched, SubscriberId, SubscriptionOptions, SubscriptionTree};
 
 use std::sync::Arc;

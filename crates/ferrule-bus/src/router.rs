@@ -41,16 +41,26 @@ impl TenantBus {
     }
 }
 
+/// Called with every retained message set or cleared (empty payload), so
+/// that retained state can be persisted.
+pub type RetainedSink = Box<dyn Fn(&Arc<Message>) + Send + Sync>;
+
 /// The in-process router shared by every component.
 #[derive(Default)]
 pub struct Router {
     tenants: RwLock<HashMap<TenantId, Arc<TenantBus>>>,
     next_subscriber: AtomicU64,
+    retained_sink: std::sync::OnceLock<RetainedSink>,
 }
 
 impl Router {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Installs the hook that persists retained messages (once).
+    pub fn set_retained_sink(&self, sink: RetainedSink) {
+        let _ = self.retained_sink.set(sink);
     }
 
     /// A fresh id for a new subscriber.
@@ -92,6 +102,10 @@ impl Router {
                 retained.remove(&message.topic);
             } else {
                 retained.insert(message.topic.clone(), message.clone());
+            }
+            drop(retained);
+            if let Some(sink) = self.retained_sink.get() {
+                sink(&message);
             }
         }
         let tree = bus.tree.read();

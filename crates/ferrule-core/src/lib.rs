@@ -7,6 +7,7 @@
 //! - [`principal`]: who is calling — a user, an API key or a device — once
 //!   authenticated, whatever the transport.
 //! - [`secret`]: generation and hashing of tokens, API keys and passwords.
+//! - [`stored`]: broker state as kept across restarts.
 //! - [`topic`]: MQTT topic names and filters, matching and coverage.
 
 pub mod id;
@@ -14,6 +15,7 @@ pub mod message;
 pub mod principal;
 pub mod role;
 pub mod secret;
+pub mod stored;
 pub mod topic;
 
 pub use id::{DeviceId, IdError, TenantId};

@@ -5,10 +5,13 @@
 //!   credentials. [`embedded::EmbeddedStore`] implements it on SQLite in the
 //!   data directory; a PostgreSQL backend implements the same trait, and
 //!   [`conformance`] is the one test suite both must pass.
+//! - [`BrokerStateStore`] keeps the MQTT broker's persistent sessions and
+//!   retained messages across restarts.
 //! - [`Identity`] turns presented secrets (passwords, bearer tokens, device
 //!   tokens, certificate fingerprints) into a [`ferrule_core::Principal`], and
 //!   mints and hashes secrets. Every transport authenticates through it.
 
+mod broker_state;
 pub mod embedded;
 mod error;
 mod identity;
@@ -18,6 +21,7 @@ mod model;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use broker_state::BrokerStateStore;
 pub use error::{Result, StoreError};
 pub use identity::{AuthError, Identity, IssuedSession};
 pub use meta::MetaStore;

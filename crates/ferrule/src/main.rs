@@ -2,6 +2,7 @@
 //! subcommand. Wiring lives in `serve`; the parts live in the library crates.
 
 mod bench;
+mod broker_state;
 mod cli;
 mod config;
 mod gate;

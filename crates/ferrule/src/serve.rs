@@ -9,13 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrule_bus::Router;
 use ferrule_http::{AppState, HttpSettings, MqttEndpoint, Readiness};
-use ferrule_mqtt::broker::{Broker, BrokerConfig, listener};
+use ferrule_mqtt::broker::{Broker, BrokerConfig, listener, persist};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::{Identity, MetaStore, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broker_state::StoredBrokerState;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Storage};
 use crate::gate::StoreGatekeeper;
@@ -104,7 +105,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config)?;
-    let store: Arc<dyn MetaStore> = match EmbeddedStore::open(&config.data_dir) {
+    let embedded = match EmbeddedStore::open(&config.data_dir) {
         Ok(s) => Arc::new(s),
         Err(e @ StoreError::SchemaTooNew { .. }) => {
             return Err(StartupError::new(
@@ -115,6 +116,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("opening the embedded store"),
     };
+    let store: Arc<dyn MetaStore> = embedded.clone();
+    let broker_state = Arc::new(StoredBrokerState(embedded));
     let identity = Identity::new(store.clone(), config.session_ttl);
     if let Some(password) = identity
         .bootstrap(&config.admin_email, config.admin_password.as_deref())
@@ -155,6 +158,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         router.clone(),
         StoreGatekeeper::new(identity.clone()),
     );
+    let (persister, state_writer) = persist::start(broker_state.clone());
+    let (sessions, retained) = broker
+        .restore_and_persist(&*broker_state, persister)
+        .await
+        .context("restoring MQTT sessions")?;
+    if sessions + retained > 0 {
+        tracing::info!(sessions, retained, "restored MQTT state");
+    }
+    let stop_writer = CancellationToken::new();
+    let writer = tokio::spawn(state_writer.run(stop_writer.clone()));
     let mqtt_listener = tokio::net::TcpListener::from_std(mqtt_listener)?;
     let mqtt_addr = mqtt_listener.local_addr()?;
     tasks.spawn(listener::serve_tcp(
@@ -210,6 +223,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .is_err()
     {
         tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; closing anyway");
+    }
+    stop_writer.cancel();
+    let _ = writer.await;
+    if let Err(e) = broker.save_all(&*broker_state).await {
+        tracing::error!(error = %e, "saving MQTT sessions at shutdown failed");
     }
     store.close().await.context("flushing the store")?;
     tracing::info!("stopped");

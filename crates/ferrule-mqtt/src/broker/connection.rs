@@ -341,6 +341,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         st.generation += 1;
         st.expiry = expiry;
     }
+    session.mark_dirty();
 
     let mut properties = Properties::default();
     if v5 {
@@ -717,7 +718,11 @@ impl Connection {
                 st.take_inflight(id);
                 return;
             }
-            Some((_, f)) => *f = Inflight::Release,
+            Some((_, f)) => {
+                if let Inflight::Publish(out) = f {
+                    *f = Inflight::Release(out.clone());
+                }
+            }
             None => rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
         }
         drop(st);
@@ -877,7 +882,7 @@ impl Connection {
                         self.send(wbuf, Packet::Publish(p));
                     }
                 }
-                Inflight::Release => self.send(wbuf, Packet::PubRel(Ack::new(pid))),
+                Inflight::Release(_) => self.send(wbuf, Packet::PubRel(Ack::new(pid))),
             }
         }
     }
@@ -1007,6 +1012,7 @@ impl Connection {
             if mine {
                 st.connection = None;
                 st.kick = None;
+                st.detached_at_ms = ferrule_core::message::now_ms();
             }
             (mine, st.expiry, st.generation)
         };
@@ -1026,6 +1032,7 @@ impl Connection {
         if !detached || end == End::Shutdown {
             return;
         }
+        session.mark_dirty();
         if expiry.is_zero() {
             broker.sessions.end(&broker.router, &session);
         } else {

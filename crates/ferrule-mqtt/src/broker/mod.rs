@@ -9,6 +9,7 @@
 mod connection;
 pub mod listener;
 mod observe;
+pub mod persist;
 mod session;
 pub mod tls;
 
@@ -124,18 +125,82 @@ pub struct Broker {
     pub sessions: SessionRegistry,
     connections: AtomicUsize,
     per_tenant: Mutex<HashMap<TenantId, usize>>,
+    me: std::sync::Weak<Broker>,
 }
 
 impl Broker {
     pub fn new(config: BrokerConfig, router: Arc<Router>, gate: Arc<dyn Gatekeeper>) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             config,
             router,
             gate,
             sessions: SessionRegistry::default(),
             connections: AtomicUsize::new(0),
             per_tenant: Mutex::new(HashMap::new()),
+            me: me.clone(),
         })
+    }
+
+    /// Restores stored sessions and retained messages, then reports every
+    /// later change to `persister`. Call once, before accepting clients.
+    pub async fn restore_and_persist(
+        &self,
+        store: &dyn persist::SessionStore,
+        persister: persist::Persister,
+    ) -> Result<(usize, usize), persist::PersistError> {
+        // Restored sessions must report their changes like new ones.
+        self.sessions.set_persister(persister.clone());
+        let now = ferrule_core::message::now_ms();
+        let mut expired = Vec::new();
+        let sessions = store.load_sessions().await?;
+        let mut restored = 0;
+        for stored in sessions {
+            if stored.expires_at_ms <= now {
+                expired.push((stored.tenant.clone(), stored.client_id.clone()));
+                continue;
+            }
+            let left = Duration::from_millis((stored.expires_at_ms - now) as u64);
+            let session = self.sessions.restore(&self.router, stored, self.config.max_queued);
+            self.schedule_expiry(session, left);
+            restored += 1;
+        }
+        let retained = store.load_retained().await?;
+        let kept = retained.len();
+        for (tenant, m) in retained {
+            self.router.restore_retained(Arc::new(persist::message(&tenant, m)));
+        }
+        if !expired.is_empty() {
+            store.save(Vec::new(), expired, Vec::new(), Vec::new()).await?;
+        }
+        self.router.set_retained_sink(Box::new(move |m| persister.retained(m)));
+        Ok((restored, kept))
+    }
+
+    /// Ends a restored session when its expiry passes without a client.
+    fn schedule_expiry(&self, session: Arc<Session>, after: Duration) {
+        let generation = session.state().generation;
+        let router = self.router.clone();
+        let registry = self.sessions_handle();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let idle = {
+                let st = session.state();
+                st.connection.is_none() && st.generation == generation
+            };
+            if idle && let Some(registry) = registry.upgrade() {
+                registry.sessions.end(&router, &session);
+            }
+        });
+    }
+
+    fn sessions_handle(&self) -> std::sync::Weak<Broker> {
+        self.me.clone()
+    }
+
+    /// Writes every persistent session as it is now (at shutdown).
+    pub async fn save_all(&self, store: &dyn persist::SessionStore) -> Result<(), persist::PersistError> {
+        let snapshots = self.sessions.all().iter().filter_map(|s| persist::snapshot(s)).collect();
+        store.save(snapshots, Vec::new(), Vec::new(), Vec::new()).await
     }
 
     /// Open connections now.

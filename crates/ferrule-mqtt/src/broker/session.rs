@@ -9,17 +9,20 @@
 //! are dropped, as MQTT allows.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytestring::ByteString;
 use ferrule_bus::{Matched, Router, Subscriber, SubscriberId, SubscriptionOptions};
+use ferrule_core::stored::StoredSession;
 use ferrule_core::{Message, QoS, TenantId};
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 use tokio::sync::{Notify, oneshot};
 
 use super::observe;
+use super::persist::{Change, Persister};
 use crate::codec::ReasonCode;
 
 /// A message waiting to be sent to the client.
@@ -36,8 +39,9 @@ pub struct Outgoing {
 pub enum Inflight {
     /// Sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
     Publish(Outgoing),
-    /// PUBREL sent; waiting for PUBCOMP.
-    Release,
+    /// PUBREL sent; waiting for PUBCOMP. The message is kept only so the
+    /// session's state can be stored whole.
+    Release(Outgoing),
 }
 
 /// The mutable part of a session, behind its lock.
@@ -61,6 +65,8 @@ pub struct SessionState {
     pub expiry: Duration,
     /// Set once the session has ended; late deliveries are ignored.
     pub ended: bool,
+    /// When the last connection left, ms since the epoch (expiry counts from it).
+    pub detached_at_ms: i64,
 }
 
 impl SessionState {
@@ -94,6 +100,10 @@ pub struct Session {
     /// Wakes the attached connection when there is something to send.
     pub wake: Notify,
     max_queued: usize,
+    persister: Option<Persister>,
+    /// A snapshot is already on its way to the writer.
+    dirty: AtomicBool,
+    me: Weak<Session>,
 }
 
 impl Session {
@@ -102,15 +112,33 @@ impl Session {
         client_id: ByteString,
         subscriber_id: SubscriberId,
         max_queued: usize,
-    ) -> Self {
-        Self {
+        persister: Option<Persister>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             tenant,
             client_id,
             subscriber_id,
             state: Mutex::new(SessionState::default()),
             wake: Notify::new(),
             max_queued,
+            persister,
+            dirty: AtomicBool::new(false),
+            me: me.clone(),
+        })
+    }
+
+    /// Asks for this session's state to be written (coalesced).
+    pub fn mark_dirty(&self) {
+        if let Some(p) = &self.persister
+            && !self.dirty.swap(true, Ordering::AcqRel)
+            && let Some(me) = self.me.upgrade()
+        {
+            p.send(Change::Session(me));
         }
+    }
+
+    pub(crate) fn clear_dirty(&self) {
+        self.dirty.store(false, Ordering::Release);
     }
 
     pub fn state(&self) -> MutexGuard<'_, SessionState> {
@@ -130,9 +158,13 @@ impl Session {
         }
         st.queue.push_back(out);
         let connected = st.connection.is_some();
+        let persistent = !st.expiry.is_zero();
         drop(st);
         if connected {
             self.wake.notify_one();
+        } else if persistent {
+            // Offline: the queue is all the client will get; keep it.
+            self.mark_dirty();
         }
     }
 }
@@ -152,6 +184,7 @@ impl Subscriber for Session {
 #[derive(Default)]
 pub struct SessionRegistry {
     sessions: Mutex<HashMap<(TenantId, ByteString), Arc<Session>>>,
+    persister: OnceLock<Persister>,
 }
 
 impl SessionRegistry {
@@ -174,29 +207,100 @@ impl SessionRegistry {
             let old = map.remove(&key).expect("present");
             drop(map);
             end_session(router, &old);
+            if let Some(p) = self.persister.get() {
+                p.send(Change::Ended(key.0.clone(), key.1.clone()));
+            }
             map = self.sessions.lock();
         }
-        let session = Arc::new(Session::new(
+        let session = Session::new(
             tenant.clone(),
             client_id.clone(),
             router.next_subscriber_id(),
             max_queued,
-        ));
+            self.persister.get().cloned(),
+        );
         map.insert(key, session.clone());
         (session, false)
+    }
+
+    /// Sessions report their changes here from now on.
+    pub fn set_persister(&self, p: Persister) {
+        let _ = self.persister.set(p);
+    }
+
+    /// Every session, for a final snapshot.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().values().cloned().collect()
+    }
+
+    /// Brings back a stored session: its state and its subscriptions.
+    pub fn restore(&self, router: &Router, stored: StoredSession, max_queued: usize) -> Arc<Session> {
+        let session = Session::new(
+            stored.tenant.clone(),
+            ByteString::from(stored.client_id.clone()),
+            router.next_subscriber_id(),
+            max_queued,
+            self.persister.get().cloned(),
+        );
+        {
+            let mut st = session.state();
+            st.expiry = Duration::from_secs(stored.expiry_secs);
+            st.detached_at_ms = stored.expires_at_ms.saturating_sub(i64::try_from(stored.expiry_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+            st.inbound_qos2 = stored.inbound_qos2.iter().copied().collect();
+            for d in stored.deliveries {
+                let out = Outgoing {
+                    message: Arc::new(super::persist::message(&stored.tenant, d.message)),
+                    qos: d.qos,
+                    retain: d.retain,
+                    subscription_ids: d.subscription_ids.into_iter().collect(),
+                };
+                match d.packet_id {
+                    Some(id) if d.released => st.inflight.push_back((id, Inflight::Release(out))),
+                    Some(id) => st.inflight.push_back((id, Inflight::Publish(out))),
+                    None => st.queue.push_back(out),
+                }
+            }
+            for sub in &stored.subscriptions {
+                let options = SubscriptionOptions {
+                    qos: sub.qos,
+                    no_local: sub.no_local,
+                    retain_as_published: sub.retain_as_published,
+                    subscription_id: sub.subscription_id,
+                };
+                st.subscriptions.insert(sub.filter.clone(), options);
+            }
+        }
+        let subs: Vec<(String, SubscriptionOptions)> =
+            session.state().subscriptions.iter().map(|(f, o)| (f.clone(), *o)).collect();
+        for (filter, options) in subs {
+            let entry = ferrule_bus::Entry {
+                id: session.subscriber_id,
+                subscriber: session.clone(),
+                options,
+                client_id: Some(session.client_id.clone()),
+            };
+            router.subscribe(&session.tenant, &filter, entry);
+        }
+        self.sessions.lock().insert((session.tenant.clone(), session.client_id.clone()), session.clone());
+        session
     }
 
     /// Ends a session: removes it (if it is still the registered one) and all
     /// its subscriptions.
     pub fn end(&self, router: &Router, session: &Arc<Session>) {
         let key = (session.tenant.clone(), session.client_id.clone());
-        {
+        let removed = {
             let mut map = self.sessions.lock();
-            if map.get(&key).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            let mine = map.get(&key).is_some_and(|s| Arc::ptr_eq(s, session));
+            if mine {
                 map.remove(&key);
             }
-        }
+            mine
+        };
         end_session(router, session);
+        if removed && let Some(p) = self.persister.get() {
+            p.send(Change::Ended(key.0, key.1));
+        }
     }
 
     pub fn len(&self) -> usize {

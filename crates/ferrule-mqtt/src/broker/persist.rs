@@ -1,0 +1,248 @@
+//! Keeping sessions and retained messages across restarts.
+//!
+//! The hot path never waits on storage: sessions and the router report
+//! changes into a channel; a background task coalesces them (a session
+//! changed a hundred times in a batch window is written once, as a snapshot)
+//! and writes each batch in one transaction. On shutdown, every persistent
+//! session is snapshotted and written before the process exits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytestring::ByteString;
+use ferrule_core::stored::{StoredDelivery, StoredMessage, StoredSession, StoredSubscription};
+use ferrule_core::{Message, Origin, TenantId};
+use tokio::sync::mpsc;
+
+use super::session::{Inflight, Outgoing, Session};
+
+/// How long changes gather before a batch is written.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+/// A failure of the state store, already logged by the caller.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PersistError(pub String);
+
+/// Where the broker keeps its state; implemented over the embedded store.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    async fn save(
+        &self,
+        sessions: Vec<StoredSession>,
+        ended: Vec<(TenantId, String)>,
+        retained: Vec<(TenantId, StoredMessage)>,
+        cleared: Vec<(TenantId, String)>,
+    ) -> Result<(), PersistError>;
+    async fn load_sessions(&self) -> Result<Vec<StoredSession>, PersistError>;
+    async fn load_retained(&self) -> Result<Vec<(TenantId, StoredMessage)>, PersistError>;
+}
+
+/// A change to persist.
+pub(crate) enum Change {
+    Session(Arc<Session>),
+    Ended(TenantId, ByteString),
+    Retained(Arc<Message>),
+}
+
+/// The sending side, cloned into sessions and the router's retained hook.
+#[derive(Clone)]
+pub struct Persister {
+    tx: mpsc::UnboundedSender<Change>,
+}
+
+impl Persister {
+    pub(crate) fn send(&self, change: Change) {
+        // The writer only stops at shutdown, after the last flush.
+        let _ = self.tx.send(change);
+    }
+
+    /// Reports a retained message set or cleared (empty payload).
+    pub fn retained(&self, message: &Arc<Message>) {
+        self.send(Change::Retained(message.clone()));
+    }
+}
+
+/// Starts the background writer; returns the handle sessions report to.
+pub fn start(store: Arc<dyn SessionStore>) -> (Persister, Writer) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Persister { tx }, Writer { store, rx })
+}
+
+/// The background writer.
+pub struct Writer {
+    store: Arc<dyn SessionStore>,
+    rx: mpsc::UnboundedReceiver<Change>,
+}
+
+impl Writer {
+    /// Writes batches until `stop`, then writes what is left and returns.
+    pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                c = self.rx.recv() => c,
+                _ = stop.cancelled() => break,
+            };
+            let Some(first) = first else { return };
+            tokio::time::sleep(BATCH_WINDOW).await;
+            let mut batch = vec![first];
+            while let Ok(c) = self.rx.try_recv() {
+                batch.push(c);
+            }
+            self.write(batch).await;
+        }
+        self.flush().await;
+    }
+
+    /// Writes whatever is queued now.
+    async fn flush(&mut self) {
+        let mut batch = Vec::new();
+        while let Ok(c) = self.rx.try_recv() {
+            batch.push(c);
+        }
+        if !batch.is_empty() {
+            self.write(batch).await;
+        }
+    }
+
+    async fn write(&self, batch: Vec<Change>) {
+        write_batch(&*self.store, batch).await;
+    }
+}
+
+/// Coalesces a batch and writes it in one call.
+pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) {
+    let mut sessions: HashMap<(TenantId, ByteString), Arc<Session>> = HashMap::new();
+    let mut ended: HashMap<(TenantId, ByteString), ()> = HashMap::new();
+    let mut retained: HashMap<(TenantId, ByteString), Arc<Message>> = HashMap::new();
+    for change in batch {
+        match change {
+            Change::Session(s) => {
+                let key = (s.tenant.clone(), s.client_id.clone());
+                ended.remove(&key);
+                sessions.insert(key, s);
+            }
+            Change::Ended(t, c) => {
+                sessions.remove(&(t.clone(), c.clone()));
+                ended.insert((t, c), ());
+            }
+            Change::Retained(m) => {
+                retained.insert((m.tenant.clone(), m.topic.clone()), m);
+            }
+        }
+    }
+    let snapshots: Vec<StoredSession> = sessions.values().filter_map(|s| snapshot(s)).collect();
+    let (set, cleared): (Vec<_>, Vec<_>) = retained.into_values().partition(|m| !m.payload.is_empty());
+    let result = store
+        .save(
+            snapshots,
+            ended.into_keys().map(|(t, c)| (t, c.to_string())).collect(),
+            set.iter().map(|m| (m.tenant.clone(), stored_message(m))).collect(),
+            cleared.iter().map(|m| (m.tenant.clone(), m.topic.to_string())).collect(),
+        )
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "saving MQTT sessions failed");
+    }
+}
+
+fn wall_ms(at: Option<Instant>) -> Option<i64> {
+    let at = at?;
+    let now = Instant::now();
+    let now_ms = ferrule_core::message::now_ms();
+    Some(if at >= now {
+        now_ms + at.duration_since(now).as_millis() as i64
+    } else {
+        now_ms - now.duration_since(at).as_millis() as i64
+    })
+}
+
+fn instant(ms: Option<i64>) -> Option<Instant> {
+    let ms = ms?;
+    let left = ms - ferrule_core::message::now_ms();
+    Some(Instant::now() + Duration::from_millis(left.max(0) as u64))
+}
+
+pub(crate) fn stored_message(m: &Message) -> StoredMessage {
+    StoredMessage {
+        topic: m.topic.to_string(),
+        payload: m.payload.clone(),
+        qos: m.qos,
+        retain: m.retain,
+        properties: m.properties.as_deref().cloned(),
+        expires_at_ms: wall_ms(m.expires_at),
+        origin_client: match &m.origin {
+            Origin::Mqtt { client_id } => Some(client_id.to_string()),
+            _ => None,
+        },
+        received_at_ms: m.received_at_ms,
+    }
+}
+
+pub(crate) fn message(tenant: &TenantId, m: StoredMessage) -> Message {
+    Message {
+        tenant: tenant.clone(),
+        topic: m.topic.into(),
+        payload: m.payload,
+        qos: m.qos,
+        retain: m.retain,
+        properties: m.properties.map(Box::new),
+        expires_at: instant(m.expires_at_ms),
+        origin: match m.origin_client {
+            Some(c) => Origin::Mqtt { client_id: c.into() },
+            None => Origin::System,
+        },
+        received_at_ms: m.received_at_ms,
+    }
+}
+
+/// A session's persistent state now; `None` for sessions that end with their
+/// connection (nothing to keep).
+pub(crate) fn snapshot(s: &Session) -> Option<StoredSession> {
+    s.clear_dirty();
+    let st = s.state();
+    if st.ended || st.expiry.is_zero() {
+        return None;
+    }
+    let expiry_ms = i64::try_from(st.expiry.as_millis()).unwrap_or(i64::MAX / 2);
+    let base = if st.connection.is_some() { ferrule_core::message::now_ms() } else { st.detached_at_ms };
+    let delivery = |out: &Outgoing, packet_id: Option<u16>, released: bool| StoredDelivery {
+        message: stored_message(&out.message),
+        qos: out.qos,
+        retain: out.retain,
+        subscription_ids: out.subscription_ids.to_vec(),
+        packet_id,
+        released,
+    };
+    let mut deliveries = Vec::with_capacity(st.inflight.len() + st.queue.len());
+    for (id, f) in &st.inflight {
+        match f {
+            Inflight::Publish(out) => deliveries.push(delivery(out, Some(*id), false)),
+            Inflight::Release(out) => deliveries.push(delivery(out, Some(*id), true)),
+        }
+    }
+    deliveries.extend(
+        st.queue.iter().filter(|o| o.qos != ferrule_core::QoS::AtMostOnce).map(|o| delivery(o, None, false)),
+    );
+    Some(StoredSession {
+        tenant: s.tenant.clone(),
+        client_id: s.client_id.to_string(),
+        expires_at_ms: base.saturating_add(expiry_ms),
+        expiry_secs: st.expiry.as_secs(),
+        subscriptions: st
+            .subscriptions
+            .iter()
+            .map(|(filter, o)| StoredSubscription {
+                filter: filter.clone(),
+                qos: o.qos,
+                no_local: o.no_local,
+                retain_as_published: o.retain_as_published,
+                subscription_id: o.subscription_id,
+            })
+            .collect(),
+        deliveries,
+        inbound_qos2: st.inbound_qos2.iter().copied().collect(),
+    })
+}
