@@ -8,6 +8,8 @@ mod bad_input;
 mod config;
 mod lifecycle;
 mod migrations;
+mod mqtt_persistence;
+mod mqtt_transports;
 mod ops;
 mod resources;
 mod secrets;
