@@ -6,8 +6,12 @@
 //! - [`principal`]: who is calling — a user, an API key or a device — once
 //!   authenticated, whatever the transport.
 //! - [`secret`]: generation and hashing of tokens, API keys and passwords.
-//! - [`topic`]: MQTT topic names and filters, matching and coverage.
+//! - [`topic`]: MQTT topic names and filters, matching, coverage and
+//!   intersection.
+//! - [`acl`]: tenant ACL rules and the [`acl::Policy`] that decides who may
+//!   publish or subscribe where.
 
+pub mod acl;
 pub mod id;
 pub mod principal;
 pub mod role;
