@@ -112,6 +112,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let readiness = Readiness::default();
     let state = AppState {
         identity: identity.clone(),
+        acl: ferrule_store::AclCache::new(identity.store().clone()),
         settings: HttpSettings {
             max_body_bytes: config.max_body_bytes,
         },
