@@ -8,8 +8,12 @@
 //!   authenticated, whatever the transport.
 //! - [`secret`]: generation and hashing of tokens, API keys and passwords.
 //! - [`stored`]: broker state as kept across restarts.
-//! - [`topic`]: MQTT topic names and filters, matching and coverage.
+//! - [`topic`]: MQTT topic names and filters, matching, coverage and
+//!   intersection.
+//! - [`acl`]: tenant ACL rules and the [`acl::Policy`] that decides who may
+//!   publish or subscribe where.
 
+pub mod acl;
 pub mod id;
 pub mod message;
 pub mod principal;

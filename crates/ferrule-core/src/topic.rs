@@ -94,11 +94,45 @@ pub fn parse_subscription(s: &str) -> Result<SubscriptionFilter<'_>, TopicError>
 
 /// Whether `filter` matches topic `name`. Both are assumed valid.
 pub fn matches(filter: &str, name: &str) -> bool {
-    if name.starts_with('$') && filter.starts_with(['+', '#']) {
+    matches_levels(filter.split('/'), name.split('/'))
+}
+
+/// Whether every topic that `inner` matches is also matched by `outer`: used
+/// to decide if a subscription stays inside what an ACL pattern allows.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    covers_levels(outer.split('/'), inner.split('/'))
+}
+
+/// Whether some topic name is matched by both filters: used to decide if a
+/// subscription could receive anything an ACL pattern denies.
+pub fn intersects(a: &str, b: &str) -> bool {
+    intersects_levels(a.split('/'), b.split('/'))
+}
+
+// The `*_levels` forms take filters already split into levels, so that ACL
+// patterns can stand a device id in for `{device_id}` on the fly instead of
+// building a new string on every publish.
+
+fn is_wildcard(level: &str) -> bool {
+    level == "+" || level == "#"
+}
+
+/// A `$` topic (`$SYS/…`) is out of reach of a leading wildcard (§4.7.2).
+fn dollar_excluded(filter_first: &str, other_first: &str) -> bool {
+    is_wildcard(filter_first) && other_first.starts_with('$')
+}
+
+/// [`matches`] over levels.
+pub(crate) fn matches_levels<'f, 'n>(
+    filter: impl Iterator<Item = &'f str>,
+    name: impl Iterator<Item = &'n str>,
+) -> bool {
+    let (mut f, mut n) = (filter.peekable(), name.peekable());
+    if let (Some(f0), Some(n0)) = (f.peek(), n.peek())
+        && dollar_excluded(f0, n0)
+    {
         return false;
     }
-    let mut f = filter.split('/');
-    let mut n = name.split('/');
     loop {
         match (f.next(), n.next()) {
             (Some("#"), _) => return true,
@@ -110,20 +144,48 @@ pub fn matches(filter: &str, name: &str) -> bool {
     }
 }
 
-/// Whether every topic that `inner` matches is also matched by `outer`: used
-/// to decide if a subscription stays inside what an ACL pattern allows.
-pub fn covers(outer: &str, inner: &str) -> bool {
-    // A leading wildcard never reaches `$` topics (see `matches`).
-    if outer.starts_with(['+', '#']) && inner.starts_with('$') {
+/// [`covers`] over levels.
+pub(crate) fn covers_levels<'o, 'i>(
+    outer: impl Iterator<Item = &'o str>,
+    inner: impl Iterator<Item = &'i str>,
+) -> bool {
+    let (mut o, mut i) = (outer.peekable(), inner.peekable());
+    if let (Some(o0), Some(i0)) = (o.peek(), i.peek())
+        && dollar_excluded(o0, i0)
+    {
         return false;
     }
-    let mut o = outer.split('/');
-    let mut i = inner.split('/');
     loop {
         match (o.next(), i.next()) {
             (Some("#"), _) => return true,
             (Some("+"), Some(il)) if il != "#" => {}
             (Some(ol), Some(il)) if ol == il && ol != "+" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// [`intersects`] over levels.
+pub(crate) fn intersects_levels<'a, 'b>(
+    a: impl Iterator<Item = &'a str>,
+    b: impl Iterator<Item = &'b str>,
+) -> bool {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    // Two leading wildcards still meet on a topic not starting with `$`; a
+    // leading wildcard and a literal `$…` level never do.
+    if let (Some(a0), Some(b0)) = (a.peek(), b.peek())
+        && (dollar_excluded(a0, b0) || dollar_excluded(b0, a0))
+    {
+        return false;
+    }
+    loop {
+        match (a.next(), b.next()) {
+            // `#` also matches its parent, so whatever is left of the other
+            // filter (nothing, or levels that match some name) meets it.
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(al), Some(bl)) if al == bl => {}
             (None, None) => return true,
             _ => return false,
         }
@@ -192,6 +254,25 @@ mod tests {
         assert!(!covers("#", "$SYS/x"));
     }
 
+    #[test]
+    fn intersection() {
+        assert!(intersects("devices/#", "devices/secret/#"));
+        assert!(intersects("devices/secret/#", "devices/#"));
+        assert!(intersects("devices/+/telemetry", "devices/pump/+"));
+        assert!(intersects("a/#", "a"), "`#` matches its parent");
+        assert!(intersects("+/+", "a/+"));
+        assert!(intersects("#", "+"));
+        assert!(!intersects("devices/pump/#", "devices/fan/#"));
+        assert!(!intersects("a/+", "a"));
+        assert!(!intersects("a/b", "a/b/c"));
+        // A leading wildcard never meets a `$` topic, but two leading
+        // wildcards meet on an ordinary one.
+        assert!(!intersects("#", "$SYS/#"));
+        assert!(!intersects("$SYS/+", "+/monitor"));
+        assert!(intersects("$SYS/#", "$SYS/+"));
+        assert!(intersects("+/#", "#"));
+    }
+
     fn level() -> impl Strategy<Value = String> {
         prop_oneof!["[ab]{0,2}", Just("$s".to_owned())]
     }
@@ -229,6 +310,43 @@ mod tests {
         f.len() == n.len() && f.iter().zip(&n).all(|(a, b)| *a == "+" || a == b)
     }
 
+    /// Searches for a name both filters match. At each position a shared
+    /// name's level is either a literal of one of the filters there or, where
+    /// both have wildcards, anything: a fresh level `z` stands for that.
+    fn naive_intersects(a: &str, b: &str) -> bool {
+        let (fa, fb): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+        let longest = fa.len().max(fb.len());
+        let choices = |i: usize| -> Vec<&str> {
+            let mut c = vec!["z"];
+            for f in [&fa, &fb] {
+                if let Some(l) = f.get(i).filter(|l| !matches!(**l, "+" | "#")) {
+                    c.push(l);
+                }
+            }
+            c
+        };
+        let mut names: Vec<Vec<&str>> = vec![Vec::new()];
+        for i in 0..longest {
+            names = names
+                .into_iter()
+                .flat_map(|n| {
+                    choices(i).into_iter().map(move |l| {
+                        let mut m = n.clone();
+                        m.push(l);
+                        m
+                    })
+                })
+                .collect();
+            if names
+                .iter()
+                .any(|n| naive(a, &n.join("/")) && naive(b, &n.join("/")))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
     proptest! {
         #[test]
         fn matches_agrees_with_naive(f in filter(), n in name()) {
@@ -241,6 +359,32 @@ mod tests {
         fn covers_implies_every_match(outer in filter(), inner in filter(), n in name()) {
             if covers(&outer, &inner) && matches(&inner, &n) {
                 prop_assert!(matches(&outer, &n), "{} covers {} but misses {}", outer, inner, n);
+            }
+        }
+
+        #[test]
+        fn a_shared_name_means_the_filters_intersect(a in filter(), b in filter(), n in name()) {
+            if matches(&a, &n) && matches(&b, &n) {
+                prop_assert!(intersects(&a, &b), "{} and {} both match {}", a, b, n);
+            }
+        }
+
+        #[test]
+        fn intersects_is_symmetric(a in filter(), b in filter()) {
+            prop_assert_eq!(intersects(&a, &b), intersects(&b, &a), "{} vs {}", a, b);
+        }
+
+        #[test]
+        fn intersects_agrees_with_a_search_for_a_witness(a in filter(), b in filter()) {
+            prop_assert_eq!(intersects(&a, &b), naive_intersects(&a, &b), "{} vs {}", a, b);
+        }
+
+        // Every valid filter matches some name (`+` → any level, `#` → the
+        // parent), so coverage always leaves a topic in common.
+        #[test]
+        fn covers_implies_intersects(outer in filter(), inner in filter()) {
+            if covers(&outer, &inner) {
+                prop_assert!(intersects(&outer, &inner), "{} covers {}", outer, inner);
             }
         }
 

@@ -76,14 +76,18 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         let field = if path != "." {
             Some(path)
         } else {
-            unknown_field_name(&detail)
+            named_field(&detail)
         };
         ApiError::Invalid { field, detail }
     })
 }
 
-fn unknown_field_name(detail: &str) -> Option<String> {
-    let rest = detail.strip_prefix("unknown field `")?;
+/// serde reports unknown and missing fields at the enclosing object's path;
+/// its message names the field.
+fn named_field(detail: &str) -> Option<String> {
+    let rest = detail
+        .strip_prefix("unknown field `")
+        .or_else(|| detail.strip_prefix("missing field `"))?;
     Some(rest.split('`').next()?.to_owned())
 }
 
@@ -128,7 +132,7 @@ impl Caller {
     pub fn require_access_admin(&self) -> Result<(), ApiError> {
         self.require(
             self.role.can_manage_access(),
-            "managing users and API keys needs the owner role",
+            "managing users, API keys and ACL rules needs the owner role",
         )
     }
 

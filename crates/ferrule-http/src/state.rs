@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferrule_store::{Identity, MetaStore};
+use ferrule_store::{AclCache, Identity, MetaStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Settings of the HTTP API that come from configuration.
@@ -47,6 +47,8 @@ pub struct MqttEndpoint {
 #[derive(Clone)]
 pub struct AppState {
     pub identity: Identity,
+    /// Rule changes go through it, so the broker's cached policies follow.
+    pub acl: AclCache,
     pub settings: HttpSettings,
     pub readiness: Readiness,
     pub metrics: PrometheusHandle,

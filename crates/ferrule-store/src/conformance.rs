@@ -5,6 +5,7 @@
 //! where `guard` is anything that must outlive the store (a temp dir, a
 //! dropped-at-end database). Each case gets a fresh store.
 
+use ferrule_core::acl::{AclAction, AclRule, AclSubject, Effect};
 use ferrule_core::{DeviceId, Role, TenantId};
 use jiff::{SignedDuration, Timestamp};
 
@@ -23,6 +24,8 @@ macro_rules! meta_store_conformance {
             devices_are_scoped_by_tenant,
             credentials_find_rotate_and_delete,
             deleting_a_tenant_removes_everything_it_owns,
+            acl_rules_crud_and_scoped_by_tenant,
+            deleting_a_tenant_removes_its_acl_rules,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -395,4 +398,83 @@ pub async fn deleting_a_tenant_removes_everything_it_owns(s: &dyn MetaStore) {
     );
     assert!(s.find_device_by_token("tok").await.unwrap().is_none());
     assert!(s.get_device(&b, &device("keep")).await.is_ok());
+}
+
+fn acl_rule(id: &str, topic: &str, priority: i32) -> AclRule {
+    AclRule {
+        id: id.into(),
+        effect: Effect::Allow,
+        action: AclAction::Publish,
+        topic: topic.into(),
+        subject: AclSubject::Devices,
+        priority,
+    }
+}
+
+pub async fn acl_rules_crud_and_scoped_by_tenant(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    let gateway = acl_rule("acl_2", "devices/+/telemetry", 0);
+    assert_eq!(s.create_acl_rule(&a, &gateway).await.unwrap(), gateway);
+    let other = AclRule {
+        effect: Effect::Deny,
+        action: AclAction::All,
+        subject: AclSubject::All,
+        ..acl_rule("acl_1", "devices/{device_id}/secret/#", -3)
+    };
+    s.create_acl_rule(&a, &other).await.unwrap();
+    assert!(matches!(
+        s.create_acl_rule(&a, &gateway).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // The same id in another tenant is a different rule, and reveals nothing.
+    let theirs = acl_rule("acl_2", "#", 9);
+    s.create_acl_rule(&b, &theirs).await.unwrap();
+    assert_eq!(s.get_acl_rule(&a, "acl_1").await.unwrap(), other);
+    assert_eq!(
+        s.list_acl_rules(&a).await.unwrap(),
+        [other.clone(), gateway.clone()],
+        "every field round-trips, by id"
+    );
+    assert_eq!(
+        s.list_acl_rules(&b).await.unwrap(),
+        std::slice::from_ref(&theirs)
+    );
+
+    let changed = AclRule {
+        effect: Effect::Deny,
+        action: AclAction::Subscribe,
+        topic: "alerts/#".into(),
+        subject: AclSubject::Anonymous,
+        priority: 7,
+        ..gateway.clone()
+    };
+    assert_eq!(s.update_acl_rule(&a, &changed).await.unwrap(), changed);
+    assert_eq!(s.get_acl_rule(&a, "acl_2").await.unwrap(), changed);
+    assert_eq!(s.get_acl_rule(&b, "acl_2").await.unwrap(), theirs);
+    not_found(s.get_acl_rule(&b, "acl_1").await);
+    not_found(s.update_acl_rule(&b, &acl_rule("acl_1", "#", 0)).await);
+    not_found(s.delete_acl_rule(&b, "acl_1").await);
+    not_found(s.update_acl_rule(&a, &acl_rule("acl_none", "#", 0)).await);
+    assert_eq!(s.get_acl_rule(&a, "acl_1").await.unwrap(), other);
+
+    s.delete_acl_rule(&a, "acl_2").await.unwrap();
+    not_found(s.get_acl_rule(&a, "acl_2").await);
+    not_found(s.delete_acl_rule(&a, "acl_2").await);
+    assert_eq!(s.list_acl_rules(&a).await.unwrap(), [other]);
+    assert_eq!(s.list_acl_rules(&b).await.unwrap(), [theirs]);
+}
+
+pub async fn deleting_a_tenant_removes_its_acl_rules(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    s.create_acl_rule(&a, &acl_rule("acl_1", "#", 0))
+        .await
+        .unwrap();
+    s.create_acl_rule(&b, &acl_rule("acl_1", "#", 0))
+        .await
+        .unwrap();
+    s.delete_tenant(&a).await.unwrap();
+    // A tenant created again under the same id starts without rules.
+    s.create_tenant(&a, "Alpha again").await.unwrap();
+    assert!(s.list_acl_rules(&a).await.unwrap().is_empty());
+    assert_eq!(s.list_acl_rules(&b).await.unwrap().len(), 1);
 }

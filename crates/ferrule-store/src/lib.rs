@@ -2,15 +2,19 @@
 //! backend, and the identity service built on top.
 //!
 //! - [`MetaStore`] holds tenants, users, sessions, API keys, devices and their
-//!   credentials. [`embedded::EmbeddedStore`] implements it on SQLite in the
-//!   data directory; a PostgreSQL backend implements the same trait, and
-//!   [`conformance`] is the one test suite both must pass.
+//!   credentials, and tenants' ACL rules. [`embedded::EmbeddedStore`]
+//!   implements it on SQLite in the data directory; a PostgreSQL backend
+//!   implements the same trait, and [`conformance`] is the one test suite both
+//!   must pass.
 //! - [`BrokerStateStore`] keeps the MQTT broker's persistent sessions and
 //!   retained messages across restarts.
 //! - [`Identity`] turns presented secrets (passwords, bearer tokens, device
 //!   tokens, certificate fingerprints) into a [`ferrule_core::Principal`], and
 //!   mints and hashes secrets. Every transport authenticates through it.
+//! - [`AclCache`] keeps each tenant's compiled ACL [`ferrule_core::acl::Policy`]
+//!   in memory for the broker, and writes rule changes through to the store.
 
+mod acl;
 mod broker_state;
 pub mod embedded;
 mod error;
@@ -21,6 +25,7 @@ mod model;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use acl::AclCache;
 pub use broker_state::BrokerStateStore;
 pub use error::{Result, StoreError};
 pub use identity::{AuthError, Identity, IssuedSession};

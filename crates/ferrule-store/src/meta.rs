@@ -1,13 +1,14 @@
 //! The metadata store trait.
 
 use async_trait::async_trait;
+use ferrule_core::acl::AclRule;
 use ferrule_core::{DeviceId, TenantId};
 use jiff::Timestamp;
 
 use crate::Result;
 use crate::model::*;
 
-/// Tenants, users, sessions, API keys, devices and credentials.
+/// Tenants, users, sessions, API keys, devices and credentials, ACL rules.
 ///
 /// Every call that reads or changes a tenant's object takes the tenant, and a
 /// backend must answer [`crate::StoreError::NotFound`] for another tenant's
@@ -94,4 +95,13 @@ pub trait MetaStore: Send + Sync + 'static {
         tenant: &TenantId,
         device: &DeviceId,
     ) -> Result<Vec<(String, DeviceLogin)>>;
+
+    async fn create_acl_rule(&self, tenant: &TenantId, rule: &AclRule) -> Result<AclRule>;
+    async fn get_acl_rule(&self, tenant: &TenantId, id: &str) -> Result<AclRule>;
+    /// All of a tenant's rules, by id: a tenant has few, and the broker
+    /// compiles them all into one policy.
+    async fn list_acl_rules(&self, tenant: &TenantId) -> Result<Vec<AclRule>>;
+    /// Replaces every field of the rule with this id.
+    async fn update_acl_rule(&self, tenant: &TenantId, rule: &AclRule) -> Result<AclRule>;
+    async fn delete_acl_rule(&self, tenant: &TenantId, id: &str) -> Result<()>;
 }

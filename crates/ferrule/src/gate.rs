@@ -4,19 +4,20 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ferrule_core::acl;
 use ferrule_core::secret::TokenKind;
-use ferrule_core::topic::{covers, matches};
-use ferrule_core::{Principal, PrincipalKind, TenantId};
+use ferrule_core::{Principal, TenantId};
 use ferrule_mqtt::broker::{Access, Gatekeeper, Login, Refusal};
-use ferrule_store::{AuthError, Identity};
+use ferrule_store::{AclCache, AuthError, Identity};
 
 pub struct StoreGatekeeper {
     identity: Identity,
+    acl: AclCache,
 }
 
 impl StoreGatekeeper {
-    pub fn new(identity: Identity) -> Arc<Self> {
-        Arc::new(Self { identity })
+    pub fn new(identity: Identity, acl: AclCache) -> Arc<Self> {
+        Arc::new(Self { identity, acl })
     }
 }
 
@@ -63,21 +64,18 @@ impl Gatekeeper for StoreGatekeeper {
         result.map_err(refusal)
     }
 
-    async fn prepare(&self, _tenant: &TenantId) {}
+    async fn prepare(&self, tenant: &TenantId) {
+        // Load the tenant's rules now so `allows` answers from memory.
+        if let Err(e) = self.acl.policy(tenant).await {
+            tracing::warn!(tenant = %tenant, error = %e, "loading ACL rules failed; using the last known");
+        }
+    }
 
     fn allows(&self, who: &Principal, access: Access, topic: &str) -> bool {
-        match &who.kind {
-            PrincipalKind::Device { id } => {
-                let own = format!("devices/{id}/#");
-                match access {
-                    Access::Publish => matches(&own, topic),
-                    Access::Subscribe => covers(&own, topic),
-                }
-            }
-            PrincipalKind::User { role, .. } | PrincipalKind::ApiKey { role, .. } => {
-                access == Access::Subscribe || role.can_write()
-            }
-            PrincipalKind::Anonymous => true,
-        }
+        let access = match access {
+            Access::Publish => acl::Access::Publish,
+            Access::Subscribe => acl::Access::Subscribe,
+        };
+        self.acl.current(&who.tenant).allows(who, access, topic)
     }
 }

@@ -97,7 +97,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.mqtt_listen,
     )?;
     let mqtts_listener = match config.mqtts_listen {
-        Some(addr) => Some(startup::bind("mqtts.listen (--mqtts-listen, FERRULE_MQTTS_LISTEN)", addr)?),
+        Some(addr) => Some(startup::bind(
+            "mqtts.listen (--mqtts-listen, FERRULE_MQTTS_LISTEN)",
+            addr,
+        )?),
         None => None,
     };
 
@@ -131,11 +134,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
+    let acl = ferrule_store::AclCache::new(store.clone());
     let metrics = install_metrics()?;
     ferrule_http::observe::record_build_info();
     let readiness = Readiness::default();
     let mut state = AppState {
         identity: identity.clone(),
+        acl: acl.clone(),
         settings: HttpSettings {
             max_body_bytes: config.max_body_bytes,
         },
@@ -156,7 +161,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let broker = Broker::new(
         broker_config,
         router.clone(),
-        StoreGatekeeper::new(identity.clone()),
+        StoreGatekeeper::new(identity.clone(), acl.clone()),
     );
     let (persister, state_writer) = persist::start(broker_state.clone());
     let (sessions, retained) = broker
@@ -190,8 +195,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
-    state.mqtt = Some(MqttEndpoint { broker: broker.clone(), shutdown: shutdown.clone(), tasks: tasks.clone() });
-    let app = ferrule_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    state.mqtt = Some(MqttEndpoint {
+        broker: broker.clone(),
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+    });
+    let app =
+        ferrule_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let served = axum::serve(http_listener, app)

@@ -1,5 +1,6 @@
 //! The API's routes, declared once for both axum and OpenAPI.
 
+mod acl_rules;
 mod api_keys;
 mod auth;
 mod credentials;
@@ -37,6 +38,7 @@ use crate::state::AppState;
         (name = "users", description = "Users of a tenant"),
         (name = "api-keys", description = "API keys of a tenant"),
         (name = "devices", description = "Devices and their credentials"),
+        (name = "acl-rules", description = "Who may publish and subscribe where over MQTT"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -71,6 +73,12 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::list, credentials::create))
         .routes(routes!(credentials::delete))
         .routes(routes!(credentials::rotate))
+        .routes(routes!(acl_rules::list, acl_rules::create))
+        .routes(routes!(
+            acl_rules::get,
+            acl_rules::update,
+            acl_rules::delete
+        ))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -36,8 +36,18 @@ pub async fn upgrade(
 
 async fn bridge(socket: WebSocket, endpoint: MqttEndpoint, peer: SocketAddr) {
     let (broker_side, ws_side) = tokio::io::duplex(PIPE_BYTES);
-    let MqttEndpoint { broker, shutdown, tasks } = endpoint;
-    tasks.spawn(ferrule_mqtt::broker::serve_connection(broker, broker_side, peer, None, shutdown));
+    let MqttEndpoint {
+        broker,
+        shutdown,
+        tasks,
+    } = endpoint;
+    tasks.spawn(ferrule_mqtt::broker::serve_connection(
+        broker,
+        broker_side,
+        peer,
+        None,
+        shutdown,
+    ));
 
     let (mut from_broker, mut to_broker) = tokio::io::split(ws_side);
     let (mut ws_tx, mut ws_rx) = socket.split();
@@ -62,7 +72,11 @@ async fn bridge(socket: WebSocket, endpoint: MqttEndpoint, peer: SocketAddr) {
             match from_broker.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    if ws_tx.send(Message::Binary(buf.split().freeze())).await.is_err() {
+                    if ws_tx
+                        .send(Message::Binary(buf.split().freeze()))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }

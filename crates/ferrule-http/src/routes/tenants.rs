@@ -108,5 +108,8 @@ pub async fn delete(
         ));
     }
     state.store().delete_tenant(&id).await?;
+    // Its rules went with it; a tenant created again under this id must not
+    // inherit the cached policy.
+    state.acl.forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }

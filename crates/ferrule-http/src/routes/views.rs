@@ -1,6 +1,7 @@
 //! What the API shows of stored records: never a secret, except the
 //! `Issued*`/`Created*` shapes that carry one, once.
 
+use ferrule_core::acl::AclRule;
 use ferrule_store::{ApiKey, Credential, Device, Tenant, User};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -164,4 +165,37 @@ pub struct IssuedCredential {
     pub credential: CredentialView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+/// A tenant ACL rule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AclRuleView {
+    pub id: String,
+    /// allow or deny.
+    #[schema(value_type = String, example = "allow")]
+    pub effect: ferrule_core::acl::Effect,
+    /// publish, subscribe or all.
+    #[schema(value_type = String, example = "publish")]
+    pub action: ferrule_core::acl::AclAction,
+    /// A topic filter in which a whole level may be `{device_id}`.
+    #[schema(example = "devices/+/telemetry")]
+    pub topic: String,
+    /// devices, users (users and API keys), anonymous or all.
+    #[schema(value_type = String, example = "devices")]
+    pub subject: ferrule_core::acl::AclSubject,
+    /// Higher goes first; deny wins a tie.
+    pub priority: i32,
+}
+
+impl From<AclRule> for AclRuleView {
+    fn from(r: AclRule) -> Self {
+        Self {
+            id: r.id,
+            effect: r.effect,
+            action: r.action,
+            topic: r.topic,
+            subject: r.subject,
+            priority: r.priority,
+        }
+    }
 }

@@ -160,19 +160,25 @@ impl Broker {
                 continue;
             }
             let left = Duration::from_millis((stored.expires_at_ms - now) as u64);
-            let session = self.sessions.restore(&self.router, stored, self.config.max_queued);
+            let session = self
+                .sessions
+                .restore(&self.router, stored, self.config.max_queued);
             self.schedule_expiry(session, left);
             restored += 1;
         }
         let retained = store.load_retained().await?;
         let kept = retained.len();
         for (tenant, m) in retained {
-            self.router.restore_retained(Arc::new(persist::message(&tenant, m)));
+            self.router
+                .restore_retained(Arc::new(persist::message(&tenant, m)));
         }
         if !expired.is_empty() {
-            store.save(Vec::new(), expired, Vec::new(), Vec::new()).await?;
+            store
+                .save(Vec::new(), expired, Vec::new(), Vec::new())
+                .await?;
         }
-        self.router.set_retained_sink(Box::new(move |m| persister.retained(m)));
+        self.router
+            .set_retained_sink(Box::new(move |m| persister.retained(m)));
         Ok((restored, kept))
     }
 
@@ -198,9 +204,19 @@ impl Broker {
     }
 
     /// Writes every persistent session as it is now (at shutdown).
-    pub async fn save_all(&self, store: &dyn persist::SessionStore) -> Result<(), persist::PersistError> {
-        let snapshots = self.sessions.all().iter().filter_map(|s| persist::snapshot(s)).collect();
-        store.save(snapshots, Vec::new(), Vec::new(), Vec::new()).await
+    pub async fn save_all(
+        &self,
+        store: &dyn persist::SessionStore,
+    ) -> Result<(), persist::PersistError> {
+        let snapshots = self
+            .sessions
+            .all()
+            .iter()
+            .filter_map(|s| persist::snapshot(s))
+            .collect();
+        store
+            .save(snapshots, Vec::new(), Vec::new(), Vec::new())
+            .await
     }
 
     /// Open connections now.

@@ -134,13 +134,19 @@ pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) {
         }
     }
     let snapshots: Vec<StoredSession> = sessions.values().filter_map(|s| snapshot(s)).collect();
-    let (set, cleared): (Vec<_>, Vec<_>) = retained.into_values().partition(|m| !m.payload.is_empty());
+    let (set, cleared): (Vec<_>, Vec<_>) =
+        retained.into_values().partition(|m| !m.payload.is_empty());
     let result = store
         .save(
             snapshots,
             ended.into_keys().map(|(t, c)| (t, c.to_string())).collect(),
-            set.iter().map(|m| (m.tenant.clone(), stored_message(m))).collect(),
-            cleared.iter().map(|m| (m.tenant.clone(), m.topic.to_string())).collect(),
+            set.iter()
+                .map(|m| (m.tenant.clone(), stored_message(m)))
+                .collect(),
+            cleared
+                .iter()
+                .map(|m| (m.tenant.clone(), m.topic.to_string()))
+                .collect(),
         )
         .await;
     if let Err(e) = result {
@@ -191,7 +197,9 @@ pub(crate) fn message(tenant: &TenantId, m: StoredMessage) -> Message {
         properties: m.properties.map(Box::new),
         expires_at: instant(m.expires_at_ms),
         origin: match m.origin_client {
-            Some(c) => Origin::Mqtt { client_id: c.into() },
+            Some(c) => Origin::Mqtt {
+                client_id: c.into(),
+            },
             None => Origin::System,
         },
         received_at_ms: m.received_at_ms,
@@ -207,7 +215,11 @@ pub(crate) fn snapshot(s: &Session) -> Option<StoredSession> {
         return None;
     }
     let expiry_ms = i64::try_from(st.expiry.as_millis()).unwrap_or(i64::MAX / 2);
-    let base = if st.connection.is_some() { ferrule_core::message::now_ms() } else { st.detached_at_ms };
+    let base = if st.connection.is_some() {
+        ferrule_core::message::now_ms()
+    } else {
+        st.detached_at_ms
+    };
     let delivery = |out: &Outgoing, packet_id: Option<u16>, released: bool| StoredDelivery {
         message: stored_message(&out.message),
         qos: out.qos,
@@ -224,7 +236,10 @@ pub(crate) fn snapshot(s: &Session) -> Option<StoredSession> {
         }
     }
     deliveries.extend(
-        st.queue.iter().filter(|o| o.qos != ferrule_core::QoS::AtMostOnce).map(|o| delivery(o, None, false)),
+        st.queue
+            .iter()
+            .filter(|o| o.qos != ferrule_core::QoS::AtMostOnce)
+            .map(|o| delivery(o, None, false)),
     );
     Some(StoredSession {
         tenant: s.tenant.clone(),

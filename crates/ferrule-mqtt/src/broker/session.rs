@@ -234,7 +234,12 @@ impl SessionRegistry {
     }
 
     /// Brings back a stored session: its state and its subscriptions.
-    pub fn restore(&self, router: &Router, stored: StoredSession, max_queued: usize) -> Arc<Session> {
+    pub fn restore(
+        &self,
+        router: &Router,
+        stored: StoredSession,
+        max_queued: usize,
+    ) -> Arc<Session> {
         let session = Session::new(
             stored.tenant.clone(),
             ByteString::from(stored.client_id.clone()),
@@ -245,7 +250,9 @@ impl SessionRegistry {
         {
             let mut st = session.state();
             st.expiry = Duration::from_secs(stored.expiry_secs);
-            st.detached_at_ms = stored.expires_at_ms.saturating_sub(i64::try_from(stored.expiry_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+            st.detached_at_ms = stored.expires_at_ms.saturating_sub(
+                i64::try_from(stored.expiry_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            );
             st.inbound_qos2 = stored.inbound_qos2.iter().copied().collect();
             for d in stored.deliveries {
                 let out = Outgoing {
@@ -270,8 +277,12 @@ impl SessionRegistry {
                 st.subscriptions.insert(sub.filter.clone(), options);
             }
         }
-        let subs: Vec<(String, SubscriptionOptions)> =
-            session.state().subscriptions.iter().map(|(f, o)| (f.clone(), *o)).collect();
+        let subs: Vec<(String, SubscriptionOptions)> = session
+            .state()
+            .subscriptions
+            .iter()
+            .map(|(f, o)| (f.clone(), *o))
+            .collect();
         for (filter, options) in subs {
             let entry = ferrule_bus::Entry {
                 id: session.subscriber_id,
@@ -281,7 +292,10 @@ impl SessionRegistry {
             };
             router.subscribe(&session.tenant, &filter, entry);
         }
-        self.sessions.lock().insert((session.tenant.clone(), session.client_id.clone()), session.clone());
+        self.sessions.lock().insert(
+            (session.tenant.clone(), session.client_id.clone()),
+            session.clone(),
+        );
         session
     }
 

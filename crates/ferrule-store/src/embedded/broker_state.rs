@@ -33,21 +33,32 @@ fn properties_json(p: &Option<MessageProperties>) -> Option<String> {
         content_type: p.content_type.as_ref().map(|s| s.to_string()),
         response_topic: p.response_topic.as_ref().map(|s| s.to_string()),
         correlation_data: p.correlation_data.as_ref().map(hex::encode),
-        user_properties: p.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        user_properties: p
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     };
     serde_json::to_string(&json).ok()
 }
 
 fn parse_properties(text: Option<String>) -> Result<Option<MessageProperties>> {
     let Some(text) = text else { return Ok(None) };
-    let j: PropertiesJson =
-        serde_json::from_str(&text).map_err(|e| StoreError::Backend(format!("stored message properties: {e}")))?;
+    let j: PropertiesJson = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Backend(format!("stored message properties: {e}")))?;
     Ok(Some(MessageProperties {
         payload_format_indicator: j.payload_format_indicator,
         content_type: j.content_type.map(Into::into),
         response_topic: j.response_topic.map(Into::into),
-        correlation_data: j.correlation_data.and_then(|h| hex::decode(h).ok()).map(Bytes::from),
-        user_properties: j.user_properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        correlation_data: j
+            .correlation_data
+            .and_then(|h| hex::decode(h).ok())
+            .map(Bytes::from),
+        user_properties: j
+            .user_properties
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! [`MetaStore`] on SQLite.
 
 use async_trait::async_trait;
+use ferrule_core::acl::AclRule;
 use ferrule_core::{DeviceId, Role, TenantId};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -501,12 +502,86 @@ impl MetaStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn create_acl_rule(&self, tenant: &TenantId, rule: &AclRule) -> Result<AclRule> {
+        let (tenant, r) = (tenant.clone(), rule.clone());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO acl_rules (tenant, id, effect, action, topic, subject, priority)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    tenant.as_str(),
+                    r.id,
+                    r.effect.as_str(),
+                    r.action.as_str(),
+                    r.topic,
+                    r.subject.as_str(),
+                    r.priority
+                ],
+            )
+            .map_err(conflict("acl rule"))?;
+            get_acl_rule(tx, &tenant, &r.id)
+        })
+        .await
+    }
+
+    async fn get_acl_rule(&self, tenant: &TenantId, id: &str) -> Result<AclRule> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.read(move |c| get_acl_rule(c, &tenant, &id)).await
+    }
+
+    async fn list_acl_rules(&self, tenant: &TenantId) -> Result<Vec<AclRule>> {
+        let tenant = tenant.clone();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ACL_COLS} FROM acl_rules WHERE tenant = ?1 ORDER BY id"
+            ))?;
+            let rows = st.query_map([tenant.as_str()], acl_rule_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn update_acl_rule(&self, tenant: &TenantId, rule: &AclRule) -> Result<AclRule> {
+        let (tenant, r) = (tenant.clone(), rule.clone());
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE acl_rules SET effect = ?3, action = ?4, topic = ?5, subject = ?6, priority = ?7
+                 WHERE tenant = ?1 AND id = ?2",
+                params![
+                    tenant.as_str(),
+                    r.id,
+                    r.effect.as_str(),
+                    r.action.as_str(),
+                    r.topic,
+                    r.subject.as_str(),
+                    r.priority
+                ],
+            )?;
+            found(n, "acl rule")?;
+            get_acl_rule(tx, &tenant, &r.id)
+        })
+        .await
+    }
+
+    async fn delete_acl_rule(&self, tenant: &TenantId, id: &str) -> Result<()> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.write(move |tx| {
+            let n = tx.execute(
+                "DELETE FROM acl_rules WHERE tenant = ?1 AND id = ?2",
+                params![tenant.as_str(), id],
+            )?;
+            found(n, "acl rule")
+        })
+        .await
+    }
 }
 
 const USER_COLS: &str = "id, tenant, email, role, created_at";
 const KEY_COLS: &str = "id, tenant, name, role, created_at, expires_at, revoked_at";
 const DEVICE_COLS: &str = "tenant, id, name, profile, attributes, enabled, created_at, updated_at";
 const CRED_COLS: &str = "id, device, kind, fingerprint, created_at, expires_at";
+const ACL_COLS: &str = "id, effect, action, topic, subject, priority";
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
@@ -542,6 +617,16 @@ fn device_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<DeviceId> {
 }
 
 fn role_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<Role> {
+    r.get::<_, String>(idx)?
+        .parse()
+        .map_err(|e| bad_column(idx, e))
+}
+
+/// A column holding one of the words of an ACL enum (`allow`, `publish`…).
+fn word_col<T: std::str::FromStr>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
     r.get::<_, String>(idx)?
         .parse()
         .map_err(|e| bad_column(idx, e))
@@ -612,6 +697,17 @@ fn credential_row(r: &Row<'_>) -> rusqlite::Result<Result<Credential>> {
     }))
 }
 
+fn acl_rule_row(r: &Row<'_>) -> rusqlite::Result<AclRule> {
+    Ok(AclRule {
+        id: r.get(0)?,
+        effect: word_col(r, 1)?,
+        action: word_col(r, 2)?,
+        topic: r.get(3)?,
+        subject: word_col(r, 4)?,
+        priority: r.get(5)?,
+    })
+}
+
 fn get_tenant(c: &Connection, id: &TenantId) -> Result<Tenant> {
     c.query_row(
         "SELECT id, name, created_at FROM tenants WHERE id = ?1",
@@ -668,6 +764,16 @@ fn get_credential(
     )
     .optional()?
     .unwrap_or(Err(StoreError::NotFound { kind: "credential" }))
+}
+
+fn get_acl_rule(c: &Connection, tenant: &TenantId, id: &str) -> Result<AclRule> {
+    c.query_row(
+        &format!("SELECT {ACL_COLS} FROM acl_rules WHERE tenant = ?1 AND id = ?2"),
+        params![tenant.as_str(), id],
+        acl_rule_row,
+    )
+    .optional()?
+    .ok_or(StoreError::NotFound { kind: "acl rule" })
 }
 
 /// Credentials matching `filter` joined with their device, as

@@ -14,6 +14,7 @@ use crate::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/embedded/0001_identity.sql"),
     include_str!("../../migrations/embedded/0002_devices_and_keys.sql"),
+    include_str!("../../migrations/embedded/0003_acl_rules.sql"),
     include_str!("../../migrations/embedded/0004_mqtt_state.sql"),
 ];
 

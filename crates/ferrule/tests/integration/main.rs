@@ -3,6 +3,7 @@
 
 mod util;
 
+mod acl_rules;
 mod auth;
 mod bad_input;
 mod config;

@@ -70,6 +70,16 @@ async fn an_older_data_dir_is_upgraded_in_place() {
             .status,
         201
     );
+    assert_eq!(
+        owner
+            .post(
+                "/api/v1/acl-rules",
+                serde_json::json!({"effect": "deny", "action": "all", "topic": "#", "subject": "anonymous"})
+            )
+            .await
+            .status,
+        201
+    );
     let tenants = admin.get("/api/v1/tenants").await;
     assert_eq!(tenants.json["items"].as_array().unwrap().len(), 2);
     let (_dir, data) = s.stop_keep_dir().await;

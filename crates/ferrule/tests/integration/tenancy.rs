@@ -18,6 +18,10 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("PATCH", "/api/v1/users/{id}") => Some(json!({"password": "hijacked-password"})),
         ("PATCH", "/api/v1/tenants/{id}") => Some(json!({"name": "hijacked"})),
         ("POST", "/api/v1/devices") => Some(json!({"id": "beta-own"})),
+        ("POST", "/api/v1/acl-rules") => {
+            Some(json!({"effect": "allow", "action": "all", "topic": "beta/#", "subject": "all"}))
+        }
+        ("PATCH", "/api/v1/acl-rules/{id}") => Some(json!({"effect": "deny", "topic": "#"})),
         ("POST", "/api/v1/api-keys") => Some(json!({"name": "mine", "role": "viewer"})),
         ("POST", "/api/v1/users") => {
             Some(json!({"email": "new@beta.example", "password": "password-1", "role": "viewer"}))
@@ -61,6 +65,13 @@ async fn another_tenant_learns_nothing_on_any_route() {
         )
         .await;
     let user_id = user.json["id"].as_str().unwrap().to_owned();
+    let rule = admin
+        .post(
+            "/api/v1/acl-rules",
+            json!({"effect": "allow", "action": "publish", "topic": "alpha-only/#", "subject": "devices"}),
+        )
+        .await;
+    let rule_id = rule.json["id"].as_str().unwrap().to_owned();
 
     // Tenant beta's owner walks every route.
     let beta: Api = tenant_with_owner(&s, &admin, "beta").await;
@@ -81,6 +92,8 @@ async fn another_tenant_learns_nothing_on_any_route() {
                         "{id}",
                         if template.contains("api-keys") {
                             &key_id
+                        } else if template.contains("acl-rules") {
+                            &rule_id
                         } else if template.contains("users") {
                             &user_id
                         } else if template.contains("tenants") {
@@ -121,6 +134,7 @@ async fn another_tenant_learns_nothing_on_any_route() {
                     &key_id,
                     &user_id,
                     &cred_id,
+                    &rule_id,
                 ] {
                     assert!(
                         !r.text.contains(leak),
@@ -154,6 +168,11 @@ async fn another_tenant_learns_nothing_on_any_route() {
         s.api(&key_secret).get("/api/v1/devices").await.status,
         200,
         "the key still works"
+    );
+    let r = admin.get(&format!("/api/v1/acl-rules/{rule_id}")).await;
+    assert_eq!(
+        (r.json["effect"].as_str(), r.json["topic"].as_str()),
+        (Some("allow"), Some("alpha-only/#"))
     );
     s.login("alpha-user@x.io", "password-1").await;
     assert!(!device_token.is_empty());
