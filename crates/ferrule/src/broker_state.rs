@@ -24,7 +24,10 @@ impl SessionStore for StoredBrokerState {
         retained: Vec<(TenantId, StoredMessage)>,
         cleared: Vec<(TenantId, String)>,
     ) -> Result<(), PersistError> {
-        self.0.save_broker_state(sessions, ended, retained, cleared).await.map_err(err)
+        self.0
+            .save_broker_state(sessions, ended, retained, cleared)
+            .await
+            .map_err(err)
     }
 
     async fn load_sessions(&self) -> Result<Vec<StoredSession>, PersistError> {

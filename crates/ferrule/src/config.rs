@@ -15,6 +15,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use ferrule_mqtt::broker::BrokerConfig;
+
 use crate::startup::StartupError;
 
 /// Sections of the config file; `FERRULE_<SECTION>_<KEY>` maps to `section.key`.
@@ -90,6 +92,18 @@ pub struct RawMqtt {
     pub allow_anonymous: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_keepalive: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_packet_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_inflight: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_tenant: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connect_rate_per_ip: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -172,8 +186,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub session_ttl: Duration,
     pub mqtt_listen: SocketAddr,
-    pub mqtt_allow_anonymous: bool,
-    pub mqtt_max_keepalive: u16,
+    /// Broker settings and limits (`[mqtt]`).
+    pub broker: BrokerConfig,
     /// Set when a certificate and key are configured.
     pub mqtts_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
@@ -283,6 +297,53 @@ fn addr(
     })
 }
 
+/// `[mqtt]` onto the broker's defaults, each limit checked.
+fn broker_config(raw: &RawMqtt) -> Result<BrokerConfig, StartupError> {
+    fn at_least<T: PartialOrd + Copy + std::fmt::Display>(
+        key: &'static str,
+        v: Option<T>,
+        min: T,
+        default: T,
+    ) -> Result<T, StartupError> {
+        match v {
+            Some(v) if v < min => Err(StartupError::new(
+                format!("mqtt.{key} (FERRULE_MQTT_{})", key.to_ascii_uppercase()),
+                format!("must be at least {min}"),
+            )),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    }
+    let d = BrokerConfig::default();
+    Ok(BrokerConfig {
+        allow_anonymous: raw.allow_anonymous.unwrap_or(false),
+        max_keepalive: raw.max_keepalive.unwrap_or(0),
+        max_packet_size: at_least(
+            "max_packet_size",
+            raw.max_packet_size,
+            128,
+            d.max_packet_size,
+        )?
+        .min(ferrule_mqtt::codec::VARINT_MAX as usize),
+        max_inflight: at_least("max_inflight", raw.max_inflight, 1, d.max_inflight)?,
+        max_queued: at_least("max_queued", raw.max_queued, 1, d.max_queued)?,
+        max_connections: at_least("max_connections", raw.max_connections, 1, d.max_connections)?,
+        max_connections_per_tenant: at_least(
+            "max_connections_per_tenant",
+            raw.max_connections_per_tenant,
+            1,
+            d.max_connections_per_tenant,
+        )?,
+        max_connect_rate_per_ip: at_least(
+            "max_connect_rate_per_ip",
+            raw.max_connect_rate_per_ip,
+            1,
+            d.max_connect_rate_per_ip,
+        )?,
+        ..d
+    })
+}
+
 impl TryFrom<RawConfig> for Config {
     type Error = StartupError;
 
@@ -377,11 +438,10 @@ impl TryFrom<RawConfig> for Config {
             session_ttl,
             mqtt_listen: addr(
                 "mqtt.listen (--mqtt-listen, FERRULE_MQTT_LISTEN)",
-                raw.mqtt.listen,
+                raw.mqtt.listen.clone(),
                 "0.0.0.0:1883",
             )?,
-            mqtt_allow_anonymous: raw.mqtt.allow_anonymous.unwrap_or(false),
-            mqtt_max_keepalive: raw.mqtt.max_keepalive.unwrap_or(0),
+            broker: broker_config(&raw.mqtt)?,
             mqtts_listen,
             tls_cert,
             tls_key,
@@ -419,7 +479,7 @@ mod tests {
         assert_eq!(c.http_listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.mqtt_listen.to_string(), "0.0.0.0:1883");
         assert_eq!(c.storage, Storage::Embedded);
-        assert!(c.mqtts_listen.is_none() && !c.mqtt_allow_anonymous);
+        assert!(c.mqtts_listen.is_none() && !c.broker.allow_anonymous);
         assert_eq!(c.admin_email, "admin@localhost");
     }
 

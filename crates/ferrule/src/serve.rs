@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrule_bus::Router;
 use ferrule_http::{AppState, HttpSettings, MqttEndpoint, Readiness};
-use ferrule_mqtt::broker::{Broker, BrokerConfig, listener, persist};
+use ferrule_mqtt::broker::{Broker, listener, persist};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::{Identity, MetaStore, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -153,11 +153,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
 
     let router = Router::new();
-    let broker_config = BrokerConfig {
-        allow_anonymous: config.mqtt_allow_anonymous,
-        max_keepalive: config.mqtt_max_keepalive,
-        ..BrokerConfig::default()
-    };
+    let broker_config = config.broker.clone();
     let broker = Broker::new(
         broker_config,
         router.clone(),

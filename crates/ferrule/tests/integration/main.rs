@@ -9,6 +9,7 @@ mod bad_input;
 mod config;
 mod lifecycle;
 mod migrations;
+mod mqtt_limits;
 mod mqtt_persistence;
 mod mqtt_transports;
 mod ops;

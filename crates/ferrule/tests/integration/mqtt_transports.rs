@@ -13,7 +13,11 @@ async fn peer(scenario: &str, env: &[(&str, String)]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/transports.py");
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        tokio::process::Command::new("python3").arg(script).arg(scenario).envs(env.iter().cloned()).output(),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(scenario)
+            .envs(env.iter().cloned())
+            .output(),
     )
     .await
     .expect("peer timed out")
@@ -30,7 +34,11 @@ fn addr_line(server: &Server, label: &str, scheme: &str) -> String {
     server
         .stdout()
         .lines()
-        .find_map(|l| l.trim().strip_prefix(label).map(|r| r.trim().trim_start_matches(scheme).to_owned()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(label)
+                .map(|r| r.trim().trim_start_matches(scheme).to_owned())
+        })
         .unwrap_or_else(|| panic!("no {label} line in {}", server.stdout()))
 }
 
@@ -41,13 +49,16 @@ struct Pki {
 /// A server certificate for 127.0.0.1/localhost and a self-signed client
 /// certificate, written as PEM files into `dir`.
 fn make_pki(dir: &Path) -> Pki {
-    let server = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let server =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     std::fs::write(dir.join("server.pem"), server.cert.pem()).unwrap();
     std::fs::write(dir.join("server.key"), server.signing_key.serialize_pem()).unwrap();
     let client = rcgen::generate_simple_self_signed(vec!["pump".into()]).unwrap();
     std::fs::write(dir.join("client.pem"), client.cert.pem()).unwrap();
     std::fs::write(dir.join("client.key"), client.signing_key.serialize_pem()).unwrap();
-    Pki { client_der: client.cert.der().to_vec() }
+    Pki {
+        client_der: client.cert.der().to_vec(),
+    }
 }
 
 #[tokio::test]
@@ -70,24 +81,47 @@ async fn tls_and_websocket_carry_mqtt() {
     let fingerprint = format!("sha256:{}", hex::encode(Sha256::digest(&pki.client_der)));
     let env = vec![
         ("FERRULE_MQTTS", addr_line(&s, "MQTT/TLS", "mqtts://")),
-        ("FERRULE_WS", s.http.trim_start_matches("http://").to_owned()),
-        ("FERRULE_CA", dir.join("server.pem").to_str().unwrap().to_owned()),
-        ("CLIENT_CERT", dir.join("client.pem").to_str().unwrap().to_owned()),
-        ("CLIENT_KEY", dir.join("client.key").to_str().unwrap().to_owned()),
+        (
+            "FERRULE_WS",
+            s.http.trim_start_matches("http://").to_owned(),
+        ),
+        (
+            "FERRULE_CA",
+            dir.join("server.pem").to_str().unwrap().to_owned(),
+        ),
+        (
+            "CLIENT_CERT",
+            dir.join("client.pem").to_str().unwrap().to_owned(),
+        ),
+        (
+            "CLIENT_KEY",
+            dir.join("client.key").to_str().unwrap().to_owned(),
+        ),
         ("DEVICE_TOKEN", token),
         ("DEVICE_ID", "pump".to_owned()),
         ("USER", format!("user:{ADMIN_EMAIL}")),
         ("PASSWORD", ADMIN_PASSWORD.to_owned()),
     ];
     peer("tls_unregistered_certificate", &env).await;
-    let r = admin.post("/api/v1/devices/pump/credentials", json!({"type": "x509", "fingerprint": fingerprint})).await;
+    let r = admin
+        .post(
+            "/api/v1/devices/pump/credentials",
+            json!({"type": "x509", "fingerprint": fingerprint}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     peer("tls_certificate_login", &env).await;
     peer("tls_token_login", &env).await;
     peer("ws_token_pubsub", &env).await;
     // Revoking the certificate credential locks the device out again.
     let cred = r.json["id"].as_str().unwrap();
-    assert_eq!(admin.delete(&format!("/api/v1/devices/pump/credentials/{cred}")).await.status, 204);
+    assert_eq!(
+        admin
+            .delete(&format!("/api/v1/devices/pump/credentials/{cred}"))
+            .await
+            .status,
+        204
+    );
     peer("tls_unregistered_certificate", &env).await;
     assert!(s.stop().await.success());
 }
@@ -108,6 +142,10 @@ async fn mqtts_port_in_use_is_a_startup_error() {
         .run_to_exit()
         .await;
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("mqtts.listen") && out.stderr.contains("already in use"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("mqtts.listen") && out.stderr.contains("already in use"),
+        "{}",
+        out.stderr
+    );
     assert!(!dir.join("data").exists(), "nothing written");
 }
