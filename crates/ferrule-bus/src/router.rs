@@ -95,6 +95,14 @@ impl Router {
     /// Returns the number of subscribers it was delivered to.
     pub fn publish(&self, message: Arc<Message>) -> usize {
         let bus = self.tenant(&message.tenant);
+        self.publish_in(&bus, message)
+    }
+
+    /// [`publish`](Self::publish) for a caller that holds its tenant's bus
+    /// (an MQTT connection), skipping the tenant lookup on the hot path.
+    /// `bus` must be `message.tenant`'s.
+    pub fn publish_in(&self, bus: &TenantBus, message: Arc<Message>) -> usize {
+        debug_assert!(self.tenants.read().get(&message.tenant).is_some_and(|b| std::ptr::eq(&**b, bus)));
         if message.retain {
             let mut retained = bus.retained.lock();
             // An empty retained payload clears the topic (MQTT 5 §3.3.1.3).

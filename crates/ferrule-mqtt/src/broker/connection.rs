@@ -371,6 +371,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         .map_or(u16::MAX, NonZeroU16::get);
     tracing::debug!(%peer, tenant = %tenant, client_id = %client_id, present, "MQTT client connected");
     Some(Connection {
+        bus: broker.router.tenant(&tenant),
         broker: broker.clone(),
         _slot: slot,
         version,
@@ -416,6 +417,8 @@ enum End {
 
 struct Connection {
     broker: Arc<Broker>,
+    /// The tenant's router bus, held so publishing skips the tenant lookup.
+    bus: Arc<ferrule_bus::TenantBus>,
     _slot: ConnectionSlot,
     version: ProtocolVersion,
     v5: bool,
@@ -704,7 +707,7 @@ impl Connection {
             },
             received_at_ms: ferrule_core::message::now_ms(),
         };
-        self.broker.router.publish(Arc::new(message));
+        self.broker.router.publish_in(&self.bus, Arc::new(message));
     }
 
     fn on_pubrec(&self, wbuf: &mut BytesMut, a: Ack) {
@@ -741,7 +744,7 @@ impl Connection {
     fn on_subscribe(&mut self, wbuf: &mut BytesMut, s: Subscribe) -> Result<(), Violation> {
         let subscription_id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.subscriptions.len());
-        let bus = self.broker.router.tenant(&self.tenant);
+        let bus = self.bus.clone();
         for sub in &s.subscriptions {
             let raw = sub.topic_filter.as_str();
             let parsed = match parse_subscription(raw) {
