@@ -32,8 +32,13 @@ use crate::codec::{
     Will,
 };
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
+/// Read sizes adapt between these: an idle connection holds a small buffer,
+/// a busy one reads in large batches.
+const MIN_READ: usize = 512;
+const MAX_READ: usize = 64 * 1024;
+/// A write buffer larger than this is released after a flush rather than
+/// kept for the connection's life.
+const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
 /// Flush the write buffer once it holds this much, even mid-batch.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
 
@@ -50,8 +55,9 @@ pub async fn serve_connection<S>(
 {
     let mut io = Io {
         stream,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        read_hint: MIN_READ,
     };
     let connect = match read_connect(&broker, &mut io, &shutdown).await {
         Some(c) => c,
@@ -82,20 +88,38 @@ struct Io<S> {
     stream: S,
     rbuf: BytesMut,
     wbuf: BytesMut,
+    /// How much to make room for before the next read.
+    read_hint: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     async fn read(&mut self) -> std::io::Result<usize> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-            self.rbuf.reserve(READ_CHUNK);
+        // After a burst, give a large buffer back: thousands of idle
+        // connections must not each keep one.
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 2 * self.read_hint {
+            self.rbuf = BytesMut::new();
         }
-        self.stream.read_buf(&mut self.rbuf).await
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_hint / 2 {
+            self.rbuf.reserve(self.read_hint);
+        }
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        let n = self.stream.read_buf(&mut self.rbuf).await?;
+        if n >= spare {
+            self.read_hint = (self.read_hint * 2).min(MAX_READ);
+        } else if n < self.read_hint / 4 {
+            self.read_hint = (self.read_hint / 2).max(MIN_READ);
+        }
+        Ok(n)
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
+            if self.wbuf.capacity() > KEEP_WRITE_CAPACITY {
+                self.wbuf = BytesMut::new();
+            } else {
+                self.wbuf.clear();
+            }
         }
         self.stream.flush().await
     }
