@@ -29,6 +29,17 @@ pub enum PrincipalKind {
 }
 
 impl Principal {
+    /// Who owns MQTT sessions this principal opens: client ids are scoped to
+    /// it within the tenant.
+    pub fn session_owner(&self) -> String {
+        match &self.kind {
+            PrincipalKind::User { id, .. } => format!("user:{id}"),
+            PrincipalKind::ApiKey { id, .. } => format!("key:{id}"),
+            PrincipalKind::Device { id } => format!("device:{id}"),
+            PrincipalKind::Anonymous => "anonymous".to_owned(),
+        }
+    }
+
     /// The role for API purposes; devices and anonymous clients have none.
     pub fn role(&self) -> Option<Role> {
         match &self.kind {

@@ -48,10 +48,21 @@ pub struct StoredSubscription {
     pub subscription_id: Option<u32>,
 }
 
+/// Names a session: client ids are scoped to the identity that connected, so
+/// one device can never resume (or kick) another's session by reusing its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionRef {
+    pub tenant: TenantId,
+    /// [`crate::Principal::session_owner`] of the identity.
+    pub owner: String,
+    pub client_id: String,
+}
+
 /// A persistent session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
     pub tenant: TenantId,
+    pub owner: String,
     pub client_id: String,
     /// When the session ends if no client resumes it, ms since the epoch.
     pub expires_at_ms: i64,

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use ferrule_core::TenantId;
-use ferrule_core::stored::{StoredMessage, StoredSession};
+use ferrule_core::stored::{SessionRef, StoredMessage, StoredSession};
 
 use crate::Result;
 
@@ -14,7 +14,7 @@ pub trait BrokerStateStore: Send + Sync + 'static {
     async fn save_broker_state(
         &self,
         sessions: Vec<StoredSession>,
-        ended: Vec<(TenantId, String)>,
+        ended: Vec<SessionRef>,
         retained: Vec<(TenantId, StoredMessage)>,
         cleared: Vec<(TenantId, String)>,
     ) -> Result<()>;

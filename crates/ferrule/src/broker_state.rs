@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferrule_core::TenantId;
-use ferrule_core::stored::{StoredMessage, StoredSession};
+use ferrule_core::stored::{SessionRef, StoredMessage, StoredSession};
 use ferrule_mqtt::broker::persist::{PersistError, SessionStore};
 use ferrule_store::BrokerStateStore;
 
@@ -20,7 +20,7 @@ impl SessionStore for StoredBrokerState {
     async fn save(
         &self,
         sessions: Vec<StoredSession>,
-        ended: Vec<(TenantId, String)>,
+        ended: Vec<SessionRef>,
         retained: Vec<(TenantId, StoredMessage)>,
         cleared: Vec<(TenantId, String)>,
     ) -> Result<(), PersistError> {

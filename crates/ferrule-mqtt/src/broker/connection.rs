@@ -345,9 +345,11 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         server_keep_alive = Some(cap);
     }
 
+    let owner = ByteString::from(principal.session_owner());
     let (session, present) = broker.sessions.open(
         &broker.router,
         &tenant,
+        &owner,
         &client_id,
         connect.clean_start,
         broker.config.max_queued,
@@ -364,6 +366,8 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         st.kick = Some(kick_tx);
         st.generation += 1;
         st.expiry = expiry;
+        // Resuming within the will delay cancels the pending will.
+        st.pending_will = None;
     }
     session.mark_dirty();
 
@@ -906,7 +910,7 @@ impl Connection {
             match f {
                 Inflight::Publish(out) => {
                     if let Some(p) = self.publish_packet(&out, Some(pid), true) {
-                        self.send(wbuf, Packet::Publish(p));
+                        self.send(wbuf, p);
                     }
                 }
                 Inflight::Release(_) => self.send(wbuf, Packet::PubRel(Ack::new(pid))),
@@ -943,7 +947,7 @@ impl Connection {
             };
             let pid = packet_id.and_then(PacketId::new);
             if let Some(p) = self.publish_packet(&out, pid, false) {
-                self.send(wbuf, Packet::Publish(p));
+                self.send(wbuf, p);
                 sent += 1;
             } else if let Some(id) = packet_id {
                 // Too large for the client: it can never be delivered.
@@ -970,10 +974,11 @@ impl Connection {
         out: &Outgoing,
         packet_id: Option<PacketId>,
         dup: bool,
-    ) -> Option<Publish> {
+    ) -> Option<Packet> {
         let m = &out.message;
         let mut properties = Properties::default();
         let mut topic = mqtt_str(&m.topic);
+        let mut new_alias = None;
         if self.v5 {
             if let Some(app) = &m.properties {
                 properties.payload_format_indicator = app.payload_format_indicator;
@@ -1004,12 +1009,13 @@ impl Connection {
                         let alias = self.aliases_out.len() as u16 + 1;
                         self.aliases_out.insert(m.topic.clone(), alias);
                         properties.topic_alias = NonZeroU16::new(alias);
+                        new_alias = Some(alias);
                     }
                     None => {}
                 }
             }
         }
-        let publish = Publish {
+        let packet = Packet::Publish(Publish {
             dup,
             qos: to_codec_qos(out.qos),
             retain: out.retain,
@@ -1017,16 +1023,22 @@ impl Connection {
             packet_id,
             properties,
             payload: m.payload.clone(),
-        };
+        });
         if let Some(max) = self.client_max_packet {
-            let fits = codec::encoded_len(&Packet::Publish(publish.clone()), self.version)
-                .is_ok_and(|n| n <= max);
+            let fits = codec::encoded_len(&packet, self.version).is_ok_and(|n| n <= max);
             if !fits {
+                // The client never sees this packet, so it must not learn an
+                // alias from it either.
+                if let Some(alias) = new_alias
+                    && self.aliases_out.get(&m.topic) == Some(&alias)
+                {
+                    self.aliases_out.remove(&m.topic);
+                }
                 observe::dropped("too_large", 1);
                 return None;
             }
         }
-        Some(publish)
+        Some(packet)
     }
 
     /// After the connection: the will, and the session's fate.
@@ -1088,11 +1100,13 @@ impl Connection {
             },
         );
         message.retain = will.retain;
-        // The will obeys the same ACL as any publish from this client.
-        if !self
-            .broker
-            .gate
-            .allows(&self.principal, Access::Publish, &message.topic)
+        // The will obeys the same rules as any publish from this client:
+        // no `$` topics, and the ACL.
+        if message.topic.starts_with('$')
+            || !self
+                .broker
+                .gate
+                .allows(&self.principal, Access::Publish, &message.topic)
         {
             observe::denied("will");
             return;
@@ -1120,15 +1134,22 @@ impl Connection {
             router.publish(Arc::new(message));
             return;
         }
+        // Kept in the session: its end publishes the will early, a resume
+        // cancels it.
         let session = self.session.clone();
+        session.state().pending_will = Some(Arc::new(message));
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let resumed = {
-                let st = session.state();
-                st.connection.is_some() || st.generation != generation
+            let due = {
+                let mut st = session.state();
+                if st.connection.is_none() && st.generation == generation {
+                    st.pending_will.take()
+                } else {
+                    None
+                }
             };
-            if !resumed {
-                router.publish(Arc::new(message));
+            if let Some(will) = due {
+                router.publish(will);
             }
         });
     }

@@ -156,7 +156,11 @@ impl Broker {
         let mut restored = 0;
         for stored in sessions {
             if stored.expires_at_ms <= now {
-                expired.push((stored.tenant.clone(), stored.client_id.clone()));
+                expired.push(ferrule_core::stored::SessionRef {
+                    tenant: stored.tenant.clone(),
+                    owner: stored.owner.clone(),
+                    client_id: stored.client_id.clone(),
+                });
                 continue;
             }
             let left = Duration::from_millis((stored.expires_at_ms - now) as u64);

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytestring::ByteString;
-use ferrule_core::stored::{StoredDelivery, StoredMessage, StoredSession, StoredSubscription};
+use ferrule_core::stored::{
+    SessionRef, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
+};
 use ferrule_core::{Message, Origin, TenantId};
 use tokio::sync::mpsc;
 
@@ -32,7 +34,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn save(
         &self,
         sessions: Vec<StoredSession>,
-        ended: Vec<(TenantId, String)>,
+        ended: Vec<SessionRef>,
         retained: Vec<(TenantId, StoredMessage)>,
         cleared: Vec<(TenantId, String)>,
     ) -> Result<(), PersistError>;
@@ -43,7 +45,7 @@ pub trait SessionStore: Send + Sync + 'static {
 /// A change to persist.
 pub(crate) enum Change {
     Session(Arc<Session>),
-    Ended(TenantId, ByteString),
+    Ended(SessionRef),
     Retained(Arc<Message>),
 }
 
@@ -114,19 +116,19 @@ impl Writer {
 
 /// Coalesces a batch and writes it in one call.
 pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) {
-    let mut sessions: HashMap<(TenantId, ByteString), Arc<Session>> = HashMap::new();
-    let mut ended: HashMap<(TenantId, ByteString), ()> = HashMap::new();
+    let mut sessions: HashMap<SessionRef, Arc<Session>> = HashMap::new();
+    let mut ended: HashMap<SessionRef, ()> = HashMap::new();
     let mut retained: HashMap<(TenantId, ByteString), Arc<Message>> = HashMap::new();
     for change in batch {
         match change {
             Change::Session(s) => {
-                let key = (s.tenant.clone(), s.client_id.clone());
+                let key = s.reference();
                 ended.remove(&key);
                 sessions.insert(key, s);
             }
-            Change::Ended(t, c) => {
-                sessions.remove(&(t.clone(), c.clone()));
-                ended.insert((t, c), ());
+            Change::Ended(r) => {
+                sessions.remove(&r);
+                ended.insert(r, ());
             }
             Change::Retained(m) => {
                 retained.insert((m.tenant.clone(), m.topic.clone()), m);
@@ -139,7 +141,7 @@ pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) {
     let result = store
         .save(
             snapshots,
-            ended.into_keys().map(|(t, c)| (t, c.to_string())).collect(),
+            ended.into_keys().collect(),
             set.iter()
                 .map(|m| (m.tenant.clone(), stored_message(m)))
                 .collect(),
@@ -243,6 +245,7 @@ pub(crate) fn snapshot(s: &Session) -> Option<StoredSession> {
     );
     Some(StoredSession {
         tenant: s.tenant.clone(),
+        owner: s.owner.to_string(),
         client_id: s.client_id.to_string(),
         expires_at_ms: base.saturating_add(expiry_ms),
         expiry_secs: st.expiry.as_secs(),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytestring::ByteString;
 use ferrule_bus::{Matched, Router, Subscriber, SubscriberId, SubscriptionOptions};
-use ferrule_core::stored::StoredSession;
+use ferrule_core::stored::{SessionRef, StoredSession};
 use ferrule_core::{Message, QoS, TenantId};
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
@@ -67,6 +67,10 @@ pub struct SessionState {
     pub ended: bool,
     /// When the last connection left, ms since the epoch (expiry counts from it).
     pub detached_at_ms: i64,
+    /// A will waiting out its delay; published when the delay passes or the
+    /// session ends, whichever comes first (MQTT 5 §3.1.3.2.2), dropped if a
+    /// client resumes the session.
+    pub pending_will: Option<Arc<Message>>,
 }
 
 impl SessionState {
@@ -94,6 +98,9 @@ impl SessionState {
 /// One client's session in one tenant.
 pub struct Session {
     pub tenant: TenantId,
+    /// The identity that opened it ([`ferrule_core::Principal::session_owner`]):
+    /// client ids are scoped to it, so nobody else can resume this session.
+    pub owner: ByteString,
     pub client_id: ByteString,
     pub subscriber_id: SubscriberId,
     state: Mutex<SessionState>,
@@ -109,6 +116,7 @@ pub struct Session {
 impl Session {
     fn new(
         tenant: TenantId,
+        owner: ByteString,
         client_id: ByteString,
         subscriber_id: SubscriberId,
         max_queued: usize,
@@ -116,6 +124,7 @@ impl Session {
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             tenant,
+            owner,
             client_id,
             subscriber_id,
             state: Mutex::new(SessionState::default()),
@@ -125,6 +134,23 @@ impl Session {
             dirty: AtomicBool::new(false),
             me: me.clone(),
         })
+    }
+
+    /// The name the registry and the store know it by.
+    pub fn reference(&self) -> SessionRef {
+        SessionRef {
+            tenant: self.tenant.clone(),
+            owner: self.owner.to_string(),
+            client_id: self.client_id.to_string(),
+        }
+    }
+
+    fn key(&self) -> SessionKey {
+        (
+            self.tenant.clone(),
+            self.owner.clone(),
+            self.client_id.clone(),
+        )
     }
 
     /// Asks for this session's state to be written (coalesced).
@@ -180,10 +206,13 @@ impl Subscriber for Session {
     }
 }
 
-/// All sessions, by tenant and client id.
+/// Tenant, owner, client id.
+type SessionKey = (TenantId, ByteString, ByteString);
+
+/// All sessions, by tenant, owner and client id.
 #[derive(Default)]
 pub struct SessionRegistry {
-    sessions: Mutex<HashMap<(TenantId, ByteString), Arc<Session>>>,
+    sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
     persister: OnceLock<Persister>,
 }
 
@@ -194,11 +223,12 @@ impl SessionRegistry {
         &self,
         router: &Router,
         tenant: &TenantId,
+        owner: &ByteString,
         client_id: &ByteString,
         clean_start: bool,
         max_queued: usize,
     ) -> (Arc<Session>, bool) {
-        let key = (tenant.clone(), client_id.clone());
+        let key = (tenant.clone(), owner.clone(), client_id.clone());
         let mut map = self.sessions.lock();
         if let Some(existing) = map.get(&key) {
             if !clean_start {
@@ -208,12 +238,13 @@ impl SessionRegistry {
             drop(map);
             end_session(router, &old);
             if let Some(p) = self.persister.get() {
-                p.send(Change::Ended(key.0.clone(), key.1.clone()));
+                p.send(Change::Ended(old.reference()));
             }
             map = self.sessions.lock();
         }
         let session = Session::new(
             tenant.clone(),
+            owner.clone(),
             client_id.clone(),
             router.next_subscriber_id(),
             max_queued,
@@ -242,6 +273,7 @@ impl SessionRegistry {
     ) -> Arc<Session> {
         let session = Session::new(
             stored.tenant.clone(),
+            ByteString::from(stored.owner.clone()),
             ByteString::from(stored.client_id.clone()),
             router.next_subscriber_id(),
             max_queued,
@@ -292,17 +324,14 @@ impl SessionRegistry {
             };
             router.subscribe(&session.tenant, &filter, entry);
         }
-        self.sessions.lock().insert(
-            (session.tenant.clone(), session.client_id.clone()),
-            session.clone(),
-        );
+        self.sessions.lock().insert(session.key(), session.clone());
         session
     }
 
     /// Ends a session: removes it (if it is still the registered one) and all
     /// its subscriptions.
     pub fn end(&self, router: &Router, session: &Arc<Session>) {
-        let key = (session.tenant.clone(), session.client_id.clone());
+        let key = session.key();
         let removed = {
             let mut map = self.sessions.lock();
             let mine = map.get(&key).is_some_and(|s| Arc::ptr_eq(s, session));
@@ -313,7 +342,7 @@ impl SessionRegistry {
         };
         end_session(router, session);
         if removed && let Some(p) = self.persister.get() {
-            p.send(Change::Ended(key.0, key.1));
+            p.send(Change::Ended(session.reference()));
         }
     }
 
@@ -336,7 +365,7 @@ impl SessionRegistry {
 }
 
 fn end_session(router: &Router, session: &Session) {
-    let filters: Vec<String> = {
+    let (filters, will) = {
         let mut st = session.state();
         st.ended = true;
         st.queue.clear();
@@ -344,9 +373,13 @@ fn end_session(router: &Router, session: &Session) {
         if let Some(k) = st.kick.take() {
             let _ = k.send(ReasonCode::SESSION_TAKEN_OVER);
         }
-        st.subscriptions.drain().map(|(f, _)| f).collect()
+        let filters: Vec<String> = st.subscriptions.drain().map(|(f, _)| f).collect();
+        (filters, st.pending_will.take())
     };
     for f in filters {
         router.unsubscribe(&session.tenant, &f, session.subscriber_id);
+    }
+    if let Some(will) = will {
+        router.publish(will);
     }
 }

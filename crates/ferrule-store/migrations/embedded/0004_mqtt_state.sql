@@ -1,7 +1,9 @@
 -- MQTT broker state that survives restarts: persistent sessions with their
 -- undelivered QoS 1/2 messages, and retained messages.
+-- Client ids are scoped to the identity (owner) that opened the session.
 CREATE TABLE mqtt_sessions (
     tenant         TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    owner          TEXT NOT NULL,
     client_id      TEXT NOT NULL,
     expires_at     INTEGER NOT NULL,
     expiry_secs    INTEGER NOT NULL,
@@ -9,11 +11,12 @@ CREATE TABLE mqtt_sessions (
     subscriptions  TEXT NOT NULL,
     -- JSON: [packet id, ...]
     inbound_qos2   TEXT NOT NULL,
-    PRIMARY KEY (tenant, client_id)
+    PRIMARY KEY (tenant, owner, client_id)
 ) STRICT;
 
 CREATE TABLE mqtt_session_messages (
     tenant          TEXT NOT NULL,
+    owner           TEXT NOT NULL,
     client_id       TEXT NOT NULL,
     seq             INTEGER NOT NULL,
     topic           TEXT NOT NULL,
@@ -29,8 +32,8 @@ CREATE TABLE mqtt_session_messages (
     subscription_ids TEXT NOT NULL,
     packet_id       INTEGER,
     released        INTEGER NOT NULL,
-    PRIMARY KEY (tenant, client_id, seq),
-    FOREIGN KEY (tenant, client_id) REFERENCES mqtt_sessions(tenant, client_id) ON DELETE CASCADE
+    PRIMARY KEY (tenant, owner, client_id, seq),
+    FOREIGN KEY (tenant, owner, client_id) REFERENCES mqtt_sessions(tenant, owner, client_id) ON DELETE CASCADE
 ) STRICT;
 
 CREATE TABLE mqtt_retained (

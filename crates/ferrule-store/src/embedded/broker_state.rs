@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferrule_core::stored::{StoredDelivery, StoredMessage, StoredSession, StoredSubscription};
+use ferrule_core::stored::{
+    SessionRef, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
+};
 use ferrule_core::{MessageProperties, QoS, TenantId};
 use rusqlite::{Row, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -93,9 +95,9 @@ fn save_session(tx: &Transaction<'_>, s: &StoredSession) -> Result<()> {
         .collect();
     let tenant = s.tenant.as_str();
     tx.execute(
-        "INSERT INTO mqtt_sessions (tenant, client_id, expires_at, expiry_secs, subscriptions, inbound_qos2)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (tenant, client_id) DO UPDATE SET expires_at = ?3, expiry_secs = ?4,
+        "INSERT INTO mqtt_sessions (tenant, client_id, expires_at, expiry_secs, subscriptions, inbound_qos2, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant, owner, client_id) DO UPDATE SET expires_at = ?3, expiry_secs = ?4,
              subscriptions = ?5, inbound_qos2 = ?6",
         params![
             tenant,
@@ -104,16 +106,18 @@ fn save_session(tx: &Transaction<'_>, s: &StoredSession) -> Result<()> {
             s.expiry_secs as i64,
             serde_json::to_string(&subs).map_err(json_err)?,
             serde_json::to_string(&s.inbound_qos2).map_err(json_err)?,
+            s.owner,
         ],
     )?;
     tx.execute(
-        "DELETE FROM mqtt_session_messages WHERE tenant = ?1 AND client_id = ?2",
-        params![tenant, s.client_id],
+        "DELETE FROM mqtt_session_messages WHERE tenant = ?1 AND client_id = ?2 AND owner = ?3",
+        params![tenant, s.client_id, s.owner],
     )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO mqtt_session_messages (tenant, client_id, seq, topic, payload, qos, retain, properties,
-             expires_at, origin_client, received_at, delivery_qos, delivery_retain, subscription_ids, packet_id, released)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             expires_at, origin_client, received_at, delivery_qos, delivery_retain, subscription_ids, packet_id, released,
+             owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     for (seq, d) in s.deliveries.iter().enumerate() {
         let m = &d.message;
@@ -134,15 +138,16 @@ fn save_session(tx: &Transaction<'_>, s: &StoredSession) -> Result<()> {
             serde_json::to_string(&d.subscription_ids).map_err(json_err)?,
             d.packet_id,
             d.released,
+            s.owner,
         ])?;
     }
     Ok(())
 }
 
-fn delivery_row(r: &Row<'_>) -> rusqlite::Result<(String, String, i64, Result<StoredDelivery>)> {
+fn delivery_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, Result<StoredDelivery>)> {
     let tenant: String = r.get(0)?;
     let client: String = r.get(1)?;
-    let seq: i64 = r.get(2)?;
+    let owner: String = r.get(16)?;
     let build = || -> Result<StoredDelivery> {
         let subscription_ids: String = r.get(13)?;
         Ok(StoredDelivery {
@@ -163,7 +168,7 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<(String, String, i64, Result<St
             released: r.get(15)?,
         })
     };
-    Ok((tenant, client, seq, build()))
+    Ok((tenant, client, owner, build()))
 }
 
 #[async_trait]
@@ -171,15 +176,15 @@ impl BrokerStateStore for EmbeddedStore {
     async fn save_broker_state(
         &self,
         sessions: Vec<StoredSession>,
-        ended: Vec<(TenantId, String)>,
+        ended: Vec<SessionRef>,
         retained: Vec<(TenantId, StoredMessage)>,
         cleared: Vec<(TenantId, String)>,
     ) -> Result<()> {
         self.write(move |tx| {
-            for (tenant, client) in &ended {
+            for r in &ended {
                 tx.execute(
-                    "DELETE FROM mqtt_sessions WHERE tenant = ?1 AND client_id = ?2",
-                    params![tenant.as_str(), client],
+                    "DELETE FROM mqtt_sessions WHERE tenant = ?1 AND owner = ?2 AND client_id = ?3",
+                    params![r.tenant.as_str(), r.owner, r.client_id],
                 )?;
             }
             for s in &sessions {
@@ -228,8 +233,8 @@ impl BrokerStateStore for EmbeddedStore {
         self.read(|c| {
             let mut sessions = Vec::new();
             let mut st = c.prepare(
-                "SELECT tenant, client_id, expires_at, expiry_secs, subscriptions, inbound_qos2 FROM mqtt_sessions
-                 ORDER BY tenant, client_id",
+                "SELECT tenant, client_id, expires_at, expiry_secs, subscriptions, inbound_qos2, owner
+                 FROM mqtt_sessions ORDER BY tenant, owner, client_id",
             )?;
             let rows = st.query_map([], |r| {
                 Ok((
@@ -239,10 +244,11 @@ impl BrokerStateStore for EmbeddedStore {
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
                 ))
             })?;
             for row in rows {
-                let (tenant, client_id, expires_at_ms, expiry_secs, subs, inbound) = row?;
+                let (tenant, client_id, expires_at_ms, expiry_secs, subs, inbound, owner) = row?;
                 let tenant = TenantId::new(tenant).map_err(|e| StoreError::Backend(e.to_string()))?;
                 let subs: Vec<SubscriptionJson> = serde_json::from_str(&subs).map_err(json_err)?;
                 let subscriptions = subs
@@ -259,6 +265,7 @@ impl BrokerStateStore for EmbeddedStore {
                     .collect::<Result<Vec<_>>>()?;
                 sessions.push(StoredSession {
                     tenant,
+                    owner,
                     client_id,
                     expires_at_ms,
                     expiry_secs: expiry_secs.max(0) as u64,
@@ -269,13 +276,16 @@ impl BrokerStateStore for EmbeddedStore {
             }
             let mut st = c.prepare(
                 "SELECT tenant, client_id, seq, topic, payload, qos, retain, properties, expires_at, origin_client,
-                        received_at, delivery_qos, delivery_retain, subscription_ids, packet_id, released
-                 FROM mqtt_session_messages ORDER BY tenant, client_id, seq",
+                        received_at, delivery_qos, delivery_retain, subscription_ids, packet_id, released, owner
+                 FROM mqtt_session_messages ORDER BY tenant, owner, client_id, seq",
             )?;
             let rows = st.query_map([], delivery_row)?;
             for row in rows {
-                let (tenant, client, _, delivery) = row?;
-                if let Some(s) = sessions.iter_mut().find(|s| s.tenant.as_str() == tenant && s.client_id == client) {
+                let (tenant, client, owner, delivery) = row?;
+                if let Some(s) = sessions
+                    .iter_mut()
+                    .find(|s| s.tenant.as_str() == tenant && s.client_id == client && s.owner == owner)
+                {
                     s.deliveries.push(delivery?);
                 }
             }
