@@ -8,6 +8,7 @@ use ferrule_mqtt::codec::{self, Connect, MqttStr, Packet, ProtocolVersion, Reaso
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::mqtt_persistence::{mosquitto, received_until_quiet};
 use crate::util::ServerBuilder;
 
 /// Opens a raw MQTT 5 connection and returns the CONNACK reason code, or
@@ -118,49 +119,21 @@ async fn a_full_offline_queue_drops_and_counts() {
         .env("FERRULE_MQTT_MAX_QUEUED", "3")
         .start()
         .await;
-    let (host, port) = s.mqtt.rsplit_once(':').unwrap();
-    let run = |args: Vec<String>| {
-        let (host, port) = (host.to_owned(), port.to_owned());
-        async move {
-            tokio::process::Command::new(args[0].clone())
-                .args(["-h", &host, "-p", &port])
-                .args(&args[1..])
-                .output()
-                .await
-                .unwrap()
-        }
-    };
     let keeper = [
         "-V", "mqttv5", "-i", "q", "-c", "-x", "600", "-q", "1", "-t", "q/#",
-    ]
-    .map(String::from);
-    let mut sub = vec!["mosquitto_sub".to_owned()];
-    sub.extend(keeper.iter().cloned());
-    sub.push("-E".into());
-    run(sub).await;
+    ];
+    mosquitto("mosquitto_sub", &s.mqtt, &[&keeper[..], &["-E"]].concat()).await;
     for i in 0..5 {
-        let out = run([
+        let m = format!("m{i}");
+        mosquitto(
             "mosquitto_pub",
-            "-q",
-            "1",
-            "-t",
-            "q/x",
-            "-m",
-            &format!("m{i}"),
-        ]
-        .map(String::from)
-        .to_vec())
+            &s.mqtt,
+            &["-q", "1", "-t", "q/x", "-m", &m],
+        )
         .await;
-        assert!(out.status.success());
     }
-    let mut sub = vec!["mosquitto_sub".to_owned()];
-    sub.extend(keeper.iter().cloned());
-    sub.extend(["-C", "6", "-W", "2"].map(String::from));
-    let got = run(sub).await;
     assert_eq!(
-        String::from_utf8_lossy(&got.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
+        received_until_quiet(&s.mqtt, &keeper, 2).await,
         ["m0", "m1", "m2"]
     );
     let metrics = s.anon().get("/metrics").await.text;

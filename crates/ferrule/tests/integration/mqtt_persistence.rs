@@ -13,9 +13,10 @@ fn host_port(addr: &str) -> (String, String) {
     (h.to_owned(), p.to_owned())
 }
 
-async fn mosquitto(bin: &str, addr: &str, args: &[&str]) -> String {
+/// Runs a mosquitto command-line client against `addr`.
+pub(crate) async fn mosquitto_run(bin: &str, addr: &str, args: &[&str]) -> std::process::Output {
     let (host, port) = host_port(addr);
-    let out = tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(15),
         Command::new(bin)
             .args(["-h", &host, "-p", &port])
@@ -24,13 +25,34 @@ async fn mosquitto(bin: &str, addr: &str, args: &[&str]) -> String {
     )
     .await
     .expect("mosquitto client timed out")
-    .expect("run mosquitto client (apt-get install mosquitto-clients)");
+    .expect("run mosquitto client (apt-get install mosquitto-clients)")
+}
+
+/// Runs a client that must succeed; its standard output.
+pub(crate) async fn mosquitto(bin: &str, addr: &str, args: &[&str]) -> String {
+    let out = mosquitto_run(bin, addr, args).await;
     assert!(
         out.status.success(),
         "{bin} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a subscriber receives until the broker has been quiet for `secs`
+/// (`-W` ends it, so every PUBACK has been sent before it leaves).
+pub(crate) async fn received_until_quiet(addr: &str, args: &[&str], secs: u32) -> Vec<String> {
+    let secs = secs.to_string();
+    let out = mosquitto_run(
+        "mosquitto_sub",
+        addr,
+        &[args, &["-C", "1000", "-W", &secs]].concat(),
+    )
+    .await;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn restart_keeps_sessions(signal: Signal) {
@@ -70,23 +92,10 @@ async fn restart_keeps_sessions(signal: Signal) {
         .data_dir(data)
         .start()
         .await;
-    // Wait past the fifth message (-W ends it) so every PUBACK has been
-    // sent: asking for exactly five would disconnect right after the fifth,
+    // Asking for exactly five would disconnect right after the fifth,
     // possibly before acknowledging it, and QoS 1 would rightly resend it.
-    let (host, port) = host_port(&again.mqtt);
-    let out = Command::new("mosquitto_sub")
-        .args(["-h", &host, "-p", &port])
-        .args(keeper)
-        .args(["-C", "6", "-W", "2"])
-        .output()
-        .await
-        .unwrap();
-    let got = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        got.lines().collect::<Vec<_>>(),
-        ["m0", "m1", "m2", "m3", "m4"],
-        "{signal}"
-    );
+    let got = received_until_quiet(&again.mqtt, &keeper, 2).await;
+    assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"], "{signal}");
     let retained = mosquitto(
         "mosquitto_sub",
         &again.mqtt,
@@ -101,16 +110,10 @@ async fn restart_keeps_sessions(signal: Signal) {
         .data_dir(data2)
         .start()
         .await;
-    let (host, port) = host_port(&third.mqtt);
-    let out = Command::new("mosquitto_sub")
-        .args(["-h", &host, "-p", &port])
-        .args(keeper)
-        .args(["-C", "1", "-W", "2"])
-        .output()
-        .await
-        .unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        received_until_quiet(&third.mqtt, &keeper, 2)
+            .await
+            .is_empty(),
         "nothing is delivered twice"
     );
     third.stop().await;
@@ -151,16 +154,12 @@ async fn a_clean_session_leaves_nothing_behind() {
         .data_dir(data)
         .start()
         .await;
-    let (host, port) = host_port(&again.mqtt);
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h", &host, "-p", &port, "-i", "fleeting", "-c", "-q", "1", "-t", "f/#", "-C", "1",
-            "-W", "2",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    let resumed = ["-i", "fleeting", "-c", "-q", "1", "-t", "f/#"];
+    assert!(
+        received_until_quiet(&again.mqtt, &resumed, 2)
+            .await
+            .is_empty()
+    );
     again.stop().await;
     drop(dir);
 }
