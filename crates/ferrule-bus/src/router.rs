@@ -102,7 +102,12 @@ impl Router {
     /// (an MQTT connection), skipping the tenant lookup on the hot path.
     /// `bus` must be `message.tenant`'s.
     pub fn publish_in(&self, bus: &TenantBus, message: Arc<Message>) -> usize {
-        debug_assert!(self.tenants.read().get(&message.tenant).is_some_and(|b| std::ptr::eq(&**b, bus)));
+        debug_assert!(
+            self.tenants
+                .read()
+                .get(&message.tenant)
+                .is_some_and(|b| std::ptr::eq(&**b, bus))
+        );
         if message.retain {
             let mut retained = bus.retained.lock();
             // An empty retained payload clears the topic (MQTT 5 §3.3.1.3).
@@ -154,9 +159,11 @@ mod tests {
         TenantId::new(s).unwrap()
     }
 
-    fn msg(t: &str, topic: &str, from: Option<&str>) -> Arc<Message> {
-        let origin = from.map_or(Origin::Api, |c| Origin::Mqtt {
-            client_id: c.into(),
+    /// `from`: the publishing session's subscriber id.
+    fn msg(t: &str, topic: &str, from: Option<u64>) -> Arc<Message> {
+        let origin = from.map_or(Origin::Api, |session| Origin::Mqtt {
+            client_id: "c".into(),
+            session,
         });
         Arc::new(Message::new(
             tenant(t),
@@ -167,12 +174,11 @@ mod tests {
         ))
     }
 
-    fn entry(router: &Router, inbox: &Arc<Inbox>, qos: QoS, client: &str) -> Entry {
+    fn entry(router: &Router, inbox: &Arc<Inbox>, qos: QoS) -> Entry {
         Entry {
             id: router.next_subscriber_id(),
             subscriber: inbox.clone(),
             options: SubscriptionOptions::qos(qos),
-            client_id: Some(client.into()),
         }
     }
 
@@ -180,7 +186,7 @@ mod tests {
     fn tenants_never_see_each_other() {
         let r = Router::default();
         let a = Arc::new(Inbox::default());
-        r.subscribe(&tenant("a"), "#", entry(&r, &a, QoS::AtMostOnce, "c"));
+        r.subscribe(&tenant("a"), "#", entry(&r, &a, QoS::AtMostOnce));
         assert_eq!(r.publish(msg("b", "x/y", None)), 0);
         assert_eq!(r.publish(msg("a", "x/y", None)), 1);
         assert_eq!(a.0.lock().len(), 1);
@@ -190,7 +196,7 @@ mod tests {
     fn overlapping_subscriptions_deliver_once_at_the_highest_qos() {
         let r = Router::default();
         let inbox = Arc::new(Inbox::default());
-        let mut e = entry(&r, &inbox, QoS::AtMostOnce, "c");
+        let mut e = entry(&r, &inbox, QoS::AtMostOnce);
         e.options.subscription_id = Some(1);
         r.subscribe(&tenant("t"), "a/+", e.clone());
         e.options.qos = QoS::ExactlyOnce;
@@ -206,11 +212,12 @@ mod tests {
     fn no_local_skips_the_publishers_own_messages() {
         let r = Router::default();
         let inbox = Arc::new(Inbox::default());
-        let mut e = entry(&r, &inbox, QoS::AtMostOnce, "me");
+        let mut e = entry(&r, &inbox, QoS::AtMostOnce);
         e.options.no_local = true;
+        let me = e.id;
         r.subscribe(&tenant("t"), "a", e);
-        assert_eq!(r.publish(msg("t", "a", Some("me"))), 0);
-        assert_eq!(r.publish(msg("t", "a", Some("you"))), 1);
+        assert_eq!(r.publish(msg("t", "a", Some(me))), 0);
+        assert_eq!(r.publish(msg("t", "a", Some(me + 100))), 1);
     }
 
     #[test]
@@ -220,12 +227,12 @@ mod tests {
         r.subscribe(
             &tenant("t"),
             "$share/g/jobs/+",
-            entry(&r, &x, QoS::AtMostOnce, "x"),
+            entry(&r, &x, QoS::AtMostOnce),
         );
         r.subscribe(
             &tenant("t"),
             "$share/g/jobs/+",
-            entry(&r, &y, QoS::AtMostOnce, "y"),
+            entry(&r, &y, QoS::AtMostOnce),
         );
         for _ in 0..10 {
             assert_eq!(r.publish(msg("t", "jobs/1", None)), 1);
@@ -237,7 +244,7 @@ mod tests {
     fn unsubscribe_and_dollar_topics() {
         let r = Router::default();
         let inbox = Arc::new(Inbox::default());
-        let e = entry(&r, &inbox, QoS::AtMostOnce, "c");
+        let e = entry(&r, &inbox, QoS::AtMostOnce);
         let id = e.id;
         assert!(r.subscribe(&tenant("t"), "#", e.clone()));
         assert!(!r.subscribe(&tenant("t"), "#", e), "replacement is not new");

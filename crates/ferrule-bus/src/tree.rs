@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytestring::ByteString;
 use ferrule_core::topic::parse_subscription;
 use ferrule_core::{Message, Origin, QoS};
 use smallvec::SmallVec;
@@ -53,14 +52,13 @@ pub struct Entry {
     pub id: SubscriberId,
     pub subscriber: Arc<dyn Subscriber>,
     pub options: SubscriptionOptions,
-    /// The subscriber's MQTT client id, for "no local".
-    pub client_id: Option<ByteString>,
 }
 
 impl Entry {
     fn accepts(&self, message: &Message) -> bool {
+        // "No local": the subscriber's own session published it.
         !(self.options.no_local
-            && matches!((&message.origin, &self.client_id), (Origin::Mqtt { client_id }, Some(mine)) if client_id == mine))
+            && matches!(message.origin, Origin::Mqtt { session, .. } if session == self.id))
     }
 }
 

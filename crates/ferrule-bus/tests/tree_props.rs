@@ -51,7 +51,6 @@ proptest! {
                 id: router.next_subscriber_id(),
                 subscriber: c.clone(),
                 options: SubscriptionOptions::qos(QoS::AtMostOnce),
-                client_id: None,
             };
             router.subscribe(&tenant, f, entry);
             counters.push((f.clone(), c));

@@ -37,8 +37,10 @@ impl QoS {
 /// (MQTT 5 "no local") and lets rules and logs say who sent what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// An MQTT client, by its client id within the tenant.
-    Mqtt { client_id: ByteString },
+    /// An MQTT client: its client id, and the broker's id for its session
+    /// (client ids are only unique per identity, so "no local" compares the
+    /// session; 0 when unknown, e.g. restored after a restart).
+    Mqtt { client_id: ByteString, session: u64 },
     /// The HTTP API (ingest, commands, desired state).
     Api,
     /// A rule's action.

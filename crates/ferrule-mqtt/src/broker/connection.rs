@@ -732,6 +732,7 @@ impl Connection {
                 .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
             origin: Origin::Mqtt {
                 client_id: self.client_id.clone(),
+                session: self.session.subscriber_id,
             },
             received_at_ms: ferrule_core::message::now_ms(),
         };
@@ -812,7 +813,6 @@ impl Connection {
                 id: self.session.subscriber_id,
                 subscriber: self.session.clone(),
                 options,
-                client_id: Some(self.client_id.clone()),
             };
             let is_new = self.broker.router.subscribe(&self.tenant, raw, entry);
             self.session
@@ -1045,7 +1045,7 @@ impl Connection {
     fn finish(self, end: End) {
         let broker = self.broker.clone();
         let session = self.session.clone();
-        let (detached, expiry, generation) = {
+        let (detached, expiry, generation, ended) = {
             let mut st = session.state();
             let mine = st.connection == Some(self.connection_id);
             if mine {
@@ -1053,12 +1053,14 @@ impl Connection {
                 st.kick = None;
                 st.detached_at_ms = ferrule_core::message::now_ms();
             }
-            (mine, st.expiry, st.generation)
+            (mine, st.expiry, st.generation, st.ended)
         };
         let will = match end {
             End::Lost | End::WithWill => self.will.clone(),
-            // Taken over: the client lives on elsewhere; publish only an
-            // undelayed will (MQTT 5 §3.1.4 step 2 with §3.1.3.2.2).
+            // Taken over (MQTT 5 §3.1.4 step 2, §3.1.3.2.2): a clean start
+            // ended the session, so the will goes now, delay or not; a resume
+            // continues the session, which cancels a delayed will.
+            End::TakenOver if ended => self.will.clone(),
             End::TakenOver => self
                 .will
                 .clone()
@@ -1066,6 +1068,8 @@ impl Connection {
             End::Normal | End::Shutdown => None,
         };
         if let Some(will) = will {
+            // An ended session has no time left to delay the will by.
+            let expiry = if ended { Duration::ZERO } else { expiry };
             self.publish_will(will, expiry, generation);
         }
         if !detached || end == End::Shutdown {
@@ -1097,6 +1101,7 @@ impl Connection {
             to_core_qos(will.qos),
             Origin::Mqtt {
                 client_id: self.client_id.clone(),
+                session: self.session.subscriber_id,
             },
         );
         message.retain = will.retain;

@@ -182,7 +182,7 @@ pub(crate) fn stored_message(m: &Message) -> StoredMessage {
         properties: m.properties.as_deref().cloned(),
         expires_at_ms: wall_ms(m.expires_at),
         origin_client: match &m.origin {
-            Origin::Mqtt { client_id } => Some(client_id.to_string()),
+            Origin::Mqtt { client_id, .. } => Some(client_id.to_string()),
             _ => None,
         },
         received_at_ms: m.received_at_ms,
@@ -199,8 +199,11 @@ pub(crate) fn message(tenant: &TenantId, m: StoredMessage) -> Message {
         properties: m.properties.map(Box::new),
         expires_at: instant(m.expires_at_ms),
         origin: match m.origin_client {
+            // The session id does not survive a restart; "no local" can
+            // only err towards delivering.
             Some(c) => Origin::Mqtt {
                 client_id: c.into(),
+                session: 0,
             },
             None => Origin::System,
         },

@@ -320,7 +320,6 @@ impl SessionRegistry {
                 id: session.subscriber_id,
                 subscriber: session.clone(),
                 options,
-                client_id: Some(session.client_id.clone()),
             };
             router.subscribe(&session.tenant, &filter, entry);
         }
