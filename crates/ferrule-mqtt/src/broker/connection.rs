@@ -249,7 +249,12 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         return None;
     }
     let principal = {
-        let username = connect.username.as_ref().map(|u| u.as_str());
+        // An empty user name without a password is no credential at all.
+        let username = connect
+            .username
+            .as_ref()
+            .map(|u| u.as_str())
+            .filter(|u| !u.is_empty() || connect.password.is_some());
         let login = Login {
             username,
             password: connect.password.as_deref(),
@@ -271,15 +276,25 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let principal = match principal {
         Ok(p) => p,
         Err(r) => {
-            let (code, why) = match r {
-                Refusal::BadCredentials => {
-                    (ReasonCode::BAD_USER_NAME_OR_PASSWORD, "bad_credentials")
-                }
-                Refusal::NotAuthorized => (ReasonCode::NOT_AUTHORIZED, "not_authorized"),
-                Refusal::Unavailable => (ReasonCode::SERVER_UNAVAILABLE, "unavailable"),
+            let (code, why, detail) = match r {
+                Refusal::BadCredentials => (
+                    ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                    "bad_credentials",
+                    "bad user name or password",
+                ),
+                Refusal::NotAuthorized => (
+                    ReasonCode::NOT_AUTHORIZED,
+                    "not_authorized",
+                    "credentials are required",
+                ),
+                Refusal::Unavailable => (
+                    ReasonCode::SERVER_UNAVAILABLE,
+                    "unavailable",
+                    "the identity store is unavailable; try again",
+                ),
             };
             tracing::debug!(%peer, ?r, "MQTT login refused");
-            refuse(&mut io.wbuf, version, code, why, "not authorized");
+            refuse(&mut io.wbuf, version, code, why, detail);
             return None;
         }
     };
@@ -346,6 +361,8 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     }
 
     let owner = ByteString::from(principal.session_owner());
+    let (kick_tx, kick_rx) = oneshot::channel();
+    let connection_id = rand::random::<u64>();
     let (session, present) = broker.sessions.open(
         &broker.router,
         &tenant,
@@ -353,22 +370,19 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         &client_id,
         connect.clean_start,
         broker.config.max_queued,
+        |st| {
+            // Takeover (MQTT 5 §3.1.4): the connection already attached leaves.
+            if let Some(old) = st.kick.take() {
+                let _ = old.send(ReasonCode::SESSION_TAKEN_OVER);
+            }
+            st.connection = Some(connection_id);
+            st.kick = Some(kick_tx);
+            st.generation += 1;
+            st.expiry = expiry;
+            // Resuming within the will delay cancels the pending will.
+            st.pending_will = None;
+        },
     );
-    let (kick_tx, kick_rx) = oneshot::channel();
-    let connection_id = rand::random::<u64>();
-    {
-        let mut st = session.state();
-        // Takeover (MQTT 5 §3.1.4): the connection already attached leaves.
-        if let Some(old) = st.kick.take() {
-            let _ = old.send(ReasonCode::SESSION_TAKEN_OVER);
-        }
-        st.connection = Some(connection_id);
-        st.kick = Some(kick_tx);
-        st.generation += 1;
-        st.expiry = expiry;
-        // Resuming within the will delay cancels the pending will.
-        st.pending_will = None;
-    }
     session.mark_dirty();
 
     let mut properties = Properties::default();

@@ -218,7 +218,8 @@ pub struct SessionRegistry {
 
 impl SessionRegistry {
     /// The session for a connecting client: a fresh one on clean start (the
-    /// old one ends), else the existing one. Returns whether it existed.
+    /// old one ends), else the existing one; `attach` runs on its state before
+    /// any other CONNECT can see it. Returns whether it existed.
     pub fn open(
         &self,
         router: &Router,
@@ -227,20 +228,24 @@ impl SessionRegistry {
         client_id: &ByteString,
         clean_start: bool,
         max_queued: usize,
+        attach: impl FnOnce(&mut SessionState),
     ) -> (Arc<Session>, bool) {
         let key = (tenant.clone(), owner.clone(), client_id.clone());
+        // The registry lock is held throughout, so concurrent CONNECTs with
+        // one client id are ordered: each finds the other's session and ends
+        // or resumes it [MQTT-3.1.4-3]. Ending takes only router and session
+        // locks, never this one.
         let mut map = self.sessions.lock();
         if let Some(existing) = map.get(&key) {
             if !clean_start {
+                attach(&mut existing.state());
                 return (existing.clone(), true);
             }
             let old = map.remove(&key).expect("present");
-            drop(map);
             end_session(router, &old);
             if let Some(p) = self.persister.get() {
                 p.send(Change::Ended(old.reference()));
             }
-            map = self.sessions.lock();
         }
         let session = Session::new(
             tenant.clone(),
@@ -250,6 +255,7 @@ impl SessionRegistry {
             max_queued,
             self.persister.get().cloned(),
         );
+        attach(&mut session.state());
         map.insert(key, session.clone());
         (session, false)
     }

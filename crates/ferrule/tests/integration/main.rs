@@ -17,3 +17,19 @@ mod resources;
 mod secrets;
 mod startup_errors;
 mod tenancy;
+
+// MQTT, with real clients (paho-mqtt peers in tests/peers, the mosquitto
+// command-line clients) and raw sockets.
+mod mqtt_acl;
+mod mqtt_auth;
+mod mqtt_bad_input;
+mod mqtt_interop;
+mod mqtt_keepalive;
+mod mqtt_properties;
+mod mqtt_pubsub;
+mod mqtt_retained;
+mod mqtt_session;
+mod mqtt_subscription_options;
+mod mqtt_takeover;
+mod mqtt_util;
+mod mqtt_will;
