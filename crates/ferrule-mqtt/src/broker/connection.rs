@@ -365,9 +365,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let connection_id = rand::random::<u64>();
     let (session, present) = broker.sessions.open(
         &broker.router,
-        &tenant,
-        &owner,
-        &client_id,
+        (tenant.clone(), owner, client_id.clone()),
         connect.clean_start,
         broker.config.max_queued,
         |st| {

@@ -207,7 +207,7 @@ impl Subscriber for Session {
 }
 
 /// Tenant, owner, client id.
-type SessionKey = (TenantId, ByteString, ByteString);
+pub type SessionKey = (TenantId, ByteString, ByteString);
 
 /// All sessions, by tenant, owner and client id.
 #[derive(Default)]
@@ -223,14 +223,12 @@ impl SessionRegistry {
     pub fn open(
         &self,
         router: &Router,
-        tenant: &TenantId,
-        owner: &ByteString,
-        client_id: &ByteString,
+        key: SessionKey,
         clean_start: bool,
         max_queued: usize,
         attach: impl FnOnce(&mut SessionState),
     ) -> (Arc<Session>, bool) {
-        let key = (tenant.clone(), owner.clone(), client_id.clone());
+        let (tenant, owner, client_id) = (&key.0, &key.1, &key.2);
         // The registry lock is held throughout, so concurrent CONNECTs with
         // one client id are ordered: each finds the other's session and ends
         // or resumes it [MQTT-3.1.4-3]. Ending takes only router and session
