@@ -10,6 +10,31 @@ pub struct Principal {
     pub kind: PrincipalKind,
 }
 
+impl PrincipalKind {
+    /// See [`Principal::session_owner`]; also names whose MQTT connections to
+    /// close when an identity is revoked.
+    pub fn session_owner(&self) -> String {
+        match self {
+            PrincipalKind::User { id, .. } => Self::user_owner(id),
+            PrincipalKind::ApiKey { id, .. } => Self::api_key_owner(id),
+            PrincipalKind::Device { id } => Self::device_owner(id),
+            PrincipalKind::Anonymous => "anonymous".to_owned(),
+        }
+    }
+
+    pub fn user_owner(id: &str) -> String {
+        format!("user:{id}")
+    }
+
+    pub fn api_key_owner(id: &str) -> String {
+        format!("key:{id}")
+    }
+
+    pub fn device_owner(id: &DeviceId) -> String {
+        format!("device:{id}")
+    }
+}
+
 /// The kinds of caller Ferrule knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrincipalKind {
@@ -32,12 +57,7 @@ impl Principal {
     /// Who owns MQTT sessions this principal opens: client ids are scoped to
     /// it within the tenant.
     pub fn session_owner(&self) -> String {
-        match &self.kind {
-            PrincipalKind::User { id, .. } => format!("user:{id}"),
-            PrincipalKind::ApiKey { id, .. } => format!("key:{id}"),
-            PrincipalKind::Device { id } => format!("device:{id}"),
-            PrincipalKind::Anonymous => "anonymous".to_owned(),
-        }
+        self.kind.session_owner()
     }
 
     /// The role for API purposes; devices and anonymous clients have none.

@@ -57,6 +57,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Closes the MQTT connections of an identity whose access just changed
+    /// (see `Broker::disconnect_identity`); `None` closes the whole tenant's.
+    pub fn disconnect_mqtt(&self, tenant: &ferrule_core::TenantId, owner: Option<String>) {
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.broker.disconnect_identity(tenant, owner.as_deref());
+        }
+    }
+
     pub fn store(&self) -> &Arc<dyn MetaStore> {
         self.identity.store()
     }

@@ -106,5 +106,9 @@ pub async fn revoke(
         .store()
         .revoke_api_key(&caller.tenant, &id, Timestamp::now())
         .await?;
+    state.disconnect_mqtt(
+        &caller.tenant,
+        Some(ferrule_core::PrincipalKind::api_key_owner(&id)),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -133,10 +133,17 @@ pub async fn delete(
     Path((id, credential_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     caller.require_write()?;
+    let device = device_id(&id)?;
     state
         .store()
-        .delete_credential(&caller.tenant, &device_id(&id)?, &credential_id)
+        .delete_credential(&caller.tenant, &device, &credential_id)
         .await?;
+    // A connection cannot say which credential it used: all of the device's
+    // reconnect, and those holding a revoked secret stay out.
+    state.disconnect_mqtt(
+        &caller.tenant,
+        Some(ferrule_core::PrincipalKind::device_owner(&device)),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -152,10 +159,15 @@ pub async fn rotate(
     Path((id, credential_id)): Path<(String, String)>,
 ) -> ApiResult<Json<IssuedCredential>> {
     caller.require_write()?;
+    let device = device_id(&id)?;
     let (credential, token) = state
         .identity
-        .rotate_device_token(&caller.tenant, &device_id(&id)?, &credential_id)
+        .rotate_device_token(&caller.tenant, &device, &credential_id)
         .await?;
+    state.disconnect_mqtt(
+        &caller.tenant,
+        Some(ferrule_core::PrincipalKind::device_owner(&device)),
+    );
     Ok(Json(IssuedCredential {
         credential: credential.into(),
         token: Some(token),

@@ -145,19 +145,25 @@ pub async fn update(
     check_text("name", &req.name)?;
     check_text("profile", &req.profile)?;
     check_attributes(&req.attributes)?;
+    let disabling = req.enabled == Some(false);
     let update = DeviceUpdate {
         name: req.name,
         profile: req.profile,
         attributes: req.attributes,
         enabled: req.enabled,
     };
-    Ok(Json(
-        state
-            .store()
-            .update_device(&caller.tenant, &device_id(&id)?, &update)
-            .await?
-            .into(),
-    ))
+    let device = device_id(&id)?;
+    let updated = state
+        .store()
+        .update_device(&caller.tenant, &device, &update)
+        .await?;
+    if disabling {
+        state.disconnect_mqtt(
+            &caller.tenant,
+            Some(ferrule_core::PrincipalKind::device_owner(&device)),
+        );
+    }
+    Ok(Json(updated.into()))
 }
 
 /// Delete a device and its credentials.
@@ -169,9 +175,11 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require_write()?;
-    state
-        .store()
-        .delete_device(&caller.tenant, &device_id(&id)?)
-        .await?;
+    let device = device_id(&id)?;
+    state.store().delete_device(&caller.tenant, &device).await?;
+    state.disconnect_mqtt(
+        &caller.tenant,
+        Some(ferrule_core::PrincipalKind::device_owner(&device)),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -108,6 +108,7 @@ pub async fn delete(
         ));
     }
     state.store().delete_tenant(&id).await?;
+    state.disconnect_mqtt(&id, None);
     // Its rules went with it; a tenant created again under this id must not
     // inherit the cached policy.
     state.acl.forget(&id);

@@ -153,6 +153,11 @@ pub async fn update(
         .identity
         .update_user(&caller.tenant, &id, req.role, req.password.as_deref())
         .await?;
+    // Like its login sessions, the user's MQTT connections end on a change.
+    state.disconnect_mqtt(
+        &caller.tenant,
+        Some(ferrule_core::PrincipalKind::user_owner(&id)),
+    );
     Ok(Json(user.into()))
 }
 
@@ -176,5 +181,9 @@ pub async fn delete(
         ));
     }
     state.store().delete_user(&caller.tenant, &id).await?;
+    state.disconnect_mqtt(
+        &caller.tenant,
+        Some(ferrule_core::PrincipalKind::user_owner(&id)),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

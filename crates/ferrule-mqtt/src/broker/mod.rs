@@ -223,6 +223,22 @@ impl Broker {
             .await
     }
 
+    /// Disconnects an identity's MQTT clients (DISCONNECT 0x98 in MQTT 5)
+    /// after its credentials were revoked or its rights changed, so a revoked
+    /// secret stops working for connections already open, not only new ones.
+    /// `owner: None` disconnects the whole tenant.
+    pub fn disconnect_identity(&self, tenant: &TenantId, owner: Option<&str>) -> usize {
+        let n = self.sessions.kick_owner(
+            tenant,
+            owner,
+            crate::codec::ReasonCode::ADMINISTRATIVE_ACTION,
+        );
+        if n > 0 {
+            tracing::info!(tenant = %tenant, owner = owner.unwrap_or("*"), connections = n, "disconnected MQTT clients of a changed identity");
+        }
+        n
+    }
+
     /// Open connections now.
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::Relaxed)

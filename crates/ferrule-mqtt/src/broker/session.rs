@@ -357,6 +357,25 @@ impl SessionRegistry {
         self.len() == 0
     }
 
+    /// Closes the connections of `owner`'s sessions in `tenant` (every
+    /// session of the tenant when `owner` is `None`) with `reason`; returns
+    /// how many were connected.
+    pub fn kick_owner(&self, tenant: &TenantId, owner: Option<&str>, reason: ReasonCode) -> usize {
+        let targets: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .iter()
+            .filter(|((t, o, _), _)| t == tenant && owner.is_none_or(|w| &**o == w))
+            .map(|(_, s)| s.clone())
+            .collect();
+        targets
+            .iter()
+            .filter_map(|s| s.state().kick.take())
+            .map(|k| k.send(reason).is_ok())
+            .filter(|sent| *sent)
+            .count()
+    }
+
     /// Kicks every attached connection with `reason` (server shutdown).
     pub fn kick_all(&self, reason: ReasonCode) {
         for s in self.sessions.lock().values() {

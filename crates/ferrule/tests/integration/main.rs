@@ -28,6 +28,7 @@ mod mqtt_keepalive;
 mod mqtt_properties;
 mod mqtt_pubsub;
 mod mqtt_retained;
+mod mqtt_revocation;
 mod mqtt_session;
 mod mqtt_subscription_options;
 mod mqtt_takeover;
