@@ -57,11 +57,12 @@ async fn defaults_then_file_then_env_then_flags() {
 
 #[tokio::test]
 async fn port_env_sets_the_http_port_below_ferrule_http_listen() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A free port below the ephemeral range (32768+), so that the port-0
+    // listeners of tests running alongside cannot take it meanwhile.
+    let port = (20_000..30_000)
+        .map(|_| 20_000 + rand::random::<u16>() % 10_000)
+        .find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
+        .expect("a free port");
     let s = ServerBuilder::new()
         .no_default_flags()
         .env("PORT", port.to_string())
