@@ -22,6 +22,21 @@ use ferrule_core::Message;
 ///
 /// `deliver` runs on the publisher's task while the tenant's tree is read
 /// locked: it must not block or await — queue the message and wake a task.
+/// A subscriber whose queue is filling up returns a [`Notify`] that it
+/// signals once it has drained: publishers that can wait (MQTT connections)
+/// then pause reading, so TCP slows the sender instead of the broker
+/// dropping what it cannot deliver.
 pub trait Subscriber: Send + Sync {
-    fn deliver(&self, message: &Arc<Message>, matched: &Matched);
+    fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Option<Arc<Notify>>;
 }
+
+/// The outcome of a publish.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// How many subscribers took the message.
+    pub delivered: usize,
+    /// Set when a subscriber is congested: wait for it before publishing more.
+    pub backpressure: Option<Arc<Notify>>,
+}
+
+pub use tokio::sync::Notify;

@@ -10,6 +10,7 @@ use ferrule_core::topic::matches;
 use ferrule_core::{Message, TenantId};
 use parking_lot::{Mutex, RwLock};
 
+use crate::Published;
 use crate::tree::{Entry, SubscriberId, SubscriptionTree};
 
 /// One tenant's subscriptions and retained messages.
@@ -95,13 +96,13 @@ impl Router {
     /// Returns the number of subscribers it was delivered to.
     pub fn publish(&self, message: Arc<Message>) -> usize {
         let bus = self.tenant(&message.tenant);
-        self.publish_in(&bus, message)
+        self.publish_in(&bus, message).delivered
     }
 
     /// [`publish`](Self::publish) for a caller that holds its tenant's bus
     /// (an MQTT connection), skipping the tenant lookup on the hot path.
     /// `bus` must be `message.tenant`'s.
-    pub fn publish_in(&self, bus: &TenantBus, message: Arc<Message>) -> usize {
+    pub fn publish_in(&self, bus: &TenantBus, message: Arc<Message>) -> Published {
         debug_assert!(
             self.tenants
                 .read()
@@ -122,9 +123,16 @@ impl Router {
             }
         }
         let tree = bus.tree.read();
-        tree.for_each_match(&message, |entry, matched| {
-            entry.subscriber.deliver(&message, matched)
-        })
+        let mut backpressure = None;
+        let delivered = tree.for_each_match(&message, |entry, matched| {
+            if let Some(n) = entry.subscriber.deliver(&message, matched) {
+                backpressure = Some(n);
+            }
+        });
+        Published {
+            delivered,
+            backpressure,
+        }
     }
 
     /// Restores a retained message (start-up), without delivering it.
@@ -139,8 +147,8 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Subscriber;
     use crate::tree::{Matched, SubscriptionOptions};
+    use crate::{Notify, Subscriber};
     use bytes::Bytes;
     use ferrule_core::{Origin, QoS};
 
@@ -148,10 +156,11 @@ mod tests {
     struct Inbox(parking_lot::Mutex<Vec<(String, Matched)>>);
 
     impl Subscriber for Inbox {
-        fn deliver(&self, message: &Arc<Message>, matched: &Matched) {
+        fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Option<Arc<Notify>> {
             self.0
                 .lock()
                 .push((message.topic.to_string(), matched.clone()));
+            None
         }
     }
 

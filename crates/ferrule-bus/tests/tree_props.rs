@@ -14,8 +14,9 @@ use proptest::prelude::*;
 struct Count(Mutex<usize>);
 
 impl Subscriber for Count {
-    fn deliver(&self, _: &Arc<Message>, _: &Matched) {
+    fn deliver(&self, _: &Arc<Message>, _: &Matched) -> Option<Arc<ferrule_bus::Notify>> {
         *self.0.lock() += 1;
+        None
     }
 }
 

@@ -39,6 +39,8 @@ const MAX_READ: usize = 64 * 1024;
 /// A write buffer larger than this is released after a flush rather than
 /// kept for the connection's life.
 const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
+/// Longest a publisher pauses for a congested subscriber before reading on.
+const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(2);
 /// Flush the write buffer once it holds this much, even mid-batch.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
 
@@ -437,6 +439,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         aliases_in: HashMap::new(),
         aliases_out: HashMap::new(),
         resend: present,
+        backpressure: None,
     })
 }
 
@@ -478,6 +481,8 @@ struct Connection {
     aliases_out: HashMap<ByteString, u16>,
     /// Redeliver in-flight messages first (resumed session).
     resend: bool,
+    /// Set when a publish found a subscriber congested.
+    backpressure: Option<Arc<ferrule_bus::Notify>>,
 }
 
 /// A protocol violation: close with this reason code.
@@ -529,6 +534,19 @@ impl Connection {
                     }
                     if io.wbuf.len() >= WRITE_HIGH_WATER && io.flush().await.is_err() {
                         return End::Lost;
+                    }
+                    // A subscriber is falling behind: stop reading for a
+                    // moment so TCP slows this publisher, rather than
+                    // accepting messages only to drop them.
+                    if let Some(drained) = self.backpressure.take() {
+                        self.drain(&mut io.wbuf);
+                        if !io.wbuf.is_empty() && io.flush().await.is_err() {
+                            return End::Lost;
+                        }
+                        tokio::select! {
+                            _ = drained.notified() => {}
+                            _ = tokio::time::sleep(BACKPRESSURE_PAUSE) => {}
+                        }
                     }
                 }
                 _ = session.wake.notified() => {}
@@ -719,7 +737,7 @@ impl Connection {
     }
 
     /// Hands a client's message to the router.
-    fn route(&self, topic: MqttStr, p: Publish) {
+    fn route(&mut self, topic: MqttStr, p: Publish) {
         let props = &p.properties;
         let app = MessageProperties {
             payload_format_indicator: props.payload_format_indicator,
@@ -748,7 +766,10 @@ impl Connection {
             },
             received_at_ms: ferrule_core::message::now_ms(),
         };
-        self.broker.router.publish_in(&self.bus, Arc::new(message));
+        let published = self.broker.router.publish_in(&self.bus, Arc::new(message));
+        if published.backpressure.is_some() {
+            self.backpressure = published.backpressure;
+        }
     }
 
     fn on_pubrec(&self, wbuf: &mut BytesMut, a: Ack) {
@@ -842,7 +863,8 @@ impl Connection {
             if send_retained {
                 for message in bus.retained_matching(parsed.filter) {
                     let qos = message.qos.min(options.qos);
-                    self.session.enqueue(Outgoing {
+                    // Our own queue: no one to wait for.
+                    let _ = self.session.enqueue(Outgoing {
                         message,
                         qos,
                         retain: true,
@@ -977,6 +999,8 @@ impl Connection {
         if expired > 0 {
             observe::dropped("expired", expired);
         }
+        let left = self.session.state().queue.len();
+        self.session.relieve_if_drained(left);
     }
 
     /// The PUBLISH for an outgoing message; `None` when it exceeds the
@@ -1067,6 +1091,8 @@ impl Connection {
             }
             (mine, st.expiry, st.generation, st.ended)
         };
+        // Nobody drains an offline session: let waiting publishers go.
+        session.relieve_if_drained(0);
         let will = match end {
             End::Lost | End::WithWill => self.will.clone(),
             // Taken over (MQTT 5 §3.1.4 step 2, §3.1.3.2.2): a clean start

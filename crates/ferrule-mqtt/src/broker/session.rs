@@ -111,7 +111,16 @@ pub struct Session {
     /// A snapshot is already on its way to the writer.
     dirty: AtomicBool,
     me: Weak<Session>,
+    /// Signalled when a congested queue has drained (see [`CONGESTED`]).
+    drained: Arc<Notify>,
+    congested: AtomicBool,
 }
+
+/// Queue length at which an online session asks publishers to wait, so that
+/// a fast publisher is slowed by TCP rather than its messages dropped.
+pub const CONGESTED: usize = 1024;
+/// Queue length below which waiting publishers are released.
+pub const RELIEVED: usize = 256;
 
 impl Session {
     fn new(
@@ -133,6 +142,8 @@ impl Session {
             persister,
             dirty: AtomicBool::new(false),
             me: me.clone(),
+            drained: Arc::new(Notify::new()),
+            congested: AtomicBool::new(false),
         })
     }
 
@@ -171,19 +182,21 @@ impl Session {
         self.state.lock()
     }
 
-    /// Queues a message for the client and wakes its connection.
-    pub fn enqueue(&self, out: Outgoing) {
+    /// Queues a message for the client and wakes its connection. Returns a
+    /// [`Notify`] to wait on when the queue of a connected client is long.
+    pub fn enqueue(&self, out: Outgoing) -> Option<Arc<Notify>> {
         let mut st = self.state.lock();
         if st.ended || (st.connection.is_none() && out.qos == QoS::AtMostOnce) {
-            return;
+            return None;
         }
         if st.queue.len() >= self.max_queued {
             drop(st);
             observe::dropped("queue_full", 1);
-            return;
+            return None;
         }
         st.queue.push_back(out);
         let connected = st.connection.is_some();
+        let congested = connected && st.queue.len() >= CONGESTED;
         let persistent = !st.expiry.is_zero();
         drop(st);
         if connected {
@@ -192,17 +205,30 @@ impl Session {
             // Offline: the queue is all the client will get; keep it.
             self.mark_dirty();
         }
+        if congested {
+            self.congested.store(true, Ordering::Release);
+            return Some(self.drained.clone());
+        }
+        None
+    }
+
+    /// Called by the connection after draining: releases waiting publishers
+    /// once the queue is short again (or the client is gone).
+    pub fn relieve_if_drained(&self, queue_len: usize) {
+        if queue_len < RELIEVED && self.congested.swap(false, Ordering::AcqRel) {
+            self.drained.notify_waiters();
+        }
     }
 }
 
 impl Subscriber for Session {
-    fn deliver(&self, message: &Arc<Message>, matched: &Matched) {
+    fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Option<Arc<Notify>> {
         self.enqueue(Outgoing {
             message: message.clone(),
             qos: message.qos.min(matched.qos),
             retain: matched.retain_as_published && message.retain,
             subscription_ids: matched.subscription_ids.clone(),
-        });
+        })
     }
 }
 
