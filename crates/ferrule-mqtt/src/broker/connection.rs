@@ -34,7 +34,7 @@ use crate::codec::{
 
 /// Read sizes adapt between these: an idle connection holds a small buffer,
 /// a busy one reads in large batches.
-const MIN_READ: usize = 512;
+const MIN_READ: usize = 256;
 const MAX_READ: usize = 64 * 1024;
 /// A write buffer larger than this is released after a flush rather than
 /// kept for the connection's life.
@@ -61,17 +61,20 @@ pub async fn serve_connection<S>(
         wbuf: BytesMut::new(),
         read_hint: MIN_READ,
     };
-    let connect = match read_connect(&broker, &mut io, &shutdown).await {
+    // The handshake's futures are boxed: they are large and short-lived, and
+    // inline they would size the task for its whole life — thousands of idle
+    // connections would each carry them.
+    let connect = match Box::pin(read_connect(&broker, &mut io, &shutdown)).await {
         Some(c) => c,
         None => return,
     };
-    let Some(mut conn) = accept(
+    let Some(mut conn) = Box::pin(accept(
         &broker,
         &mut io,
         *connect,
         cert_fingerprint.as_deref(),
         peer,
-    )
+    ))
     .await
     else {
         let _ = io.flush().await;
@@ -424,7 +427,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         session,
         connection_id,
         kick: Some(kick_rx),
-        will: connect.will,
+        will: connect.will.map(Box::new),
         keep_alive: Duration::from_secs(u64::from(keep_alive)),
         window: client_receive_max.min(broker.config.max_inflight).max(1) as usize,
         client_max_packet: connect
@@ -471,7 +474,8 @@ struct Connection {
     session: Arc<Session>,
     connection_id: u64,
     kick: Option<oneshot::Receiver<ReasonCode>>,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and it is large.
+    will: Option<Box<Will>>,
     keep_alive: Duration,
     /// QoS 1/2 messages we may have in flight to the client.
     window: usize,
@@ -1094,14 +1098,15 @@ impl Connection {
         // Nobody drains an offline session: let waiting publishers go.
         session.relieve_if_drained(0);
         let will = match end {
-            End::Lost | End::WithWill => self.will.clone(),
+            End::Lost | End::WithWill => self.will.as_deref().cloned(),
             // Taken over (MQTT 5 §3.1.4 step 2, §3.1.3.2.2): a clean start
             // ended the session, so the will goes now, delay or not; a resume
             // continues the session, which cancels a delayed will.
-            End::TakenOver if ended => self.will.clone(),
+            End::TakenOver if ended => self.will.as_deref().cloned(),
             End::TakenOver => self
                 .will
-                .clone()
+                .as_deref()
+                .cloned()
                 .filter(|w| w.properties.will_delay_interval.unwrap_or(0) == 0),
             End::Normal | End::Shutdown => None,
         };
