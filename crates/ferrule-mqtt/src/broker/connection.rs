@@ -324,7 +324,9 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         assigned = Some(id.clone());
         ByteString::from(id)
     } else {
-        byte_string(&connect.client_id)
+        // A copy: a slice would pin the whole CONNECT read buffer for the
+        // connection's life.
+        ByteString::from(connect.client_id.as_str().to_owned())
     };
 
     let slot = match broker.admit(&tenant) {

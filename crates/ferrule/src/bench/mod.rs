@@ -2,6 +2,8 @@
 //! where one exists, a baseline on the same machine in the same run, and prints
 //! a Markdown table ready for docs/BENCHMARKS.md.
 
+mod loadgen;
+mod mqtt;
 mod process;
 mod startup;
 
@@ -19,15 +21,20 @@ pub struct BenchArgs {
 pub enum Scenario {
     /// Time from process start to /readyz, and idle RSS; mosquitto as baseline.
     Startup(startup::StartupArgs),
+    /// MQTT broker throughput, latency and idle connections; mosquitto as
+    /// baseline, brokers on CPU 0 and the load generator on CPU 1.
+    Mqtt(mqtt::MqttArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let result = runtime.block_on(async {
-        match args.scenario {
-            Scenario::Startup(a) => startup::run(a).await,
+    let result = match args.scenario {
+        Scenario::Startup(a) => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(startup::run(a))
         }
-    });
+        // Pins its threads before building its own (current-thread) runtime.
+        Scenario::Mqtt(a) => mqtt::main(a),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,565 @@
+//! The MQTT load generator: a minimal MQTT 3.1.1 client on
+//! `ferrule_mqtt::codec`, built so that it is never the bottleneck.
+//!
+//! Every role pipelines: publishers encode many packets into one buffer and
+//! write it with one `write_all`; readers read into a large buffer and handle
+//! every complete packet per read (QoS 0 PUBLISHes by their fixed header
+//! alone), answering with one write per read. The
+//! throughput roles are async tasks meant for one current-thread runtime;
+//! the latency roles are blocking threads so that sends can be paced to the
+//! microsecond (tokio's timer has millisecond granularity).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferrule_mqtt::codec::{
+    self, Ack, Connect, MqttStr, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
+    Subscribe, Subscription, SubscriptionOptions,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_util::bytes::{Buf, Bytes, BytesMut};
+
+/// Both brokers speak MQTT 3.1.1 equally well; the throughput and latency
+/// scenarios use it.
+pub const VERSION: ProtocolVersion = ProtocolVersion::V311;
+/// Largest packet we accept from a broker.
+const MAX_PACKET: usize = 1 << 20;
+/// Spare room kept in a read buffer before each read.
+const READ_SPARE: usize = 64 * 1024;
+/// QoS 0 publishes encoded once and written again and again per `write_all`.
+const QOS0_BATCH: u64 = 512;
+
+/// Reads once into `rbuf`, keeping `spare` bytes of room; false at EOF.
+async fn fill(stream: &mut TcpStream, rbuf: &mut BytesMut, spare: usize) -> anyhow::Result<bool> {
+    if rbuf.capacity() - rbuf.len() < spare {
+        rbuf.reserve(spare);
+    }
+    Ok(stream.read_buf(rbuf).await? > 0)
+}
+
+fn decode(rbuf: &mut BytesMut) -> anyhow::Result<Option<Packet>> {
+    codec::decode(rbuf, VERSION, MAX_PACKET).context("decoding a packet from the broker")
+}
+
+fn publish_packet(topic: &str, payload: Bytes, qos: QoS) -> anyhow::Result<Packet> {
+    let mut publish = Publish::new(MqttStr::new(topic)?, payload);
+    publish.qos = qos;
+    if qos != QoS::AtMostOnce {
+        publish.packet_id = PacketId::new(1);
+    }
+    Ok(Packet::Publish(publish))
+}
+
+/// The next packet id after `id`, skipping 0. Publishers keep far fewer
+/// than 65,535 messages in flight and brokers acknowledge in order, so an id
+/// is always free again by the time the counter wraps round to it.
+fn next_packet_id(id: &mut u16) -> PacketId {
+    *id = id.wrapping_add(1);
+    if *id == 0 {
+        *id = 1;
+    }
+    PacketId::new(*id).expect("non-zero")
+}
+
+fn subscribe_packet(filter: &str, qos: QoS) -> anyhow::Result<Packet> {
+    Ok(Packet::Subscribe(Subscribe {
+        packet_id: PacketId::new(1).expect("non-zero"),
+        properties: Default::default(),
+        subscriptions: vec![Subscription {
+            topic_filter: MqttStr::new(filter)?,
+            options: SubscriptionOptions::new(qos),
+        }],
+    }))
+}
+
+fn check_suback(packet: Packet) -> anyhow::Result<()> {
+    match packet {
+        Packet::SubAck(s) if s.reason_codes.iter().all(|c| !c.is_error()) => Ok(()),
+        other => bail!("expected a granting SUBACK, got {other:?}"),
+    }
+}
+
+fn check_connack(packet: Packet) -> anyhow::Result<()> {
+    match packet {
+        Packet::ConnAck(a) if a.reason_code == ReasonCode::SUCCESS => Ok(()),
+        other => bail!("expected a successful CONNACK, got {other:?}"),
+    }
+}
+
+/// Removes the complete QoS 0 PUBLISH frames at the front of `rbuf` and
+/// returns how many there were. It reads only each fixed header (type,
+/// flags, Remaining Length), which keeps a subscriber receiving millions of
+/// messages a second cheap; it stops at any other packet, or at a frame that
+/// is incomplete or odd, for [`codec::decode`] to handle (and judge).
+fn skip_qos0_publishes(rbuf: &mut BytesMut) -> u64 {
+    let buf = &rbuf[..];
+    let (mut pos, mut count) = (0, 0);
+    // 0x30 | retain: PUBLISH, DUP 0, QoS 0.
+    while let Some(&first) = buf.get(pos)
+        && first & 0xfe == 0x30
+    {
+        let mut len = 0usize;
+        let mut i = pos + 1;
+        let mut complete = false;
+        while let Some(&b) = buf.get(i)
+            && i < pos + 5
+        {
+            len |= usize::from(b & 0x7f) << (7 * (i - pos - 1));
+            i += 1;
+            if b & 0x80 == 0 {
+                complete = true;
+                break;
+            }
+        }
+        if !complete || buf.len() - i < len {
+            break;
+        }
+        pos = i + len;
+        count += 1;
+    }
+    rbuf.advance(pos);
+    count
+}
+
+/// One MQTT connection of the async load generator.
+pub struct Client {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+impl Client {
+    /// Connects, sends CONNECT (clean session) and waits for CONNACK.
+    pub async fn connect(
+        addr: SocketAddr,
+        client_id: &str,
+        keep_alive: u16,
+    ) -> anyhow::Result<Self> {
+        Self::connect_from(None, addr, client_id, keep_alive).await
+    }
+
+    /// [`Client::connect`] from a given local address (any 127.x.y.z is
+    /// loopback). Thousands of connections from one address to one port
+    /// make the kernel's ephemeral-port search in connect(2) quadratic
+    /// (`__inet_hash_connect`), which would make the load generator the
+    /// bottleneck of a connection ramp; spreading the source addresses, as
+    /// real devices are spread, avoids it.
+    pub async fn connect_from(
+        source: Option<IpAddr>,
+        addr: SocketAddr,
+        client_id: &str,
+        keep_alive: u16,
+    ) -> anyhow::Result<Self> {
+        let stream = match source {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await
+            }
+        }
+        .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut client = Client {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+        };
+        let connect = Connect::new(VERSION, MqttStr::new(client_id)?, keep_alive);
+        client.send(&connect.into()).await?;
+        check_connack(client.recv().await?)?;
+        Ok(client)
+    }
+
+    /// The connection without its buffers, for holding many idle ones.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
+        codec::encode(packet, VERSION, &mut self.wbuf)?;
+        self.stream.write_all(&self.wbuf).await?;
+        self.wbuf.clear();
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<Packet> {
+        loop {
+            if let Some(packet) = decode(&mut self.rbuf)? {
+                return Ok(packet);
+            }
+            if !fill(&mut self.stream, &mut self.rbuf, 4096).await? {
+                bail!("the broker closed the connection");
+            }
+        }
+    }
+
+    /// Subscribes to one filter and waits for the SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> anyhow::Result<()> {
+        self.send(&subscribe_packet(filter, qos)?).await?;
+        check_suback(self.recv().await?)
+    }
+
+    /// Receives forever, adding each PUBLISH to `received` and acknowledging
+    /// QoS 1 ones: one read, every complete packet handled, one write. QoS 0
+    /// PUBLISHes are counted from their fixed header alone
+    /// ([`skip_qos0_publishes`]); everything else goes through the codec.
+    pub async fn run_subscriber(mut self, received: Arc<AtomicU64>) -> anyhow::Result<()> {
+        loop {
+            let mut got = 0;
+            loop {
+                got += skip_qos0_publishes(&mut self.rbuf);
+                let Some(packet) = decode(&mut self.rbuf)? else {
+                    break;
+                };
+                match packet {
+                    Packet::Publish(p) => {
+                        got += 1;
+                        if let Some(id) = p.packet_id {
+                            codec::encode(&Packet::PubAck(Ack::new(id)), VERSION, &mut self.wbuf)?;
+                        }
+                    }
+                    other => bail!("subscriber got an unexpected {other:?}"),
+                }
+            }
+            received.fetch_add(got, Ordering::Relaxed);
+            if !self.wbuf.is_empty() {
+                self.stream.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+            }
+            if !fill(&mut self.stream, &mut self.rbuf, READ_SPARE).await? {
+                bail!("the broker closed a subscriber connection");
+            }
+        }
+    }
+
+    /// Publishes QoS 0 as fast as TCP takes it: the same batch of
+    /// pre-encoded packets, written with one `write_all` each time.
+    pub async fn run_publisher_qos0(
+        mut self,
+        topic: &str,
+        payload: Bytes,
+        sent: Arc<AtomicU64>,
+    ) -> anyhow::Result<()> {
+        let packet = publish_packet(topic, payload, QoS::AtMostOnce)?;
+        let mut batch = BytesMut::new();
+        for _ in 0..QOS0_BATCH {
+            codec::encode(&packet, VERSION, &mut batch)?;
+        }
+        let batch = batch.freeze();
+        loop {
+            self.stream.write_all(&batch).await?;
+            sent.fetch_add(QOS0_BATCH, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes QoS 1 keeping `window` messages unacknowledged: tops the
+    /// window up in one write, then reads and counts every PUBACK that has
+    /// arrived.
+    pub async fn run_publisher_qos1(
+        mut self,
+        topic: &str,
+        payload: Bytes,
+        window: usize,
+        sent: Arc<AtomicU64>,
+    ) -> anyhow::Result<()> {
+        let mut packet = publish_packet(topic, payload, QoS::AtLeastOnce)?;
+        let mut id = 0u16;
+        let mut inflight = 0usize;
+        // Top up as soon as any PUBLISH is acknowledged. Waiting for several
+        // acks to batch writes would save us CPU, but it stalls a broker that
+        // leaves Nagle's algorithm on (mosquitto by default): its second
+        // PUBACK waits for our TCP ACK, which our kernel delays up to 40 ms
+        // when we have nothing to send.
+        loop {
+            let mut n = 0;
+            while inflight < window {
+                if let Packet::Publish(p) = &mut packet {
+                    p.packet_id = Some(next_packet_id(&mut id));
+                }
+                codec::encode(&packet, VERSION, &mut self.wbuf)?;
+                inflight += 1;
+                n += 1;
+            }
+            if n > 0 {
+                self.stream.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+                sent.fetch_add(n, Ordering::Relaxed);
+            }
+            if !fill(&mut self.stream, &mut self.rbuf, READ_SPARE).await? {
+                bail!("the broker closed a publisher connection");
+            }
+            while let Some(packet) = decode(&mut self.rbuf)? {
+                match packet {
+                    Packet::PubAck(_) => inflight = inflight.saturating_sub(1),
+                    other => bail!("publisher got an unexpected {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// The process-wide monotonic clock that latency payloads carry: nanoseconds
+/// since `epoch`.
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A blocking MQTT connection for the latency scenario.
+struct SyncClient {
+    stream: std::net::TcpStream,
+    rbuf: BytesMut,
+}
+
+impl SyncClient {
+    fn connect(addr: SocketAddr, client_id: &str) -> anyhow::Result<Self> {
+        let mut stream =
+            std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut wbuf = BytesMut::new();
+        codec::encode(
+            &Connect::new(VERSION, MqttStr::new(client_id)?, 0).into(),
+            VERSION,
+            &mut wbuf,
+        )?;
+        stream.write_all(&wbuf)?;
+        let mut client = SyncClient {
+            stream,
+            rbuf: BytesMut::new(),
+        };
+        check_connack(client.recv()?)?;
+        Ok(client)
+    }
+
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.rbuf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    fn recv(&mut self) -> anyhow::Result<Packet> {
+        loop {
+            if let Some(packet) = decode(&mut self.rbuf)? {
+                return Ok(packet);
+            }
+            if self.fill()? == 0 {
+                bail!("the broker closed the connection");
+            }
+        }
+    }
+}
+
+/// What the latency run measured.
+pub struct LatencyRun {
+    /// End-to-end latencies (publisher's send to subscriber's receive) of
+    /// the messages sent during the measurement window, in nanoseconds,
+    /// sorted.
+    pub latencies_ns: Vec<u64>,
+    /// The same samples in arrival order, as (send time since the start of
+    /// the window, latency), both in nanoseconds.
+    pub trace: Vec<(u64, u64)>,
+    /// Messages sent during the measurement window.
+    pub sent_in_window: u64,
+}
+
+/// Latency at a steady rate: one QoS 1 publisher sending `rate` messages/s
+/// for `warmup + measure`, one QoS 1 subscriber. Each payload starts with
+/// the send time; the subscriber records receive time minus send time.
+/// Blocking: three OS threads (publisher, its PUBACK reader, subscriber),
+/// which inherit the caller's CPU pin.
+pub fn latency(
+    addr: SocketAddr,
+    id_prefix: &str,
+    topic: &str,
+    rate: u32,
+    warmup: Duration,
+    measure: Duration,
+) -> anyhow::Result<LatencyRun> {
+    let epoch = Instant::now();
+    let mut subscriber = SyncClient::connect(addr, &format!("{id_prefix}-lat-sub"))?;
+    let mut wbuf = BytesMut::new();
+    codec::encode(
+        &subscribe_packet(topic, QoS::AtLeastOnce)?,
+        VERSION,
+        &mut wbuf,
+    )?;
+    subscriber.stream.write_all(&wbuf)?;
+    check_suback(subscriber.recv()?)?;
+    let publisher = SyncClient::connect(addr, &format!("{id_prefix}-lat-pub"))?;
+
+    let period = Duration::from_secs(1) / rate;
+    let total = u64::from(rate) * (warmup + measure).as_secs();
+    // Send times are offsets from `epoch`; the window is the part after the
+    // warm-up, from the first send.
+    let start = nanos_since(epoch) + 1_000_000;
+    let window_start = start + u64::try_from(warmup.as_nanos())?;
+    let window_end = window_start + u64::try_from(measure.as_nanos())?;
+    let stop = AtomicBool::new(false);
+
+    std::thread::scope(|s| -> anyhow::Result<LatencyRun> {
+        // Subscriber: read, timestamp, acknowledge.
+        subscriber
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)))?;
+        let sub = s.spawn(|| -> anyhow::Result<Vec<(u64, u64)>> {
+            let mut latencies = Vec::with_capacity(usize::try_from(total)?);
+            let mut acks = BytesMut::new();
+            let mut client = subscriber;
+            loop {
+                match client.fill() {
+                    Ok(0) => bail!("the broker closed the latency subscriber"),
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(latencies);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                let now = nanos_since(epoch);
+                while let Some(packet) = decode(&mut client.rbuf)? {
+                    let Packet::Publish(p) = packet else {
+                        bail!("latency subscriber got an unexpected {packet:?}");
+                    };
+                    let sent = u64::from_le_bytes(p.payload[..8].try_into()?);
+                    if (window_start..window_end).contains(&sent) {
+                        latencies.push((sent - window_start, now.saturating_sub(sent)));
+                    }
+                    if let Some(id) = p.packet_id {
+                        codec::encode(&Packet::PubAck(Ack::new(id)), VERSION, &mut acks)?;
+                    }
+                }
+                if !acks.is_empty() {
+                    client.stream.write_all(&acks)?;
+                    acks.clear();
+                }
+            }
+        });
+
+        // The publisher's PUBACKs: read and dropped, so its window never fills.
+        let ack_reader = SyncClient {
+            stream: publisher.stream.try_clone()?,
+            rbuf: BytesMut::new(),
+        };
+        ack_reader
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)))?;
+        let acks = s.spawn(|| -> anyhow::Result<()> {
+            let mut client = ack_reader;
+            loop {
+                match client.fill() {
+                    Ok(0) => bail!("the broker closed the latency publisher"),
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                while let Some(packet) = decode(&mut client.rbuf)? {
+                    if !matches!(packet, Packet::PubAck(_)) {
+                        bail!("latency publisher got an unexpected {packet:?}");
+                    }
+                }
+            }
+        });
+
+        // The publisher, on this thread: absolute deadlines every `period`,
+        // so the average rate holds even when one sleep overshoots.
+        // Sleeps overshoot by the timer slack (50 µs by default); 1 µs
+        // keeps the pacing close. Failure only costs pacing accuracy.
+        let _ = nix::sys::prctl::set_timerslack(1_000);
+        let mut stream = publisher.stream;
+        let mut packet = publish_packet(topic, Bytes::new(), QoS::AtLeastOnce)?;
+        let mut payload = vec![0u8; super::mqtt::PAYLOAD_LEN];
+        let mut out = BytesMut::new();
+        let mut id = 0u16;
+        let mut sent_in_window = 0u64;
+        let mut result = Ok(());
+        for k in 0..total {
+            let due = start + k * u64::try_from(period.as_nanos())?;
+            let now = nanos_since(epoch);
+            if now < due {
+                std::thread::sleep(Duration::from_nanos(due - now));
+            }
+            let sent = nanos_since(epoch);
+            if (window_start..window_end).contains(&sent) {
+                sent_in_window += 1;
+            }
+            payload[..8].copy_from_slice(&sent.to_le_bytes());
+            if let Packet::Publish(p) = &mut packet {
+                p.packet_id = Some(next_packet_id(&mut id));
+                p.payload = Bytes::copy_from_slice(&payload);
+            }
+            codec::encode(&packet, VERSION, &mut out)?;
+            if let Err(e) = stream.write_all(&out) {
+                result = Err(e);
+                break;
+            }
+            out.clear();
+        }
+        // Let the last messages arrive, then stop the readers.
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let latencies = sub.join().expect("subscriber thread panicked");
+        acks.join().expect("ack reader thread panicked")?;
+        result.context("writing a latency publish")?;
+        let trace = latencies?;
+        let mut latencies_ns: Vec<u64> = trace.iter().map(|&(_, l)| l).collect();
+        latencies_ns.sort_unstable();
+        Ok(LatencyRun {
+            latencies_ns,
+            trace,
+            sent_in_window,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_exactly_the_complete_qos0_publishes() {
+        let payload = Bytes::from(vec![7u8; 200]);
+        let qos0 = publish_packet("a/b", payload.clone(), QoS::AtMostOnce).unwrap();
+        let qos1 = publish_packet("a/b", payload, QoS::AtLeastOnce).unwrap();
+        let mut buf = BytesMut::new();
+        for _ in 0..3 {
+            codec::encode(&qos0, VERSION, &mut buf).unwrap();
+        }
+        codec::encode(&qos1, VERSION, &mut buf).unwrap();
+        codec::encode(&qos0, VERSION, &mut buf).unwrap();
+        let whole = buf.len();
+        buf.truncate(whole - 1);
+        // Three QoS 0 frames (two-byte Remaining Length), then the QoS 1
+        // one stops the scan.
+        assert_eq!(skip_qos0_publishes(&mut buf), 3);
+        assert!(
+            matches!(decode(&mut buf).unwrap(), Some(Packet::Publish(p)) if p.qos == QoS::AtLeastOnce)
+        );
+        // The last frame is one byte short: nothing is taken.
+        let left = buf.len();
+        assert_eq!(skip_qos0_publishes(&mut buf), 0);
+        assert_eq!(buf.len(), left);
+    }
+}
