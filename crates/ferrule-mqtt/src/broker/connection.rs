@@ -745,24 +745,13 @@ impl Connection {
     /// Hands a client's message to the router.
     fn route(&mut self, topic: MqttStr, p: Publish) {
         let props = &p.properties;
-        let app = MessageProperties {
-            payload_format_indicator: props.payload_format_indicator,
-            content_type: props.content_type.as_ref().map(byte_string),
-            response_topic: props.response_topic.as_ref().map(byte_string),
-            correlation_data: props.correlation_data.clone(),
-            user_properties: props
-                .user_properties
-                .iter()
-                .map(|(k, v)| (byte_string(k), byte_string(v)))
-                .collect(),
-        };
         let message = Message {
             tenant: self.tenant.clone(),
             topic: byte_string(&topic),
             payload: p.payload,
             qos: to_core_qos(p.qos),
             retain: p.retain,
-            properties: (!app.is_empty()).then(|| Box::new(app)),
+            properties: application_properties(props),
             expires_at: props
                 .message_expiry_interval
                 .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
@@ -1162,18 +1151,7 @@ impl Connection {
             return;
         }
         let props = &will.properties;
-        let app = MessageProperties {
-            payload_format_indicator: props.payload_format_indicator,
-            content_type: props.content_type.as_ref().map(byte_string),
-            response_topic: props.response_topic.as_ref().map(byte_string),
-            correlation_data: props.correlation_data.clone(),
-            user_properties: props
-                .user_properties
-                .iter()
-                .map(|(k, v)| (byte_string(k), byte_string(v)))
-                .collect(),
-        };
-        message.properties = (!app.is_empty()).then(|| Box::new(app));
+        message.properties = application_properties(props);
         message.expires_at = props
             .message_expiry_interval
             .map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
@@ -1203,6 +1181,23 @@ impl Connection {
             }
         });
     }
+}
+
+/// The MQTT 5 properties a message carries from publisher to subscriber;
+/// `None` when there are none, which is the common case.
+fn application_properties(props: &Properties) -> Option<Box<MessageProperties>> {
+    let app = MessageProperties {
+        payload_format_indicator: props.payload_format_indicator,
+        content_type: props.content_type.as_ref().map(byte_string),
+        response_topic: props.response_topic.as_ref().map(byte_string),
+        correlation_data: props.correlation_data.clone(),
+        user_properties: props
+            .user_properties
+            .iter()
+            .map(|(k, v)| (byte_string(k), byte_string(v)))
+            .collect(),
+    };
+    (!app.is_empty()).then(|| Box::new(app))
 }
 
 fn decode_violation(e: &DecodeError) -> Violation {
