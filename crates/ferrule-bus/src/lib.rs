@@ -27,7 +27,18 @@ use ferrule_core::Message;
 /// then pause reading, so TCP slows the sender instead of the broker
 /// dropping what it cannot deliver.
 pub trait Subscriber: Send + Sync {
-    fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Option<Arc<Notify>>;
+    fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Delivered;
+}
+
+/// What a subscriber reports about one delivery.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Set when its queue is long: a publisher that can wait should wait on
+    /// this before publishing more.
+    pub backpressure: Option<Arc<Notify>>,
+    /// Set when the message was kept in storage (an offline persistent
+    /// session): it is durable once the store's commit ticket reaches this.
+    pub durable_after: Option<u64>,
 }
 
 /// The outcome of a publish.
@@ -37,6 +48,9 @@ pub struct Published {
     pub delivered: usize,
     /// Set when a subscriber is congested: wait for it before publishing more.
     pub backpressure: Option<Arc<Notify>>,
+    /// The highest store ticket the message depends on: acknowledge it to
+    /// the publisher only once that ticket is committed.
+    pub durable_after: Option<u64>,
 }
 
 pub use tokio::sync::Notify;

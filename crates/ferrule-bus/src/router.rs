@@ -44,7 +44,8 @@ impl TenantBus {
 
 /// Called with every retained message set or cleared (empty payload), so
 /// that retained state can be persisted.
-pub type RetainedSink = Box<dyn Fn(&Arc<Message>) + Send + Sync>;
+/// It returns the store ticket after which the change is durable.
+pub type RetainedSink = Box<dyn Fn(&Arc<Message>) -> Option<u64> + Send + Sync>;
 
 /// The in-process router shared by every component.
 #[derive(Default)]
@@ -109,6 +110,7 @@ impl Router {
                 .get(&message.tenant)
                 .is_some_and(|b| std::ptr::eq(&**b, bus))
         );
+        let mut retained_ticket = None;
         if message.retain {
             let mut retained = bus.retained.lock();
             // An empty retained payload clears the topic (MQTT 5 §3.3.1.3).
@@ -119,19 +121,23 @@ impl Router {
             }
             drop(retained);
             if let Some(sink) = self.retained_sink.get() {
-                sink(&message);
+                retained_ticket = sink(&message);
             }
         }
         let tree = bus.tree.read();
         let mut backpressure = None;
+        let mut durable_after = retained_ticket;
         let delivered = tree.for_each_match(&message, |entry, matched| {
-            if let Some(n) = entry.subscriber.deliver(&message, matched) {
-                backpressure = Some(n);
+            let d = entry.subscriber.deliver(&message, matched);
+            if d.backpressure.is_some() {
+                backpressure = d.backpressure;
             }
+            durable_after = durable_after.max(d.durable_after);
         });
         Published {
             delivered,
             backpressure,
+            durable_after,
         }
     }
 
@@ -148,7 +154,7 @@ impl Router {
 mod tests {
     use super::*;
     use crate::tree::{Matched, SubscriptionOptions};
-    use crate::{Notify, Subscriber};
+    use crate::{Delivered, Subscriber};
     use bytes::Bytes;
     use ferrule_core::{Origin, QoS};
 
@@ -156,11 +162,11 @@ mod tests {
     struct Inbox(parking_lot::Mutex<Vec<(String, Matched)>>);
 
     impl Subscriber for Inbox {
-        fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Option<Arc<Notify>> {
+        fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Delivered {
             self.0
                 .lock()
                 .push((message.topic.to_string(), matched.clone()));
-            None
+            Delivered::default()
         }
     }
 

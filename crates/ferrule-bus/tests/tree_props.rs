@@ -14,9 +14,9 @@ use proptest::prelude::*;
 struct Count(Mutex<usize>);
 
 impl Subscriber for Count {
-    fn deliver(&self, _: &Arc<Message>, _: &Matched) -> Option<Arc<ferrule_bus::Notify>> {
+    fn deliver(&self, _: &Arc<Message>, _: &Matched) -> ferrule_bus::Delivered {
         *self.0.lock() += 1;
-        None
+        ferrule_bus::Delivered::default()
     }
 }
 

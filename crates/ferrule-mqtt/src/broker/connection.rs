@@ -445,6 +445,9 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         aliases_out: HashMap::new(),
         resend: present,
         backpressure: None,
+        durable_after: None,
+        committed: broker.committed.get().cloned(),
+        deferred_acks: std::collections::VecDeque::new(),
     })
 }
 
@@ -489,6 +492,22 @@ struct Connection {
     resend: bool,
     /// Set when a publish found a subscriber congested.
     backpressure: Option<Arc<ferrule_bus::Notify>>,
+    /// The store ticket the last routed publish depends on.
+    durable_after: Option<u64>,
+    /// The store's committed ticket, when sessions are persisted.
+    committed: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Acknowledgements waiting for their ticket, in PUBLISH order.
+    deferred_acks: std::collections::VecDeque<(u64, Packet)>,
+}
+
+/// Waits for the next commit; never resolves without a store.
+async fn wait_commit(
+    committed: &mut Option<tokio::sync::watch::Receiver<u64>>,
+) -> Result<(), tokio::sync::watch::error::RecvError> {
+    match committed {
+        Some(c) => c.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A protocol violation: close with this reason code.
@@ -503,6 +522,7 @@ impl Connection {
         let mut kick = self.kick.take().expect("kick receiver");
         let mut keepalive: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(self.keepalive_window()));
         let session = self.session.clone();
+        let mut committed = self.committed.clone();
         if self.resend {
             self.redeliver(&mut io.wbuf);
         }
@@ -529,7 +549,9 @@ impl Connection {
                     if !self.keep_alive.is_zero() {
                         keepalive.as_mut().reset(tokio::time::Instant::now() + self.keepalive_window());
                     }
-                    match self.handle_input(io) {
+                    let input = self.handle_input(io);
+                    self.release_acks(&mut io.wbuf);
+                    match input {
                         Ok(None) => {}
                         Ok(Some(end)) => return end,
                         Err(Violation(code, detail)) => {
@@ -556,6 +578,9 @@ impl Connection {
                     }
                 }
                 _ = session.wake.notified() => {}
+                Ok(()) = wait_commit(&mut committed), if !self.deferred_acks.is_empty() => {
+                    self.release_acks(&mut io.wbuf);
+                }
                 _ = &mut keepalive, if !self.keep_alive.is_zero() => {
                     observe::protocol_error(ReasonCode::KEEP_ALIVE_TIMEOUT.0, "keep alive expired");
                     self.disconnect(&mut io.wbuf, ReasonCode::KEEP_ALIVE_TIMEOUT);
@@ -655,6 +680,7 @@ impl Connection {
     }
 
     fn on_publish(&mut self, wbuf: &mut BytesMut, p: Publish) -> Result<(), Violation> {
+        self.durable_after = None;
         // Topic aliases from the client (MQTT 5 §3.3.2.3.4).
         let topic = match p.properties.topic_alias {
             Some(alias) => {
@@ -737,9 +763,38 @@ impl Connection {
             } else {
                 Packet::PubAck(ack)
             };
-            self.send(wbuf, packet);
+            self.acknowledge(wbuf, packet, self.durable_after);
         }
         Ok(())
+    }
+
+    /// Sends an acknowledgement now, or once the store has committed
+    /// `after`: a PUBACK means the message is durable. Acknowledgements
+    /// keep the order of their PUBLISHes (MQTT 5 §4.6).
+    fn acknowledge(&mut self, wbuf: &mut BytesMut, packet: Packet, after: Option<u64>) {
+        let committed = self.committed.as_ref().map_or(u64::MAX, |c| *c.borrow());
+        let wait = after.filter(|t| *t > committed);
+        if wait.is_none() && self.deferred_acks.is_empty() {
+            self.send(wbuf, packet);
+            return;
+        }
+        let previous = self.deferred_acks.back().map_or(0, |(t, _)| *t);
+        self.deferred_acks
+            .push_back((wait.unwrap_or(0).max(previous), packet));
+    }
+
+    /// Sends the deferred acknowledgements whose changes are now committed.
+    fn release_acks(&mut self, wbuf: &mut BytesMut) {
+        let committed = self.committed.as_ref().map_or(u64::MAX, |c| *c.borrow());
+        while self
+            .deferred_acks
+            .front()
+            .is_some_and(|(t, _)| *t <= committed)
+        {
+            if let Some((_, packet)) = self.deferred_acks.pop_front() {
+                self.send(wbuf, packet);
+            }
+        }
     }
 
     /// Hands a client's message to the router.
@@ -765,6 +820,7 @@ impl Connection {
         if published.backpressure.is_some() {
             self.backpressure = published.backpressure;
         }
+        self.durable_after = published.durable_after;
     }
 
     fn on_pubrec(&self, wbuf: &mut BytesMut, a: Ack) {

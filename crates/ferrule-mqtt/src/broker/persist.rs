@@ -16,7 +16,9 @@ use ferrule_core::stored::{
     SessionRef, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
 };
 use ferrule_core::{Message, Origin, TenantId};
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, watch};
 
 use super::session::{Inflight, Outgoing, Session};
 
@@ -52,31 +54,54 @@ pub(crate) enum Change {
 /// The sending side, cloned into sessions and the router's retained hook.
 #[derive(Clone)]
 pub struct Persister {
-    tx: mpsc::UnboundedSender<Change>,
+    tx: mpsc::UnboundedSender<(u64, Change)>,
+    /// Tickets handed out, one per change, in order.
+    submitted: Arc<AtomicU64>,
+    /// The highest ticket whose change is committed to storage.
+    committed: watch::Receiver<u64>,
 }
 
 impl Persister {
-    pub(crate) fn send(&self, change: Change) {
+    /// Queues a change; returns its ticket (see [`Persister::committed`]).
+    pub(crate) fn send(&self, change: Change) -> u64 {
+        // Ticket and send under one order: the channel is FIFO and tickets
+        // only grow, so a committed ticket covers every earlier change.
+        let ticket = self.submitted.fetch_add(1, Ordering::AcqRel) + 1;
         // The writer only stops at shutdown, after the last flush.
-        let _ = self.tx.send(change);
+        let _ = self.tx.send((ticket, change));
+        ticket
     }
 
-    /// Reports a retained message set or cleared (empty payload).
-    pub fn retained(&self, message: &Arc<Message>) {
-        self.send(Change::Retained(message.clone()));
+    /// Reports a retained message set or cleared (empty payload); returns
+    /// the ticket after which the change is durable.
+    pub fn retained(&self, message: &Arc<Message>) -> u64 {
+        self.send(Change::Retained(message.clone()))
+    }
+
+    /// Watches the highest committed ticket: a PUBACK that depends on a
+    /// change waits until its ticket is reached.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
     }
 }
 
 /// Starts the background writer; returns the handle sessions report to.
 pub fn start(store: Arc<dyn SessionStore>) -> (Persister, Writer) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (Persister { tx }, Writer { store, rx })
+    let (done, committed) = watch::channel(0);
+    let persister = Persister {
+        tx,
+        submitted: Arc::new(AtomicU64::new(0)),
+        committed,
+    };
+    (persister, Writer { store, rx, done })
 }
 
 /// The background writer.
 pub struct Writer {
     store: Arc<dyn SessionStore>,
-    rx: mpsc::UnboundedReceiver<Change>,
+    rx: mpsc::UnboundedReceiver<(u64, Change)>,
+    done: watch::Sender<u64>,
 }
 
 impl Writer {
@@ -109,13 +134,17 @@ impl Writer {
         }
     }
 
-    async fn write(&self, batch: Vec<Change>) {
-        write_batch(&*self.store, batch).await;
+    async fn write(&self, batch: Vec<(u64, Change)>) {
+        let last = batch.iter().map(|(t, _)| *t).max().unwrap_or(0);
+        if write_batch(&*self.store, batch.into_iter().map(|(_, c)| c).collect()).await {
+            self.done.send_modify(|c| *c = (*c).max(last));
+        }
     }
 }
 
-/// Coalesces a batch and writes it in one call.
-pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) {
+/// Coalesces a batch and writes it in one call; false if the write failed
+/// (the changes are then not acknowledged as durable).
+pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) -> bool {
     let mut sessions: HashMap<SessionRef, Arc<Session>> = HashMap::new();
     let mut ended: HashMap<SessionRef, ()> = HashMap::new();
     let mut retained: HashMap<(TenantId, ByteString), Arc<Message>> = HashMap::new();
@@ -151,8 +180,12 @@ pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) {
                 .collect(),
         )
         .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "saving MQTT sessions failed");
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "saving MQTT sessions failed");
+            false
+        }
     }
 }
 

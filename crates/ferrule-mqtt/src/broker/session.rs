@@ -9,12 +9,12 @@
 //! are dropped, as MQTT allows.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use ferrule_bus::{Matched, Router, Subscriber, SubscriberId, SubscriptionOptions};
+use ferrule_bus::{Delivered, Matched, Router, Subscriber, SubscriberId, SubscriptionOptions};
 use ferrule_core::stored::{SessionRef, StoredSession};
 use ferrule_core::{Message, QoS, TenantId};
 use parking_lot::{Mutex, MutexGuard};
@@ -108,8 +108,9 @@ pub struct Session {
     pub wake: Notify,
     max_queued: usize,
     persister: Option<Persister>,
-    /// A snapshot is already on its way to the writer.
+    /// A snapshot is already on its way to the writer, with this ticket.
     dirty: AtomicBool,
+    pending_ticket: AtomicU64,
     me: Weak<Session>,
     /// Signalled when a congested queue has drained (see [`CONGESTED`]).
     drained: Arc<Notify>,
@@ -141,6 +142,7 @@ impl Session {
             max_queued,
             persister,
             dirty: AtomicBool::new(false),
+            pending_ticket: AtomicU64::new(0),
             me: me.clone(),
             drained: Arc::new(Notify::new()),
             congested: AtomicBool::new(false),
@@ -164,14 +166,19 @@ impl Session {
         )
     }
 
-    /// Asks for this session's state to be written (coalesced).
-    pub fn mark_dirty(&self) {
-        if let Some(p) = &self.persister
-            && !self.dirty.swap(true, Ordering::AcqRel)
-            && let Some(me) = self.me.upgrade()
-        {
-            p.send(Change::Session(me));
+    /// Asks for this session's state to be written (coalesced); returns the
+    /// ticket after which the state as it is now is durable.
+    pub fn mark_dirty(&self) -> Option<u64> {
+        let p = self.persister.as_ref()?;
+        if self.dirty.swap(true, Ordering::AcqRel) {
+            // A snapshot is queued and will be taken when written, so it
+            // includes what changed just now.
+            return Some(self.pending_ticket.load(Ordering::Acquire));
         }
+        let me = self.me.upgrade()?;
+        let ticket = p.send(Change::Session(me));
+        self.pending_ticket.store(ticket, Ordering::Release);
+        Some(ticket)
     }
 
     pub(crate) fn clear_dirty(&self) {
@@ -182,34 +189,37 @@ impl Session {
         self.state.lock()
     }
 
-    /// Queues a message for the client and wakes its connection. Returns a
-    /// [`Notify`] to wait on when the queue of a connected client is long.
-    pub fn enqueue(&self, out: Outgoing) -> Option<Arc<Notify>> {
+    /// Queues a message for the client and wakes its connection. Reports a
+    /// [`Notify`] to wait on when the queue of a connected client is long,
+    /// and the store ticket when the message was kept for an offline client.
+    pub fn enqueue(&self, out: Outgoing) -> Delivered {
         let mut st = self.state.lock();
         if st.ended || (st.connection.is_none() && out.qos == QoS::AtMostOnce) {
-            return None;
+            return Delivered::default();
         }
         if st.queue.len() >= self.max_queued {
             drop(st);
             observe::dropped("queue_full", 1);
-            return None;
+            return Delivered::default();
         }
         st.queue.push_back(out);
         let connected = st.connection.is_some();
         let congested = connected && st.queue.len() >= CONGESTED;
         let persistent = !st.expiry.is_zero();
         drop(st);
+        let mut delivered = Delivered::default();
         if connected {
             self.wake.notify_one();
         } else if persistent {
-            // Offline: the queue is all the client will get; keep it.
-            self.mark_dirty();
+            // Offline: the queue is all the client will get; keep it, and
+            // let the publisher's acknowledgement wait for the write.
+            delivered.durable_after = self.mark_dirty();
         }
         if congested {
             self.congested.store(true, Ordering::Release);
-            return Some(self.drained.clone());
+            delivered.backpressure = Some(self.drained.clone());
         }
-        None
+        delivered
     }
 
     /// Called by the connection after draining: releases waiting publishers
@@ -222,7 +232,7 @@ impl Session {
 }
 
 impl Subscriber for Session {
-    fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Option<Arc<Notify>> {
+    fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Delivered {
         self.enqueue(Outgoing {
             message: message.clone(),
             qos: message.qos.min(matched.qos),

@@ -163,3 +163,43 @@ async fn a_clean_session_leaves_nothing_behind() {
     again.stop().await;
     drop(dir);
 }
+
+/// A PUBACK for a message kept for an offline session means it is on disk:
+/// the broker is killed the instant each PUBACK arrives, and every
+/// acknowledged message is there after the restart.
+#[tokio::test]
+async fn an_acknowledged_message_for_an_offline_session_survives_kill_9() {
+    let keeper = [
+        "-V", "mqttv5", "-i", "durable", "-c", "-x", "3600", "-q", "1", "-t", "d/#",
+    ];
+    let mut s = ServerBuilder::new()
+        .arg("--mqtt-allow-anonymous")
+        .start()
+        .await;
+    mosquitto("mosquitto_sub", &s.mqtt, &[&keeper[..], &["-E"]].concat()).await;
+    let data = s.data_dir.clone();
+    let mut dirs = Vec::new();
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let m = format!("m{i}");
+        // mosquitto_pub -q 1 exits once the PUBACK is in; kill at once.
+        mosquitto(
+            "mosquitto_pub",
+            &s.mqtt,
+            &["-q", "1", "-t", "d/x", "-m", &m],
+        )
+        .await;
+        s.signal(Signal::SIGKILL);
+        s.wait_exit().await;
+        sent.push(m);
+        dirs.push(s.dir);
+        s = ServerBuilder::new()
+            .arg("--mqtt-allow-anonymous")
+            .data_dir(data.clone())
+            .start()
+            .await;
+    }
+    assert_eq!(received_until_quiet(&s.mqtt, &keeper, 2).await, sent);
+    s.stop().await;
+    drop(dirs);
+}
