@@ -772,8 +772,9 @@ impl Connection {
     /// `after`: a PUBACK means the message is durable. Acknowledgements
     /// keep the order of their PUBLISHes (MQTT 5 §4.6).
     fn acknowledge(&mut self, wbuf: &mut BytesMut, packet: Packet, after: Option<u64>) {
-        let committed = self.committed.as_ref().map_or(u64::MAX, |c| *c.borrow());
-        let wait = after.filter(|t| *t > committed);
+        // Only a publish kept in storage looks at the commit ticket: the
+        // common path takes no lock.
+        let wait = after.filter(|t| *t > self.committed.as_ref().map_or(u64::MAX, |c| *c.borrow()));
         if wait.is_none() && self.deferred_acks.is_empty() {
             self.send(wbuf, packet);
             return;
