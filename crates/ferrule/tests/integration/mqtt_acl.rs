@@ -10,7 +10,6 @@ use serde_json::json;
 use crate::mqtt_util::{
     Raw, V3, V5, World, both_versions, create_api_key, create_user, pid, publish_packet,
 };
-use crate::util::ADMIN_PASSWORD;
 
 #[tokio::test]
 async fn a_device_publishes_only_under_its_own_topics() {
@@ -30,14 +29,7 @@ async fn a_refused_qos2_publish() {
     // refusal is silent), and the client's PUBREL still gets its PUBCOMP.
     // Either way nothing is delivered.
     let w = World::start().await;
-    let mut obs = Raw::login(
-        &w.s.mqtt,
-        V5,
-        "obs",
-        "user:admin@localhost",
-        Some(ADMIN_PASSWORD),
-    )
-    .await;
+    let mut obs = w.observer().await;
     obs.subscribe(1, &[("#", QoS::ExactlyOnce)]).await;
     for v in [V5, V3] {
         let mut dev = Raw::login(&w.s.mqtt, v, "dev", &w.pump, None).await;
@@ -113,14 +105,7 @@ async fn acl_rule(w: &World, rule: serde_json::Value) -> String {
 }
 
 async fn admin_observer(w: &World, filter: &str) -> Raw {
-    let mut obs = Raw::login(
-        &w.s.mqtt,
-        V5,
-        "obs",
-        "user:admin@localhost",
-        Some(ADMIN_PASSWORD),
-    )
-    .await;
+    let mut obs = w.observer().await;
     obs.subscribe(1, &[(filter, QoS::AtMostOnce)]).await;
     obs
 }

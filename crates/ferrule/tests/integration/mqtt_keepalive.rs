@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ferrule_mqtt::codec::{Packet, ProtocolVersion, QoS, ReasonCode, Will};
 
 use crate::mqtt_util::{Raw, V3, V5, World, connect_packet, s};
-use crate::util::{ADMIN_PASSWORD, ServerBuilder};
+use crate::util::ServerBuilder;
 
 /// Waits for the broker to close a silent client; returns how long it took
 /// and what it sent first.
@@ -20,14 +20,7 @@ async fn time_to_close(raw: &mut Raw) -> (Duration, Vec<Packet>) {
 #[tokio::test]
 async fn a_silent_client_is_dropped_after_one_and_a_half_keep_alives() {
     let w = World::start().await;
-    let mut obs = Raw::login(
-        &w.s.mqtt,
-        V5,
-        "obs",
-        "user:admin@localhost",
-        Some(ADMIN_PASSWORD),
-    )
-    .await;
+    let mut obs = w.observer().await;
     obs.subscribe(1, &[("devices/pump/status", QoS::AtLeastOnce)])
         .await;
     for v in [V3, V5] {

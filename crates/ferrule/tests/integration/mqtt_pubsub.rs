@@ -59,14 +59,7 @@ async fn a_resent_qos2_publish_is_delivered_once() {
     // with DUP before PUBREL must not route again; after PUBCOMP the packet
     // id is free for a new message (MQTT 5 §4.3.3).
     let w = World::start().await;
-    let mut obs = Raw::login(
-        &w.s.mqtt,
-        V5,
-        "obs",
-        "user:admin@localhost",
-        Some(ADMIN_PASSWORD),
-    )
-    .await;
+    let mut obs = w.observer().await;
     assert_eq!(
         obs.subscribe(1, &[("devices/pump/#", QoS::AtLeastOnce)])
             .await,

@@ -101,6 +101,19 @@ pub struct World {
 }
 
 impl World {
+    /// An MQTT 5 connection as the admin (client id `obs`), which may
+    /// subscribe to anything in tenant `default`: the usual bystander.
+    pub async fn observer(&self) -> Raw {
+        Raw::login(
+            &self.s.mqtt,
+            ProtocolVersion::V5,
+            "obs",
+            &format!("user:{ADMIN_EMAIL}"),
+            Some(ADMIN_PASSWORD),
+        )
+        .await
+    }
+
     pub async fn start() -> World {
         World::with(ServerBuilder::new()).await
     }
