@@ -7,10 +7,17 @@
 //! with the highest granted QoS of its matching subscriptions and all their
 //! subscription identifiers. MQTT sessions, the telemetry writer, rules and
 //! live streams are all subscribers; none of them knows about the others.
+//! Before fan-out, the router's [`Intake`] (the telemetry writer) may store
+//! the message or refuse it; [`Durability`] tells publishers when what they
+//! sent is committed, whichever stores it reached.
 
+mod durability;
+mod intake;
 mod router;
 mod tree;
 
+pub use durability::{Durability, Ledger, Ticket};
+pub use intake::{Accepted, Intake, Refused};
 pub use router::{RetainedSink, Router, TenantBus};
 pub use tree::{Entry, Matched, SubscriberId, SubscriptionOptions, SubscriptionTree};
 
@@ -37,8 +44,8 @@ pub struct Delivered {
     /// this before publishing more.
     pub backpressure: Option<Arc<Notify>>,
     /// Set when the message was kept in storage (an offline persistent
-    /// session): it is durable once the store's commit ticket reaches this.
-    pub durable_after: Option<u64>,
+    /// session): it is durable once this ticket is committed.
+    pub durable_after: Ticket,
 }
 
 /// The outcome of a publish.
@@ -48,9 +55,11 @@ pub struct Published {
     pub delivered: usize,
     /// Set when a subscriber is congested: wait for it before publishing more.
     pub backpressure: Option<Arc<Notify>>,
-    /// The highest store ticket the message depends on: acknowledge it to
-    /// the publisher only once that ticket is committed.
-    pub durable_after: Option<u64>,
+    /// The store writes the message depends on: acknowledge it to the
+    /// publisher only once this ticket is committed.
+    pub durable_after: Ticket,
+    /// Set when the intake refused the message: it was not routed.
+    pub refused: Option<Refused>,
 }
 
 pub use tokio::sync::Notify;

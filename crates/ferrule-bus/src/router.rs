@@ -10,8 +10,8 @@ use ferrule_core::topic::matches;
 use ferrule_core::{Message, TenantId};
 use parking_lot::{Mutex, RwLock};
 
-use crate::Published;
 use crate::tree::{Entry, SubscriberId, SubscriptionTree};
+use crate::{Durability, Intake, Published, Ticket};
 
 /// One tenant's subscriptions and retained messages.
 #[derive(Default)]
@@ -44,8 +44,8 @@ impl TenantBus {
 
 /// Called with every retained message set or cleared (empty payload), so
 /// that retained state can be persisted.
-/// It returns the store ticket after which the change is durable.
-pub type RetainedSink = Box<dyn Fn(&Arc<Message>) -> Option<u64> + Send + Sync>;
+/// It returns the ticket after which the change is durable.
+pub type RetainedSink = Box<dyn Fn(&Arc<Message>) -> Ticket + Send + Sync>;
 
 /// The in-process router shared by every component.
 #[derive(Default)]
@@ -53,6 +53,8 @@ pub struct Router {
     tenants: RwLock<HashMap<TenantId, Arc<TenantBus>>>,
     next_subscriber: AtomicU64,
     retained_sink: std::sync::OnceLock<RetainedSink>,
+    intake: std::sync::OnceLock<Arc<dyn Intake>>,
+    durability: Durability,
 }
 
 impl Router {
@@ -63,6 +65,16 @@ impl Router {
     /// Installs the hook that persists retained messages (once).
     pub fn set_retained_sink(&self, sink: RetainedSink) {
         let _ = self.retained_sink.set(sink);
+    }
+
+    /// Installs the stage that stores messages before fan-out (once).
+    pub fn set_intake(&self, intake: Arc<dyn Intake>) {
+        let _ = self.intake.set(intake);
+    }
+
+    /// Where stores report commits and publishers wait for them.
+    pub fn durability(&self) -> &Durability {
+        &self.durability
     }
 
     /// A fresh id for a new subscriber.
@@ -94,10 +106,9 @@ impl Router {
     }
 
     /// Routes a message to every matching subscriber and keeps it if retained.
-    /// Returns the number of subscribers it was delivered to.
-    pub fn publish(&self, message: Arc<Message>) -> usize {
+    pub fn publish(&self, message: Arc<Message>) -> Published {
         let bus = self.tenant(&message.tenant);
-        self.publish_in(&bus, message).delivered
+        self.publish_in(&bus, message)
     }
 
     /// [`publish`](Self::publish) for a caller that holds its tenant's bus
@@ -110,7 +121,22 @@ impl Router {
                 .get(&message.tenant)
                 .is_some_and(|b| std::ptr::eq(&**b, bus))
         );
-        let mut retained_ticket = None;
+        let mut durable_after = Ticket::NONE;
+        let mut backpressure = None;
+        if let Some(intake) = self.intake.get() {
+            match intake.accept(&message) {
+                Ok(accepted) => {
+                    durable_after = accepted.durable_after;
+                    backpressure = accepted.backpressure;
+                }
+                Err(refused) => {
+                    return Published {
+                        refused: Some(refused),
+                        ..Published::default()
+                    };
+                }
+            }
+        }
         if message.retain {
             let mut retained = bus.retained.lock();
             // An empty retained payload clears the topic (MQTT 5 §3.3.1.3).
@@ -121,23 +147,22 @@ impl Router {
             }
             drop(retained);
             if let Some(sink) = self.retained_sink.get() {
-                retained_ticket = sink(&message);
+                durable_after = durable_after.join(sink(&message));
             }
         }
         let tree = bus.tree.read();
-        let mut backpressure = None;
-        let mut durable_after = retained_ticket;
         let delivered = tree.for_each_match(&message, |entry, matched| {
             let d = entry.subscriber.deliver(&message, matched);
             if d.backpressure.is_some() {
                 backpressure = d.backpressure;
             }
-            durable_after = durable_after.max(d.durable_after);
+            durable_after = durable_after.join(d.durable_after);
         });
         Published {
             delivered,
             backpressure,
             durable_after,
+            refused: None,
         }
     }
 
@@ -202,8 +227,8 @@ mod tests {
         let r = Router::default();
         let a = Arc::new(Inbox::default());
         r.subscribe(&tenant("a"), "#", entry(&r, &a, QoS::AtMostOnce));
-        assert_eq!(r.publish(msg("b", "x/y", None)), 0);
-        assert_eq!(r.publish(msg("a", "x/y", None)), 1);
+        assert_eq!(r.publish(msg("b", "x/y", None)).delivered, 0);
+        assert_eq!(r.publish(msg("a", "x/y", None)).delivered, 1);
         assert_eq!(a.0.lock().len(), 1);
     }
 
@@ -217,7 +242,7 @@ mod tests {
         e.options.qos = QoS::ExactlyOnce;
         e.options.subscription_id = Some(2);
         r.subscribe(&tenant("t"), "a/#", e.clone());
-        assert_eq!(r.publish(msg("t", "a/b", None)), 1);
+        assert_eq!(r.publish(msg("t", "a/b", None)).delivered, 1);
         let got = inbox.0.lock();
         assert_eq!(got[0].1.qos, QoS::ExactlyOnce);
         assert_eq!(got[0].1.subscription_ids.as_slice(), [1, 2]);
@@ -231,8 +256,8 @@ mod tests {
         e.options.no_local = true;
         let me = e.id;
         r.subscribe(&tenant("t"), "a", e);
-        assert_eq!(r.publish(msg("t", "a", Some(me))), 0);
-        assert_eq!(r.publish(msg("t", "a", Some(me + 100))), 1);
+        assert_eq!(r.publish(msg("t", "a", Some(me))).delivered, 0);
+        assert_eq!(r.publish(msg("t", "a", Some(me + 100))).delivered, 1);
     }
 
     #[test]
@@ -250,7 +275,7 @@ mod tests {
             entry(&r, &y, QoS::AtMostOnce),
         );
         for _ in 0..10 {
-            assert_eq!(r.publish(msg("t", "jobs/1", None)), 1);
+            assert_eq!(r.publish(msg("t", "jobs/1", None)).delivered, 1);
         }
         assert_eq!((x.0.lock().len(), y.0.lock().len()), (5, 5));
     }
@@ -263,10 +288,10 @@ mod tests {
         let id = e.id;
         assert!(r.subscribe(&tenant("t"), "#", e.clone()));
         assert!(!r.subscribe(&tenant("t"), "#", e), "replacement is not new");
-        assert_eq!(r.publish(msg("t", "$SYS/x", None)), 0);
+        assert_eq!(r.publish(msg("t", "$SYS/x", None)).delivered, 0);
         assert!(r.unsubscribe(&tenant("t"), "#", id));
         assert!(!r.unsubscribe(&tenant("t"), "#", id));
-        assert_eq!(r.publish(msg("t", "a", None)), 0);
+        assert_eq!(r.publish(msg("t", "a", None)).delivered, 0);
         assert_eq!(r.tenant(&tenant("t")).subscription_count(), 0);
     }
 

@@ -57,7 +57,7 @@ proptest! {
             counters.push((f.clone(), c));
         }
         let msg = Message::new(tenant.clone(), topic.as_str().into(), Bytes::new(), QoS::AtMostOnce, Origin::Api);
-        let delivered = router.publish(Arc::new(msg));
+        let delivered = router.publish(Arc::new(msg)).delivered;
         let expected = filters.iter().filter(|f| matches(f, &topic)).count();
         prop_assert_eq!(delivered, expected);
         for (f, c) in counters {

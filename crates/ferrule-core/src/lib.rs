@@ -12,6 +12,8 @@
 //!   intersection.
 //! - [`acl`]: tenant ACL rules and the [`acl::Policy`] that decides who may
 //!   publish or subscribe where.
+//! - [`telemetry`]: device telemetry payloads parsed into readings, and the
+//!   rules they must follow.
 
 pub mod acl;
 pub mod id;
@@ -20,6 +22,7 @@ pub mod principal;
 pub mod role;
 pub mod secret;
 pub mod stored;
+pub mod telemetry;
 pub mod topic;
 
 pub use id::{DeviceId, IdError, TenantId};

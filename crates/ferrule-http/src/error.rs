@@ -40,6 +40,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     UnsupportedMediaType,
     Unavailable(String),
+    /// The tenant's storage budget is used up.
+    InsufficientStorage(String),
     /// A bug or backend failure; the detail goes to the log only.
     Internal(String),
 }
@@ -94,6 +96,12 @@ impl ApiError {
             ApiError::Unavailable(d) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
+                d.clone(),
+                None,
+            ),
+            ApiError::InsufficientStorage(d) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient-storage",
                 d.clone(),
                 None,
             ),
@@ -162,3 +170,18 @@ impl From<AuthError> for ApiError {
 
 /// Handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<ferrule_store::telemetry::TelemetryError> for ApiError {
+    fn from(e: ferrule_store::telemetry::TelemetryError) -> Self {
+        use ferrule_store::telemetry::TelemetryError as E;
+        match e {
+            E::InvalidQuery(why) => ApiError::Invalid {
+                field: None,
+                detail: why,
+            },
+            e @ E::QuotaExceeded { .. } => ApiError::InsufficientStorage(e.to_string()),
+            e @ (E::Overloaded | E::Closed) => ApiError::Unavailable(e.to_string()),
+            E::Storage(cause) => ApiError::Internal(cause),
+        }
+    }
+}

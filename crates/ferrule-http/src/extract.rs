@@ -136,6 +136,11 @@ impl Caller {
         )
     }
 
+    /// Owners and admins: settings that delete data.
+    pub fn require_owner(&self, why: &'static str) -> Result<(), ApiError> {
+        self.require(self.role.can_manage_access(), why)
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         self.require(
             self.role.is_admin(),
@@ -198,5 +203,33 @@ impl FromRequestParts<AppState> for Caller {
             tenant,
             role,
         })
+    }
+}
+
+/// A device authenticated by its access token (`Authorization: Bearer fd_…`),
+/// for HTTP ingest.
+#[derive(Debug, Clone)]
+pub struct DeviceCaller {
+    pub tenant: TenantId,
+    pub device: ferrule_core::DeviceId,
+}
+
+impl FromRequestParts<AppState> for DeviceCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized(
+            "missing, invalid or expired credentials",
+        ))?;
+        let principal = state.identity.authenticate_device_token(token).await?;
+        match principal.kind {
+            PrincipalKind::Device { id } => Ok(DeviceCaller {
+                tenant: principal.tenant,
+                device: id,
+            }),
+            _ => Err(ApiError::Unauthorized(
+                "missing, invalid or expired credentials",
+            )),
+        }
     }
 }

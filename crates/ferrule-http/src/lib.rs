@@ -16,4 +16,4 @@ mod state;
 
 pub use extract::Caller;
 pub use routes::{app, openapi};
-pub use state::{AppState, HttpSettings, MqttEndpoint, Readiness};
+pub use state::{AppState, HttpSettings, MqttEndpoint, Readiness, TelemetryApi};

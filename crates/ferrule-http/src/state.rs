@@ -43,6 +43,16 @@ pub struct MqttEndpoint {
     pub tasks: tokio_util::task::TaskTracker,
 }
 
+/// What the telemetry routes need: the store for queries, the router for
+/// ingest (which goes through the router's intake like MQTT does).
+#[derive(Clone)]
+pub struct TelemetryApi {
+    pub store: Arc<dyn ferrule_store::telemetry::TelemetryStore>,
+    pub router: Arc<ferrule_bus::Router>,
+    /// The server's retention default (`telemetry.retention_days`).
+    pub retention_default: Option<u32>,
+}
+
 /// Shared state of the HTTP API.
 #[derive(Clone)]
 pub struct AppState {
@@ -54,6 +64,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// `None` when the broker is not running (HTTP-only tests).
     pub mqtt: Option<MqttEndpoint>,
+    /// `None` when telemetry storage is not running.
+    pub telemetry: Option<TelemetryApi>,
 }
 
 impl AppState {
@@ -63,6 +75,13 @@ impl AppState {
         if let Some(mqtt) = &self.mqtt {
             mqtt.broker.disconnect_identity(tenant, owner.as_deref());
         }
+    }
+
+    /// The telemetry routes' dependencies, or 503.
+    pub fn telemetry(&self) -> Result<&TelemetryApi, crate::error::ApiError> {
+        self.telemetry.as_ref().ok_or_else(|| {
+            crate::error::ApiError::Unavailable("telemetry storage is not running".into())
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn MetaStore> {

@@ -13,6 +13,8 @@
 //!   mints and hashes secrets. Every transport authenticates through it.
 //! - [`AclCache`] keeps each tenant's compiled ACL [`ferrule_core::acl::Policy`]
 //!   in memory for the broker, and writes rule changes through to the store.
+//! - [`telemetry::TelemetryStore`] keeps devices' time series and events;
+//!   [`telemetry::embedded::EmbeddedTelemetry`] is its embedded backend.
 
 mod acl;
 mod broker_state;
@@ -21,6 +23,7 @@ mod error;
 mod identity;
 mod meta;
 mod model;
+pub mod telemetry;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

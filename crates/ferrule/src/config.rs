@@ -20,7 +20,7 @@ use ferrule_mqtt::broker::BrokerConfig;
 use crate::startup::StartupError;
 
 /// Sections of the config file; `FERRULE_<SECTION>_<KEY>` maps to `section.key`.
-const SECTIONS: &[&str] = &["http", "mqtt", "mqtts", "tls", "admin", "log"];
+const SECTIONS: &[&str] = &["http", "mqtt", "mqtts", "tls", "admin", "log", "telemetry"];
 
 /// Environment variables that share the prefix but are not config keys.
 const NOT_CONFIG_ENV: &[&str] = &["log"];
@@ -58,6 +58,105 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub durability: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub max_future_skew: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub retention_interval: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub seal_age: Option<String>,
+}
+
+/// `[telemetry]`, validated.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Acknowledge only once durable (`sync`, default) or at once (`none`).
+    pub sync: bool,
+    /// How far ahead of the server's clock a device timestamp may be.
+    pub max_future_skew: Duration,
+    /// Server-wide default retention; `None` keeps data forever.
+    pub retention_days: Option<u32>,
+    /// How often expired data is deleted.
+    pub retention_interval: Duration,
+    /// How long recent points wait before being sealed into chunks.
+    pub seal_age: Duration,
+}
+
+/// Parses a duration setting such as "5m" or "24h".
+fn duration(
+    setting: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Duration, StartupError> {
+    let Some(s) = value else { return Ok(default) };
+    s.parse::<jiff::SignedDuration>()
+        .ok()
+        .and_then(|d| Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            StartupError::new(
+                setting.to_owned(),
+                format!("{s:?} is not a duration: use e.g. \"24h\" or \"30m\""),
+            )
+        })
+}
+
+fn telemetry_config(raw: &RawTelemetry) -> Result<TelemetryConfig, StartupError> {
+    let sync = match raw.durability.as_deref() {
+        None | Some("sync") => true,
+        Some("none") => false,
+        Some(other) => {
+            return Err(StartupError::new(
+                "telemetry.durability (FERRULE_TELEMETRY_DURABILITY)",
+                format!("{other:?} is not a durability: use \"sync\" or \"none\""),
+            ));
+        }
+    };
+    Ok(TelemetryConfig {
+        sync,
+        max_future_skew: duration(
+            "telemetry.max_future_skew (FERRULE_TELEMETRY_MAX_FUTURE_SKEW)",
+            raw.max_future_skew.as_deref(),
+            Duration::from_secs(300),
+        )?,
+        retention_days: raw.retention_days.filter(|d| *d > 0),
+        retention_interval: duration(
+            "telemetry.retention_interval (FERRULE_TELEMETRY_RETENTION_INTERVAL)",
+            raw.retention_interval.as_deref(),
+            Duration::from_secs(3600),
+        )?,
+        seal_age: duration(
+            "telemetry.seal_age (FERRULE_TELEMETRY_SEAL_AGE)",
+            raw.seal_age.as_deref(),
+            Duration::from_secs(15 * 60),
+        )?,
+    })
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -188,6 +287,8 @@ pub struct Config {
     pub mqtt_listen: SocketAddr,
     /// Broker settings and limits (`[mqtt]`).
     pub broker: BrokerConfig,
+    /// Telemetry storage settings (`[telemetry]`).
+    pub telemetry: TelemetryConfig,
     /// Set when a certificate and key are configured.
     pub mqtts_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
@@ -442,6 +543,7 @@ impl TryFrom<RawConfig> for Config {
                 "0.0.0.0:1883",
             )?,
             broker: broker_config(&raw.mqtt)?,
+            telemetry: telemetry_config(&raw.telemetry)?,
             mqtts_listen,
             tls_cert,
             tls_key,

@@ -9,6 +9,7 @@ mod gate;
 mod logging;
 mod serve;
 mod startup;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrule_bus::Router;
-use ferrule_http::{AppState, HttpSettings, MqttEndpoint, Readiness};
+use ferrule_http::{AppState, HttpSettings, MqttEndpoint, Readiness, TelemetryApi};
 use ferrule_mqtt::broker::{Broker, listener, persist};
 use ferrule_store::embedded::EmbeddedStore;
+use ferrule_store::telemetry::TelemetryStore;
+use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::{Identity, MetaStore, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,7 @@ use crate::cli::ServeArgs;
 use crate::config::{Config, Storage};
 use crate::gate::StoreGatekeeper;
 use crate::startup::{self, StartupError};
+use crate::telemetry::TelemetryIntake;
 
 /// Longest a graceful shutdown may take before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -147,19 +150,31 @@ async fn run(config: Config) -> anyhow::Result<()> {
         readiness: readiness.clone(),
         metrics,
         mqtt: None,
+        telemetry: None,
     };
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
     let router = Router::new();
+    let telemetry = open_telemetry(&config, &router)?;
+    router.set_intake(Arc::new(TelemetryIntake::new(
+        telemetry.clone(),
+        config.telemetry.max_future_skew,
+    )));
+    state.telemetry = Some(TelemetryApi {
+        store: telemetry.clone(),
+        router: router.clone(),
+        retention_default: config.telemetry.retention_days,
+    });
     let broker_config = config.broker.clone();
     let broker = Broker::new(
         broker_config,
         router.clone(),
         StoreGatekeeper::new(identity.clone(), acl.clone()),
     );
-    let (persister, state_writer) = persist::start(broker_state.clone());
+    let (persister, state_writer) =
+        persist::start(broker_state.clone(), router.durability().clone());
     let (sessions, retained) = broker
         .restore_and_persist(&*broker_state, persister)
         .await
@@ -208,6 +223,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     tasks.spawn(purge_sessions(store.clone(), shutdown.clone()));
+    tasks.spawn(crate::telemetry::retention_loop(
+        store.clone(),
+        telemetry.clone(),
+        config.telemetry.retention_days,
+        config.telemetry.retention_interval,
+        shutdown.clone(),
+    ));
 
     readiness.set_ready();
     println!("Ferrule {} ready", env!("CARGO_PKG_VERSION"));
@@ -232,12 +254,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     stop_writer.cancel();
     let _ = writer.await;
+    // Every publisher is gone: seal what is recent and stop the writer.
+    if let Err(e) = telemetry.close().await {
+        tracing::error!(error = %e, "closing telemetry storage failed");
+    }
     if let Err(e) = broker.save_all(&*broker_state).await {
         tracing::error!(error = %e, "saving MQTT sessions at shutdown failed");
     }
     store.close().await.context("flushing the store")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the telemetry store in the data directory.
+fn open_telemetry(config: &Config, router: &Router) -> anyhow::Result<Arc<dyn TelemetryStore>> {
+    let options = TelemetryOptions {
+        sync: config.telemetry.sync,
+        seal_age: config.telemetry.seal_age,
+        ..TelemetryOptions::default()
+    };
+    match EmbeddedTelemetry::open(&config.data_dir, options, router.durability().clone()) {
+        Ok(t) => Ok(Arc::new(t)),
+        Err(e) => Err(StartupError::new(
+            "data_dir (--data-dir, FERRULE_DATA_DIR)",
+            format!("cannot open telemetry storage: {e}"),
+        )
+        .into()),
+    }
 }
 
 /// Holds an exclusive lock on the data directory for the process's life.

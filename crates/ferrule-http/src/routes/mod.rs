@@ -5,8 +5,13 @@ mod api_keys;
 mod auth;
 mod credentials;
 mod devices;
+mod events;
+mod export;
+mod ingest;
 mod mqtt_ws;
 mod ops;
+mod telemetry;
+mod telemetry_settings;
 mod tenants;
 mod users;
 mod views;
@@ -39,6 +44,8 @@ use crate::state::AppState;
         (name = "api-keys", description = "API keys of a tenant"),
         (name = "devices", description = "Devices and their credentials"),
         (name = "acl-rules", description = "Who may publish and subscribe where over MQTT"),
+        (name = "telemetry", description = "Telemetry history, events, export and retention"),
+        (name = "ingest", description = "Devices without MQTT send here with their access token"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -79,6 +86,17 @@ fn api_router() -> OpenApiRouter<AppState> {
             acl_rules::update,
             acl_rules::delete
         ))
+        .routes(routes!(telemetry::history))
+        .routes(routes!(telemetry::latest))
+        .routes(routes!(telemetry::keys))
+        .routes(routes!(telemetry::across))
+        .routes(routes!(events::list))
+        .routes(routes!(export::export))
+        .routes(routes!(telemetry_settings::get, telemetry_settings::put))
+        .routes(routes!(telemetry_settings::run))
+        .routes(routes!(ingest::telemetry))
+        .routes(routes!(ingest::event))
+        .routes(routes!(ingest::state_reported))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use ferrule_bus::{Entry, SubscriptionOptions};
+use ferrule_bus::{Entry, Refused, SubscriptionOptions, Ticket};
 use ferrule_core::topic::parse_subscription;
 use ferrule_core::{Message, MessageProperties, Origin, Principal, PrincipalKind, QoS, TenantId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -445,8 +445,9 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         aliases_out: HashMap::new(),
         resend: present,
         backpressure: None,
-        durable_after: None,
-        committed: broker.committed.get().cloned(),
+        durable_after: Ticket::NONE,
+        committed: broker.router.durability().watch(),
+        refusal_reason: None,
         deferred_acks: std::collections::VecDeque::new(),
     })
 }
@@ -492,22 +493,26 @@ struct Connection {
     resend: bool,
     /// Set when a publish found a subscriber congested.
     backpressure: Option<Arc<ferrule_bus::Notify>>,
-    /// The store ticket the last routed publish depends on.
-    durable_after: Option<u64>,
-    /// The store's committed ticket, when sessions are persisted.
-    committed: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The store writes the last routed publish depends on.
+    durable_after: Ticket,
+    /// What the stores have committed.
+    committed: tokio::sync::watch::Receiver<Ticket>,
     /// Acknowledgements waiting for their ticket, in PUBLISH order.
-    deferred_acks: std::collections::VecDeque<(u64, Packet)>,
+    deferred_acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// Why the intake refused the publish being acknowledged.
+    refusal_reason: Option<String>,
 }
 
-/// Waits for the next commit; never resolves without a store.
-async fn wait_commit(
-    committed: &mut Option<tokio::sync::watch::Receiver<u64>>,
-) -> Result<(), tokio::sync::watch::error::RecvError> {
-    match committed {
-        Some(c) => c.changed().await,
-        None => std::future::pending().await,
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
     }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// A protocol violation: close with this reason code.
@@ -578,7 +583,7 @@ impl Connection {
                     }
                 }
                 _ = session.wake.notified() => {}
-                Ok(()) = wait_commit(&mut committed), if !self.deferred_acks.is_empty() => {
+                Ok(()) = committed.changed(), if !self.deferred_acks.is_empty() => {
                     self.release_acks(&mut io.wbuf);
                 }
                 _ = &mut keepalive, if !self.keep_alive.is_zero() => {
@@ -680,7 +685,7 @@ impl Connection {
     }
 
     fn on_publish(&mut self, wbuf: &mut BytesMut, p: Publish) -> Result<(), Violation> {
-        self.durable_after = None;
+        self.durable_after = Ticket::NONE;
         // Topic aliases from the client (MQTT 5 §3.3.2.3.4).
         let topic = match p.properties.topic_alias {
             Some(alias) => {
@@ -720,7 +725,7 @@ impl Connection {
                 .broker
                 .gate
                 .allows(&self.principal, Access::Publish, topic_str);
-        let refusal = if !allowed {
+        let mut refusal = if !allowed {
             observe::denied("publish");
             Some(ReasonCode::NOT_AUTHORIZED)
         } else if !format_ok {
@@ -745,10 +750,15 @@ impl Connection {
             }
             drop(st);
             if !duplicate && refusal.is_none() {
-                self.route(topic, p);
+                refusal = self.route(topic, p);
+                if refusal.is_some() {
+                    // Refused: the exchange ends with the PUBREC, so a
+                    // retry with the same id is a new message.
+                    self.session.state().inbound_qos2.remove(&id);
+                }
             }
         } else if refusal.is_none() {
-            self.route(topic, p);
+            refusal = self.route(topic, p);
         }
 
         if let Some(id) = packet_id {
@@ -757,6 +767,13 @@ impl Connection {
             let mut ack = Ack::new(id);
             if let Some(code) = refusal {
                 ack.reason_code = code;
+                // A reason string is optional: leave it out rather than
+                // risk exceeding a small client maximum packet size.
+                let why = self.refusal_reason.take();
+                if self.client_max_packet.is_none_or(|max| max >= 512) {
+                    ack.properties.reason_string =
+                        why.and_then(|w| MqttStr::new(truncate(&w, 256)).ok());
+                }
             }
             let packet = if qos == QoS::ExactlyOnce {
                 Packet::PubRec(ack)
@@ -771,26 +788,29 @@ impl Connection {
     /// Sends an acknowledgement now, or once the store has committed
     /// `after`: a PUBACK means the message is durable. Acknowledgements
     /// keep the order of their PUBLISHes (MQTT 5 §4.6).
-    fn acknowledge(&mut self, wbuf: &mut BytesMut, packet: Packet, after: Option<u64>) {
+    fn acknowledge(&mut self, wbuf: &mut BytesMut, packet: Packet, after: Ticket) {
         // Only a publish kept in storage looks at the commit ticket: the
         // common path takes no lock.
-        let wait = after.filter(|t| *t > self.committed.as_ref().map_or(u64::MAX, |c| *c.borrow()));
-        if wait.is_none() && self.deferred_acks.is_empty() {
+        let wait = !after.is_none() && !after.is_covered_by(&self.committed.borrow());
+        if !wait && self.deferred_acks.is_empty() {
             self.send(wbuf, packet);
             return;
         }
-        let previous = self.deferred_acks.back().map_or(0, |(t, _)| *t);
-        self.deferred_acks
-            .push_back((wait.unwrap_or(0).max(previous), packet));
+        // A later acknowledgement also waits for the earlier ones.
+        let previous = self.deferred_acks.back().map_or(Ticket::NONE, |(t, _)| *t);
+        self.deferred_acks.push_back((after.join(previous), packet));
     }
 
     /// Sends the deferred acknowledgements whose changes are now committed.
     fn release_acks(&mut self, wbuf: &mut BytesMut) {
-        let committed = self.committed.as_ref().map_or(u64::MAX, |c| *c.borrow());
+        if self.deferred_acks.is_empty() {
+            return;
+        }
+        let committed = *self.committed.borrow();
         while self
             .deferred_acks
             .front()
-            .is_some_and(|(t, _)| *t <= committed)
+            .is_some_and(|(t, _)| t.is_covered_by(&committed))
         {
             if let Some((_, packet)) = self.deferred_acks.pop_front() {
                 self.send(wbuf, packet);
@@ -798,8 +818,10 @@ impl Connection {
         }
     }
 
-    /// Hands a client's message to the router.
-    fn route(&mut self, topic: MqttStr, p: Publish) {
+    /// Hands a client's message to the router; returns the reason code when
+    /// the router's intake refused it (an invalid telemetry payload), and
+    /// keeps the why for the acknowledgement's reason string.
+    fn route(&mut self, topic: MqttStr, p: Publish) -> Option<ReasonCode> {
         let props = &p.properties;
         let message = Message {
             tenant: self.tenant.clone(),
@@ -822,6 +844,14 @@ impl Connection {
             self.backpressure = published.backpressure;
         }
         self.durable_after = published.durable_after;
+        let refused = published.refused?;
+        let code = match &refused {
+            Refused::Invalid(_) => ReasonCode::PAYLOAD_FORMAT_INVALID,
+            Refused::QuotaExceeded(_) => ReasonCode::QUOTA_EXCEEDED,
+            Refused::Unavailable(_) => ReasonCode::UNSPECIFIED_ERROR,
+        };
+        self.refusal_reason = Some(refused.to_string());
+        Some(code)
     }
 
     fn on_pubrec(&self, wbuf: &mut BytesMut, a: Ack) {

@@ -126,8 +126,6 @@ pub struct Broker {
     connections: AtomicUsize,
     per_tenant: Mutex<HashMap<TenantId, usize>>,
     me: std::sync::Weak<Broker>,
-    /// The session store's committed ticket, once persistence is on.
-    committed: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Broker {
@@ -140,7 +138,6 @@ impl Broker {
             connections: AtomicUsize::new(0),
             per_tenant: Mutex::new(HashMap::new()),
             me: me.clone(),
-            committed: std::sync::OnceLock::new(),
         })
     }
 
@@ -184,9 +181,8 @@ impl Broker {
                 .save(Vec::new(), expired, Vec::new(), Vec::new())
                 .await?;
         }
-        let _ = self.committed.set(persister.committed());
         self.router
-            .set_retained_sink(Box::new(move |m| Some(persister.retained(m))));
+            .set_retained_sink(Box::new(move |m| persister.retained(m)));
         Ok((restored, kept))
     }
 

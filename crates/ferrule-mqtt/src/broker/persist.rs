@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytestring::ByteString;
+use ferrule_bus::{Durability, Ledger, Ticket};
 use ferrule_core::stored::{
     SessionRef, StoredDelivery, StoredMessage, StoredSession, StoredSubscription,
 };
 use ferrule_core::{Message, Origin, TenantId};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use tokio::sync::{mpsc, watch};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
 
 use super::session::{Inflight, Outgoing, Session};
 
@@ -54,54 +54,61 @@ pub(crate) enum Change {
 /// The sending side, cloned into sessions and the router's retained hook.
 #[derive(Clone)]
 pub struct Persister {
+    /// Tickets are numbered and queued under one lock: the writer commits
+    /// in queue order, so a committed ticket must cover every smaller one,
+    /// which two publishers racing between numbering and queueing would
+    /// break.
+    queue: Arc<Mutex<Queue>>,
+}
+
+struct Queue {
+    submitted: u64,
     tx: mpsc::UnboundedSender<(u64, Change)>,
-    /// Tickets handed out, one per change, in order.
-    submitted: Arc<AtomicU64>,
-    /// The highest ticket whose change is committed to storage.
-    committed: watch::Receiver<u64>,
 }
 
 impl Persister {
-    /// Queues a change; returns its ticket (see [`Persister::committed`]).
+    /// Queues a change; returns its ticket on [`Ledger::Sessions`].
     pub(crate) fn send(&self, change: Change) -> u64 {
-        // Ticket and send under one order: the channel is FIFO and tickets
-        // only grow, so a committed ticket covers every earlier change.
-        let ticket = self.submitted.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut q = self.queue.lock();
+        q.submitted += 1;
+        let ticket = q.submitted;
         // The writer only stops at shutdown, after the last flush.
-        let _ = self.tx.send((ticket, change));
+        let _ = q.tx.send((ticket, change));
         ticket
     }
 
     /// Reports a retained message set or cleared (empty payload); returns
     /// the ticket after which the change is durable.
-    pub fn retained(&self, message: &Arc<Message>) -> u64 {
-        self.send(Change::Retained(message.clone()))
-    }
-
-    /// Watches the highest committed ticket: a PUBACK that depends on a
-    /// change waits until its ticket is reached.
-    pub fn committed(&self) -> watch::Receiver<u64> {
-        self.committed.clone()
+    pub fn retained(&self, message: &Arc<Message>) -> Ticket {
+        Ticket::on(
+            Ledger::Sessions,
+            self.send(Change::Retained(message.clone())),
+        )
     }
 }
 
 /// Starts the background writer; returns the handle sessions report to.
-pub fn start(store: Arc<dyn SessionStore>) -> (Persister, Writer) {
+/// The writer reports its commits to `durability`.
+pub fn start(store: Arc<dyn SessionStore>, durability: Durability) -> (Persister, Writer) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let (done, committed) = watch::channel(0);
     let persister = Persister {
-        tx,
-        submitted: Arc::new(AtomicU64::new(0)),
-        committed,
+        queue: Arc::new(Mutex::new(Queue { submitted: 0, tx })),
     };
-    (persister, Writer { store, rx, done })
+    (
+        persister,
+        Writer {
+            store,
+            rx,
+            durability,
+        },
+    )
 }
 
 /// The background writer.
 pub struct Writer {
     store: Arc<dyn SessionStore>,
     rx: mpsc::UnboundedReceiver<(u64, Change)>,
-    done: watch::Sender<u64>,
+    durability: Durability,
 }
 
 impl Writer {
@@ -137,7 +144,7 @@ impl Writer {
     async fn write(&self, batch: Vec<(u64, Change)>) {
         let last = batch.iter().map(|(t, _)| *t).max().unwrap_or(0);
         if write_batch(&*self.store, batch.into_iter().map(|(_, c)| c).collect()).await {
-            self.done.send_modify(|c| *c = (*c).max(last));
+            self.durability.committed(Ledger::Sessions, last);
         }
     }
 }

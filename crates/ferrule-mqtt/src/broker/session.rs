@@ -14,7 +14,9 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use ferrule_bus::{Delivered, Matched, Router, Subscriber, SubscriberId, SubscriptionOptions};
+use ferrule_bus::{
+    Delivered, Ledger, Matched, Router, Subscriber, SubscriberId, SubscriptionOptions, Ticket,
+};
 use ferrule_core::stored::{SessionRef, StoredSession};
 use ferrule_core::{Message, QoS, TenantId};
 use parking_lot::{Mutex, MutexGuard};
@@ -168,17 +170,24 @@ impl Session {
 
     /// Asks for this session's state to be written (coalesced); returns the
     /// ticket after which the state as it is now is durable.
-    pub fn mark_dirty(&self) -> Option<u64> {
-        let p = self.persister.as_ref()?;
+    pub fn mark_dirty(&self) -> Ticket {
+        let Some(p) = self.persister.as_ref() else {
+            return Ticket::NONE;
+        };
         if self.dirty.swap(true, Ordering::AcqRel) {
             // A snapshot is queued and will be taken when written, so it
             // includes what changed just now.
-            return Some(self.pending_ticket.load(Ordering::Acquire));
+            return Ticket::on(
+                Ledger::Sessions,
+                self.pending_ticket.load(Ordering::Acquire),
+            );
         }
-        let me = self.me.upgrade()?;
+        let Some(me) = self.me.upgrade() else {
+            return Ticket::NONE;
+        };
         let ticket = p.send(Change::Session(me));
         self.pending_ticket.store(ticket, Ordering::Release);
-        Some(ticket)
+        Ticket::on(Ledger::Sessions, ticket)
     }
 
     pub(crate) fn clear_dirty(&self) {

@@ -34,3 +34,13 @@ mod mqtt_subscription_options;
 mod mqtt_takeover;
 mod mqtt_util;
 mod mqtt_will;
+
+// Telemetry and events: ingest over MQTT and HTTP, queries, retention,
+// durability across crashes.
+mod telemetry_bad_input;
+mod telemetry_config;
+mod telemetry_crash;
+mod telemetry_ingest;
+mod telemetry_query;
+mod telemetry_retention;
+mod telemetry_util;

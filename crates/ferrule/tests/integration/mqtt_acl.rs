@@ -303,7 +303,7 @@ async fn rules_for_anonymous_clients() {
     // Other subjects are unaffected.
     let mut dev = Raw::login(&w.s.mqtt, V5, "dev", &w.pump, None).await;
     assert_eq!(
-        dev.publish1(1, "devices/pump/telemetry", b"t").await,
+        dev.publish1(1, "devices/pump/telemetry", b"{}").await,
         ReasonCode::SUCCESS
     );
     assert_eq!(anon.recv_publish().await.topic, "devices/pump/telemetry");

@@ -356,7 +356,7 @@ def wildcards():
     topics = ["devices/pump/telemetry", "devices/pump/events/boot", "devices/pump",
               "devices/pump/a/x", "devices/pump/a/b/x"]
     for t in topics:
-        dev.publish(t, t.encode(), qos=1)
+        dev.publish(t, b'{"n": 1}', qos=1)
     want = {
         plus: ["devices/pump/telemetry"],
         hash_: topics,
@@ -1276,9 +1276,9 @@ def acl_device_publish():
         rc = dev.publish(topic, b"nope", qos=1)
         check(rc == refused(0x87), f"publish to {topic}: reason {rc:#x}")
     dev.publish("devices/other/qos0", b"nope", qos=0)
-    check(dev.publish("devices/pump/telemetry", b"yes", qos=1) == 0, "own topic refused")
+    check(dev.publish("devices/pump/telemetry", b'{"yes": 1}', qos=1) == 0, "own topic refused")
     m = obs.expect_one()
-    check((m.topic, m.payload) == ("devices/pump/telemetry", b"yes"), f"got {describe(m)}")
+    check((m.topic, m.payload) == ("devices/pump/telemetry", b'{"yes": 1}'), f"got {describe(m)}")
     obs.expect_none()
     check(dev.connected(), "the device must stay connected")
 
@@ -1325,9 +1325,9 @@ def acl_user_roles():
         check(p.connected(), f"{who} must stay connected")
         dev = Peer("dev", "DEV")
         dev.connect()
-        dev.publish("devices/pump/telemetry", b"seen", qos=1)
-        check(p.expect_one().payload == b"seen", f"{who} sees the tenant's messages")
-        check(obs.expect_one().payload == b"seen", "observer")
+        dev.publish("devices/pump/telemetry", b'{"seen": 1}', qos=1)
+        check(p.expect_one().payload == b'{"seen": 1}', f"{who} sees the tenant's messages")
+        check(obs.expect_one().payload == b'{"seen": 1}', "observer")
         dev.disconnect()
 
 
@@ -1345,9 +1345,11 @@ def tenant_isolation():
     b_dev = Peer("b_dev", "BETA")
     b_dev.connect()
     b_dev.subscribe(("devices/pump/#", 1))
-    a_dev.publish("devices/pump/telemetry", b"A", qos=1, retain=True)
-    b_dev.publish("devices/pump/telemetry", b"B", qos=1, retain=True)
-    for peer, want in ((a_obs, b"A"), (a_dev, b"A"), (b_obs, b"B"), (b_dev, b"B")):
+    # Telemetry payloads must be valid telemetry, so the tenants' markers are JSON.
+    A, B = b'{"a": 1}', b'{"b": 1}'
+    a_dev.publish("devices/pump/telemetry", A, qos=1, retain=True)
+    b_dev.publish("devices/pump/telemetry", B, qos=1, retain=True)
+    for peer, want in ((a_obs, A), (a_dev, A), (b_obs, B), (b_dev, B)):
         m = peer.expect_one()
         check(m.payload == want, f"{peer.name}: got {describe(m)}")
         peer.expect_none(0.3)
@@ -1355,10 +1357,34 @@ def tenant_isolation():
     late_b = Peer("late_b", "BETA_OBS")
     late_b.connect()
     late_b.subscribe(("#", 1))
-    check(late_a.expect_one().payload == b"A", "tenant default's retained message")
-    check(late_b.expect_one().payload == b"B", "tenant beta's retained message")
+    check(late_a.expect_one().payload == A, "tenant default's retained message")
+    check(late_b.expect_one().payload == B, "tenant beta's retained message")
     late_a.expect_none(0.3)
     late_b.expect_none(0.1)
+
+
+# ---------------------------------------------------------------- telemetry
+
+@scenario
+def telemetry_refused():
+    """Telemetry that is not valid is refused: MQTT 5 PUBACK 0x99 (Payload
+    format invalid; 3.1.1 cannot say no, so a plain PUBACK), it reaches no
+    subscriber, and the connection stays up for the next, valid message."""
+    obs = observer("devices/pump/telemetry")
+    dev = Peer("dev", "DEV")
+    dev.connect()
+    for bad in (b"not json", b'{"temp": null}', b'[[{"temp": 1}]]', b'{"temp": NaN}'):
+        rc = dev.publish("devices/pump/telemetry", bad, qos=1)
+        check(rc == refused(0x99), f"{bad!r}: PUBACK {rc:#04x}, expected {refused(0x99):#04x}")
+        check(dev.connected(), f"disconnected after {bad!r}")
+    good = b'{"temp": 21.5}'
+    rc = dev.publish("devices/pump/telemetry", good, qos=1)
+    check(rc == 0, f"the valid message got PUBACK {rc:#04x}")
+    m = obs.expect_one()
+    check(m.payload == good, f"observer got {describe(m)}")
+    obs.expect_none(0.3)
+    dev.disconnect()
+    obs.disconnect()
 
 
 def main():

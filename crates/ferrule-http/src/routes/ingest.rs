@@ -1,0 +1,116 @@
+//! HTTP ingest for devices without MQTT: the same payloads, the same
+//! validation and the same durability, because the request becomes a
+//! message through the router's intake exactly like an MQTT publish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use ferrule_bus::Refused;
+use ferrule_core::{Message, Origin, QoS};
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::DeviceCaller;
+use crate::state::AppState;
+
+/// How long a request waits for its data to be committed before giving up
+/// with 503 (the data may still be stored; the client should retry, which
+/// a timestamped payload makes harmless).
+const DURABLE_WAIT: Duration = Duration::from_secs(30);
+
+/// Publishes `body` on the device's `suffix` topic; returns once stored.
+async fn ingest(
+    state: &AppState,
+    caller: &DeviceCaller,
+    suffix: &str,
+    body: Bytes,
+) -> ApiResult<()> {
+    let t = state.telemetry()?;
+    let topic = format!("devices/{}/{suffix}", caller.device);
+    let message = Message::new(
+        caller.tenant.clone(),
+        topic.into(),
+        body,
+        QoS::AtLeastOnce,
+        Origin::Api,
+    );
+    let published = t.router.publish(Arc::new(message));
+    if let Some(refused) = published.refused {
+        return Err(match refused {
+            Refused::Invalid(why) => ApiError::Invalid {
+                field: None,
+                detail: why,
+            },
+            Refused::QuotaExceeded(why) => ApiError::InsufficientStorage(why),
+            Refused::Unavailable(why) => ApiError::Unavailable(why),
+        });
+    }
+    tokio::time::timeout(
+        DURABLE_WAIT,
+        t.router.durability().wait(published.durable_after),
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable("storage did not confirm the write in time; retry".into()))
+}
+
+#[utoipa::path(post, path = "/api/v1/ingest/telemetry", tag = "ingest",
+    request_body(content = Object, description = "A telemetry payload as on MQTT: {\"KEY\": value}, {\"ts\", \"values\"}, or an array of either"),
+    responses((status = 204, description = "Stored durably"),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 507, body = Problem, description = "The tenant's disk budget is used up")))]
+pub async fn telemetry(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    ingest(&state, &caller, "telemetry", body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/ingest/events/{type}", tag = "ingest",
+    params(("type" = String, Path, description = "Event type, one topic level")),
+    request_body(content = Object, description = "Any payload; JSON is returned as JSON"),
+    responses((status = 204, description = "Stored durably"),
+        (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn event(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    Path(event_type): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    if event_type.is_empty() || event_type.len() > 128 || event_type.contains(['/', '+', '#', '\0'])
+    {
+        return Err(ApiError::invalid(
+            "type",
+            "must be one topic level of at most 128 bytes, without / + #",
+        ));
+    }
+    ingest(&state, &caller, &format!("events/{event_type}"), body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/ingest/state/reported", tag = "ingest",
+    request_body(content = Object, description = "A JSON object of reported state"),
+    responses((status = 202, description = "Published on devices/{id}/state/reported"),
+        (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn state_reported(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let object: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
+            field: None,
+            detail: format!("the body is not valid JSON: {e}"),
+        })?;
+    if !object.is_object() {
+        return Err(ApiError::Invalid {
+            field: None,
+            detail: "reported state must be a JSON object".into(),
+        });
+    }
+    ingest(&state, &caller, "state/reported", body).await?;
+    Ok(StatusCode::ACCEPTED)
+}

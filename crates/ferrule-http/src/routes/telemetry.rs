@@ -1,0 +1,387 @@
+//! Telemetry history: raw points, bucketed aggregates, latest values, keys,
+//! and one key across devices.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use ferrule_core::{DeviceId, TenantId};
+use ferrule_store::telemetry::{Agg, Order, Point, Range, TelemetryValue};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::devices::device_id;
+use crate::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::ApiQuery;
+use crate::state::{AppState, TelemetryApi};
+
+/// Raw points per key when `limit` is absent.
+const DEFAULT_LIMIT: usize = 1000;
+/// The most raw points per key one request may ask for.
+const MAX_LIMIT: usize = 100_000;
+/// Most keys or devices one request may name.
+const MAX_NAMES: usize = 100;
+/// Most buckets one aggregate may return (a month of minutes fits), which
+/// bounds the memory a request can ask for.
+const MAX_BUCKETS: i64 = 100_000;
+
+/// One point: `ts` in ms since the Unix epoch (with `agg`, the bucket's start).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PointView {
+    pub ts: i64,
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+}
+
+pub fn json_value(v: &TelemetryValue) -> serde_json::Value {
+    match v {
+        // Whole numbers go out as integers, as devices usually sent them.
+        TelemetryValue::Number(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => {
+            serde_json::Value::from(*x as i64)
+        }
+        TelemetryValue::Number(x) => serde_json::Number::from_f64(*x)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        TelemetryValue::Bool(b) => serde_json::Value::Bool(*b),
+        TelemetryValue::Text(s) => serde_json::Value::String(s.to_string()),
+    }
+}
+
+fn view(p: &Point) -> PointView {
+    PointView {
+        ts: p.ts,
+        value: json_value(&p.value),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Comma-separated keys; all of the device's keys when absent.
+    pub keys: Option<String>,
+    /// Start (inclusive): ms since the Unix epoch or RFC 3339.
+    pub from: Option<String>,
+    /// End (exclusive): ms since the Unix epoch or RFC 3339; default a day
+    /// past now (devices whose clocks run ahead are included).
+    pub to: Option<String>,
+    /// avg, min, max, sum, count, first or last, per `interval` bucket.
+    #[param(value_type = Option<String>)]
+    pub agg: Option<Agg>,
+    /// Bucket width with `agg`: `500ms`, `30s`, `1m`, `1h`, `1d`, `1w`
+    /// or plain milliseconds; default the whole range.
+    pub interval: Option<String>,
+    /// Raw points per key, 1 to 100000 (default 1000).
+    pub limit: Option<usize>,
+    /// `asc` (default: the oldest `limit` points of the range) or `desc`
+    /// (the newest); points are returned oldest first either way.
+    pub order: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AcrossQuery {
+    /// The key to read.
+    pub key: String,
+    /// Comma-separated device ids; every device with data when absent.
+    pub devices: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub agg: Option<Agg>,
+    pub interval: Option<String>,
+    pub limit: Option<usize>,
+    pub order: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LatestQuery {
+    /// Comma-separated keys; all keys when absent.
+    pub keys: Option<String>,
+}
+
+/// A time parameter: ms since the Unix epoch, or RFC 3339.
+pub fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    v.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| {
+            ApiError::invalid(
+                field,
+                "must be milliseconds since the Unix epoch or an RFC 3339 time",
+            )
+        })
+}
+
+/// A bucket width: a number and a unit (ms, s, m, h, d, w) or plain ms.
+pub fn parse_interval(v: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "interval",
+            "must be a positive width such as 30s, 1m, 1h, 1d or plain milliseconds",
+        )
+    };
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_ms).filter(|w| *w > 0).ok_or_else(bad)
+}
+
+pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<Range, ApiError> {
+    let from = from
+        .map(|f| parse_time("from", f))
+        .transpose()?
+        .unwrap_or(0);
+    let to = match to {
+        Some(t) => parse_time("to", t)?,
+        // "Up to now", with room for devices whose clocks run a little ahead.
+        None => ferrule_core::message::now_ms().saturating_add(86_400_000),
+    };
+    if from >= to {
+        return Err(ApiError::invalid("from", "must be before `to`"));
+    }
+    Ok(Range { from, to })
+}
+
+fn names(field: &str, v: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    let list: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if list.is_empty() {
+        return Err(ApiError::invalid(field, "must name at least one"));
+    }
+    if list.len() > MAX_NAMES {
+        return Err(ApiError::invalid(
+            field,
+            format!("may name at most {MAX_NAMES}"),
+        ));
+    }
+    Ok(Some(list))
+}
+
+/// How one series is read: raw or aggregated.
+struct Read {
+    range: Range,
+    agg: Option<(Agg, i64)>,
+    order: Order,
+    limit: usize,
+}
+
+impl Read {
+    fn new(
+        from: Option<&str>,
+        to: Option<&str>,
+        agg: Option<Agg>,
+        interval: Option<&str>,
+        limit: Option<usize>,
+        order: Option<&str>,
+    ) -> Result<Read, ApiError> {
+        let range = parse_range(from, to)?;
+        let agg = match (agg, interval) {
+            (Some(a), Some(i)) => Some((a, parse_interval(i)?)),
+            (Some(a), None) => Some((a, range.to.saturating_sub(range.from))),
+            (None, Some(_)) => return Err(ApiError::invalid("interval", "needs `agg`")),
+            (None, None) => None,
+        };
+        if let Some((_, interval)) = agg {
+            let buckets = (i128::from(range.to) - i128::from(range.from)) / i128::from(interval);
+            if buckets >= i128::from(MAX_BUCKETS) {
+                return Err(ApiError::invalid(
+                    "interval",
+                    format!(
+                        "the range holds more than {MAX_BUCKETS} buckets of this width: \
+                         narrow from/to or widen the interval"
+                    ),
+                ));
+            }
+        }
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        let order = match order {
+            None | Some("asc") => Order::Oldest,
+            Some("desc") => Order::Newest,
+            Some(_) => return Err(ApiError::invalid("order", "must be asc or desc")),
+        };
+        Ok(Read {
+            range,
+            agg,
+            order,
+            limit,
+        })
+    }
+
+    async fn series(
+        &self,
+        t: &TelemetryApi,
+        tenant: &TenantId,
+        device: &DeviceId,
+        key: &str,
+    ) -> ApiResult<Vec<PointView>> {
+        Ok(match self.agg {
+            Some((agg, interval)) => t
+                .store
+                .aggregate(tenant, device, key, self.range, interval, agg)
+                .await?
+                .into_iter()
+                .map(|(ts, v)| PointView {
+                    ts,
+                    value: json_value(&TelemetryValue::Number(v)),
+                })
+                .collect(),
+            None => t
+                .store
+                .raw(tenant, device, key, self.range, self.order, self.limit)
+                .await?
+                .iter()
+                .map(view)
+                .collect(),
+        })
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry", tag = "telemetry",
+    params(("id" = String, Path), HistoryQuery),
+    responses((status = 200, description = "Points per key: {\"KEY\": [{\"ts\", \"value\"}]}",
+        body = BTreeMap<String, Vec<PointView>>),
+        (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<BTreeMap<String, Vec<PointView>>>> {
+    let t = state.telemetry()?;
+    let device = device_id(&id)?;
+    state.store().get_device(&caller.tenant, &device).await?;
+    let read = Read::new(
+        q.from.as_deref(),
+        q.to.as_deref(),
+        q.agg,
+        q.interval.as_deref(),
+        q.limit,
+        q.order.as_deref(),
+    )?;
+    let keys = match names("keys", q.keys.as_deref())? {
+        Some(k) => k,
+        None => t.store.keys(&caller.tenant, &device).await?,
+    };
+    let mut out = BTreeMap::new();
+    for key in keys {
+        let points = read.series(t, &caller.tenant, &device, &key).await?;
+        out.insert(key, points);
+    }
+    Ok(Json(out))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/latest", tag = "telemetry",
+    params(("id" = String, Path), LatestQuery),
+    responses((status = 200, description = "{\"KEY\": {\"ts\", \"value\"}}",
+        body = BTreeMap<String, PointView>), (status = 404, body = Problem)))]
+pub async fn latest(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LatestQuery>,
+) -> ApiResult<Json<BTreeMap<String, PointView>>> {
+    let t = state.telemetry()?;
+    let device = device_id(&id)?;
+    state.store().get_device(&caller.tenant, &device).await?;
+    let keys = names("keys", q.keys.as_deref())?.unwrap_or_default();
+    let latest = t.store.latest(&caller.tenant, &device, &keys).await?;
+    Ok(Json(
+        latest.iter().map(|(k, p)| (k.clone(), view(p))).collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/keys", tag = "telemetry",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The keys the device has sent, sorted", body = Vec<String>),
+        (status = 404, body = Problem)))]
+pub async fn keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<String>>> {
+    let t = state.telemetry()?;
+    let device = device_id(&id)?;
+    state.store().get_device(&caller.tenant, &device).await?;
+    Ok(Json(t.store.keys(&caller.tenant, &device).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/telemetry", tag = "telemetry", params(AcrossQuery),
+    responses((status = 200, description = "Points of one key per device: {\"DEVICE\": [{\"ts\", \"value\"}]}",
+        body = BTreeMap<String, Vec<PointView>>), (status = 400, body = Problem)))]
+pub async fn across(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AcrossQuery>,
+) -> ApiResult<Json<BTreeMap<String, Vec<PointView>>>> {
+    let t = state.telemetry()?;
+    let read = Read::new(
+        q.from.as_deref(),
+        q.to.as_deref(),
+        q.agg,
+        q.interval.as_deref(),
+        q.limit,
+        q.order.as_deref(),
+    )?;
+    let devices: Vec<DeviceId> = match names("devices", q.devices.as_deref())? {
+        // Ids that cannot exist simply have no data.
+        Some(list) => list.iter().filter_map(|d| DeviceId::new(d).ok()).collect(),
+        None => t.store.devices(&caller.tenant).await?,
+    };
+    let mut out = BTreeMap::new();
+    for device in devices {
+        let points = read.series(t, &caller.tenant, &device, &q.key).await?;
+        if !points.is_empty() {
+            out.insert(device.to_string(), points);
+        }
+    }
+    Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_and_times() {
+        assert_eq!(parse_interval("1m").unwrap(), 60_000);
+        assert_eq!(parse_interval("250").unwrap(), 250);
+        assert_eq!(parse_interval("2d").unwrap(), 172_800_000);
+        for bad in ["", "0s", "-1m", "1y", "m", "99999999999999999w"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_time("from", "1700000000000").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_time("from", "2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert!(parse_time("from", "yesterday").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! What the telemetry store keeps in memory: every series, and each one's
+//! head — its recent points, already durable in the log, not yet sealed
+//! into a chunk.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferrule_core::telemetry::TelemetryValue;
+use ferrule_core::{DeviceId, TenantId};
+use ferrule_tsdb::Kind;
+
+pub type SeriesId = u64;
+
+/// A device's keys → their series (one per kind seen).
+type DeviceKeys = HashMap<Arc<str>, Vec<SeriesId>>;
+
+/// A series' points as kept in memory and handed to readers.
+pub type Points = Vec<(i64, TelemetryValue)>;
+
+/// The kind a value is stored as.
+pub fn kind_of(v: &TelemetryValue) -> Kind {
+    match v {
+        TelemetryValue::Number(_) => Kind::F64,
+        TelemetryValue::Bool(_) => Kind::Bool,
+        TelemetryValue::Text(_) => Kind::Str,
+    }
+}
+
+/// One series: a key of a device, of one kind (a key that changes type
+/// becomes two series, queried together).
+#[derive(Debug)]
+pub struct Series {
+    pub tenant: TenantId,
+    pub device: DeviceId,
+    pub key: Arc<str>,
+    pub kind: Kind,
+    /// Unsealed points in arrival order (usually time order).
+    pub head: Vec<(i64, TelemetryValue)>,
+    /// When the head got its first point; sealing is due after a while.
+    pub head_since: Option<Instant>,
+    /// The first and last log batch with points in the head.
+    pub head_min_seq: u64,
+    pub head_max_seq: u64,
+    /// Retention horizon: points before it are gone and not taken again.
+    pub deleted_before: i64,
+}
+
+impl Series {
+    pub fn new(tenant: TenantId, device: DeviceId, key: Arc<str>, kind: Kind) -> Self {
+        Series {
+            tenant,
+            device,
+            key,
+            kind,
+            head: Vec::new(),
+            head_since: None,
+            head_min_seq: 0,
+            head_max_seq: 0,
+            deleted_before: i64::MIN,
+        }
+    }
+
+    /// Adds a point committed in log batch `seq`.
+    pub fn push(&mut self, seq: u64, ts: i64, value: TelemetryValue) {
+        if self.head.is_empty() {
+            self.head_since = Some(Instant::now());
+            self.head_min_seq = seq;
+        }
+        self.head_max_seq = seq;
+        self.head.push((ts, value));
+    }
+
+    /// Head points in `[from, to)`.
+    pub fn head_in(&self, from: i64, to: i64) -> Vec<(i64, TelemetryValue)> {
+        self.head
+            .iter()
+            .filter(|(ts, _)| from <= *ts && *ts < to)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Every series, found by id or by (tenant, device, key).
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub series: HashMap<SeriesId, Series>,
+    /// tenant → device → key → series ids (one per kind seen).
+    index: HashMap<TenantId, HashMap<DeviceId, DeviceKeys>>,
+    /// Points in all heads.
+    pub head_points: usize,
+    pub next_id: SeriesId,
+}
+
+impl Catalog {
+    pub fn insert(&mut self, id: SeriesId, series: Series) {
+        self.index
+            .entry(series.tenant.clone())
+            .or_default()
+            .entry(series.device.clone())
+            .or_default()
+            .entry(series.key.clone())
+            .or_default()
+            .push(id);
+        self.next_id = self.next_id.max(id + 1);
+        self.series.insert(id, series);
+    }
+
+    /// The series of `key` of a kind, if any.
+    pub fn find(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        key: &str,
+        kind: Kind,
+    ) -> Option<SeriesId> {
+        self.of_key(tenant, device, key)
+            .iter()
+            .copied()
+            .find(|id| self.series.get(id).is_some_and(|s| s.kind == kind))
+    }
+
+    /// Every series of `key` (one per kind).
+    pub fn of_key(&self, tenant: &TenantId, device: &DeviceId, key: &str) -> &[SeriesId] {
+        self.index
+            .get(tenant)
+            .and_then(|d| d.get(device))
+            .and_then(|k| k.get(key))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// A device's keys, sorted.
+    pub fn keys(&self, tenant: &TenantId, device: &DeviceId) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .index
+            .get(tenant)
+            .and_then(|d| d.get(device))
+            .map(|k| k.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    /// Every series of a device.
+    pub fn of_device(&self, tenant: &TenantId, device: &DeviceId) -> Vec<SeriesId> {
+        self.index
+            .get(tenant)
+            .and_then(|d| d.get(device))
+            .map(|k| k.values().flatten().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Devices of a tenant with series, sorted.
+    pub fn devices(&self, tenant: &TenantId) -> Vec<DeviceId> {
+        let mut devices: Vec<DeviceId> = self
+            .index
+            .get(tenant)
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        devices.sort();
+        devices
+    }
+}

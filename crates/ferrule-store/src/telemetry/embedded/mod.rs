@@ -1,0 +1,646 @@
+//! The embedded telemetry store: SQLite (`telemetry.db` in the data
+//! directory) holding a durable recent log and compressed chunks, with the
+//! unsealed points of each series in memory.
+//!
+//! Write path: [`append`](EmbeddedTelemetry::append) numbers the request
+//! and queues it to the [`writer`] thread, which group-commits batches to
+//! the log and reports them on the telemetry ledger; a PUBACK or 2xx waits
+//! for that. Points then sit in their series' head until sealed into a
+//! chunk (`ferrule-tsdb` format). On start, the log rows not yet sealed are
+//! replayed into the heads. Reads merge a series' chunks with a snapshot of
+//! its head, the head winning a tie on a timestamp (last write wins).
+
+mod catalog;
+mod chunks;
+mod logbody;
+mod read;
+mod schema;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ferrule_bus::Durability;
+use ferrule_core::telemetry::Reading;
+use ferrule_core::{DeviceId, TenantId};
+use ferrule_tsdb::Kind;
+use parking_lot::{Mutex, RwLock};
+use rusqlite::Connection;
+use tokio::sync::{Notify, oneshot};
+
+use self::catalog::{Catalog, Series};
+use self::chunks::storage;
+use self::writer::{Request, Writer};
+use super::{
+    Agg, Appended, Deleted, Event, ExportRecord, NewEvent, Order, Point, Range, Result,
+    RetentionSettings, TelemetryError, TelemetryStore,
+};
+
+/// The file in the data directory.
+pub const FILE: &str = "telemetry.db";
+
+/// Tuning of the embedded store.
+#[derive(Debug, Clone)]
+pub struct TelemetryOptions {
+    /// Commits wait for the disk; off, acknowledgements do not wait at all
+    /// (`durability = "none"`).
+    pub sync: bool,
+    /// A head is sealed this long after its first point, even if small.
+    pub seal_age: Duration,
+    /// Points in all heads together before the largest are sealed early.
+    pub max_head_points: usize,
+    /// Points queued for the writer before publishers are asked to wait.
+    pub max_queued_points: usize,
+}
+
+impl Default for TelemetryOptions {
+    fn default() -> Self {
+        Self {
+            sync: true,
+            seal_age: Duration::from_secs(15 * 60),
+            max_head_points: 2_000_000,
+            max_queued_points: 500_000,
+        }
+    }
+}
+
+/// What the writer and the readers share.
+pub(crate) struct Inner {
+    path: PathBuf,
+    options: TelemetryOptions,
+    catalog: RwLock<Catalog>,
+    queue: Mutex<Queue>,
+    queued_points: AtomicUsize,
+    drained: Arc<Notify>,
+    durability: Durability,
+    readers: Mutex<Vec<Connection>>,
+    usage: Mutex<HashMap<TenantId, i64>>,
+    settings: RwLock<HashMap<TenantId, RetentionSettings>>,
+    closed: AtomicBool,
+}
+
+struct Queue {
+    submitted: u64,
+    tx: Option<mpsc::Sender<Request>>,
+}
+
+fn kind_code(kind: Kind) -> i64 {
+    match kind {
+        Kind::F64 => 1,
+        Kind::Bool => 2,
+        Kind::Str => 3,
+    }
+}
+
+fn kind_from_code(code: i64) -> Option<Kind> {
+    match code {
+        1 => Some(Kind::F64),
+        2 => Some(Kind::Bool),
+        3 => Some(Kind::Str),
+        _ => None,
+    }
+}
+
+impl Inner {
+    fn add_usage(&self, tenant: &TenantId, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        *self.usage.lock().entry(tenant.clone()).or_default() += delta;
+        self.publish_usage(tenant);
+    }
+
+    /// Bytes kept for a tenant: chunks, events, and heads at 16 bytes a point.
+    fn bytes(&self, tenant: &TenantId) -> u64 {
+        self.usage.lock().get(tenant).copied().unwrap_or(0).max(0) as u64
+    }
+
+    fn budget(&self, tenant: &TenantId) -> Option<u64> {
+        self.settings
+            .read()
+            .get(tenant)
+            .and_then(|s| s.disk_budget_bytes)
+    }
+
+    /// Gauges for the tenant's disk use and budget; warns once use passes
+    /// 80 % so operators act before ingest is refused.
+    fn publish_usage(&self, tenant: &TenantId) {
+        let used = self.bytes(tenant);
+        let t = tenant.to_string();
+        metrics::gauge!("ferrule_telemetry_tenant_bytes", "tenant" => t.clone()).set(used as f64);
+        if let Some(budget) = self.budget(tenant) {
+            let ratio = used as f64 / budget.max(1) as f64;
+            metrics::gauge!("ferrule_telemetry_tenant_budget_bytes", "tenant" => t.clone())
+                .set(budget as f64);
+            metrics::gauge!("ferrule_telemetry_tenant_budget_used_ratio", "tenant" => t.clone())
+                .set(ratio);
+            metrics::gauge!("ferrule_telemetry_tenant_budget_warning", "tenant" => t)
+                .set(if ratio >= WARN_RATIO { 1.0 } else { 0.0 });
+        } else {
+            // No budget (any more): nothing to warn about.
+            metrics::gauge!("ferrule_telemetry_tenant_budget_bytes", "tenant" => t.clone())
+                .set(0.0);
+            metrics::gauge!("ferrule_telemetry_tenant_budget_used_ratio", "tenant" => t.clone())
+                .set(0.0);
+            metrics::gauge!("ferrule_telemetry_tenant_budget_warning", "tenant" => t).set(0.0);
+        }
+    }
+
+    fn send(&self, request: Request) -> Result<()> {
+        let q = self.queue.lock();
+        match &q.tx {
+            Some(tx) => tx.send(request).map_err(|_| TelemetryError::Closed),
+            None => Err(TelemetryError::Closed),
+        }
+    }
+
+    fn dequeued(&self, points: usize) {
+        let before = self.queued_points.fetch_sub(points, Ordering::AcqRel);
+        let after = before.saturating_sub(points);
+        if after < self.options.max_queued_points / 2 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match self.readers.lock().pop() {
+            Some(c) => c,
+            None => open_connection(&self.path, self.options.sync)?,
+        };
+        let result = f(&conn);
+        let mut pool = self.readers.lock();
+        if pool.len() < READERS_KEPT {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+/// Share of the disk budget at which the warning gauge turns on.
+pub const WARN_RATIO: f64 = 0.8;
+/// Idle read connections kept open.
+const READERS_KEPT: usize = 8;
+
+fn open_connection(path: &Path, sync: bool) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(storage)?;
+    schema::configure(&conn, sync).map_err(storage)?;
+    Ok(conn)
+}
+
+/// The embedded telemetry store.
+pub struct EmbeddedTelemetry {
+    inner: Arc<Inner>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl EmbeddedTelemetry {
+    /// Opens (or creates) `telemetry.db` in `dir`, replays the recent log,
+    /// and starts the writer, which reports commits to `durability`.
+    pub fn open(dir: &Path, options: TelemetryOptions, durability: Durability) -> Result<Self> {
+        let path = dir.join(FILE);
+        let conn = open_connection(&path, options.sync)?;
+        schema::migrate(&conn).map_err(TelemetryError::Storage)?;
+        let (catalog, last_seq) = load(&conn)?;
+        let usage = load_usage(&conn, &catalog)?;
+        let settings = load_settings(&conn)?;
+        let (tx, rx) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            path,
+            options,
+            catalog: RwLock::new(catalog),
+            queue: Mutex::new(Queue {
+                submitted: last_seq,
+                tx: Some(tx),
+            }),
+            queued_points: AtomicUsize::new(0),
+            drained: Arc::new(Notify::new()),
+            durability,
+            readers: Mutex::new(Vec::new()),
+            usage: Mutex::new(usage),
+            settings: RwLock::new(settings),
+            closed: AtomicBool::new(false),
+        });
+        let tenants: Vec<TenantId> = inner.usage.lock().keys().cloned().collect();
+        for t in &tenants {
+            inner.publish_usage(t);
+        }
+        let writer = Writer {
+            inner: inner.clone(),
+            conn,
+            rx,
+            last_seal_check: Instant::now(),
+            last_vacuum: Instant::now(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("telemetry-writer".into())
+            .spawn(move || writer.run())
+            .map_err(storage)?;
+        Ok(Self {
+            inner,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Points waiting in memory for sealing (for tests and metrics).
+    pub fn head_points(&self) -> usize {
+        self.inner.catalog.read().head_points
+    }
+
+    /// Bytes of sealed chunk data and of the database file, for benchmarks.
+    pub fn footprint(&self) -> Result<(u64, u64)> {
+        self.inner.with_reader(|c| {
+            let chunk_bytes: i64 = c
+                .query_row(
+                    "SELECT coalesce(sum(length(data)), 0) FROM chunks",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(storage)?;
+            let pages: i64 = c
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .map_err(storage)?;
+            let free: i64 = c
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                .map_err(storage)?;
+            let size: i64 = c
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(storage)?;
+            Ok((chunk_bytes as u64, ((pages - free) * size) as u64))
+        })
+    }
+
+    async fn request<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
+    ) -> Result<T> {
+        let (done, rx) = oneshot::channel();
+        self.inner.send(make(done))?;
+        rx.await.map_err(|_| TelemetryError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.with_reader(|c| f(&inner, c)))
+            .await
+            .map_err(storage)?
+    }
+}
+
+/// Loads the series and replays the log into their heads; returns the
+/// catalog and the highest write number ever used (new ones go above it).
+fn load(conn: &Connection) -> Result<(Catalog, u64)> {
+    let mut catalog = Catalog::default();
+    let mut sealed: HashMap<u64, u64> = HashMap::new();
+    let mut last_seq = 0u64;
+    {
+        let mut q = conn
+            .prepare("SELECT id, tenant, device, key, kind, sealed_seq, deleted_before FROM series")
+            .map_err(storage)?;
+        let mut rows = q.query([]).map_err(storage)?;
+        while let Some(r) = rows.next().map_err(storage)? {
+            let id: i64 = r.get(0).map_err(storage)?;
+            let tenant: String = r.get(1).map_err(storage)?;
+            let device: String = r.get(2).map_err(storage)?;
+            let key: String = r.get(3).map_err(storage)?;
+            let kind = kind_from_code(r.get(4).map_err(storage)?)
+                .ok_or_else(|| TelemetryError::Storage("unknown series kind".into()))?;
+            let sealed_seq: i64 = r.get(5).map_err(storage)?;
+            let (Ok(tenant), Ok(device)) = (TenantId::new(&tenant), DeviceId::new(&device)) else {
+                continue;
+            };
+            let mut s = Series::new(tenant, device, key.into(), kind);
+            s.deleted_before = r.get(6).map_err(storage)?;
+            sealed.insert(id as u64, sealed_seq as u64);
+            last_seq = last_seq.max(sealed_seq as u64);
+            catalog.insert(id as u64, s);
+        }
+    }
+    let mut q = conn
+        .prepare("SELECT seq, body FROM log ORDER BY seq")
+        .map_err(storage)?;
+    let mut rows = q.query([]).map_err(storage)?;
+    let mut replayed = 0usize;
+    while let Some(r) = rows.next().map_err(storage)? {
+        let seq = r.get::<_, i64>(0).map_err(storage)? as u64;
+        let body: Vec<u8> = r.get(1).map_err(storage)?;
+        last_seq = last_seq.max(seq);
+        let points = logbody::points(&body, |id| catalog.series.get(&id).map(|s| s.kind))
+            .ok_or_else(|| TelemetryError::Storage(format!("log batch {seq} is malformed")))?;
+        for (id, ts, value) in points {
+            let Some(s) = catalog.series.get_mut(&id) else {
+                continue;
+            };
+            // Already in a chunk, or expired by retention.
+            if seq <= sealed.get(&id).copied().unwrap_or(0) || ts < s.deleted_before {
+                continue;
+            }
+            s.push(seq, ts, value);
+            replayed += 1;
+        }
+    }
+    catalog.head_points = replayed;
+    if replayed > 0 {
+        tracing::info!(
+            points = replayed,
+            "replayed unsealed telemetry from the log"
+        );
+    }
+    Ok((catalog, last_seq))
+}
+
+fn load_usage(conn: &Connection, catalog: &Catalog) -> Result<HashMap<TenantId, i64>> {
+    let mut usage: HashMap<TenantId, i64> = HashMap::new();
+    for s in catalog.series.values() {
+        *usage.entry(s.tenant.clone()).or_default() +=
+            (s.head.len() * writer::HEAD_POINT_BYTES) as i64;
+    }
+    let mut q = conn
+        .prepare("SELECT series, coalesce(sum(length(data)), 0) FROM chunks GROUP BY series")
+        .map_err(storage)?;
+    let rows = q
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(storage)?;
+    for row in rows {
+        let (id, bytes) = row.map_err(storage)?;
+        if let Some(s) = catalog.series.get(&(id as u64)) {
+            *usage.entry(s.tenant.clone()).or_default() += bytes;
+        }
+    }
+    let mut q = conn
+        .prepare("SELECT tenant, count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events GROUP BY tenant")
+        .map_err(storage)?;
+    let rows = q
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(storage)?;
+    for row in rows {
+        let (tenant, n, bytes) = row.map_err(storage)?;
+        if let Ok(t) = TenantId::new(&tenant) {
+            *usage.entry(t).or_default() += bytes + n * writer::EVENT_OVERHEAD;
+        }
+    }
+    Ok(usage)
+}
+
+fn load_settings(conn: &Connection) -> Result<HashMap<TenantId, RetentionSettings>> {
+    let mut settings: HashMap<TenantId, RetentionSettings> = HashMap::new();
+    let mut q = conn
+        .prepare("SELECT tenant, profile, days FROM retention")
+        .map_err(storage)?;
+    let rows = q
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+            ))
+        })
+        .map_err(storage)?;
+    for row in rows {
+        let (tenant, profile, days) = row.map_err(storage)?;
+        let Ok(t) = TenantId::new(&tenant) else {
+            continue;
+        };
+        let s = settings.entry(t).or_default();
+        if profile.is_empty() {
+            s.default_days = Some(days);
+        } else {
+            s.profiles.insert(profile, days);
+        }
+    }
+    let mut q = conn
+        .prepare("SELECT tenant, bytes FROM budgets")
+        .map_err(storage)?;
+    let rows = q
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(storage)?;
+    for row in rows {
+        let (tenant, bytes) = row.map_err(storage)?;
+        if let Ok(t) = TenantId::new(&tenant) {
+            settings.entry(t).or_default().disk_budget_bytes = Some(bytes as u64);
+        }
+    }
+    Ok(settings)
+}
+
+#[async_trait]
+impl TelemetryStore for EmbeddedTelemetry {
+    fn append(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        readings: Vec<Reading>,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended> {
+        if readings.is_empty() && events.is_empty() {
+            return Ok(Appended {
+                ticket: 0,
+                backpressure: None,
+            });
+        }
+        let inner = &self.inner;
+        if let Some(budget) = inner.budget(tenant)
+            && inner.bytes(tenant) >= budget
+        {
+            return Err(TelemetryError::QuotaExceeded { budget });
+        }
+        let n = readings.len().max(1);
+        let queued = inner.queued_points.fetch_add(n, Ordering::AcqRel) + n;
+        // Far beyond the point where publishers were asked to wait: refuse
+        // rather than grow without bound.
+        if queued > inner.options.max_queued_points * 4 {
+            inner.queued_points.fetch_sub(n, Ordering::AcqRel);
+            return Err(TelemetryError::Overloaded);
+        }
+        let ticket = {
+            let mut q = inner.queue.lock();
+            let Some(tx) = q.tx.clone() else {
+                inner.queued_points.fetch_sub(n, Ordering::AcqRel);
+                return Err(TelemetryError::Closed);
+            };
+            q.submitted += 1;
+            let ticket = q.submitted;
+            // Numbered and queued under one lock: the writer commits in
+            // queue order, so a committed number covers all smaller ones.
+            tx.send(Request::Append {
+                ticket,
+                tenant: tenant.clone(),
+                device: device.clone(),
+                readings,
+                events,
+            })
+            .map_err(|_| TelemetryError::Closed)?;
+            ticket
+        };
+        Ok(Appended {
+            ticket: if inner.options.sync { ticket } else { 0 },
+            backpressure: (queued > inner.options.max_queued_points).then(|| inner.drained.clone()),
+        })
+    }
+
+    async fn raw(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        key: &str,
+        range: Range,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Point>> {
+        let (tenant, device, key) = (tenant.clone(), device.clone(), key.to_owned());
+        self.read(move |inner, conn| {
+            read::raw(inner, conn, &tenant, &device, &key, range, order, limit)
+        })
+        .await
+    }
+
+    async fn aggregate(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        key: &str,
+        range: Range,
+        interval_ms: i64,
+        agg: Agg,
+    ) -> Result<Vec<(i64, f64)>> {
+        let (tenant, device, key) = (tenant.clone(), device.clone(), key.to_owned());
+        self.read(move |inner, conn| {
+            read::aggregate(inner, conn, &tenant, &device, &key, range, interval_ms, agg)
+        })
+        .await
+    }
+
+    async fn latest(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        keys: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Point>> {
+        let (tenant, device, keys) = (tenant.clone(), device.clone(), keys.to_vec());
+        self.read(move |inner, conn| read::latest(inner, conn, &tenant, &device, &keys))
+            .await
+    }
+
+    async fn keys(&self, tenant: &TenantId, device: &DeviceId) -> Result<Vec<String>> {
+        Ok(self.inner.catalog.read().keys(tenant, device))
+    }
+
+    async fn devices(&self, tenant: &TenantId) -> Result<Vec<DeviceId>> {
+        let tenant = tenant.clone();
+        self.read(move |inner, conn| read::devices(inner, conn, &tenant))
+            .await
+    }
+
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        event_type: Option<&str>,
+        range: Range,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let (tenant, device) = (tenant.clone(), device.clone());
+        let event_type = event_type.map(str::to_owned);
+        self.read(move |_, conn| {
+            read::events(
+                conn,
+                &tenant,
+                &device,
+                event_type.as_deref(),
+                range,
+                after,
+                limit,
+            )
+        })
+        .await
+    }
+
+    fn export(
+        &self,
+        tenant: &TenantId,
+        range: Range,
+        sink: &mut dyn FnMut(ExportRecord) -> bool,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        inner.with_reader(|conn| read::export(inner, conn, tenant, range, sink))
+    }
+
+    async fn retention(&self, tenant: &TenantId) -> Result<RetentionSettings> {
+        Ok(self
+            .inner
+            .settings
+            .read()
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn set_retention(&self, tenant: &TenantId, settings: RetentionSettings) -> Result<()> {
+        let tenant = tenant.clone();
+        self.request(|done| Request::SetRetention {
+            tenant,
+            settings,
+            done,
+        })
+        .await
+    }
+
+    async fn delete_before(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        cutoff: i64,
+    ) -> Result<Deleted> {
+        let (tenant, device) = (tenant.clone(), device.clone());
+        self.request(|done| Request::Delete {
+            tenant,
+            device,
+            cutoff,
+            done,
+        })
+        .await
+    }
+
+    fn disk_bytes(&self, tenant: &TenantId) -> u64 {
+        self.inner.bytes(tenant)
+    }
+
+    async fn seal_all(&self) -> Result<()> {
+        self.request(Request::SealAll).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Later appends are refused; everything queued before is committed
+        // and sealed, then the writer stops.
+        let Some(tx) = self.inner.queue.lock().tx.take() else {
+            return Ok(());
+        };
+        let (done, rx) = oneshot::channel();
+        tx.send(Request::Close(done))
+            .map_err(|_| TelemetryError::Closed)?;
+        drop(tx);
+        let result = rx.await.map_err(|_| TelemetryError::Closed)?;
+        let handle = self.writer.lock().take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        result
+    }
+}

@@ -1,0 +1,632 @@
+//! The telemetry writer: one thread that owns the write connection.
+//!
+//! It takes appends in batches (all that queued while the previous commit
+//! was on disk: group commit), writes each batch as one log row plus its
+//! events in one transaction, then moves the points into their series'
+//! heads and reports the batch's ticket committed. Between batches it seals
+//! heads that are full, old, or over the memory budget into chunks, and
+//! drops log rows no head needs any more. Retention deletes and settings
+//! changes run here too, so nothing else ever writes.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use ferrule_bus::Ledger;
+use ferrule_core::telemetry::{Reading, TelemetryValue};
+use ferrule_core::{DeviceId, TenantId};
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::catalog::{Series, SeriesId, kind_of};
+use super::chunks::{self, storage};
+use super::{Inner, logbody};
+use crate::telemetry::{Deleted, NewEvent, Result, RetentionSettings};
+
+/// How often the writer looks for heads due for sealing when idle.
+const TICK: Duration = Duration::from_millis(250);
+/// Points per commit at most; more waits for the next one.
+const MAX_BATCH_POINTS: usize = 200_000;
+/// Points sealed per round at most (unless forced), so that a sealing
+/// round never holds up ingest for long.
+const SEAL_ROUND_POINTS: usize = 262_144;
+
+pub enum Request {
+    Append {
+        ticket: u64,
+        tenant: TenantId,
+        device: DeviceId,
+        readings: Vec<Reading>,
+        events: Vec<NewEvent>,
+    },
+    SealAll(oneshot::Sender<Result<()>>),
+    Delete {
+        tenant: TenantId,
+        device: DeviceId,
+        cutoff: i64,
+        done: oneshot::Sender<Result<Deleted>>,
+    },
+    SetRetention {
+        tenant: TenantId,
+        settings: RetentionSettings,
+        done: oneshot::Sender<Result<()>>,
+    },
+    Close(oneshot::Sender<Result<()>>),
+}
+
+pub struct Writer {
+    pub inner: Arc<Inner>,
+    pub conn: Connection,
+    pub rx: Receiver<Request>,
+    pub last_seal_check: Instant,
+    pub last_vacuum: Instant,
+}
+
+impl Writer {
+    pub fn run(mut self) {
+        loop {
+            let first = match self.rx.recv_timeout(TICK) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.seal_due(false);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut appends = Vec::new();
+            let mut points = 0;
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Append { .. } => {
+                        if let Request::Append { readings, .. } = &request {
+                            points += readings.len();
+                        }
+                        appends.push(request);
+                        if points < MAX_BATCH_POINTS {
+                            next = self.rx.try_recv().ok();
+                        }
+                    }
+                    other => {
+                        self.commit(std::mem::take(&mut appends));
+                        if self.control(other) {
+                            return;
+                        }
+                        next = self.rx.try_recv().ok();
+                    }
+                }
+            }
+            self.commit(appends);
+            self.seal_due(false);
+        }
+    }
+
+    /// Handles a non-append request; true when the writer must stop.
+    fn control(&mut self, request: Request) -> bool {
+        match request {
+            Request::Append { .. } => unreachable!("appends are batched"),
+            Request::SealAll(done) => {
+                let _ = done.send(self.seal_all());
+            }
+            Request::Delete {
+                tenant,
+                device,
+                cutoff,
+                done,
+            } => {
+                let _ = done.send(self.delete_before(&tenant, &device, cutoff));
+            }
+            Request::SetRetention {
+                tenant,
+                settings,
+                done,
+            } => {
+                let _ = done.send(self.set_retention(&tenant, settings));
+            }
+            Request::Close(done) => {
+                // Everything queued before Close was committed above.
+                let _ = done.send(self.seal_all());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Commits a batch of appends, retrying until the disk takes it: the
+    /// publishers wait for their acknowledgement meanwhile (nothing is
+    /// acknowledged that is not on disk).
+    fn commit(&mut self, appends: Vec<Request>) {
+        if appends.is_empty() {
+            return;
+        }
+        let mut seq = 0;
+        let mut body = Vec::new();
+        let mut applied: Vec<(SeriesId, i64, TelemetryValue)> = Vec::new();
+        let mut events = Vec::new();
+        let mut queued = 0;
+        let mut expired = 0u64;
+        let mut head_bytes: Vec<(TenantId, i64)> = Vec::new();
+        for request in appends {
+            let Request::Append {
+                ticket,
+                tenant,
+                device,
+                readings,
+                events: evs,
+            } = request
+            else {
+                continue;
+            };
+            seq = seq.max(ticket);
+            // As counted by `append`: an append of events only counts one.
+            queued += readings.len().max(1);
+            let before = applied.len();
+            for r in readings {
+                let id = match self.series_id(&tenant, &device, &r.key, kind_of(&r.value)) {
+                    Some(id) => id,
+                    None => continue,
+                };
+                if r.ts < self.deleted_before(id) {
+                    expired += 1;
+                    continue;
+                }
+                logbody::put_point(&mut body, id, r.ts, &r.value);
+                applied.push((id, r.ts, r.value));
+            }
+            head_bytes.push((
+                tenant.clone(),
+                ((applied.len() - before) * HEAD_POINT_BYTES) as i64,
+            ));
+            for e in evs {
+                events.push((tenant.clone(), device.clone(), e));
+            }
+        }
+        if expired > 0 {
+            metrics::counter!("ferrule_telemetry_points_expired_total").increment(expired);
+        }
+        let mut wait = Duration::from_millis(50);
+        while let Err(e) = self.write_batch(seq, &body, &events) {
+            tracing::error!(error = %e, "writing telemetry failed; retrying");
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        let stored = applied.len() as u64;
+        {
+            let mut catalog = self.inner.catalog.write();
+            catalog.head_points += applied.len();
+            for (id, ts, value) in applied {
+                if let Some(s) = catalog.series.get_mut(&id) {
+                    s.push(seq, ts, value);
+                }
+            }
+        }
+        for (tenant, _, e) in &events {
+            self.inner.add_usage(tenant, event_bytes(e));
+        }
+        for (tenant, bytes) in &head_bytes {
+            self.inner.add_usage(tenant, *bytes);
+        }
+        metrics::counter!("ferrule_telemetry_points_stored_total").increment(stored);
+        metrics::counter!("ferrule_telemetry_events_stored_total").increment(events.len() as u64);
+        self.inner.durability.committed(Ledger::Telemetry, seq);
+        self.inner.dequeued(queued);
+    }
+
+    fn write_batch(
+        &mut self,
+        seq: u64,
+        body: &[u8],
+        events: &[(TenantId, DeviceId, NewEvent)],
+    ) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        if !body.is_empty() {
+            tx.prepare_cached("INSERT INTO log (seq, body) VALUES (?1, ?2)")?
+                .execute(params![seq as i64, body])?;
+        }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (tenant, device, ts, type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (tenant, device, e) in events {
+                insert.execute(params![
+                    tenant.as_str(),
+                    device.as_str(),
+                    e.ts,
+                    e.event_type,
+                    &e.payload[..]
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// The series for a key of this kind, created (and its row committed)
+    /// on first sight. `None` only if the row cannot be written, which the
+    /// log then reports.
+    fn series_id(
+        &mut self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        key: &str,
+        kind: ferrule_tsdb::Kind,
+    ) -> Option<SeriesId> {
+        if let Some(id) = self.inner.catalog.read().find(tenant, device, key, kind) {
+            return Some(id);
+        }
+        let id = self.inner.catalog.read().next_id;
+        let written = self.conn.execute(
+            "INSERT INTO series (id, tenant, device, key, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id as i64,
+                tenant.as_str(),
+                device.as_str(),
+                key,
+                super::kind_code(kind)
+            ],
+        );
+        if let Err(e) = written {
+            tracing::error!(error = %e, "creating a telemetry series failed");
+            return None;
+        }
+        self.inner.catalog.write().insert(
+            id,
+            Series::new(tenant.clone(), device.clone(), key.into(), kind),
+        );
+        Some(id)
+    }
+
+    fn deleted_before(&self, id: SeriesId) -> i64 {
+        self.inner
+            .catalog
+            .read()
+            .series
+            .get(&id)
+            .map_or(i64::MIN, |s| s.deleted_before)
+    }
+
+    /// Seals the heads that are due: full, older than the seal age, or the
+    /// largest ones while all heads together exceed their memory budget.
+    fn seal_due(&mut self, force: bool) {
+        let over_budget =
+            self.inner.catalog.read().head_points > self.inner.options.max_head_points;
+        if !force && !over_budget && self.last_seal_check.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_seal_check = Instant::now();
+        let due = self.due_series(force);
+        for id in due {
+            if let Err(e) = self.seal(id) {
+                tracing::error!(error = %e, "sealing telemetry failed; will retry");
+                break;
+            }
+        }
+        if let Err(e) = self.truncate_log() {
+            tracing::warn!(error = %e, "trimming the telemetry log failed");
+        }
+        if self.last_vacuum.elapsed() > Duration::from_secs(60) {
+            self.last_vacuum = Instant::now();
+            let _ = self.conn.execute_batch("PRAGMA incremental_vacuum(2048)");
+        }
+    }
+
+    fn due_series(&self, force: bool) -> Vec<SeriesId> {
+        let catalog = self.inner.catalog.read();
+        let opts = &self.inner.options;
+        let mut due: Vec<(usize, SeriesId)> = catalog
+            .series
+            .iter()
+            .filter(|(_, s)| !s.head.is_empty())
+            .filter(|(_, s)| {
+                force
+                    || s.head.len() >= chunks::CHUNK_POINTS
+                    || s.head_since.is_some_and(|t| t.elapsed() >= opts.seal_age)
+            })
+            .map(|(id, s)| (s.head.len(), *id))
+            .collect();
+        let mut budget_left = catalog.head_points;
+        if budget_left > opts.max_head_points {
+            // Largest heads first until half the budget is free.
+            let mut by_size: Vec<(usize, SeriesId)> = catalog
+                .series
+                .iter()
+                .filter(|(_, s)| !s.head.is_empty())
+                .map(|(id, s)| (s.head.len(), *id))
+                .collect();
+            by_size.sort_unstable_by(|a, b| b.cmp(a));
+            for (n, id) in by_size {
+                if budget_left <= opts.max_head_points / 2 {
+                    break;
+                }
+                budget_left -= n;
+                due.push((n, id));
+            }
+        }
+        due.sort_unstable_by(|a, b| b.cmp(a));
+        due.dedup_by_key(|(_, id)| *id);
+        if force {
+            return due.into_iter().map(|(_, id)| id).collect();
+        }
+        let mut total = 0;
+        due.into_iter()
+            .take_while(|(n, _)| {
+                let go = total < SEAL_ROUND_POINTS;
+                total += n;
+                go
+            })
+            .map(|(_, id)| id)
+            .collect()
+    }
+
+    fn seal_all(&mut self) -> Result<()> {
+        let due = self.due_series(true);
+        for id in due {
+            self.seal(id)?;
+        }
+        self.truncate_log()
+    }
+
+    /// Seals one series' head: merged with any chunk it overlaps (late or
+    /// replayed points), written as new chunks in one transaction with the
+    /// series' sealed log position, then dropped from memory.
+    fn seal(&mut self, id: SeriesId) -> Result<()> {
+        let (kind, tenant, head, max_seq) = {
+            let catalog = self.inner.catalog.read();
+            let Some(s) = catalog.series.get(&id) else {
+                return Ok(());
+            };
+            (s.kind, s.tenant.clone(), s.head.clone(), s.head_max_seq)
+        };
+        if head.is_empty() {
+            return Ok(());
+        }
+        let lo = head.iter().map(|p| p.0).min().unwrap_or(0);
+        let hi = head.iter().map(|p| p.0).max().unwrap_or(0);
+        let tx = self.conn.transaction().map_err(storage)?;
+        let mut old_ids = Vec::new();
+        let mut old_points = Vec::new();
+        let mut old_bytes = 0u64;
+        {
+            let mut q = tx
+                .prepare_cached(
+                    "SELECT id, data FROM chunks WHERE series = ?1 AND min_ts <= ?3 AND max_ts >= ?2 ORDER BY min_ts",
+                )
+                .map_err(storage)?;
+            let rows = q
+                .query_map(params![id as i64, lo, hi], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(storage)?;
+            for row in rows {
+                let (cid, data) = row.map_err(storage)?;
+                old_bytes += data.len() as u64;
+                old_points.extend(chunks::decode(data, i64::MIN, i64::MAX)?);
+                old_ids.push(cid);
+            }
+            // A slow series seals small heads (by age); folding them into
+            // the small chunk before them keeps chunks large, and
+            // compression good, whatever the sending rate.
+            let mut q = tx
+                .prepare_cached(
+                    "SELECT id, data FROM chunks WHERE series = ?1 AND min_ts < ?2 AND points < ?3 \
+                     AND min_ts = (SELECT max(min_ts) FROM chunks WHERE series = ?1 AND min_ts < ?2)",
+                )
+                .map_err(storage)?;
+            let mut rows = q
+                .query(params![id as i64, lo, (chunks::CHUNK_POINTS / 2) as i64])
+                .map_err(storage)?;
+            if let Some(r) = rows.next().map_err(storage)? {
+                let cid: i64 = r.get(0).map_err(storage)?;
+                if !old_ids.contains(&cid) {
+                    let data: Vec<u8> = r.get(1).map_err(storage)?;
+                    old_bytes += data.len() as u64;
+                    let mut before = chunks::decode(data, i64::MIN, i64::MAX)?;
+                    before.append(&mut old_points);
+                    old_points = before;
+                    old_ids.push(cid);
+                }
+            }
+        }
+        let merged = chunks::merge(old_points, head.clone());
+        let sealed = chunks::encode(kind, &merged)?;
+        let mut new_bytes = 0u64;
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM chunks WHERE id = ?1")
+                .map_err(storage)?;
+            for cid in old_ids {
+                del.execute([cid]).map_err(storage)?;
+            }
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO chunks (series, min_ts, max_ts, points, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(storage)?;
+            for c in &sealed {
+                new_bytes += c.as_bytes().len() as u64;
+                ins.execute(params![
+                    id as i64,
+                    c.min_ts(),
+                    c.max_ts(),
+                    c.len() as i64,
+                    c.as_bytes()
+                ])
+                .map_err(storage)?;
+            }
+            tx.prepare_cached("UPDATE series SET sealed_seq = ?2 WHERE id = ?1")
+                .map_err(storage)?
+                .execute(params![id as i64, max_seq as i64])
+                .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)?;
+        {
+            let mut catalog = self.inner.catalog.write();
+            let mut removed = 0;
+            if let Some(s) = catalog.series.get_mut(&id) {
+                // Only this thread adds points, so the head is what we read.
+                removed = s.head.len();
+                s.head = Vec::new();
+                s.head_since = None;
+            }
+            catalog.head_points -= removed;
+        }
+        let head_bytes = (head.len() * HEAD_POINT_BYTES) as i64;
+        self.inner
+            .add_usage(&tenant, new_bytes as i64 - old_bytes as i64 - head_bytes);
+        metrics::counter!("ferrule_telemetry_chunks_sealed_total").increment(sealed.len() as u64);
+        Ok(())
+    }
+
+    /// Drops log rows whose points are all sealed (or deleted).
+    fn truncate_log(&mut self) -> Result<()> {
+        let low = {
+            let catalog = self.inner.catalog.read();
+            catalog
+                .series
+                .values()
+                .filter(|s| !s.head.is_empty())
+                .map(|s| s.head_min_seq)
+                .min()
+        };
+        let sql = match low {
+            Some(low) => format!("DELETE FROM log WHERE seq < {low}"),
+            None => "DELETE FROM log".to_owned(),
+        };
+        self.conn.execute(&sql, []).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Deletes a device's points and events before `cutoff`, rewriting the
+    /// chunks that straddle it.
+    fn delete_before(
+        &mut self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        cutoff: i64,
+    ) -> Result<Deleted> {
+        let ids = self.inner.catalog.read().of_device(tenant, device);
+        let mut deleted = Deleted::default();
+        let mut freed = 0i64;
+        let tx = self.conn.transaction().map_err(storage)?;
+        for &id in &ids {
+            let kind = match self.inner.catalog.read().series.get(&id) {
+                Some(s) => s.kind,
+                None => continue,
+            };
+            let mut doomed: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+            {
+                let mut q = tx
+                    .prepare_cached(
+                        "SELECT id, points, data FROM chunks WHERE series = ?1 AND min_ts < ?2",
+                    )
+                    .map_err(storage)?;
+                let rows = q
+                    .query_map(params![id as i64, cutoff], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(storage)?;
+                for row in rows {
+                    doomed.push(row.map_err(storage)?);
+                }
+            }
+            for (cid, points, data) in doomed {
+                freed += data.len() as i64;
+                let kept = chunks::decode(data, cutoff, i64::MAX)?;
+                deleted.points += points as u64 - kept.len() as u64;
+                tx.execute("DELETE FROM chunks WHERE id = ?1", [cid])
+                    .map_err(storage)?;
+                for c in chunks::encode(kind, &kept)? {
+                    freed -= c.as_bytes().len() as i64;
+                    tx.execute(
+                        "INSERT INTO chunks (series, min_ts, max_ts, points, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id as i64, c.min_ts(), c.max_ts(), c.len() as i64, c.as_bytes()],
+                    )
+                    .map_err(storage)?;
+                }
+            }
+            tx.execute(
+                "UPDATE series SET deleted_before = max(deleted_before, ?2) WHERE id = ?1",
+                params![id as i64, cutoff],
+            )
+            .map_err(storage)?;
+        }
+        let (events, event_bytes): (i64, i64) = tx
+            .query_row(
+                "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events WHERE tenant = ?1 AND device = ?2 AND ts < ?3",
+                params![tenant.as_str(), device.as_str(), cutoff],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(storage)?;
+        tx.execute(
+            "DELETE FROM events WHERE tenant = ?1 AND device = ?2 AND ts < ?3",
+            params![tenant.as_str(), device.as_str(), cutoff],
+        )
+        .map_err(storage)?;
+        tx.commit().map_err(storage)?;
+        deleted.events = events as u64;
+        freed += event_bytes + events * EVENT_OVERHEAD;
+        {
+            let mut catalog = self.inner.catalog.write();
+            let mut removed = 0;
+            for id in &ids {
+                if let Some(s) = catalog.series.get_mut(id) {
+                    s.deleted_before = s.deleted_before.max(cutoff);
+                    let before = s.head.len();
+                    s.head.retain(|(ts, _)| *ts >= cutoff);
+                    removed += before - s.head.len();
+                    if s.head.is_empty() {
+                        s.head_since = None;
+                    }
+                }
+            }
+            catalog.head_points -= removed;
+            deleted.points += removed as u64;
+            freed += (removed * HEAD_POINT_BYTES) as i64;
+        }
+        self.inner.add_usage(tenant, -freed);
+        Ok(deleted)
+    }
+
+    fn set_retention(&mut self, tenant: &TenantId, settings: RetentionSettings) -> Result<()> {
+        let tx = self.conn.transaction().map_err(storage)?;
+        tx.execute("DELETE FROM retention WHERE tenant = ?1", [tenant.as_str()])
+            .map_err(storage)?;
+        tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])
+            .map_err(storage)?;
+        if let Some(days) = settings.default_days {
+            tx.execute(
+                "INSERT INTO retention (tenant, profile, days) VALUES (?1, '', ?2)",
+                params![tenant.as_str(), days],
+            )
+            .map_err(storage)?;
+        }
+        for (profile, days) in &settings.profiles {
+            tx.execute(
+                "INSERT INTO retention (tenant, profile, days) VALUES (?1, ?2, ?3)",
+                params![tenant.as_str(), profile, days],
+            )
+            .map_err(storage)?;
+        }
+        if let Some(bytes) = settings.disk_budget_bytes {
+            tx.execute(
+                "INSERT INTO budgets (tenant, bytes) VALUES (?1, ?2)",
+                params![tenant.as_str(), bytes as i64],
+            )
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)?;
+        self.inner.settings.write().insert(tenant.clone(), settings);
+        self.inner.publish_usage(tenant);
+        Ok(())
+    }
+}
+
+/// What an unsealed point counts towards a tenant's disk use (its log
+/// record, roughly) until its chunk replaces it.
+pub const HEAD_POINT_BYTES: usize = 16;
+
+/// Bookkeeping bytes counted per event beyond its payload and type.
+pub const EVENT_OVERHEAD: i64 = 48;
+
+pub fn event_bytes(e: &NewEvent) -> i64 {
+    (e.payload.len() + e.event_type.len()) as i64 + EVENT_OVERHEAD
+}

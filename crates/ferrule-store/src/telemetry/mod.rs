@@ -1,0 +1,240 @@
+//! Telemetry: the time series and events devices send, and the queries
+//! over them.
+//!
+//! [`TelemetryStore`] is what the rest of Ferrule sees: `append` queues a
+//! device's readings and events and returns a write number on
+//! [`Ledger::Telemetry`](ferrule_bus::Ledger) (acknowledge once it is
+//! committed); the queries answer raw points, bucketed aggregates, latest
+//! values, keys, events and exports. [`embedded::EmbeddedTelemetry`]
+//! implements it in the data directory; a PostgreSQL backend will implement
+//! the same trait. [`retention`] applies tenants' retention settings through
+//! the trait, whatever the backend.
+
+pub mod embedded;
+pub mod retention;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferrule_core::{DeviceId, TenantId};
+use serde::{Deserialize, Serialize};
+
+pub use ferrule_core::telemetry::{Reading, TelemetryValue};
+
+/// One stored point of a key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub ts: i64,
+    pub value: TelemetryValue,
+}
+
+/// A time range `[from, to)` in ms since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Range {
+    pub const ALL: Range = Range {
+        from: i64::MIN,
+        to: i64::MAX,
+    };
+
+    pub fn contains(&self, ts: i64) -> bool {
+        self.from <= ts && ts < self.to
+    }
+}
+
+/// Which end of a range raw points come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    Oldest,
+    Newest,
+}
+
+/// An aggregate per time bucket; over numbers (bools count as 0 and 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Agg {
+    Avg,
+    Min,
+    Max,
+    Sum,
+    Count,
+    First,
+    Last,
+}
+
+/// An event as a device sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub ts: i64,
+    pub event_type: String,
+    pub payload: Bytes,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: i64,
+    pub device: DeviceId,
+    pub ts: i64,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+}
+
+/// One record of an export, in series order, then events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportRecord {
+    Point {
+        device: DeviceId,
+        key: Arc<str>,
+        point: Point,
+    },
+    Event(Event),
+}
+
+/// A tenant's retention settings; `None` days keep data forever.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionSettings {
+    /// Days kept for devices whose profile has no override; `None` uses the
+    /// server's default.
+    pub default_days: Option<u32>,
+    /// Per device profile, days kept.
+    pub profiles: BTreeMap<String, u32>,
+    /// Bytes of telemetry and events the tenant may keep; `None` is no limit.
+    pub disk_budget_bytes: Option<u64>,
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Deleted {
+    pub points: u64,
+    pub events: u64,
+}
+
+/// Why a telemetry operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("the tenant's telemetry disk budget of {budget} bytes is used up")]
+    QuotaExceeded { budget: u64 },
+    #[error("telemetry storage is behind; retry shortly")]
+    Overloaded,
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("telemetry storage failed: {0}")]
+    Storage(String),
+    #[error("telemetry storage is closed")]
+    Closed,
+}
+
+pub type Result<T, E = TelemetryError> = std::result::Result<T, E>;
+
+/// The result of queueing an append.
+#[derive(Debug)]
+pub struct Appended {
+    /// Write number on the telemetry ledger; 0 when nothing needs waiting
+    /// for (`durability = "none"`, or nothing to store).
+    pub ticket: u64,
+    /// Set when the writer's queue is long: a publisher that can wait should.
+    pub backpressure: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// A telemetry backend.
+#[async_trait]
+pub trait TelemetryStore: Send + Sync + 'static {
+    /// Queues readings and events of one device. Never blocks; the data is
+    /// durable once the returned ticket is committed on the telemetry ledger.
+    fn append(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        readings: Vec<Reading>,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended>;
+
+    /// Up to `limit` points of `key` in `range`, from the end `order` says,
+    /// returned in ascending time order either way.
+    async fn raw(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        key: &str,
+        range: Range,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Point>>;
+
+    /// `agg` of `key` per bucket `[range.from + i·interval, …)`; empty
+    /// buckets are left out. Strings have no numeric aggregate and are
+    /// skipped.
+    async fn aggregate(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        key: &str,
+        range: Range,
+        interval_ms: i64,
+        agg: Agg,
+    ) -> Result<Vec<(i64, f64)>>;
+
+    /// The newest point of each key (all keys when `keys` is empty).
+    async fn latest(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        keys: &[String],
+    ) -> Result<BTreeMap<String, Point>>;
+
+    /// The keys a device has sent, sorted.
+    async fn keys(&self, tenant: &TenantId, device: &DeviceId) -> Result<Vec<String>>;
+
+    /// Devices of the tenant that have telemetry or events, sorted.
+    async fn devices(&self, tenant: &TenantId) -> Result<Vec<DeviceId>>;
+
+    /// Events of a device in `range`, oldest first, after event id `after`.
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        event_type: Option<&str>,
+        range: Range,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Event>>;
+
+    /// Streams a tenant's points and events in `range` into `sink`, a
+    /// series at a time (memory stays bounded); stops early when `sink`
+    /// returns false. Blocking: run it off the async runtime.
+    fn export(
+        &self,
+        tenant: &TenantId,
+        range: Range,
+        sink: &mut dyn FnMut(ExportRecord) -> bool,
+    ) -> Result<()>;
+
+    async fn retention(&self, tenant: &TenantId) -> Result<RetentionSettings>;
+    async fn set_retention(&self, tenant: &TenantId, settings: RetentionSettings) -> Result<()>;
+
+    /// Deletes a device's points and events older than `cutoff` (ms epoch).
+    async fn delete_before(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        cutoff: i64,
+    ) -> Result<Deleted>;
+
+    /// Bytes the tenant's telemetry and events take.
+    fn disk_bytes(&self, tenant: &TenantId) -> u64;
+
+    /// Seals every recent point into compressed chunks now (shutdown,
+    /// benchmarks); normally sealing runs in the background.
+    async fn seal_all(&self) -> Result<()>;
+
+    /// Writes what is queued, seals, and stops the writer.
+    async fn close(&self) -> Result<()>;
+}

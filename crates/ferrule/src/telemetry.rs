@@ -1,0 +1,209 @@
+//! The telemetry writer's place on the router: its [`Intake`] stores what
+//! devices send on `devices/{id}/telemetry` and `devices/{id}/events/{type}`
+//! before the message is routed, refusing invalid payloads; and the
+//! background retention pass.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferrule_bus::{Accepted, Intake, Ledger, Refused, Ticket};
+use ferrule_core::message::now_ms;
+use ferrule_core::telemetry::{PayloadLimits, parse_telemetry};
+use ferrule_core::{DeviceId, Message, TenantId};
+use ferrule_store::MetaStore;
+use ferrule_store::telemetry::{NewEvent, TelemetryError, TelemetryStore, retention};
+use tokio_util::sync::CancellationToken;
+
+/// What a topic means to the telemetry store.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    Telemetry(&'a str),
+    Event(&'a str, &'a str),
+}
+
+impl<'a> Target<'a> {
+    /// `devices/{id}/telemetry` or `devices/{id}/events/{type}`.
+    fn of(topic: &'a str) -> Option<Target<'a>> {
+        let rest = topic.strip_prefix("devices/")?;
+        let (device, rest) = rest.split_once('/')?;
+        if rest == "telemetry" {
+            return Some(Target::Telemetry(device));
+        }
+        let event_type = rest.strip_prefix("events/")?;
+        (!event_type.is_empty()).then_some(Target::Event(device, event_type))
+    }
+}
+
+/// Stores telemetry and events as they pass the router.
+pub struct TelemetryIntake {
+    store: Arc<dyn TelemetryStore>,
+    limits: PayloadLimits,
+    last_warning_ms: AtomicI64,
+    quiet_refusals: AtomicU64,
+}
+
+impl TelemetryIntake {
+    pub fn new(store: Arc<dyn TelemetryStore>, max_future_skew: Duration) -> Self {
+        Self {
+            store,
+            limits: PayloadLimits {
+                max_future_skew_ms: max_future_skew.as_millis() as i64,
+                ..PayloadLimits::default()
+            },
+            last_warning_ms: AtomicI64::new(0),
+            quiet_refusals: AtomicU64::new(0),
+        }
+    }
+
+    /// Logs a refusal at most once a second (a misbehaving fleet must not
+    /// flood the log); the counter has every one.
+    fn refused(&self, tenant: &TenantId, device: &str, reason: &'static str, why: &str) {
+        metrics::counter!("ferrule_telemetry_refused_total", "reason" => reason).increment(1);
+        let now = now_ms();
+        let last = self.last_warning_ms.load(Ordering::Relaxed);
+        if now - last >= 1000
+            && self
+                .last_warning_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let suppressed = self.quiet_refusals.swap(0, Ordering::Relaxed);
+            tracing::warn!(%tenant, device, reason, suppressed, "telemetry refused: {why}");
+        } else {
+            self.quiet_refusals.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Intake for TelemetryIntake {
+    fn accept(&self, message: &Arc<Message>) -> Result<Accepted, Refused> {
+        let Some(target) = Target::of(&message.topic) else {
+            return Ok(Accepted::default());
+        };
+        let device_str = match target {
+            Target::Telemetry(d) | Target::Event(d, _) => d,
+        };
+        // Not a device id (a wildcard-like or oversized level): nothing
+        // could ever query it, so it is only routed.
+        let Ok(device) = DeviceId::new(device_str) else {
+            return Ok(Accepted::default());
+        };
+        let tenant = &message.tenant;
+        let (readings, events) = match target {
+            Target::Telemetry(_) => {
+                let mut readings = Vec::new();
+                if let Err(e) = parse_telemetry(
+                    &message.payload,
+                    message.received_at_ms,
+                    &self.limits,
+                    &mut readings,
+                ) {
+                    let why = e.to_string();
+                    self.refused(tenant, device_str, e.kind(), &why);
+                    return Err(Refused::Invalid(why));
+                }
+                metrics::counter!("ferrule_telemetry_points_received_total")
+                    .increment(readings.len() as u64);
+                (readings, Vec::new())
+            }
+            Target::Event(_, event_type) => (
+                Vec::new(),
+                vec![NewEvent {
+                    ts: message.received_at_ms,
+                    event_type: event_type.to_owned(),
+                    payload: message.payload.clone(),
+                }],
+            ),
+        };
+        match self.store.append(tenant, &device, readings, events) {
+            Ok(appended) => Ok(Accepted {
+                durable_after: if appended.ticket == 0 {
+                    Ticket::NONE
+                } else {
+                    Ticket::on(Ledger::Telemetry, appended.ticket)
+                },
+                backpressure: appended.backpressure,
+            }),
+            Err(e @ TelemetryError::QuotaExceeded { .. }) => {
+                self.refused(tenant, device_str, "quota_exceeded", &e.to_string());
+                Err(Refused::QuotaExceeded(e.to_string()))
+            }
+            Err(e) => {
+                self.refused(tenant, device_str, "unavailable", &e.to_string());
+                Err(Refused::Unavailable(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Applies every tenant's retention now, then every `interval`.
+pub async fn retention_loop(
+    meta: Arc<dyn MetaStore>,
+    telemetry: Arc<dyn TelemetryStore>,
+    server_default: Option<u32>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let tenants = match all_tenants(&*meta).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention: listing tenants failed");
+                continue;
+            }
+        };
+        for tenant in tenants {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if let Err(e) =
+                retention::apply(&*meta, &*telemetry, &tenant, now_ms(), server_default).await
+            {
+                tracing::warn!(%tenant, error = %e, "retention pass failed");
+            }
+        }
+    }
+}
+
+async fn all_tenants(meta: &dyn MetaStore) -> Result<Vec<TenantId>, ferrule_store::StoreError> {
+    let mut out = Vec::new();
+    let mut page = ferrule_store::PageRequest {
+        limit: 1000,
+        after: None,
+    };
+    loop {
+        let got = meta.list_tenants(&page).await?;
+        out.extend(got.items.iter().map(|t| t.id.clone()));
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_with_meaning() {
+        assert_eq!(
+            Target::of("devices/d1/telemetry"),
+            Some(Target::Telemetry("d1"))
+        );
+        assert_eq!(
+            Target::of("devices/d1/events/boot"),
+            Some(Target::Event("d1", "boot"))
+        );
+        assert_eq!(Target::of("devices/d1/events/"), None);
+        assert_eq!(Target::of("devices/d1/telemetry/x"), None);
+        assert_eq!(Target::of("devices/d1/state/reported"), None);
+        assert_eq!(Target::of("other/d1/telemetry"), None);
+    }
+}
