@@ -17,9 +17,15 @@ fn ids() -> (TenantId, DeviceId) {
 }
 
 fn open(dir: &std::path::Path) -> (Arc<EmbeddedTelemetry>, Durability) {
+    open_with(dir, TelemetryOptions::default())
+}
+
+fn open_with(
+    dir: &std::path::Path,
+    options: TelemetryOptions,
+) -> (Arc<EmbeddedTelemetry>, Durability) {
     let durability = Durability::default();
-    let store =
-        EmbeddedTelemetry::open(dir, TelemetryOptions::default(), durability.clone()).unwrap();
+    let store = EmbeddedTelemetry::open(dir, options, durability.clone()).unwrap();
     (Arc::new(store), durability)
 }
 
@@ -95,15 +101,21 @@ proptest! {
             (prop::collection::vec((0i64..20_000, -1000i32..1000), 1..400), any::<bool>()),
             1..8,
         ),
-        queries in prop::collection::vec((0i64..20_000, 1i64..20_000, 1i64..5_000), 1..6),
+        queries in prop::collection::vec((0i64..120_000, 1i64..130_000, 1i64..20_000), 1..6),
     ) {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let (store, durability) = open(dir.path());
+            // Small chunks, so that ranges and buckets cut through many.
+            let options = TelemetryOptions { chunk_points: 64, ..TelemetryOptions::default() };
+            let (store, durability) = open_with(dir.path(), options);
             let mut model = BTreeMap::new();
-            for (pts, seal) in &batches {
-                let pts: Vec<(i64, f64)> = pts.iter().map(|(t, v)| (*t, f64::from(*v) / 10.0)).collect();
+            for (i, (pts, seal)) in batches.iter().enumerate() {
+                // Batch i covers [15000·i, 15000·i + 20000): neighbours
+                // overlap a little, so sealing makes several chunks, some
+                // merged with late points, and queries cut through them.
+                let base = 15_000 * i as i64;
+                let pts: Vec<(i64, f64)> = pts.iter().map(|(t, v)| (base + *t, f64::from(*v) / 10.0)).collect();
                 put(&store, &durability, "k", &pts).await;
                 for (t, v) in &pts {
                     model.insert(*t, *v);

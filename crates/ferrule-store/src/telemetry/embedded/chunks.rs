@@ -5,11 +5,6 @@ use ferrule_tsdb::{Chunk, ChunkBuilder, Kind, Value};
 
 use crate::telemetry::{Result, TelemetryError};
 
-/// Most points per sealed chunk: about 2¼ hours of a 1 s series, large
-/// enough that the header is noise (< 0.01 byte per point), small enough
-/// that a late point rewrites little.
-pub const CHUNK_POINTS: usize = 8192;
-
 pub fn storage(e: impl std::fmt::Display) -> TelemetryError {
     TelemetryError::Storage(e.to_string())
 }
@@ -62,11 +57,10 @@ pub fn merge(
     out
 }
 
-/// Encodes sorted, distinct points into chunks of at most
-/// [`CHUNK_POINTS`].
-pub fn encode(kind: Kind, points: &[(i64, TelemetryValue)]) -> Result<Vec<Chunk>> {
+/// Encodes sorted, distinct points into chunks of at most `max` points.
+pub fn encode(kind: Kind, points: &[(i64, TelemetryValue)], max: usize) -> Result<Vec<Chunk>> {
     points
-        .chunks(CHUNK_POINTS)
+        .chunks(max.max(1))
         .map(|piece| {
             let mut b = ChunkBuilder::new(kind);
             for (ts, v) in piece {

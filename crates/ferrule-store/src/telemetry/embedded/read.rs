@@ -161,7 +161,7 @@ pub fn aggregate(
         }
         if !head.is_empty() {
             let merged = chunks::merge(overlapped, head);
-            for c in chunks::encode(kind, &merged)? {
+            for c in chunks::encode(kind, &merged, usize::MAX)? {
                 aggregator.add_chunk(&c).map_err(storage)?;
             }
         }

@@ -318,7 +318,7 @@ impl Writer {
             .filter(|(_, s)| !s.head.is_empty())
             .filter(|(_, s)| {
                 force
-                    || s.head.len() >= chunks::CHUNK_POINTS
+                    || s.head.len() >= opts.chunk_points
                     || s.head_since.is_some_and(|t| t.elapsed() >= opts.seal_age)
             })
             .map(|(id, s)| (s.head.len(), *id))
@@ -412,7 +412,11 @@ impl Writer {
                 )
                 .map_err(storage)?;
             let mut rows = q
-                .query(params![id as i64, lo, (chunks::CHUNK_POINTS / 2) as i64])
+                .query(params![
+                    id as i64,
+                    lo,
+                    (self.inner.options.chunk_points / 2) as i64
+                ])
                 .map_err(storage)?;
             if let Some(r) = rows.next().map_err(storage)? {
                 let cid: i64 = r.get(0).map_err(storage)?;
@@ -427,7 +431,7 @@ impl Writer {
             }
         }
         let merged = chunks::merge(old_points, head.clone());
-        let sealed = chunks::encode(kind, &merged)?;
+        let sealed = chunks::encode(kind, &merged, self.inner.options.chunk_points)?;
         let mut new_bytes = 0u64;
         {
             let mut del = tx
@@ -534,7 +538,7 @@ impl Writer {
                 deleted.points += points as u64 - kept.len() as u64;
                 tx.execute("DELETE FROM chunks WHERE id = ?1", [cid])
                     .map_err(storage)?;
-                for c in chunks::encode(kind, &kept)? {
+                for c in chunks::encode(kind, &kept, self.inner.options.chunk_points)? {
                     freed -= c.as_bytes().len() as i64;
                     tx.execute(
                         "INSERT INTO chunks (series, min_ts, max_ts, points, data) VALUES (?1, ?2, ?3, ?4, ?5)",
