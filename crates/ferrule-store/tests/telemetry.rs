@@ -287,3 +287,42 @@ async fn latest_keys_kinds_and_export() {
     let other = TenantId::new("t2").unwrap();
     assert!(store.keys(&other, &d).await.unwrap().is_empty());
 }
+
+/// A long series is aggregated on several threads (above 262,144 points);
+/// the merged buckets equal the naive computation.
+#[tokio::test]
+async fn a_long_series_aggregates_on_threads_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, durability) = open(dir.path());
+    let pts: Vec<(i64, f64)> = (0..300_000i64)
+        .map(|i| (i * 1000, ((i * 7919) % 2001 - 1000) as f64))
+        .collect();
+    for piece in pts.chunks(50_000) {
+        put(&store, &durability, "k", piece).await;
+    }
+    store.seal_all().await.unwrap();
+    let model: BTreeMap<i64, f64> = pts.iter().copied().collect();
+    let (t, d) = ids();
+    let range = Range {
+        from: 500,
+        to: 299_999_500,
+    };
+    for agg in [
+        Agg::Sum,
+        Agg::Count,
+        Agg::Min,
+        Agg::Max,
+        Agg::First,
+        Agg::Last,
+    ] {
+        let got = store
+            .aggregate(&t, &d, "k", range, 3_600_000, agg)
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            naive(&model, range.from, range.to, 3_600_000, agg),
+            "{agg:?}"
+        );
+    }
+}

@@ -146,6 +146,34 @@ proptest! {
         }
     }
 
+    /// Chunks shared between two aggregators (two threads' shares) and
+    /// merged give what the naive computation gives.
+    #[test]
+    fn merged_aggregators_match_naive(
+        raw in prop::collection::vec((-5_000i64..5_000, -1000i64..1000), 1..400),
+        cuts in prop::collection::vec(any::<usize>(), 0..6),
+        split in any::<usize>(),
+        from in -6_000i64..6_000,
+        len in 1i64..12_000,
+        bucket in 1i64..3_000,
+    ) {
+        let points = sorted_distinct(raw.into_iter().map(|(t, v)| (t, v as f64)).collect());
+        let chunks = chunks_of(&points, &cuts, Kind::F64);
+        let to = from + len;
+        let k = split % (chunks.len() + 1);
+        let mut first = Aggregator::new(from, to, bucket).unwrap();
+        let mut second = Aggregator::new(from, to, bucket).unwrap();
+        for c in &chunks[..k] {
+            first.add_chunk(c).unwrap();
+        }
+        for c in &chunks[k..] {
+            second.add_chunk(c).unwrap();
+        }
+        first.merge(&second).unwrap();
+        check_close(&first.finish(), &naive(&points, from, to, bucket), true);
+        prop_assert!(Aggregator::new(from, to + 1, bucket).unwrap().merge(&second).is_err());
+    }
+
     /// Arbitrary decimals and full-precision floats: exact except sums, which
     /// may associate differently across chunk boundaries.
     #[test]

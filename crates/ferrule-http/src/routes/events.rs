@@ -13,7 +13,7 @@ use super::telemetry::parse_range;
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ApiQuery;
-use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Paged};
+use crate::pagination::{PageQuery, Paged};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -81,22 +81,17 @@ pub async fn list(
     let device = device_id(&id)?;
     state.store().get_device(&caller.tenant, &device).await?;
     let range = parse_range(q.from.as_deref(), q.to.as_deref())?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
     }
-    let after = match &q.cursor {
+    .to_request()?;
+    let limit = page.limit;
+    let after = match page.after {
         None => None,
-        Some(c) => Some(
-            URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::invalid("cursor", "not a cursor this server issued"))?,
+        Some(id) => Some(
+            id.parse::<i64>()
+                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))?,
         ),
     };
     // One more than asked tells whether another page follows.

@@ -278,6 +278,22 @@ impl Aggregator {
         stop
     }
 
+    /// Folds in an aggregator over the same range and bucket width that
+    /// took other chunks (another thread's share of a series, say). Its
+    /// chunks must not overlap this one's in time; for `last`, a tie goes to
+    /// `other`, as if its chunks had been added after this one's.
+    pub fn merge(&mut self, other: &Aggregator) -> Result<(), ChunkError> {
+        if (self.from, self.to, self.bucket_ms) != (other.from, other.to, other.bucket_ms) {
+            return Err(ChunkError::InvalidQuery(
+                "merged aggregators must share range and bucket width",
+            ));
+        }
+        for (a, b) in self.accs.iter_mut().zip(&other.accs) {
+            a.merge(b);
+        }
+        Ok(())
+    }
+
     /// Non-empty buckets in time order.
     pub fn buckets(&self) -> impl Iterator<Item = Bucket> + '_ {
         self.accs

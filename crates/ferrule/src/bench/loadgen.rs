@@ -1,5 +1,7 @@
 //! The MQTT load generator: a minimal MQTT 3.1.1 client on
-//! `ferrule_mqtt::codec`, built so that it is never the bottleneck.
+//! `ferrule_mqtt::codec`, built so that it is never the bottleneck, and
+//! [`DevicePublisher`], a device that logs in and publishes generated
+//! payloads in MQTT 3.1.1 or 5.
 //!
 //! Every role pipelines: publishers encode many packets into one buffer and
 //! write it with one `write_all`; readers read into a large buffer and handle
@@ -9,10 +11,11 @@
 //! the latency roles are blocking threads so that sends can be paced to the
 //! microsecond (tokio's timer has millisecond granularity).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -300,6 +303,148 @@ impl Client {
                     other => bail!("publisher got an unexpected {other:?}"),
                 }
             }
+        }
+    }
+}
+
+/// What one device's QoS 1 publisher has done so far; the bench reads it
+/// while the publisher runs.
+#[derive(Debug, Default)]
+pub struct PublishCounts {
+    /// PUBLISHes written.
+    pub sent: AtomicU64,
+    /// PUBACKs with a success reason code (in MQTT 3.1.1, every PUBACK).
+    pub acked: AtomicU64,
+    /// PUBACKs with a failure reason code (0x80 and above), by code. Only
+    /// MQTT 5 can refuse a message; a 3.1.1 broker acknowledges silently.
+    pub refused: Mutex<BTreeMap<u8, u64>>,
+}
+
+impl PublishCounts {
+    fn refuse(&self, reason: ReasonCode) {
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        *refused.entry(reason.0).or_default() += 1;
+    }
+}
+
+/// A device's connection that publishes QoS 1 messages whose payloads it
+/// generates one by one (each with its own timestamp and values), in
+/// either protocol version, logged in with a user name. Unlike [`Client`]
+/// it can speak MQTT 5, so that a broker's refusal of a message (a PUBACK
+/// reason code) is seen rather than lost.
+pub struct DevicePublisher {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl DevicePublisher {
+    /// Connects, sends CONNECT (clean start, keep alive 0, `username` and
+    /// no password) and waits for a successful CONNACK.
+    pub async fn connect(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+        username: &str,
+    ) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut publisher = DevicePublisher {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            version,
+        };
+        let mut connect = Connect::new(version, MqttStr::new(client_id)?, 0);
+        connect.username = Some(MqttStr::new(username)?);
+        codec::encode(&connect.into(), version, &mut publisher.wbuf)?;
+        publisher.flush().await?;
+        loop {
+            if let Some(packet) = publisher.decode()? {
+                return check_connack(packet).map(|()| publisher);
+            }
+            if !fill(&mut publisher.stream, &mut publisher.rbuf, 4096).await? {
+                bail!("the broker closed the connection before CONNACK");
+            }
+        }
+    }
+
+    fn decode(&mut self) -> anyhow::Result<Option<Packet>> {
+        codec::decode(&mut self.rbuf, self.version, MAX_PACKET)
+            .context("decoding a packet from the broker")
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        self.stream.write_all(&self.wbuf).await?;
+        self.wbuf.clear();
+        Ok(())
+    }
+
+    /// Publishes QoS 1 to `topic`, keeping `window` messages unacknowledged,
+    /// each payload written by `next_payload` into an empty buffer. Tops the
+    /// window up in one write whenever PUBACKs arrive, as
+    /// [`Client::run_publisher_qos1`] does. Once `stop` is set it sends
+    /// nothing more and returns when every message in flight is
+    /// acknowledged, so that the counts are final.
+    pub async fn run_qos1(
+        mut self,
+        topic: &str,
+        window: usize,
+        mut next_payload: impl FnMut(&mut Vec<u8>) -> anyhow::Result<()>,
+        counts: Arc<PublishCounts>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<()> {
+        let topic = MqttStr::new(topic)?;
+        let mut payload = Vec::new();
+        let mut id = 0u16;
+        let mut inflight = 0usize;
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            let mut n = 0;
+            while !stopping && inflight < window {
+                payload.clear();
+                next_payload(&mut payload)?;
+                let mut publish = Publish::new(topic.clone(), Bytes::copy_from_slice(&payload));
+                publish.qos = QoS::AtLeastOnce;
+                publish.packet_id = Some(next_packet_id(&mut id));
+                codec::encode(&Packet::Publish(publish), self.version, &mut self.wbuf)?;
+                inflight += 1;
+                n += 1;
+            }
+            if n > 0 {
+                self.flush().await?;
+                counts.sent.fetch_add(n, Ordering::Relaxed);
+            }
+            if stopping && inflight == 0 {
+                return Ok(());
+            }
+            if !fill(&mut self.stream, &mut self.rbuf, READ_SPARE).await? {
+                bail!("the broker closed the connection of {topic}");
+            }
+            let mut acked = 0;
+            while let Some(packet) = self.decode()? {
+                match packet {
+                    Packet::PubAck(ack) => {
+                        inflight = inflight.saturating_sub(1);
+                        if ack.reason_code.is_error() {
+                            counts.refuse(ack.reason_code);
+                        } else {
+                            acked += 1;
+                        }
+                    }
+                    Packet::Disconnect(d) => {
+                        bail!(
+                            "the broker disconnected {topic} with reason 0x{:02x}",
+                            d.reason_code.0
+                        )
+                    }
+                    other => bail!("publisher of {topic} got an unexpected {other:?}"),
+                }
+            }
+            counts.acked.fetch_add(acked, Ordering::Relaxed);
         }
     }
 }

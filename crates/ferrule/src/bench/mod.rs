@@ -6,6 +6,7 @@ mod loadgen;
 mod mqtt;
 mod process;
 mod startup;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,10 @@ pub enum Scenario {
     /// MQTT broker throughput, latency and idle connections; mosquitto as
     /// baseline, brokers on CPU 0 and the load generator on CPU 1.
     Mqtt(mqtt::MqttArgs),
+    /// Durable telemetry ingest over MQTT QoS 1 and HTTP, and the embedded
+    /// store's disk and query times; SQLite with a row per point (ingest,
+    /// disk, queries) as baseline, in the same run.
+    Telemetry(telemetry::TelemetryArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -34,6 +39,8 @@ pub fn main(args: BenchArgs) -> ExitCode {
         }
         // Pins its threads before building its own (current-thread) runtime.
         Scenario::Mqtt(a) => mqtt::main(a),
+        // Pins (with --cpu-pin) before building its own runtime, too.
+        Scenario::Telemetry(a) => telemetry::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

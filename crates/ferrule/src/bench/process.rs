@@ -68,6 +68,35 @@ pub async fn http_addr(stdout: ChildStdout) -> anyhow::Result<String> {
     bail!("ferrule exited before printing its HTTP address")
 }
 
+/// Reads the child's stdout until both the HTTP API and the MQTT listener
+/// lines (`  HTTP API  http://ADDR/api/v1 …`, `  MQTT      mqtt://ADDR`);
+/// returns both `host:port`s, then keeps draining stdout.
+pub async fn http_and_mqtt_addrs(stdout: ChildStdout) -> anyhow::Result<(String, String)> {
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut http, mut mqtt) = (None, None);
+    while let Some(line) = lines.next_line().await? {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("HTTP API") {
+            http = listen_addr(rest, "http://");
+        } else if let Some(rest) = line.strip_prefix("MQTT ") {
+            mqtt = listen_addr(rest, "mqtt://");
+        }
+        if let (Some(http), Some(mqtt)) = (&http, &mqtt) {
+            let found = (http.clone(), mqtt.clone());
+            // Keep draining so the child never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok(found);
+        }
+    }
+    bail!("ferrule exited before printing its HTTP and MQTT addresses")
+}
+
+/// `  http://127.0.0.1:PORT/api/v1 …` → `127.0.0.1:PORT`.
+fn listen_addr(rest: &str, scheme: &str) -> Option<String> {
+    let url = rest.split_whitespace().next()?;
+    Some(url.strip_prefix(scheme)?.split('/').next()?.to_owned())
+}
+
 /// Pins the calling thread to `cpu`; threads and processes it starts
 /// afterwards inherit the pin.
 pub fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {

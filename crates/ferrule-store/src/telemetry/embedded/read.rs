@@ -150,15 +150,16 @@ pub fn aggregate(
         // Chunks the head overlaps are merged with it first, so that a
         // rewritten point counts once, with its newest value.
         let mut overlapped = Vec::new();
+        let mut whole = Vec::new();
         for data in rows {
             let header = ChunkHeader::parse(&data).map_err(storage)?;
             if !head.is_empty() && header.min_ts <= hi && header.max_ts >= lo {
                 overlapped.extend(chunks::decode(data, range.from, range.to)?);
             } else {
-                let chunk = Chunk::from_vec(data).map_err(storage)?;
-                aggregator.add_chunk(&chunk).map_err(storage)?;
+                whole.push(Chunk::from_vec(data).map_err(storage)?);
             }
         }
+        add_chunks(&mut aggregator, &whole, range, interval_ms)?;
         if !head.is_empty() {
             let merged = chunks::merge(overlapped, head);
             for c in chunks::encode(kind, &merged, usize::MAX)? {
@@ -182,6 +183,65 @@ pub fn aggregate(
             (b.start, v)
         })
         .collect())
+}
+
+/// Points above which an aggregate is shared between threads: decoding
+/// dominates long queries, and chunks decode independently.
+const PARALLEL_POINTS: usize = 262_144;
+/// Threads one query may use at most.
+const MAX_QUERY_THREADS: usize = 4;
+
+/// Adds time-ordered, non-overlapping chunks; a large set is split into
+/// contiguous shares aggregated on scoped threads and merged in time order.
+fn add_chunks(
+    agg: &mut Aggregator,
+    chunks: &[Chunk],
+    range: Range,
+    interval_ms: i64,
+) -> Result<()> {
+    let points: usize = chunks.iter().map(Chunk::len).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_QUERY_THREADS)
+        .min(chunks.len());
+    if threads < 2 || points < PARALLEL_POINTS {
+        for c in chunks {
+            agg.add_chunk(c).map_err(storage)?;
+        }
+        return Ok(());
+    }
+    let mut shares = chunks.chunks(chunks.len().div_ceil(threads));
+    let mine = shares.next().unwrap_or_default();
+    let others: Vec<Result<Aggregator>> = std::thread::scope(|s| {
+        let handles: Vec<_> = shares
+            .map(|share| {
+                s.spawn(move || {
+                    let mut a =
+                        Aggregator::new(range.from, range.to, interval_ms).map_err(storage)?;
+                    for c in share {
+                        a.add_chunk(c).map_err(storage)?;
+                    }
+                    Ok(a)
+                })
+            })
+            .collect();
+        for c in mine {
+            agg.add_chunk(c).map_err(storage)?;
+        }
+        Ok::<_, TelemetryError>(
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(storage("a query thread panicked")))
+                })
+                .collect(),
+        )
+    })?;
+    for other in others {
+        agg.merge(&other?).map_err(storage)?;
+    }
+    Ok(())
 }
 
 pub fn latest(
@@ -325,33 +385,27 @@ pub fn export(
                 .unwrap_or_default()
         };
         let mut head = chunks::merge(Vec::new(), head);
+        let mut emit = |points: Vec<(i64, TelemetryValue)>| {
+            points.into_iter().all(|(ts, value)| {
+                sink(ExportRecord::Point {
+                    device: device.clone(),
+                    key: key.clone(),
+                    point: Point { ts, value },
+                })
+            })
+        };
         for data in chunk_rows(conn, id, range, false)? {
             let pts = chunks::decode(data, range.from, range.to)?;
             // Head points up to this chunk's end go out merged with it.
             let end = pts.last().map_or(i64::MIN, |p| p.0);
             let split = head.partition_point(|p| p.0 <= end);
             let rest = head.split_off(split);
-            let merged = chunks::merge(pts, std::mem::replace(&mut head, rest));
-            for (ts, value) in merged {
-                let record = ExportRecord::Point {
-                    device: device.clone(),
-                    key: key.clone(),
-                    point: Point { ts, value },
-                };
-                if !sink(record) {
-                    return Ok(());
-                }
-            }
-        }
-        for (ts, value) in head {
-            let record = ExportRecord::Point {
-                device: device.clone(),
-                key: key.clone(),
-                point: Point { ts, value },
-            };
-            if !sink(record) {
+            if !emit(chunks::merge(pts, std::mem::replace(&mut head, rest))) {
                 return Ok(());
             }
+        }
+        if !emit(head) {
+            return Ok(());
         }
     }
     let mut after = 0i64;
