@@ -447,7 +447,6 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         backpressure: None,
         durable_after: Ticket::NONE,
         committed: broker.router.durability().watch(),
-        refusal_reason: None,
         deferred_acks: std::collections::VecDeque::new(),
     })
 }
@@ -499,8 +498,6 @@ struct Connection {
     committed: tokio::sync::watch::Receiver<Ticket>,
     /// Acknowledgements waiting for their ticket, in PUBLISH order.
     deferred_acks: std::collections::VecDeque<(Ticket, Packet)>,
-    /// Why the intake refused the publish being acknowledged.
-    refusal_reason: Option<String>,
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -725,6 +722,9 @@ impl Connection {
                 .broker
                 .gate
                 .allows(&self.principal, Access::Publish, topic_str);
+        // The reason code, and for the intake's refusals why (kept off the
+        // connection's state: every idle connection would pay for it).
+        let mut why = None;
         let mut refusal = if !allowed {
             observe::denied("publish");
             Some(ReasonCode::NOT_AUTHORIZED)
@@ -750,7 +750,7 @@ impl Connection {
             }
             drop(st);
             if !duplicate && refusal.is_none() {
-                refusal = self.route(topic, p);
+                (refusal, why) = self.route(topic, p);
                 if refusal.is_some() {
                     // Refused: the exchange ends with the PUBREC, so a
                     // retry with the same id is a new message.
@@ -758,7 +758,7 @@ impl Connection {
                 }
             }
         } else if refusal.is_none() {
-            refusal = self.route(topic, p);
+            (refusal, why) = self.route(topic, p);
         }
 
         if let Some(id) = packet_id {
@@ -769,7 +769,6 @@ impl Connection {
                 ack.reason_code = code;
                 // A reason string is optional: leave it out rather than
                 // risk exceeding a small client maximum packet size.
-                let why = self.refusal_reason.take();
                 if self.client_max_packet.is_none_or(|max| max >= 512) {
                     ack.properties.reason_string =
                         why.and_then(|w| MqttStr::new(truncate(&w, 256)).ok());
@@ -818,10 +817,10 @@ impl Connection {
         }
     }
 
-    /// Hands a client's message to the router; returns the reason code when
-    /// the router's intake refused it (an invalid telemetry payload), and
-    /// keeps the why for the acknowledgement's reason string.
-    fn route(&mut self, topic: MqttStr, p: Publish) -> Option<ReasonCode> {
+    /// Hands a client's message to the router; when the router's intake
+    /// refused it (an invalid telemetry payload), returns the reason code and
+    /// why, for the acknowledgement's reason string.
+    fn route(&mut self, topic: MqttStr, p: Publish) -> (Option<ReasonCode>, Option<String>) {
         let props = &p.properties;
         let message = Message {
             tenant: self.tenant.clone(),
@@ -844,14 +843,15 @@ impl Connection {
             self.backpressure = published.backpressure;
         }
         self.durable_after = published.durable_after;
-        let refused = published.refused?;
+        let Some(refused) = published.refused else {
+            return (None, None);
+        };
         let code = match &refused {
             Refused::Invalid(_) => ReasonCode::PAYLOAD_FORMAT_INVALID,
             Refused::QuotaExceeded(_) => ReasonCode::QUOTA_EXCEEDED,
             Refused::Unavailable(_) => ReasonCode::UNSPECIFIED_ERROR,
         };
-        self.refusal_reason = Some(refused.to_string());
-        Some(code)
+        (Some(code), Some(refused.to_string()))
     }
 
     fn on_pubrec(&self, wbuf: &mut BytesMut, a: Ack) {
