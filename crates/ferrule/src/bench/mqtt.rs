@@ -30,6 +30,7 @@ use tokio::process::Child;
 use tokio::task::JoinSet;
 use tokio_util::bytes::Bytes;
 
+use super::thousands;
 use super::loadgen::{self, Client};
 use super::process::{
     cpu_busy_seconds, cpu_seconds, cpus_allowed, free_port, http_addr, own_cpu_seconds,
@@ -765,18 +766,6 @@ async fn traffic_scenarios(
     Ok(())
 }
 
-/// `1234567.8` → `1,234,568`.
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 fn yes(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }

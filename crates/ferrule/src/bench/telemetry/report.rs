@@ -213,18 +213,7 @@ impl Report {
     }
 }
 
-/// `1234567.8` → `1,234,568`.
-pub(super) fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub(super) use crate::bench::thousands;
 
 #[cfg(test)]
 mod tests {
