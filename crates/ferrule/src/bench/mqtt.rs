@@ -30,13 +30,13 @@ use tokio::process::Child;
 use tokio::task::JoinSet;
 use tokio_util::bytes::Bytes;
 
-use super::thousands;
 use super::loadgen::{self, Client};
 use super::process::{
     cpu_busy_seconds, cpu_seconds, cpus_allowed, free_port, http_addr, own_cpu_seconds,
     pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule, spawn_on_cpu, tcp_ext_counter,
     terminate, thread_count,
 };
+use super::thousands;
 
 /// The baseline broker (Debian's mosquitto package).
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
@@ -765,7 +765,6 @@ async fn traffic_scenarios(
     }
     Ok(())
 }
-
 
 fn yes(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }

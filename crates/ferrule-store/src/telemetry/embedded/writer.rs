@@ -374,7 +374,12 @@ impl Writer {
             let Some(s) = catalog.series.get(&id) else {
                 return Ok(());
             };
-            (s.kind, s.tenant.clone(), s.head.clone(), s.head_max_seq)
+            (
+                s.kind,
+                s.tenant.clone(),
+                s.head.points(|_| true),
+                s.head_max_seq,
+            )
         };
         if head.is_empty() {
             return Ok(());
@@ -468,7 +473,7 @@ impl Writer {
             if let Some(s) = catalog.series.get_mut(&id) {
                 // Only this thread adds points, so the head is what we read.
                 removed = s.head.len();
-                s.head = Vec::new();
+                s.head.clear();
                 s.head_since = None;
             }
             catalog.head_points -= removed;
@@ -574,9 +579,7 @@ impl Writer {
             for id in &ids {
                 if let Some(s) = catalog.series.get_mut(id) {
                     s.deleted_before = s.deleted_before.max(cutoff);
-                    let before = s.head.len();
-                    s.head.retain(|(ts, _)| *ts >= cutoff);
-                    removed += before - s.head.len();
+                    removed += s.head.drop_before(cutoff);
                     if s.head.is_empty() {
                         s.head_since = None;
                     }
