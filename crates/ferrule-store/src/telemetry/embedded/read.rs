@@ -152,8 +152,11 @@ pub fn aggregate(
         let mut overlapped = Vec::new();
         let mut whole = Vec::new();
         for data in rows {
-            let header = ChunkHeader::parse(&data).map_err(storage)?;
-            if !head.is_empty() && header.min_ts <= hi && header.max_ts >= lo {
+            let overlaps = !head.is_empty() && {
+                let header = ChunkHeader::parse(&data).map_err(storage)?;
+                header.min_ts <= hi && header.max_ts >= lo
+            };
+            if overlaps {
                 overlapped.extend(chunks::decode(data, range.from, range.to)?);
             } else {
                 whole.push(Chunk::from_vec(data).map_err(storage)?);

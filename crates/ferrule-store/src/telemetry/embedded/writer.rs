@@ -8,6 +8,7 @@
 //! drops log rows no head needs any more. Retention deletes and settings
 //! changes run here too, so nothing else ever writes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -145,7 +146,9 @@ impl Writer {
         let mut events = Vec::new();
         let mut queued = 0;
         let mut expired = 0u64;
-        let mut head_bytes: Vec<(TenantId, i64)> = Vec::new();
+        // Disk use per tenant, published once per batch rather than once per
+        // append (each gauge update formats labels and looks up metrics).
+        let mut usage: HashMap<TenantId, i64> = HashMap::new();
         for request in appends {
             let Request::Append {
                 ticket,
@@ -162,24 +165,24 @@ impl Writer {
             queued += readings.len().max(1);
             let before = applied.len();
             for r in readings {
-                let id = match self.series_id(&tenant, &device, &r.key, kind_of(&r.value)) {
-                    Some(id) => id,
-                    None => continue,
+                let Some((id, deleted_before)) =
+                    self.series_id(&tenant, &device, &r.key, kind_of(&r.value))
+                else {
+                    continue;
                 };
-                if r.ts < self.deleted_before(id) {
+                if r.ts < deleted_before {
                     expired += 1;
                     continue;
                 }
                 logbody::put_point(&mut body, id, r.ts, &r.value);
                 applied.push((id, r.ts, r.value));
             }
-            head_bytes.push((
-                tenant.clone(),
-                ((applied.len() - before) * HEAD_POINT_BYTES) as i64,
-            ));
+            let mut bytes = ((applied.len() - before) * HEAD_POINT_BYTES) as i64;
             for e in evs {
+                bytes += event_bytes(&e);
                 events.push((tenant.clone(), device.clone(), e));
             }
+            *usage.entry(tenant).or_default() += bytes;
         }
         if expired > 0 {
             metrics::counter!("ferrule_telemetry_points_expired_total").increment(expired);
@@ -200,10 +203,7 @@ impl Writer {
                 }
             }
         }
-        for (tenant, _, e) in &events {
-            self.inner.add_usage(tenant, event_bytes(e));
-        }
-        for (tenant, bytes) in &head_bytes {
+        for (tenant, bytes) in &usage {
             self.inner.add_usage(tenant, *bytes);
         }
         metrics::counter!("ferrule_telemetry_points_stored_total").increment(stored);
@@ -240,18 +240,25 @@ impl Writer {
         tx.commit()
     }
 
-    /// The series for a key of this kind, created (and its row committed)
-    /// on first sight. `None` only if the row cannot be written, which the
-    /// log then reports.
+    /// The series for a key of this kind and its retention horizon, the
+    /// series created (and its row committed) on first sight. `None` only
+    /// if the row cannot be written, which the log then reports.
     fn series_id(
         &mut self,
         tenant: &TenantId,
         device: &DeviceId,
         key: &str,
         kind: ferrule_tsdb::Kind,
-    ) -> Option<SeriesId> {
-        if let Some(id) = self.inner.catalog.read().find(tenant, device, key, kind) {
-            return Some(id);
+    ) -> Option<(SeriesId, i64)> {
+        {
+            let catalog = self.inner.catalog.read();
+            if let Some(id) = catalog.find(tenant, device, key, kind) {
+                let deleted_before = catalog
+                    .series
+                    .get(&id)
+                    .map_or(i64::MIN, |s| s.deleted_before);
+                return Some((id, deleted_before));
+            }
         }
         let id = self.inner.catalog.read().next_id;
         let written = self.conn.execute(
@@ -272,16 +279,7 @@ impl Writer {
             id,
             Series::new(tenant.clone(), device.clone(), key.into(), kind),
         );
-        Some(id)
-    }
-
-    fn deleted_before(&self, id: SeriesId) -> i64 {
-        self.inner
-            .catalog
-            .read()
-            .series
-            .get(&id)
-            .map_or(i64::MIN, |s| s.deleted_before)
+        Some((id, i64::MIN))
     }
 
     /// Seals the heads that are due: full, older than the seal age, or the
