@@ -233,7 +233,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     readiness.set_ready();
     println!("Ferrule {} ready", env!("CARGO_PKG_VERSION"));
-    println!("  HTTP API  http://{http_addr}/api/v1  (docs: /api/openapi.json)");
+    println!("  HTTP API  http://{http_addr}/api/v1  (reference: /api/docs)");
     println!("  MQTT      mqtt://{mqtt_addr}");
     if let Some(addr) = mqtts_addr {
         println!("  MQTT/TLS  mqtts://{addr}");

@@ -1,6 +1,7 @@
 //! The API's routes, declared once for both axum and OpenAPI.
 
 mod acl_rules;
+mod api_docs;
 mod api_keys;
 mod auth;
 mod credentials;
@@ -101,6 +102,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
+        .routes(routes!(api_docs::page))
+        .routes(routes!(api_docs::stylesheet))
 }
 
 /// The OpenAPI document of every route.
@@ -111,11 +114,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
+    let docs = api_docs::ApiDocsPage::render(&api).expect("the API reference template renders");
     let api = std::sync::Arc::new(api);
     router
         .route("/", axum::routing::get(ops::landing))
         .route("/mqtt", axum::routing::get(mqtt_ws::upgrade))
         .layer(axum::Extension(api))
+        .layer(axum::Extension(docs))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))

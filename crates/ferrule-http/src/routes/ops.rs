@@ -72,8 +72,9 @@ pub async fn landing() -> Html<&'static str> {
         "<h1>Ferrule ",
         env!("CARGO_PKG_VERSION"),
         "</h1>",
-        "<p>The API is at <code>/api/v1</code>, described by ",
-        "<a href=\"/api/openapi.json\">/api/openapi.json</a>. ",
+        "<p>The API is at <code>/api/v1</code>: see the ",
+        "<a href=\"/api/docs\">API reference</a> ",
+        "(machine-readable: <a href=\"/api/openapi.json\">/api/openapi.json</a>). ",
         "Health: <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, ",
         "<a href=\"/metrics\">/metrics</a>.</p>"
     ))

@@ -42,6 +42,44 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn the_api_reference_is_a_self_contained_page_of_every_operation() {
+    let s = Server::start().await;
+    let anon = s.anon();
+    let page = anon.get("/api/docs").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.content_type.starts_with("text/html"),
+        "{}",
+        page.content_type
+    );
+    let api = anon.get("/api/openapi.json").await.json;
+    for (path, ops) in api["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            // The page escapes `/` in text; compare on the escaped form.
+            let shown = path.replace('/', "&#x2f;");
+            assert!(
+                page.text.contains(&format!(
+                    "{}</span> <code>{shown}</code>",
+                    method.to_uppercase()
+                )),
+                "{method} {path} is not on /api/docs"
+            );
+        }
+    }
+    // Served from the binary: no script, nothing loaded from another origin.
+    assert!(!page.text.contains("<script"));
+    assert!(!page.text.contains("src=\"http") && !page.text.contains("href=\"http"));
+    let css = anon.get("/api/docs/style.css").await;
+    assert_eq!(css.status, 200);
+    assert!(
+        css.content_type.starts_with("text/css"),
+        "{}",
+        css.content_type
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn openapi_describes_every_route_and_every_described_route_exists() {
     let s = Server::start().await;
     let api = s.anon().get("/api/openapi.json").await;
@@ -65,6 +103,7 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         "/readyz",
         "/metrics",
         "/api/openapi.json",
+        "/api/docs",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not described");
     }
