@@ -51,6 +51,9 @@ pub fn generate_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(bytes))
 }
 
+/// Shortest password accepted for a user, by the API and the command line.
+pub const MIN_USER_PASSWORD_LEN: usize = 8;
+
 /// A random password for the first admin when none is configured.
 pub fn generate_password() -> String {
     let mut bytes = [0u8; 12];

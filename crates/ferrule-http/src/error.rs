@@ -147,6 +147,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { kind } => ApiError::NotFound(kind),
             StoreError::Conflict { kind } => ApiError::Conflict(format!("{kind} already exists")),
             StoreError::Refused(why) => ApiError::Conflict(why),
+            StoreError::Outranked => ApiError::Forbidden(
+                "you cannot change or delete a user whose role is above your own",
+            ),
             e @ StoreError::SchemaTooNew { .. } => ApiError::Unavailable(e.to_string()),
             StoreError::Backend(cause) => ApiError::Internal(cause),
         }

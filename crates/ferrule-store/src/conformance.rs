@@ -26,6 +26,12 @@ macro_rules! meta_store_conformance {
             deleting_a_tenant_removes_everything_it_owns,
             acl_rules_crud_and_scoped_by_tenant,
             deleting_a_tenant_removes_its_acl_rules,
+            user_changes_need_a_role_at_least_the_users,
+            user_updates_change_email_and_end_sessions,
+            the_last_admin_and_the_last_owner_stay,
+            concurrent_demotions_keep_an_owner,
+            api_keys_record_their_creators_and_revoke_with_them,
+            fingerprints_are_unique_per_tenant_and_claimed,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -158,7 +164,7 @@ pub async fn users_are_unique_by_email_and_scoped_by_tenant(s: &dyn MetaStore) {
         )
         .await,
     );
-    not_found(s.delete_user(&b, "u1").await);
+    not_found(s.delete_user(&b, "u1", None).await);
     assert!(
         s.list_users(&b, &page(10, None))
             .await
@@ -169,6 +175,7 @@ pub async fn users_are_unique_by_email_and_scoped_by_tenant(s: &dyn MetaStore) {
     let up = UserUpdate {
         role: Some(Role::Viewer),
         password_hash: Some("h2".into()),
+        ..Default::default()
     };
     assert_eq!(
         s.update_user(&a, "u1", &up).await.unwrap().role,
@@ -183,7 +190,7 @@ pub async fn users_are_unique_by_email_and_scoped_by_tenant(s: &dyn MetaStore) {
         "h2"
     );
     assert_eq!(s.count_users().await.unwrap(), 1);
-    s.delete_user(&a, "u1").await.unwrap();
+    s.delete_user(&a, "u1", None).await.unwrap();
     assert!(
         s.find_user_by_email("ann@example.com")
             .await
@@ -215,7 +222,11 @@ pub async fn sessions_find_and_end(s: &dyn MetaStore) {
     assert!(s.find_session("old").await.unwrap().is_none());
     s.delete_session("live").await.unwrap();
     assert!(s.find_session("live").await.unwrap().is_none());
-    s.delete_user_sessions("u1").await.unwrap();
+    let end = UserUpdate {
+        end_sessions: EndSessions::All,
+        ..Default::default()
+    };
+    s.update_user(&a, "u1", &end).await.unwrap();
     assert!(s.find_session("other").await.unwrap().is_none());
 }
 
@@ -229,6 +240,7 @@ pub async fn api_keys_are_found_by_hash_and_revoked(s: &dyn MetaStore) {
         created_at: Timestamp::from_millisecond(1_700_000_000_000).unwrap(),
         expires_at: None,
         revoked_at: None,
+        created_by: None,
     };
     s.create_api_key(&key, "secret-hash").await.unwrap();
     assert_eq!(s.find_api_key("secret-hash").await.unwrap().unwrap(), key);
@@ -328,11 +340,12 @@ pub async fn credentials_find_rotate_and_delete(s: &dyn MetaStore) {
         s.find_device_by_token("pw-hash").await.unwrap().is_none(),
         "a password is not a token"
     );
-    assert!(
-        s.find_device_by_fingerprint("sha256:00")
+    assert_eq!(
+        s.find_device_by_fingerprint("sha256:00", None)
             .await
             .unwrap()
-            .is_some()
+            .len(),
+        1
     );
     let pws = s.device_passwords(&a, &device("pump")).await.unwrap();
     assert_eq!(
@@ -367,10 +380,10 @@ pub async fn credentials_find_rotate_and_delete(s: &dyn MetaStore) {
     // Deleting the device deletes its remaining credentials.
     s.delete_device(&a, &device("pump")).await.unwrap();
     assert!(
-        s.find_device_by_fingerprint("sha256:00")
+        s.find_device_by_fingerprint("sha256:00", None)
             .await
             .unwrap()
-            .is_none()
+            .is_empty()
     );
 }
 
@@ -477,4 +490,401 @@ pub async fn deleting_a_tenant_removes_its_acl_rules(s: &dyn MetaStore) {
     s.create_tenant(&a, "Alpha again").await.unwrap();
     assert!(s.list_acl_rules(&a).await.unwrap().is_empty());
     assert_eq!(s.list_acl_rules(&b).await.unwrap().len(), 1);
+}
+
+fn with_role(id: &str, t: &TenantId, role: Role) -> NewUser {
+    NewUser {
+        role,
+        ..new_user(id, t, &format!("{id}@example.com"))
+    }
+}
+
+fn set_role(role: Role, by: Option<Role>) -> UserUpdate {
+    UserUpdate {
+        role: Some(role),
+        by,
+        ..Default::default()
+    }
+}
+
+fn refused<T: std::fmt::Debug>(r: Result<T, StoreError>, says: &str) {
+    match r {
+        Err(StoreError::Refused(why)) => assert!(why.contains(says), "{why}"),
+        other => panic!("expected Refused({says:?}), got {other:?}"),
+    }
+}
+
+fn outranked<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(
+        matches!(r, Err(StoreError::Outranked)),
+        "expected Outranked, got {r:?}"
+    );
+}
+
+pub async fn user_changes_need_a_role_at_least_the_users(s: &dyn MetaStore) {
+    let (a, _) = with_tenants(s).await;
+    for (id, role) in [
+        ("o1", Role::Owner),
+        ("o2", Role::Owner),
+        ("e1", Role::Editor),
+    ] {
+        s.create_user(&with_role(id, &a, role)).await.unwrap();
+    }
+    // Whatever the change, the user's current role decides.
+    let password = UserUpdate {
+        password_hash: Some("stolen".into()),
+        by: Some(Role::Editor),
+        ..Default::default()
+    };
+    outranked(s.update_user(&a, "o1", &password).await);
+    outranked(
+        s.update_user(&a, "o1", &set_role(Role::Viewer, Some(Role::Editor)))
+            .await,
+    );
+    outranked(s.delete_user(&a, "o1", Some(Role::Editor)).await);
+    assert_eq!(s.get_user(&a, "o1").await.unwrap().role, Role::Owner);
+    assert_eq!(
+        s.find_user_by_email("o1@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "hash"
+    );
+    // Equal or higher may.
+    let by_owner = UserUpdate {
+        by: Some(Role::Owner),
+        ..password
+    };
+    s.update_user(&a, "o1", &by_owner).await.unwrap();
+    s.update_user(&a, "e1", &set_role(Role::Viewer, Some(Role::Editor)))
+        .await
+        .unwrap();
+    s.delete_user(&a, "o2", Some(Role::Owner)).await.unwrap();
+}
+
+pub async fn user_updates_change_email_and_end_sessions(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    s.create_user(&with_role("u1", &a, Role::Editor))
+        .await
+        .unwrap();
+    s.create_user(&with_role("u2", &b, Role::Editor))
+        .await
+        .unwrap();
+    let email = |e: &str| UserUpdate {
+        email: Some(e.into()),
+        ..Default::default()
+    };
+    // Unique across the instance, case-insensitively, like at creation.
+    assert!(matches!(
+        s.update_user(&a, "u1", &email("U2@example.com")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        s.update_user(&a, "u1", &email("ann@example.com"))
+            .await
+            .unwrap()
+            .email,
+        "ann@example.com"
+    );
+    assert!(
+        s.find_user_by_email("ann@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let expires_at = Timestamp::now() + SignedDuration::from_secs(3600);
+    for hash in ["this", "other", "third"] {
+        let session = Session {
+            token_hash: hash.into(),
+            user_id: "u1".into(),
+            expires_at,
+        };
+        s.create_session(&session).await.unwrap();
+    }
+    // An email alone ends nothing; a password ends all but the caller's.
+    s.update_user(&a, "u1", &email("ann2@example.com"))
+        .await
+        .unwrap();
+    assert!(s.find_session("other").await.unwrap().is_some());
+    let own = UserUpdate {
+        password_hash: Some("h2".into()),
+        end_sessions: EndSessions::AllBut("this".into()),
+        ..Default::default()
+    };
+    s.update_user(&a, "u1", &own).await.unwrap();
+    assert!(s.find_session("this").await.unwrap().is_some());
+    assert!(s.find_session("other").await.unwrap().is_none());
+    assert!(s.find_session("third").await.unwrap().is_none());
+    // A refused change changes nothing, sessions included.
+    let refused_change = UserUpdate {
+        email: Some("u2@example.com".into()),
+        end_sessions: EndSessions::All,
+        ..Default::default()
+    };
+    assert!(s.update_user(&a, "u1", &refused_change).await.is_err());
+    assert!(s.find_session("this").await.unwrap().is_some());
+}
+
+pub async fn the_last_admin_and_the_last_owner_stay(s: &dyn MetaStore) {
+    let default = TenantId::default_tenant();
+    s.create_tenant(&default, "Default").await.unwrap();
+    let (a, _) = with_tenants(s).await;
+    s.create_user(&with_role("admin1", &default, Role::Admin))
+        .await
+        .unwrap();
+    refused(
+        s.update_user(&default, "admin1", &set_role(Role::Owner, None))
+            .await,
+        "no admin",
+    );
+    refused(s.delete_user(&default, "admin1", None).await, "no admin");
+    // Admins count as owners of `default`: its owners may all go.
+    s.create_user(&with_role("od", &default, Role::Owner))
+        .await
+        .unwrap();
+    s.update_user(&default, "od", &set_role(Role::Editor, None))
+        .await
+        .unwrap();
+    s.create_user(&with_role("admin2", &default, Role::Admin))
+        .await
+        .unwrap();
+    s.update_user(&default, "admin1", &set_role(Role::Owner, None))
+        .await
+        .unwrap();
+    refused(s.delete_user(&default, "admin2", None).await, "no admin");
+
+    // A tenant with an owner keeps one.
+    s.create_user(&with_role("o1", &a, Role::Owner))
+        .await
+        .unwrap();
+    s.create_user(&with_role("e1", &a, Role::Editor))
+        .await
+        .unwrap();
+    refused(
+        s.update_user(&a, "o1", &set_role(Role::Editor, None)).await,
+        "tenant alpha would have no owner; promote another user first",
+    );
+    refused(
+        s.delete_user(&a, "o1", None).await,
+        "tenant alpha would have no owner",
+    );
+    assert_eq!(s.get_user(&a, "o1").await.unwrap().role, Role::Owner);
+    s.delete_user(&a, "e1", None).await.unwrap();
+    s.create_user(&with_role("o2", &a, Role::Owner))
+        .await
+        .unwrap();
+    s.update_user(&a, "o1", &set_role(Role::Editor, None))
+        .await
+        .unwrap();
+    refused(s.delete_user(&a, "o2", None).await, "no owner");
+    // A tenant that never had an owner is no concern of this rule.
+    let b = tenant("beta");
+    s.create_user(&with_role("e2", &b, Role::Editor))
+        .await
+        .unwrap();
+    s.delete_user(&b, "e2", None).await.unwrap();
+}
+
+pub async fn concurrent_demotions_keep_an_owner(s: &dyn MetaStore) {
+    // Each round: two owners demote each other at the same time. Whatever
+    // the interleaving, exactly one demotion may succeed.
+    for round in 0..10 {
+        let t = tenant(&format!("race{round}"));
+        s.create_tenant(&t, "Race").await.unwrap();
+        let (x, y) = (format!("x{round}"), format!("y{round}"));
+        s.create_user(&with_role(&x, &t, Role::Owner))
+            .await
+            .unwrap();
+        s.create_user(&with_role(&y, &t, Role::Owner))
+            .await
+            .unwrap();
+        let demote = set_role(Role::Editor, Some(Role::Owner));
+        let (rx, ry) = futures_join(
+            s.update_user(&t, &x, &demote),
+            s.update_user(&t, &y, &demote),
+        )
+        .await;
+        assert_eq!(
+            usize::from(rx.is_ok()) + usize::from(ry.is_ok()),
+            1,
+            "round {round}: {rx:?} / {ry:?}"
+        );
+        let owners = s
+            .list_users(&t, &page(10, None))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|u| u.role == Role::Owner)
+            .count();
+        assert_eq!(owners, 1, "round {round}");
+    }
+}
+
+/// Polls both futures together, so a backend sees the calls overlap.
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    tokio::join!(a, b)
+}
+
+fn api_key(id: &str, t: &TenantId, role: Role, created_by: Option<&str>) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        tenant: t.clone(),
+        name: id.into(),
+        role,
+        created_at: Timestamp::from_millisecond(1_700_000_000_000).unwrap(),
+        expires_at: None,
+        revoked_at: None,
+        created_by: created_by.map(str::to_owned),
+    }
+}
+
+pub async fn api_keys_record_their_creators_and_revoke_with_them(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    for (id, role) in [
+        ("u1", Role::Owner),
+        ("u2", Role::Owner),
+        ("u3", Role::Editor),
+    ] {
+        s.create_user(&with_role(id, &a, role)).await.unwrap();
+    }
+    let keys = [
+        api_key("k1", &a, Role::Owner, Some("u1")),
+        api_key("k2", &a, Role::Editor, Some("k1")),
+        api_key("k3", &a, Role::Viewer, Some("k2")),
+        api_key("k4", &b, Role::Viewer, Some("u3")),
+        api_key("legacy", &a, Role::Owner, None),
+        api_key("orphan", &a, Role::Viewer, Some("u_gone")),
+    ];
+    for k in &keys {
+        s.create_api_key(k, &format!("hash-{}", k.id))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.find_api_key("hash-k2")
+            .await
+            .unwrap()
+            .unwrap()
+            .created_by
+            .as_deref(),
+        Some("k1")
+    );
+    let chain = s.api_key_creators("k3").await.unwrap();
+    let user = s.get_user(&a, "u1").await.unwrap();
+    assert_eq!(
+        chain,
+        [
+            KeyCreator::Key(keys[1].clone()),
+            KeyCreator::Key(keys[0].clone()),
+            KeyCreator::User(user),
+        ]
+    );
+    assert!(s.api_key_creators("legacy").await.unwrap().is_empty());
+    assert_eq!(
+        s.api_key_creators("orphan").await.unwrap(),
+        [KeyCreator::Missing("u_gone".into())]
+    );
+    // A creator's keys are found across tenants (an admin makes keys in any).
+    let ids = |v: Vec<ApiKey>| v.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.api_keys_made_by("u1").await.unwrap()),
+        ["k1", "k2", "k3"]
+    );
+    assert_eq!(ids(s.api_keys_made_by("u3").await.unwrap()), ["k4"]);
+
+    // Revoking a key revokes what it made, not what made it.
+    s.revoke_api_key(&a, "k2", Timestamp::now()).await.unwrap();
+    let revoked = |id: &'static str, t: TenantId| async move {
+        s.get_api_key(&t, id).await.unwrap().revoked_at.is_some()
+    };
+    assert!(revoked("k2", a.clone()).await && revoked("k3", a.clone()).await);
+    assert!(!revoked("k1", a.clone()).await);
+    // Deleting a user revokes its keys, in any tenant.
+    s.delete_user(&a, "u3", None).await.unwrap();
+    assert!(revoked("k4", b.clone()).await);
+    s.delete_user(&a, "u1", None).await.unwrap();
+    assert!(revoked("k1", a.clone()).await);
+    assert!(!revoked("legacy", a.clone()).await);
+    // A refused deletion revokes nothing.
+    s.create_api_key(&api_key("k5", &a, Role::Owner, Some("u2")), "hash-k5")
+        .await
+        .unwrap();
+    assert!(s.delete_user(&a, "u2", None).await.is_err(), "last owner");
+    assert!(!revoked("k5", a.clone()).await);
+}
+
+fn x509(id: &str, fp: &str) -> NewCredential {
+    NewCredential {
+        id: id.into(),
+        kind: CredentialKind::X509,
+        secret_hash: None,
+        fingerprint: Some(fp.into()),
+        expires_at: None,
+    }
+}
+
+pub async fn fingerprints_are_unique_per_tenant_and_claimed(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    for t in [&a, &b] {
+        s.create_device(&new_device(t, "pump")).await.unwrap();
+        s.create_device(&new_device(t, "spare")).await.unwrap();
+    }
+    s.add_credential(&a, &device("pump"), &x509("ca", "sha256:11"))
+        .await
+        .unwrap();
+    // Another tenant registers the same fingerprint: no conflict, no leak.
+    s.add_credential(&b, &device("pump"), &x509("cb", "sha256:11"))
+        .await
+        .unwrap();
+    // Within a tenant it is a conflict.
+    assert!(matches!(
+        s.add_credential(&a, &device("spare"), &x509("ca2", "sha256:11"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let all = s
+        .find_device_by_fingerprint("sha256:11", None)
+        .await
+        .unwrap();
+    let found: Vec<_> = all
+        .iter()
+        .map(|r| (r.login.tenant.as_str(), r.credential_id.as_str(), r.claimed))
+        .collect();
+    assert_eq!(found, [("alpha", "ca", false), ("beta", "cb", false)]);
+    let in_b = s
+        .find_device_by_fingerprint("sha256:11", Some(&b))
+        .await
+        .unwrap();
+    assert_eq!(in_b.len(), 1);
+    assert_eq!(in_b[0].login.device.as_str(), "pump");
+
+    s.claim_certificate(&b, "cb").await.unwrap();
+    s.claim_certificate(&b, "cb").await.unwrap();
+    not_found(s.claim_certificate(&a, "cb").await);
+    let claimed: Vec<_> = s
+        .find_device_by_fingerprint("sha256:11", None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.claimed)
+        .collect();
+    assert_eq!(claimed, [false, true]);
+    // Disabled devices still count: a lapse must not hand the certificate
+    // to another tenant.
+    let off = DeviceUpdate {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    s.update_device(&b, &device("pump"), &off).await.unwrap();
+    let all = s
+        .find_device_by_fingerprint("sha256:11", None)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(!all[1].login.enabled);
 }

@@ -11,6 +11,9 @@ pub enum StoreError {
     /// A unique constraint: the id or email is taken.
     #[error("{kind} already exists")]
     Conflict { kind: &'static str },
+    /// The change needs a role at least as high as the user's current one.
+    #[error("the user's role is above the role making the change")]
+    Outranked,
     /// The request contradicts a rule the store keeps (e.g. deleting `default`).
     #[error("{0}")]
     Refused(String),

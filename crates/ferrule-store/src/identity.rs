@@ -23,6 +23,10 @@ pub enum AuthError {
     Revoked,
     #[error("device disabled")]
     Disabled,
+    /// A client certificate registered in several tenants, presented by a
+    /// device that did not name its tenant.
+    #[error("certificate registered in several tenants; the device must name its tenant")]
+    AmbiguousCertificate,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -35,6 +39,7 @@ impl AuthError {
             AuthError::Expired => "expired",
             AuthError::Revoked => "revoked",
             AuthError::Disabled => "disabled",
+            AuthError::AmbiguousCertificate => "ambiguous_certificate",
             AuthError::Store(_) => "store_error",
         }
     }
@@ -46,6 +51,46 @@ pub struct IssuedSession {
     pub token: String,
     pub expires_at: Timestamp,
     pub user: User,
+}
+
+/// What [`Identity::bootstrap`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// First start: created the admin, with the generated password when none
+    /// was configured (for printing once).
+    Created { generated_password: Option<String> },
+    /// The data directory already has users; a configured admin password
+    /// is not used.
+    Existing,
+}
+
+/// A change to a user, as a caller or the operator asks for it; `None`
+/// leaves a field as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserChange<'a> {
+    pub role: Option<Role>,
+    pub email: Option<&'a str>,
+    pub password: Option<&'a str>,
+    /// The role of the caller making the change, which must be at least the
+    /// user's current role; `None` for the operator at the command line.
+    pub by: Option<Role>,
+    /// When users change their own password: the bearer token of the
+    /// session doing it, which stays while their other sessions end.
+    pub keep_session: Option<&'a str>,
+}
+
+/// What a device presenting a client certificate says about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateLogin<'a> {
+    /// The certificate's fingerprint, `sha256:HEX`.
+    pub fingerprint: &'a str,
+    /// The tenant named by the username `DEVICE@TENANT` or `@TENANT`.
+    pub tenant: Option<&'a str>,
+    /// The device named by the username `DEVICE@TENANT`.
+    pub device: Option<&'a str>,
+    /// The TLS server name (SNI) the device connected to: its first label
+    /// names a tenant when a tenant has that id.
+    pub server_name: Option<&'a str>,
 }
 
 /// Authenticates callers and mints secrets, over any [`MetaStore`].
@@ -64,13 +109,13 @@ impl Identity {
         &self.store
     }
 
-    /// First start: creates tenant `default` and the admin user. Returns the
-    /// generated password when none was configured, for printing once.
+    /// First start: creates tenant `default` and the admin user, unless the
+    /// data directory already has users.
     pub async fn bootstrap(
         &self,
         admin_email: &str,
         admin_password: Option<&str>,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Bootstrap, StoreError> {
         let default = TenantId::default_tenant();
         match self.store.get_tenant(&default).await {
             Ok(_) => {}
@@ -80,13 +125,15 @@ impl Identity {
             Err(e) => return Err(e),
         }
         if self.store.count_users().await? > 0 {
-            return Ok(None);
+            return Ok(Bootstrap::Existing);
         }
         let generated = admin_password.is_none().then(secret::generate_password);
         let password = admin_password.or(generated.as_deref()).unwrap_or_default();
         self.create_user(&default, admin_email, password, Role::Admin)
             .await?;
-        Ok(generated)
+        Ok(Bootstrap::Created {
+            generated_password: generated,
+        })
     }
 
     /// Creates a user, hashing the password off the async threads.
@@ -107,32 +154,73 @@ impl Identity {
         self.store.create_user(&user).await
     }
 
-    /// Changes a user's role and/or password; either change ends the user's
-    /// sessions, so a demoted user cannot keep its old powers.
+    /// Changes a user. A new role ends all the user's sessions, so a demoted
+    /// user cannot keep its old powers; a new password ends them all but
+    /// `keep_session`. The store checks `by` against the user's current role
+    /// and keeps the last admin and owners, atomically with the change.
     pub async fn update_user(
         &self,
         tenant: &TenantId,
         id: &str,
-        role: Option<Role>,
-        password: Option<&str>,
+        change: UserChange<'_>,
     ) -> Result<User, StoreError> {
-        let password_hash = match password {
+        let password_hash = match change.password {
             Some(p) => Some(hash_password(p).await?),
             None => None,
         };
+        let end_sessions = match (change.role, change.password, change.keep_session) {
+            (Some(_), _, _) | (None, Some(_), None) => EndSessions::All,
+            (None, Some(_), Some(keep)) => EndSessions::AllBut(secret::hash_token(keep)),
+            (None, None, _) => EndSessions::None,
+        };
+        let update = UserUpdate {
+            role: change.role,
+            email: change.email.map(str::to_owned),
+            password_hash,
+            by: change.by,
+            end_sessions,
+        };
+        self.store.update_user(tenant, id, &update).await
+    }
+
+    /// Checks a user's own current password before they change their own
+    /// password or email; a wrong one is a failed authentication.
+    pub async fn check_own_password(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        password: &str,
+    ) -> Result<(), AuthError> {
+        let user = self.store.get_user(tenant, user_id).await?;
+        match self.verify_user_password(&user.email, password).await {
+            Ok(found) if found.id == user.id => Ok(()),
+            Ok(_) => Err(AuthError::Invalid),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The operator's way back from a lost password: sets a new password
+    /// (the one given, else a generated one) and ends all the user's
+    /// sessions. Returns the user and the generated password.
+    pub async fn reset_password(
+        &self,
+        email: &str,
+        password: Option<&str>,
+    ) -> Result<(User, Option<String>), StoreError> {
         let user = self
             .store
-            .update_user(
-                tenant,
-                id,
-                &UserUpdate {
-                    role,
-                    password_hash,
-                },
-            )
-            .await?;
-        self.store.delete_user_sessions(id).await?;
-        Ok(user)
+            .find_user_by_email(email)
+            .await?
+            .ok_or(StoreError::NotFound { kind: "user" })?
+            .user;
+        let generated = password.is_none().then(secret::generate_password);
+        let password = password.or(generated.as_deref()).unwrap_or_default();
+        let change = UserChange {
+            password: Some(password),
+            ..UserChange::default()
+        };
+        let user = self.update_user(&user.tenant, &user.id, change).await?;
+        Ok((user, generated))
     }
 
     /// Email + password → a session token.
@@ -199,13 +287,34 @@ impl Identity {
         if !key.is_active(Timestamp::now()) {
             return Err(AuthError::Expired);
         }
+        let role = key.role.min(self.key_ceiling(&key.id).await?);
         Ok(Principal {
             tenant: key.tenant,
-            kind: PrincipalKind::ApiKey {
-                id: key.id,
-                role: key.role,
-            },
+            kind: PrincipalKind::ApiKey { id: key.id, role },
         })
+    }
+
+    /// The most a key may do because of who created it: the lowest role
+    /// along its chain of creating keys up to the user who started it, as
+    /// they are now. A key whose chain holds a revoked, expired or deleted
+    /// creator, or is longer than [`MAX_KEY_CHAIN`], may do nothing. A chain
+    /// that ends without a recorded creator (keys from before creators were
+    /// recorded) sets no ceiling above its keys' own roles.
+    async fn key_ceiling(&self, key_id: &str) -> Result<Role, AuthError> {
+        let chain = self.store.api_key_creators(key_id).await?;
+        if chain.len() > MAX_KEY_CHAIN {
+            return Err(AuthError::Revoked);
+        }
+        let now = Timestamp::now();
+        let mut ceiling = Role::Admin;
+        for link in chain {
+            match link {
+                KeyCreator::User(user) => return Ok(ceiling.min(user.role)),
+                KeyCreator::Key(key) if key.is_active(now) => ceiling = ceiling.min(key.role),
+                KeyCreator::Key(_) | KeyCreator::Missing(_) => return Err(AuthError::Revoked),
+            }
+        }
+        Ok(ceiling)
     }
 
     /// MQTT `key:ID` + secret: the id must match the secret's key.
@@ -288,18 +397,68 @@ impl Identity {
         Err(AuthError::Invalid)
     }
 
-    /// A client certificate's fingerprint, `sha256:HEX`.
-    pub async fn authenticate_fingerprint(
+    /// A client certificate, with whatever the device says about its tenant.
+    ///
+    /// A fingerprint is unique within a tenant only, so the tenant comes
+    /// first from the device: named by the username (and then, with
+    /// `DEVICE@TENANT`, the registration must be that device's), else by the
+    /// TLS server name's first label when a tenant has that id. Named, the
+    /// fingerprint is looked up in that tenant only, and the registration
+    /// becomes *claimed*: the TLS handshake proved the device holds the
+    /// certificate's key. A device that names nothing resolves by
+    /// fingerprint across tenants: the one claimed registration if exactly
+    /// one is claimed, else the only registration if there is one; anything
+    /// else is ambiguous and refused. So registering another tenant's
+    /// certificate (a public value) can neither capture nor block a device
+    /// that has named its tenant once.
+    pub async fn authenticate_certificate(
         &self,
-        fingerprint: &str,
+        login: CertificateLogin<'_>,
     ) -> Result<Principal, AuthError> {
-        let fp = secret::normalize_fingerprint(fingerprint).ok_or(AuthError::Invalid)?;
-        let login = self
+        let fp = secret::normalize_fingerprint(login.fingerprint).ok_or(AuthError::Invalid)?;
+        let named = match (login.tenant, login.server_name) {
+            (Some(t), _) => Some(TenantId::new(t).map_err(|_| AuthError::Invalid)?),
+            (None, Some(host)) => self.tenant_named_by_host(host).await?,
+            (None, None) => None,
+        };
+        let Some(tenant) = named else {
+            let registrations = self.store.find_device_by_fingerprint(&fp, None).await?;
+            return device_principal(resolve_unnamed(registrations)?.login);
+        };
+        let found = self
             .store
-            .find_device_by_fingerprint(&fp)
+            .find_device_by_fingerprint(&fp, Some(&tenant))
             .await?
+            .into_iter()
+            .next()
             .ok_or(AuthError::Invalid)?;
-        device_principal(login)
+        if login
+            .device
+            .is_some_and(|d| d != found.login.device.as_str())
+        {
+            return Err(AuthError::Invalid);
+        }
+        let principal = device_principal(found.login)?;
+        if !found.claimed {
+            self.store
+                .claim_certificate(&tenant, &found.credential_id)
+                .await?;
+        }
+        Ok(principal)
+    }
+
+    /// The tenant a TLS server name names: its first label, when a tenant
+    /// has that id (`acme.mqtt.example.com` → `acme`).
+    async fn tenant_named_by_host(&self, host: &str) -> Result<Option<TenantId>, StoreError> {
+        let label = host.split('.').next().unwrap_or_default();
+        let Ok(tenant) = TenantId::new(label) else {
+            return Ok(None);
+        };
+        match self.store.get_tenant(&tenant).await {
+            Ok(_) => Ok(Some(tenant)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Adds a token credential; returns it with the token, shown once.
@@ -339,7 +498,8 @@ impl Identity {
         self.store.add_credential(tenant, device, &cred).await
     }
 
-    /// Registers a client-certificate fingerprint (already normalised).
+    /// Registers a client-certificate fingerprint (already normalised); a
+    /// conflict only with a registration in the same tenant.
     pub async fn add_device_fingerprint(
         &self,
         tenant: &TenantId,
@@ -383,14 +543,21 @@ impl Identity {
         Ok((cred, token))
     }
 
-    /// Creates an API key; returns it with its secret, shown once.
+    /// Creates an API key on behalf of `created_by` (a user id or a key
+    /// id); returns it with its secret, shown once.
     pub async fn create_api_key(
         &self,
         tenant: &TenantId,
         name: &str,
         role: Role,
         expires_at: Option<Timestamp>,
+        created_by: &str,
     ) -> Result<(ApiKey, String), StoreError> {
+        if self.store.api_key_creators(created_by).await?.len() >= MAX_KEY_CHAIN {
+            return Err(StoreError::Refused(format!(
+                "keys may create keys at most {MAX_KEY_CHAIN} deep: create this key as a user"
+            )));
+        }
         let secret = secret::generate_token(TokenKind::ApiKey);
         let key = ApiKey {
             id: secret::generate_id("k_"),
@@ -400,11 +567,30 @@ impl Identity {
             created_at: Timestamp::now(),
             expires_at,
             revoked_at: None,
+            created_by: Some(created_by.to_owned()),
         };
         self.store
             .create_api_key(&key, &secret::hash_token(&secret))
             .await?;
         Ok((key, secret))
+    }
+}
+
+/// The registration a device that names no tenant logs in to (see
+/// [`Identity::authenticate_certificate`]). Disabled devices and expired
+/// credentials count here, so that letting one lapse never hands the
+/// certificate to another tenant.
+fn resolve_unnamed(
+    registrations: Vec<CertificateRegistration>,
+) -> Result<CertificateRegistration, AuthError> {
+    let claimed = registrations.iter().filter(|r| r.claimed).count();
+    let mut candidates = registrations
+        .into_iter()
+        .filter(|r| claimed == 0 || r.claimed);
+    match (candidates.next(), candidates.next()) {
+        (Some(only), None) => Ok(only),
+        (None, _) => Err(AuthError::Invalid),
+        (Some(_), Some(_)) => Err(AuthError::AmbiguousCertificate),
     }
 }
 

@@ -31,6 +31,6 @@ pub mod conformance;
 pub use acl::AclCache;
 pub use broker_state::BrokerStateStore;
 pub use error::{Result, StoreError};
-pub use identity::{AuthError, Identity, IssuedSession};
+pub use identity::{AuthError, Bootstrap, CertificateLogin, Identity, IssuedSession, UserChange};
 pub use meta::MetaStore;
 pub use model::*;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use ferrule_core::acl::AclRule;
-use ferrule_core::{DeviceId, TenantId};
+use ferrule_core::{DeviceId, Role, TenantId};
 use jiff::Timestamp;
 
 use crate::Result;
@@ -32,17 +32,28 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Emails are unique across the instance: login does not name a tenant.
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
     async fn list_users(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<User>>;
+    /// Applies the changes and ends the sessions `update.end_sessions` names,
+    /// in one transaction that also enforces, against concurrent changes:
+    /// [`StoreError::Outranked`] when the user's current role is above
+    /// `update.by`; and [`StoreError::Refused`] when the change would leave
+    /// the instance without an admin or the user's tenant without an owner
+    /// (admins count as owners of tenant `default`).
+    ///
+    /// [`StoreError::Outranked`]: crate::StoreError::Outranked
+    /// [`StoreError::Refused`]: crate::StoreError::Refused
     async fn update_user(&self, tenant: &TenantId, id: &str, update: &UserUpdate) -> Result<User>;
-    /// Deletes the user and its sessions.
-    async fn delete_user(&self, tenant: &TenantId, id: &str) -> Result<()>;
+    /// Deletes the user and its sessions, and revokes the API keys it
+    /// created and the keys those created (down to [`MAX_KEY_CHAIN`]), in one
+    /// transaction with the same rules as [`MetaStore::update_user`]: `by`
+    /// must be at least the user's role, and the last admin of the instance
+    /// and the last owner of a tenant stay.
+    async fn delete_user(&self, tenant: &TenantId, id: &str, by: Option<Role>) -> Result<()>;
     async fn count_users(&self) -> Result<u64>;
 
     async fn create_session(&self, session: &Session) -> Result<()>;
     /// The session and its user, if the token hash is known (expired or not).
     async fn find_session(&self, token_hash: &str) -> Result<Option<(Session, User)>>;
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
-    /// Ends every session of a user (password change, role change).
-    async fn delete_user_sessions(&self, user_id: &str) -> Result<()>;
     async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64>;
 
     async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()>;
@@ -50,8 +61,18 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The key whose secret hashes to `secret_hash`, in any state.
     async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
     async fn list_api_keys(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<ApiKey>>;
-    /// Marks the key revoked; it stays listed so its use can be audited.
+    /// Marks the key revoked, with every key it created and the keys those
+    /// created (down to [`MAX_KEY_CHAIN`]), in one transaction; they stay
+    /// listed so their use can be audited.
     async fn revoke_api_key(&self, tenant: &TenantId, id: &str, at: Timestamp) -> Result<ApiKey>;
+    /// Who created the key, then who created that key, and so on to the
+    /// user at the root; at most [`MAX_KEY_CHAIN`] + 1 links. Empty when the
+    /// key has no recorded creator (or does not exist).
+    async fn api_key_creators(&self, id: &str) -> Result<Vec<KeyCreator>>;
+    /// Every key `creator` (a user id or a key id) created, and the keys
+    /// those created, down to [`MAX_KEY_CHAIN`], in any tenant (an admin
+    /// creates keys in other tenants).
+    async fn api_keys_made_by(&self, creator: &str) -> Result<Vec<ApiKey>>;
 
     async fn create_device(&self, device: &NewDevice) -> Result<Device>;
     async fn get_device(&self, tenant: &TenantId, id: &DeviceId) -> Result<Device>;
@@ -88,7 +109,18 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn delete_credential(&self, tenant: &TenantId, device: &DeviceId, id: &str)
     -> Result<()>;
     async fn find_device_by_token(&self, token_hash: &str) -> Result<Option<DeviceLogin>>;
-    async fn find_device_by_fingerprint(&self, fingerprint: &str) -> Result<Option<DeviceLogin>>;
+    /// Every registration of a certificate fingerprint, in `tenant` only
+    /// when one is named, else across tenants: a fingerprint is unique
+    /// within a tenant only. Disabled devices and expired credentials are
+    /// included, so that they still count when a login resolves its tenant.
+    async fn find_device_by_fingerprint(
+        &self,
+        fingerprint: &str,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<CertificateRegistration>>;
+    /// Marks a certificate registration claimed (once; later calls keep the
+    /// first time).
+    async fn claim_certificate(&self, tenant: &TenantId, credential_id: &str) -> Result<()>;
     /// The password hashes of a device's password credentials, with expiry.
     async fn device_passwords(
         &self,

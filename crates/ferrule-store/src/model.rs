@@ -56,7 +56,27 @@ pub struct NewUser {
 #[derive(Debug, Clone, Default)]
 pub struct UserUpdate {
     pub role: Option<Role>,
+    /// Unique across the instance, like at creation.
+    pub email: Option<String>,
     pub password_hash: Option<String>,
+    /// The role of whoever makes the change. The change is refused with
+    /// [`crate::StoreError::Outranked`] when the user's current role is above
+    /// it, checked in the same transaction as the change. `None` is the
+    /// operator at the command line.
+    pub by: Option<Role>,
+    /// Which of the user's sessions end with the change.
+    pub end_sessions: EndSessions,
+}
+
+/// Which sessions of a user a change ends, in the same transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EndSessions {
+    #[default]
+    None,
+    All,
+    /// Every session but the one with this token hash: the session that
+    /// changed its own password stays.
+    AllBut(String),
 }
 
 /// A login session, found by the hash of its bearer token.
@@ -76,6 +96,24 @@ pub struct ApiKey {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// The user id, or the id of the key, that created this key; `None` for
+    /// keys created before creators were recorded.
+    pub created_by: Option<String>,
+}
+
+/// How deep keys may create keys: a key whose chain of creating keys is
+/// longer has no rights (and cannot be created).
+pub const MAX_KEY_CHAIN: usize = 8;
+
+/// One link in the chain of who created an API key, nearest first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyCreator {
+    /// The user at the root of the chain, as it is now.
+    User(User),
+    /// A key that created the link before it.
+    Key(ApiKey),
+    /// The recorded creator no longer exists.
+    Missing(String),
 }
 
 impl ApiKey {
@@ -167,6 +205,17 @@ pub struct NewCredential {
     pub secret_hash: Option<String>,
     pub fingerprint: Option<String>,
     pub expires_at: Option<Timestamp>,
+}
+
+/// A registration of a client-certificate fingerprint, as a login
+/// resolves it.
+#[derive(Debug, Clone)]
+pub struct CertificateRegistration {
+    pub credential_id: String,
+    pub login: DeviceLogin,
+    /// A device has logged in with the certificate (proving it holds its key)
+    /// while naming this tenant.
+    pub claimed: bool,
 }
 
 /// A device found by one of its credentials.

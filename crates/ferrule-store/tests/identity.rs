@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use ferrule_core::{DeviceId, PrincipalKind, Role, TenantId};
 use ferrule_store::embedded::EmbeddedStore;
-use ferrule_store::{AuthError, DeviceUpdate, Identity, MetaStore, NewDevice};
+use ferrule_store::{
+    AuthError, Bootstrap, CertificateLogin, DeviceUpdate, Identity, MetaStore, NewDevice,
+    UserChange,
+};
 use jiff::{SignedDuration, Timestamp};
 
 struct Fixture {
@@ -21,14 +24,22 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let identity = Identity::new(store.clone(), Duration::from_secs(3600));
-    let generated = identity.bootstrap("admin@localhost", None).await.unwrap();
-    assert!(generated.is_some(), "first bootstrap generates a password");
+    let first = identity.bootstrap("admin@localhost", None).await.unwrap();
     assert!(
+        matches!(
+            first,
+            Bootstrap::Created {
+                generated_password: Some(_)
+            }
+        ),
+        "first bootstrap generates a password"
+    );
+    assert_eq!(
         identity
-            .bootstrap("admin@localhost", None)
+            .bootstrap("admin@localhost", Some("configured"))
             .await
-            .unwrap()
-            .is_none(),
+            .unwrap(),
+        Bootstrap::Existing,
         "only once"
     );
     let tenant = TenantId::new("acme").unwrap();
@@ -166,16 +177,100 @@ async fn device_passwords_and_fingerprints() {
         .unwrap();
     let upper = format!("SHA256:{}", "0F".repeat(32));
     assert!(is_device(
-        &f.identity.authenticate_fingerprint(&upper).await.unwrap(),
+        &f.identity
+            .authenticate_certificate(cert(&upper, None, None, None))
+            .await
+            .unwrap(),
         "acme",
         "pump"
     ));
     assert!(
         f.identity
-            .authenticate_fingerprint("sha256:00")
+            .authenticate_certificate(cert("sha256:00", None, None, None))
             .await
             .is_err()
     );
+}
+
+fn cert<'a>(
+    fingerprint: &'a str,
+    tenant: Option<&'a str>,
+    device: Option<&'a str>,
+    server_name: Option<&'a str>,
+) -> CertificateLogin<'a> {
+    CertificateLogin {
+        fingerprint,
+        tenant,
+        device,
+        server_name,
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_in_several_tenants_resolves_only_by_naming_or_claim() {
+    let f = fixture().await;
+    let other = TenantId::new("other").unwrap();
+    f.store.create_tenant(&other, "Other").await.unwrap();
+    let new = NewDevice {
+        tenant: other.clone(),
+        id: f.device.clone(),
+        name: "Decoy".into(),
+        profile: "default".into(),
+        attributes: serde_json::json!({}),
+    };
+    f.store.create_device(&new).await.unwrap();
+    let fp = format!("sha256:{}", "ab".repeat(32));
+    for t in [&f.tenant, &other] {
+        f.identity
+            .add_device_fingerprint(t, &f.device, &fp, None)
+            .await
+            .unwrap();
+    }
+    let unnamed = cert(&fp, None, None, None);
+    assert!(matches!(
+        f.identity.authenticate_certificate(unnamed).await,
+        Err(AuthError::AmbiguousCertificate)
+    ));
+    // A server name whose first label is no tenant names nothing.
+    assert!(matches!(
+        f.identity
+            .authenticate_certificate(cert(&fp, None, None, Some("mqtt.example.com")))
+            .await,
+        Err(AuthError::AmbiguousCertificate)
+    ));
+    // Naming the wrong device of the tenant fails and claims nothing.
+    assert!(matches!(
+        f.identity
+            .authenticate_certificate(cert(&fp, Some("acme"), Some("valve"), None))
+            .await,
+        Err(AuthError::Invalid)
+    ));
+    let named = f
+        .identity
+        .authenticate_certificate(cert(&fp, None, None, Some("acme.mqtt.example.com")))
+        .await
+        .unwrap();
+    assert!(is_device(&named, "acme", "pump"));
+    // Claimed by acme's device: the unnamed login resolves to acme.
+    assert!(is_device(
+        &f.identity.authenticate_certificate(unnamed).await.unwrap(),
+        "acme",
+        "pump"
+    ));
+    // A disabled device keeps its claim; its certificate is refused, never
+    // handed to the other tenant.
+    let off = DeviceUpdate {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    f.store
+        .update_device(&f.tenant, &f.device, &off)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.identity.authenticate_certificate(unnamed).await,
+        Err(AuthError::Disabled)
+    ));
 }
 
 #[tokio::test]
@@ -211,8 +306,12 @@ async fn users_sessions_and_api_keys() {
     assert!(matches!(mqtt.kind, PrincipalKind::User { ref id, .. } if *id == user.id));
 
     // A password change ends existing sessions.
+    let change = UserChange {
+        password: Some("new-password"),
+        ..UserChange::default()
+    };
     f.identity
-        .update_user(&f.tenant, &user.id, None, Some("new-password"))
+        .update_user(&f.tenant, &user.id, change)
         .await
         .unwrap();
     assert!(
@@ -225,7 +324,7 @@ async fn users_sessions_and_api_keys() {
 
     let (key, secret) = f
         .identity
-        .create_api_key(&f.tenant, "ci", Role::Viewer, None)
+        .create_api_key(&f.tenant, "ci", Role::Viewer, None, &user.id)
         .await
         .unwrap();
     assert_eq!(
@@ -256,4 +355,100 @@ async fn users_sessions_and_api_keys() {
         f.identity.authenticate_bearer(&secret).await,
         Err(AuthError::Revoked)
     ));
+}
+
+#[tokio::test]
+async fn a_key_never_exceeds_its_creators_current_role() {
+    let f = fixture().await;
+    let owner = f
+        .identity
+        .create_user(&f.tenant, "o@acme.example", "owner-password", Role::Owner)
+        .await
+        .unwrap();
+    f.identity
+        .create_user(&f.tenant, "o2@acme.example", "owner-password", Role::Owner)
+        .await
+        .unwrap();
+    let (k1, s1) = f
+        .identity
+        .create_api_key(&f.tenant, "k1", Role::Owner, None, &owner.id)
+        .await
+        .unwrap();
+    let (_, s2) = f
+        .identity
+        .create_api_key(&f.tenant, "k2", Role::Editor, None, &k1.id)
+        .await
+        .unwrap();
+    let role = |secret: String| {
+        let identity = f.identity.clone();
+        async move {
+            identity
+                .authenticate_bearer(&secret)
+                .await
+                .map(|p| p.role())
+        }
+    };
+    assert_eq!(role(s1.clone()).await.unwrap(), Some(Role::Owner));
+    assert_eq!(role(s2.clone()).await.unwrap(), Some(Role::Editor));
+    let demote = UserChange {
+        role: Some(Role::Viewer),
+        ..UserChange::default()
+    };
+    f.identity
+        .update_user(&f.tenant, &owner.id, demote)
+        .await
+        .unwrap();
+    assert_eq!(role(s1.clone()).await.unwrap(), Some(Role::Viewer));
+    assert_eq!(role(s2.clone()).await.unwrap(), Some(Role::Viewer));
+    // A chain may not grow without bound.
+    let mut creator = k1.id.clone();
+    let mut made = 1;
+    loop {
+        match f
+            .identity
+            .create_api_key(&f.tenant, "deep", Role::Viewer, None, &creator)
+            .await
+        {
+            Ok((k, _)) => {
+                creator = k.id;
+                made += 1;
+            }
+            Err(ferrule_store::StoreError::Refused(why)) => {
+                assert!(why.contains("deep"), "{why}");
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(made, ferrule_store::MAX_KEY_CHAIN);
+    // Deleting the creator revokes its keys.
+    f.store
+        .delete_user(&f.tenant, &owner.id, None)
+        .await
+        .unwrap();
+    assert!(matches!(role(s1).await, Err(AuthError::Revoked)));
+    assert!(matches!(role(s2).await, Err(AuthError::Revoked)));
+}
+
+#[tokio::test]
+async fn a_key_without_a_recorded_creator_keeps_its_role() {
+    // Keys from before creators were recorded (schema 4 and older).
+    let f = fixture().await;
+    let key = ferrule_store::ApiKey {
+        id: "k_legacy".into(),
+        tenant: f.tenant.clone(),
+        name: "legacy".into(),
+        role: Role::Owner,
+        created_at: Timestamp::now(),
+        expires_at: None,
+        revoked_at: None,
+        created_by: None,
+    };
+    let secret = "fk_legacy-secret";
+    f.store
+        .create_api_key(&key, &ferrule_core::secret::hash_token(secret))
+        .await
+        .unwrap();
+    let p = f.identity.authenticate_bearer(secret).await.unwrap();
+    assert_eq!(p.role(), Some(Role::Owner));
 }

@@ -23,8 +23,37 @@ pub enum Command {
     // A repeated flag takes its last value, so wrappers can append overrides.
     #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
+    /// Operator tasks on a data directory.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Run a benchmark scenario and print its figures.
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Set a new password for a user and end the user's sessions: prints a
+    /// new random password once. Works on the data directory whether or
+    /// not a server is running on it.
+    ResetPassword(ResetPasswordArgs),
+}
+
+/// Flags of `admin reset-password`; the data directory comes from the same
+/// configuration as `serve` (flag, `FERRULE_DATA_DIR`, `ferrule.toml`).
+#[derive(Debug, Args)]
+pub struct ResetPasswordArgs {
+    /// The user's email.
+    pub email: String,
+    /// Read the new password from the first line of stdin instead of
+    /// generating one; nothing is printed.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Flags of `serve`; each overrides the same setting from env and file.

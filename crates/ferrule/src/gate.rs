@@ -8,7 +8,7 @@ use ferrule_core::acl;
 use ferrule_core::secret::TokenKind;
 use ferrule_core::{Principal, TenantId};
 use ferrule_mqtt::broker::{Access, Gatekeeper, Login, Refusal};
-use ferrule_store::{AclCache, AuthError, Identity};
+use ferrule_store::{AclCache, AuthError, CertificateLogin, Identity};
 
 pub struct StoreGatekeeper {
     identity: Identity,
@@ -27,6 +27,13 @@ fn refusal(e: AuthError) -> Refusal {
         reason: e.label(),
     }
     .emit();
+    if matches!(e, AuthError::AmbiguousCertificate) {
+        tracing::warn!(
+            "refused a client certificate registered in several tenants: the device must name \
+             its tenant once (username DEVICE@TENANT or @TENANT without a password, or TLS \
+             server name TENANT.<host>), which claims its registration"
+        );
+    }
     match e {
         AuthError::Store(_) => Refusal::Unavailable,
         _ => Refusal::BadCredentials,
@@ -41,6 +48,12 @@ impl Gatekeeper for StoreGatekeeper {
             .map(String::from_utf8_lossy)
             .unwrap_or_default();
         let id = &self.identity;
+        let certificate = |tenant, device| CertificateLogin {
+            fingerprint: login.cert_fingerprint.unwrap_or_default(),
+            tenant,
+            device,
+            server_name: login.server_name,
+        };
         let result = match login.username {
             // SPEC: `user:EMAIL` + password, `key:ID` + secret, a device
             // token alone, or `DEVICE@TENANT` + password.
@@ -50,16 +63,25 @@ impl Gatekeeper for StoreGatekeeper {
                 id.authenticate_device_token(u).await
             }
             Some(u) => match u.rsplit_once('@') {
+                // With a client certificate and no password, `DEVICE@TENANT`
+                // or `@TENANT` names the certificate's tenant.
+                Some((device, tenant))
+                    if password.is_empty() && login.cert_fingerprint.is_some() =>
+                {
+                    let device = (!device.is_empty()).then_some(device);
+                    id.authenticate_certificate(certificate(Some(tenant), device))
+                        .await
+                }
                 Some((device, tenant)) => {
                     id.authenticate_device_password(tenant, device, &password)
                         .await
                 }
                 None => Err(AuthError::Invalid),
             },
-            None => match login.cert_fingerprint {
-                Some(fp) => id.authenticate_fingerprint(fp).await,
-                None => Err(AuthError::Invalid),
-            },
+            None if login.cert_fingerprint.is_some() => {
+                id.authenticate_certificate(certificate(None, None)).await
+            }
+            None => Err(AuthError::Invalid),
         };
         result.map_err(refusal)
     }

@@ -1,10 +1,12 @@
 //! The `ferrule` binary: parses the command line and hands over to a
 //! subcommand. Wiring lives in `serve`; the parts live in the library crates.
 
+mod admin;
 mod bench;
 mod broker_state;
 mod cli;
 mod config;
+mod data_dir;
 mod gate;
 mod logging;
 mod serve;
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::main(*args),
+        Command::Admin(command) => admin::main(command),
         Command::Bench(args) => bench::main(args),
     }
 }

@@ -13,7 +13,7 @@ use ferrule_mqtt::broker::{Broker, listener, persist};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::telemetry::TelemetryStore;
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
-use ferrule_store::{Identity, MetaStore, StoreError};
+use ferrule_store::{Bootstrap, Identity, MetaStore, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,16 +21,16 @@ use tokio_util::task::TaskTracker;
 use crate::broker_state::StoredBrokerState;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Storage};
+use crate::data_dir::{self, LockError};
 use crate::gate::StoreGatekeeper;
 use crate::startup::{self, StartupError};
 use crate::telemetry::TelemetryIntake;
 
 /// Longest a graceful shutdown may take before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
-/// Name of the lock file that keeps two servers off one data directory.
-const LOCK_FILE: &str = "ferrule.lock";
 
 pub fn main(args: ServeArgs) -> ExitCode {
+    crate::data_dir::private_umask();
     let config = match Config::load(args.config.as_deref(), &args.to_raw()) {
         Ok(c) => c,
         Err(e) => return startup_failed(&e),
@@ -108,7 +108,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     // From here on we write.
-    std::fs::create_dir_all(&config.data_dir)
+    data_dir::create_private(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config)?;
     let embedded = match EmbeddedStore::open(&config.data_dir) {
@@ -125,16 +125,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let store: Arc<dyn MetaStore> = embedded.clone();
     let broker_state = Arc::new(StoredBrokerState(embedded));
     let identity = Identity::new(store.clone(), config.session_ttl);
-    if let Some(password) = identity
+    match identity
         .bootstrap(&config.admin_email, config.admin_password.as_deref())
         .await
         .context("creating the first admin")?
     {
-        println!(
+        Bootstrap::Created {
+            generated_password: Some(password),
+        } => println!(
             "First start: created admin {} with password {password}\n\
              (shown once; change it with PATCH /api/v1/users/{{id}})",
             config.admin_email
-        );
+        ),
+        Bootstrap::Created { .. } => {}
+        Bootstrap::Existing if config.admin_password.is_some() => tracing::warn!(
+            "FERRULE_ADMIN_PASSWORD (admin.password) is set, but the data directory already has \
+             users: it is ignored (it only sets the first admin's password on first start). To \
+             set a lost password, run `ferrule admin reset-password EMAIL`"
+        ),
+        Bootstrap::Existing => {}
     }
 
     let acl = ferrule_store::AclCache::new(store.clone());
@@ -285,24 +294,23 @@ fn open_telemetry(config: &Config, router: &Router) -> anyhow::Result<Arc<dyn Te
 
 /// Holds an exclusive lock on the data directory for the process's life.
 fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
-    let path = config.data_dir.join(LOCK_FILE);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    if file.try_lock().is_err() {
-        return Err(StartupError::new(
+    match data_dir::try_lock(&config.data_dir) {
+        Ok(file) => Ok(file),
+        Err(LockError::Held) => Err(StartupError::new(
             "data_dir (--data-dir, FERRULE_DATA_DIR)",
             format!(
                 "{} is in use by another ferrule process: stop it or choose another data directory",
                 config.data_dir.display()
             ),
         )
-        .into());
+        .into()),
+        Err(LockError::Io(e)) => Err(e).with_context(|| {
+            format!(
+                "opening {}",
+                config.data_dir.join(data_dir::LOCK_FILE).display()
+            )
+        }),
     }
-    Ok(file)
 }
 
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use ferrule_core::Role;
+use ferrule_core::{PrincipalKind, Role};
 use jiff::Timestamp;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -50,8 +50,17 @@ pub async fn list(
 }
 
 /// Create a key; its secret is in this response and never again.
+///
+/// The key records its creator (the calling user or key) and never does
+/// more than its creator may do now: demoting the creator limits the key,
+/// deleting or revoking the creator revokes it.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem)))]
+    responses((status = 201, body = CreatedApiKey),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "a key made by keys more than 8 deep")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,9 +76,15 @@ pub async fn create(
         return Err(ApiError::invalid("name", "must not be empty"));
     }
     let expires_at = future("expires_at", req.expires_at)?;
+    let created_by = match &caller.principal.kind {
+        PrincipalKind::User { id, .. } | PrincipalKind::ApiKey { id, .. } => id.as_str(),
+        PrincipalKind::Device { .. } | PrincipalKind::Anonymous => {
+            return Err(ApiError::Forbidden("only users and API keys create keys"));
+        }
+    };
     let (key, secret) = state
         .identity
-        .create_api_key(&caller.tenant, &req.name, req.role, expires_at)
+        .create_api_key(&caller.tenant, &req.name, req.role, expires_at, created_by)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -93,9 +108,13 @@ pub async fn get(
     ))
 }
 
-/// Revoke a key: it stops working at once and stays listed, marked revoked.
+/// Revoke a key, and the keys it created: they stop working at once and
+/// stay listed, marked revoked.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -106,9 +125,17 @@ pub async fn revoke(
         .store()
         .revoke_api_key(&caller.tenant, &id, Timestamp::now())
         .await?;
-    state.disconnect_mqtt(
-        &caller.tenant,
-        Some(ferrule_core::PrincipalKind::api_key_owner(&id)),
-    );
+    state.disconnect_mqtt(&caller.tenant, Some(PrincipalKind::api_key_owner(&id)));
+    disconnect_keys_made_by(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Closes the MQTT connections of every key `creator` (a user or a key)
+/// made, directly or through other keys, in whichever tenant: their rights
+/// just changed or ended.
+pub(super) async fn disconnect_keys_made_by(state: &AppState, creator: &str) -> ApiResult<()> {
+    for key in state.store().api_keys_made_by(creator).await? {
+        state.disconnect_mqtt(&key.tenant, Some(PrincipalKind::api_key_owner(&key.id)));
+    }
+    Ok(())
 }

@@ -36,6 +36,10 @@ pub enum CreateCredential {
     },
     X509 {
         /// SHA-256 fingerprint of the client certificate (DER), `sha256:HEX`.
+        /// Unique within the tenant; other tenants may register the same
+        /// certificate, and a device registered in several names its tenant
+        /// at login (username `DEVICE@TENANT` or `@TENANT` without a
+        /// password, or the TLS server name `TENANT.…`).
         fingerprint: String,
         #[schema(value_type = Option<String>, format = DateTime)]
         expires_at: Option<Timestamp>,
@@ -62,7 +66,8 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v1/devices/{id}/credentials", tag = "devices",
     params(("id" = String, Path)), request_body = CreateCredential,
     responses((status = 201, body = IssuedCredential), (status = 404, body = Problem),
-        (status = 409, body = Problem)))]
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "the fingerprint is already registered in this tenant")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,

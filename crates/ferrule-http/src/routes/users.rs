@@ -2,20 +2,21 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use ferrule_core::Role;
+use axum::http::{HeaderMap, StatusCode};
+use ferrule_core::secret::MIN_USER_PASSWORD_LEN;
+use ferrule_core::{PrincipalKind, Role};
+use ferrule_store::{AuthError, UserChange};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::api_keys::disconnect_keys_made_by;
 use super::views::UserView;
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{ApiQuery, JsonBody};
+use crate::extract::{ApiQuery, JsonBody, bearer};
+use crate::observe::AuthFailed;
 use crate::pagination::{PageQuery, Paged};
 use crate::state::AppState;
-
-/// Shortest password accepted for a user.
-const MIN_PASSWORD_LEN: usize = 8;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,19 +28,30 @@ pub struct CreateUser {
     pub role: Role,
 }
 
+/// Changes to a user; absent fields stay as they are. The caller needs a
+/// role at least the user's current one (and the owner role, unless it is
+/// the caller's own password or email).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    #[schema(value_type = Option<String>)]
+    /// A new role, at most the caller's own. Ends the user's sessions.
+    #[schema(value_type = Option<String>, example = "viewer")]
     pub role: Option<Role>,
+    /// A new password, at least 8 characters. Ends the user's sessions
+    /// (when users change their own: all but the one making the change).
     pub password: Option<String>,
+    /// A new email, unique across the instance.
+    pub email: Option<String>,
+    /// The caller's current password: required to change one's own
+    /// password or email, refused otherwise.
+    pub current_password: Option<String>,
 }
 
 fn check_password(p: &str) -> Result<(), ApiError> {
-    if p.chars().count() < MIN_PASSWORD_LEN {
+    if p.chars().count() < MIN_USER_PASSWORD_LEN {
         return Err(ApiError::invalid(
             "password",
-            format!("must be at least {MIN_PASSWORD_LEN} characters"),
+            format!("must be at least {MIN_USER_PASSWORD_LEN} characters"),
         ));
     }
     Ok(())
@@ -121,48 +133,125 @@ pub async fn get(
     ))
 }
 
-/// Change a user's role or password. Either change ends the user's sessions.
+/// Change a user's role, password or email.
+///
+/// Every change needs a caller whose role is at least the user's current
+/// one. Changing one's own password or email needs `current_password`. The
+/// last admin of the instance and the last owner of a tenant cannot be
+/// demoted (409).
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
     request_body = UpdateUser,
-    responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+    responses((status = 200, body = UserView),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "an invalid field, or `current_password` missing or not allowed"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json",
+            description = "the user's role is above the caller's, or `current_password` is wrong"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "the email is taken, or the change would leave no admin or owner")))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<UpdateUser>,
 ) -> ApiResult<Json<UserView>> {
     let own = caller.user_id() == Some(id.as_str());
-    // Anyone may change their own password; everything else needs owner.
-    if !(own && req.role.is_none()) {
+    // One's own password and email are one's own business; every other
+    // change needs the owner role (and, in the store, a role at least the
+    // user's current one).
+    if !own || req.role.is_some() {
         caller.require_access_admin()?;
+    }
+    if let Some(role) = req.role {
+        check_grant(&caller, role)?;
     }
     if let Some(p) = &req.password {
         check_password(p)?;
     }
-    if let Some(role) = req.role {
-        check_grant(&caller, role)?;
-        // A target above the caller (an owner editing an admin) is out of reach.
-        let target = state.store().get_user(&caller.tenant, &id).await?;
-        if !caller.role.can_grant(target.role) {
-            return Err(ApiError::Forbidden(
-                "you cannot change a user whose role is above your own",
+    if let Some(e) = &req.email {
+        check_email(e)?;
+    }
+    let credentials = req.password.is_some() || req.email.is_some();
+    match (own && credentials, &req.current_password) {
+        (true, None) => {
+            return Err(ApiError::invalid(
+                "current_password",
+                "give your current password to change your own password or email",
             ));
         }
+        (true, Some(current)) => check_own_password(&state, &caller, &id, current).await?,
+        (false, Some(_)) => {
+            return Err(ApiError::invalid(
+                "current_password",
+                "only for changing your own password or email; leave it out",
+            ));
+        }
+        (false, None) => {}
     }
+    let keep_session = if own { bearer(&headers) } else { None };
+    let change = UserChange {
+        role: req.role,
+        email: req.email.as_deref(),
+        password: req.password.as_deref(),
+        by: Some(caller.role),
+        keep_session,
+    };
     let user = state
         .identity
-        .update_user(&caller.tenant, &id, req.role, req.password.as_deref())
+        .update_user(&caller.tenant, &id, change)
         .await?;
-    // Like its login sessions, the user's MQTT connections end on a change.
-    state.disconnect_mqtt(
-        &caller.tenant,
-        Some(ferrule_core::PrincipalKind::user_owner(&id)),
-    );
+    // Like its login sessions, the user's MQTT connections end when its
+    // password or role changes; a new role also changes what the keys it
+    // created may do.
+    if req.password.is_some() || req.role.is_some() {
+        state.disconnect_mqtt(&caller.tenant, Some(PrincipalKind::user_owner(&id)));
+    }
+    if req.role.is_some() {
+        disconnect_keys_made_by(&state, &id).await?;
+    }
     Ok(Json(user.into()))
 }
 
+/// Checks the caller's own current password; a wrong one counts as a failed
+/// authentication.
+async fn check_own_password(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    current: &str,
+) -> ApiResult<()> {
+    match state
+        .identity
+        .check_own_password(&caller.tenant, id, current)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(AuthError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            AuthFailed {
+                transport: "http",
+                reason: e.label(),
+            }
+            .emit();
+            Err(ApiError::Forbidden(
+                "current_password is not your current password",
+            ))
+        }
+    }
+}
+
+/// Delete a user: its sessions end, and the API keys it created (and the
+/// keys those created) are revoked.
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 204),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json",
+            description = "the user's role is above the caller's"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "deleting oneself, or the last admin or owner")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -174,16 +263,11 @@ pub async fn delete(
             "you cannot delete yourself; ask another owner".into(),
         ));
     }
-    let target = state.store().get_user(&caller.tenant, &id).await?;
-    if !caller.role.can_grant(target.role) {
-        return Err(ApiError::Forbidden(
-            "you cannot delete a user whose role is above your own",
-        ));
-    }
-    state.store().delete_user(&caller.tenant, &id).await?;
-    state.disconnect_mqtt(
-        &caller.tenant,
-        Some(ferrule_core::PrincipalKind::user_owner(&id)),
-    );
+    state
+        .store()
+        .delete_user(&caller.tenant, &id, Some(caller.role))
+        .await?;
+    state.disconnect_mqtt(&caller.tenant, Some(PrincipalKind::user_owner(&id)));
+    disconnect_keys_made_by(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

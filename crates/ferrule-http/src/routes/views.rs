@@ -61,6 +61,10 @@ pub struct ApiKeyView {
     pub expires_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
+    /// Who created the key: a user id (`u_…`) or the id of the key that
+    /// created it (`k_…`). The key never does more than its creator may do
+    /// now. Null for keys created before creators were recorded.
+    pub created_by: Option<String>,
 }
 
 impl From<ApiKey> for ApiKeyView {
@@ -72,6 +76,7 @@ impl From<ApiKey> for ApiKeyView {
             created_at: k.created_at,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
+            created_by: k.created_by,
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::session::{Inflight, Outgoing, Session};
-use super::{Access, Broker, ConnectionSlot, Login, Refusal, observe};
+use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer, observe};
 use crate::codec::{
     self, Ack, ConnAck, Connect, DecodeError, Disconnect, MqttStr, Packet, PacketId, Properties,
     ProtocolVersion, Publish, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -50,7 +50,7 @@ pub async fn serve_connection<S>(
     broker: Arc<Broker>,
     stream: S,
     peer: SocketAddr,
-    cert_fingerprint: Option<String>,
+    tls: Option<TlsPeer>,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -68,14 +68,7 @@ pub async fn serve_connection<S>(
         Some(c) => c,
         None => return,
     };
-    let Some(mut conn) = Box::pin(accept(
-        &broker,
-        &mut io,
-        *connect,
-        cert_fingerprint.as_deref(),
-        peer,
-    ))
-    .await
+    let Some(mut conn) = Box::pin(accept(&broker, &mut io, *connect, tls.as_ref(), peer)).await
     else {
         let _ = io.flush().await;
         return;
@@ -238,7 +231,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     broker: &Arc<Broker>,
     io: &mut Io<S>,
     connect: Connect,
-    cert_fingerprint: Option<&str>,
+    tls: Option<&TlsPeer>,
     peer: SocketAddr,
 ) -> Option<Connection> {
     let version = connect.protocol_version;
@@ -260,10 +253,12 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             .as_ref()
             .map(|u| u.as_str())
             .filter(|u| !u.is_empty() || connect.password.is_some());
+        let cert_fingerprint = tls.and_then(|t| t.cert_fingerprint.as_deref());
         let login = Login {
             username,
             password: connect.password.as_deref(),
             cert_fingerprint,
+            server_name: tls.and_then(|t| t.server_name.as_deref()),
         };
         if username.is_none() && connect.password.is_none() && cert_fingerprint.is_none() {
             if broker.config.allow_anonymous {

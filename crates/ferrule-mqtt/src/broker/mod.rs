@@ -84,6 +84,18 @@ pub struct Login<'a> {
     pub password: Option<&'a [u8]>,
     /// `sha256:HEX` of the client certificate, when one was presented.
     pub cert_fingerprint: Option<&'a str>,
+    /// The host name the client asked for in the TLS handshake (SNI), which
+    /// may name its tenant.
+    pub server_name: Option<&'a str>,
+}
+
+/// What the TLS handshake told about a client.
+#[derive(Debug, Clone, Default)]
+pub struct TlsPeer {
+    /// `sha256:HEX` of the client certificate, when one was presented.
+    pub cert_fingerprint: Option<String>,
+    /// The server name (SNI) the client asked for, when it sent one.
+    pub server_name: Option<String>,
 }
 
 /// Why a login was refused; mapped to CONNACK codes by the broker.

@@ -5,7 +5,9 @@
 //! *which* device it is comes from the certificate's SHA-256 fingerprint,
 //! registered as a device credential. That is why the verifier below does
 //! not chain certificates to a CA: registration is the trust anchor, as with
-//! self-signed device certificates in AWS IoT or Azure DPS.
+//! self-signed device certificates in AWS IoT or Azure DPS. The server name
+//! the client asks for (SNI) is handed on too: its first label may name the
+//! device's tenant, where the same certificate is registered in several.
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::listener::ConnectRate;
-use super::{Broker, observe, serve_connection};
+use super::{Broker, TlsPeer, observe, serve_connection};
 
 /// Accepts any well-formed client certificate whose key the client proves
 /// it holds; identity is decided by the registered fingerprint.
@@ -145,13 +147,15 @@ pub async fn serve_tls(
                     return;
                 }
             };
-            let fingerprint = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|der| ferrule_core::secret::certificate_fingerprint(der));
-            serve_connection(broker, tls, peer, fingerprint, shutdown).await;
+            let session = tls.get_ref().1;
+            let peer_tls = TlsPeer {
+                cert_fingerprint: session
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|der| ferrule_core::secret::certificate_fingerprint(der)),
+                server_name: session.server_name().map(str::to_owned),
+            };
+            serve_connection(broker, tls, peer, Some(peer_tls), shutdown).await;
         });
     }
 }

@@ -152,12 +152,23 @@ impl MetaStore for EmbeddedStore {
     async fn update_user(&self, tenant: &TenantId, id: &str, update: &UserUpdate) -> Result<User> {
         let (tenant, id, up) = (tenant.clone(), id.to_owned(), update.clone());
         self.write(move |tx| {
-            get_user(tx, Some(&tenant), &id)?;
+            let before = get_user(tx, Some(&tenant), &id)?;
+            if up.by.is_some_and(|by| before.role > by) {
+                return Err(StoreError::Outranked);
+            }
             if let Some(role) = up.role {
                 tx.execute(
                     "UPDATE users SET role = ?2 WHERE id = ?1",
                     params![id, role.as_str()],
                 )?;
+                keeps_an_admin_and_an_owner(tx, &before)?;
+            }
+            if let Some(email) = &up.email {
+                tx.execute(
+                    "UPDATE users SET email = ?2 WHERE id = ?1",
+                    params![id, email],
+                )
+                .map_err(conflict("user"))?;
             }
             if let Some(hash) = &up.password_hash {
                 tx.execute(
@@ -165,19 +176,36 @@ impl MetaStore for EmbeddedStore {
                     params![id, hash],
                 )?;
             }
+            match &up.end_sessions {
+                EndSessions::None => {}
+                EndSessions::All => {
+                    tx.execute("DELETE FROM sessions WHERE user_id = ?1", [&id])?;
+                }
+                EndSessions::AllBut(keep) => {
+                    tx.execute(
+                        "DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2",
+                        params![id, keep],
+                    )?;
+                }
+            }
             get_user(tx, Some(&tenant), &id)
         })
         .await
     }
 
-    async fn delete_user(&self, tenant: &TenantId, id: &str) -> Result<()> {
+    async fn delete_user(&self, tenant: &TenantId, id: &str, by: Option<Role>) -> Result<()> {
         let (tenant, id) = (tenant.clone(), id.to_owned());
         self.write(move |tx| {
-            let n = tx.execute(
+            let before = get_user(tx, Some(&tenant), &id)?;
+            if by.is_some_and(|by| before.role > by) {
+                return Err(StoreError::Outranked);
+            }
+            tx.execute(
                 "DELETE FROM users WHERE tenant = ?1 AND id = ?2",
                 params![tenant.as_str(), id],
             )?;
-            found(n, "user")
+            keeps_an_admin_and_an_owner(tx, &before)?;
+            revoke_keys_made_by(tx, &id, Timestamp::now())
         })
         .await
     }
@@ -232,15 +260,6 @@ impl MetaStore for EmbeddedStore {
         .await
     }
 
-    async fn delete_user_sessions(&self, user_id: &str) -> Result<()> {
-        let id = user_id.to_owned();
-        self.write(move |tx| {
-            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn purge_expired_sessions(&self, now: Timestamp) -> Result<u64> {
         self.write(move |tx| {
             Ok(tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [ms(now)])? as u64)
@@ -252,9 +271,9 @@ impl MetaStore for EmbeddedStore {
         let (k, hash) = (key.clone(), secret_hash.to_owned());
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO api_keys (id, tenant, name, role, secret_hash, created_at, expires_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-                params![k.id, k.tenant.as_str(), k.name, k.role.as_str(), hash, ms(k.created_at), k.expires_at.map(ms)],
+                "INSERT INTO api_keys (id, tenant, name, role, secret_hash, created_at, expires_at, revoked_at, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
+                params![k.id, k.tenant.as_str(), k.name, k.role.as_str(), hash, ms(k.created_at), k.expires_at.map(ms), k.created_by],
             )
             .map_err(conflict("api key"))?;
             Ok(())
@@ -302,7 +321,61 @@ impl MetaStore for EmbeddedStore {
                 params![tenant.as_str(), id, ms(at)],
             )?;
             found(n, "api key")?;
+            revoke_keys_made_by(tx, &id, at)?;
             get_api_key(tx, &tenant, &id)
+        })
+        .await
+    }
+
+    async fn api_key_creators(&self, id: &str) -> Result<Vec<KeyCreator>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let mut chain = Vec::new();
+            let mut next = c
+                .query_row(
+                    "SELECT created_by FROM api_keys WHERE id = ?1",
+                    [&id],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .optional()?
+                .flatten();
+            while let Some(creator) = next.take() {
+                if chain.len() > MAX_KEY_CHAIN {
+                    break;
+                }
+                let key = c
+                    .query_row(
+                        &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1"),
+                        [&creator],
+                        api_key_row,
+                    )
+                    .optional()?;
+                let link = match key {
+                    Some(key) => {
+                        next = key.created_by.clone();
+                        KeyCreator::Key(key)
+                    }
+                    None => match get_user(c, None, &creator) {
+                        Ok(user) => KeyCreator::User(user),
+                        Err(StoreError::NotFound { .. }) => KeyCreator::Missing(creator),
+                        Err(e) => return Err(e),
+                    },
+                };
+                chain.push(link);
+            }
+            Ok(chain)
+        })
+        .await
+    }
+
+    async fn api_keys_made_by(&self, creator: &str) -> Result<Vec<ApiKey>> {
+        let creator = creator.to_owned();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "WITH RECURSIVE {MADE_BY} SELECT {KEY_COLS} FROM api_keys WHERE id IN (SELECT id FROM made) ORDER BY id"
+            ))?;
+            let rows = st.query_map(params![creator, MAX_KEY_CHAIN as i64], api_key_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -478,11 +551,45 @@ impl MetaStore for EmbeddedStore {
         .await
     }
 
-    async fn find_device_by_fingerprint(&self, fingerprint: &str) -> Result<Option<DeviceLogin>> {
-        let fp = fingerprint.to_owned();
+    async fn find_device_by_fingerprint(
+        &self,
+        fingerprint: &str,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<CertificateRegistration>> {
+        let (fp, tenant) = (fingerprint.to_owned(), tenant.cloned());
         self.read(move |c| {
-            login_query(c, "c.kind = 'x509' AND c.fingerprint = ?1", [&fp])
-                .map(|mut v| v.pop().map(|(_, l)| l))
+            let mut st = c.prepare_cached(
+                "SELECT c.id, c.tenant, c.device, d.enabled, c.expires_at, c.claimed_at IS NOT NULL
+                 FROM device_credentials c JOIN devices d ON d.tenant = c.tenant AND d.id = c.device
+                 WHERE c.kind = 'x509' AND c.fingerprint = ?1 AND (?2 IS NULL OR c.tenant = ?2)
+                 ORDER BY c.tenant",
+            )?;
+            let rows = st.query_map(params![fp, tenant.as_ref().map(|t| t.as_str())], |r| {
+                Ok(CertificateRegistration {
+                    credential_id: r.get(0)?,
+                    login: DeviceLogin {
+                        tenant: tenant_col(r, 1)?,
+                        device: device_col(r, 2)?,
+                        enabled: r.get(3)?,
+                        credential_expires_at: opt_ts_col(r, 4)?,
+                    },
+                    claimed: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn claim_certificate(&self, tenant: &TenantId, credential_id: &str) -> Result<()> {
+        let (tenant, id) = (tenant.clone(), credential_id.to_owned());
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE device_credentials SET claimed_at = coalesce(claimed_at, ?3)
+                 WHERE tenant = ?1 AND id = ?2 AND kind = 'x509'",
+                params![tenant.as_str(), id, ms(Timestamp::now())],
+            )?;
+            found(n, "credential")
         })
         .await
     }
@@ -578,7 +685,16 @@ impl MetaStore for EmbeddedStore {
 }
 
 const USER_COLS: &str = "id, tenant, email, role, created_at";
-const KEY_COLS: &str = "id, tenant, name, role, created_at, expires_at, revoked_at";
+const KEY_COLS: &str = "id, tenant, name, role, created_at, expires_at, revoked_at, created_by";
+
+/// A recursive CTE `made(id, depth)`: the keys created by `?1` (a user or
+/// key id), and the keys those created, down to `?2` levels.
+const MADE_BY: &str = "made(id, depth) AS (
+        SELECT id, 1 FROM api_keys WHERE created_by = ?1
+        UNION
+        SELECT k.id, made.depth + 1 FROM api_keys k JOIN made ON k.created_by = made.id
+        WHERE made.depth < ?2
+    )";
 const DEVICE_COLS: &str = "tenant, id, name, profile, attributes, enabled, created_at, updated_at";
 const CRED_COLS: &str = "id, device, kind, fingerprint, created_at, expires_at";
 const ACL_COLS: &str = "id, effect, action, topic, subject, priority";
@@ -659,6 +775,7 @@ fn api_key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
         created_at: ts_col(r, 4)?,
         expires_at: opt_ts_col(r, 5)?,
         revoked_at: opt_ts_col(r, 6)?,
+        created_by: r.get(7)?,
     })
 }
 
@@ -774,6 +891,52 @@ fn get_acl_rule(c: &Connection, tenant: &TenantId, id: &str) -> Result<AclRule> 
     )
     .optional()?
     .ok_or(StoreError::NotFound { kind: "acl rule" })
+}
+
+/// Refuses a change that took away the last admin of the instance or the
+/// last owner of `before`'s tenant; run after the change, in its
+/// transaction, so concurrent changes cannot both pass. Admins count as
+/// owners of tenant `default`, where they live.
+fn keeps_an_admin_and_an_owner(tx: &Connection, before: &User) -> Result<()> {
+    if before.role == Role::Admin {
+        let admins: i64 =
+            tx.query_row("SELECT count(*) FROM users WHERE role = 'admin'", [], |r| {
+                r.get(0)
+            })?;
+        if admins == 0 {
+            return Err(StoreError::Refused(
+                "the instance would have no admin; make another user admin first".into(),
+            ));
+        }
+    }
+    let in_default = before.tenant == TenantId::default_tenant();
+    if before.role == Role::Owner || (before.role == Role::Admin && in_default) {
+        let owners: i64 = tx.query_row(
+            "SELECT count(*) FROM users WHERE tenant = ?1
+             AND (role = 'owner' OR (role = 'admin' AND ?2))",
+            params![before.tenant.as_str(), in_default],
+            |r| r.get(0),
+        )?;
+        if owners == 0 {
+            return Err(StoreError::Refused(format!(
+                "tenant {} would have no owner; promote another user first",
+                before.tenant
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Revokes every key `creator` made, transitively (see [`MADE_BY`]).
+fn revoke_keys_made_by(tx: &Connection, creator: &str, at: Timestamp) -> Result<()> {
+    tx.execute(
+        &format!(
+            "WITH RECURSIVE {MADE_BY}
+             UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3) WHERE id IN (SELECT id FROM made)"
+        ),
+        params![creator, MAX_KEY_CHAIN as i64, ms(at)],
+    )?;
+    Ok(())
 }
 
 /// Credentials matching `filter` joined with their device, as

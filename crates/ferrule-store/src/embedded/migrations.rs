@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/embedded/0002_devices_and_keys.sql"),
     include_str!("../../migrations/embedded/0003_acl_rules.sql"),
     include_str!("../../migrations/embedded/0004_mqtt_state.sql"),
+    include_str!("../../migrations/embedded/0005_key_creators_and_tenant_fingerprints.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -76,6 +77,69 @@ mod tests {
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn version_5_keeps_old_keys_and_registrations() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 4).unwrap();
+        tx.execute_batch(
+            "INSERT INTO tenants VALUES ('acme', 'Acme', 1);
+             INSERT INTO tenants VALUES ('beta', 'Beta', 1);
+             INSERT INTO devices VALUES ('acme', 'pump', 'pump', 'default', '{}', 1, 1, 1);
+             INSERT INTO devices VALUES ('beta', 'pump', 'pump', 'default', '{}', 1, 1, 1);
+             INSERT INTO device_credentials VALUES ('c1', 'acme', 'pump', 'x509', NULL, 'sha256:aa', 42, NULL);
+             INSERT INTO device_credentials VALUES ('c2', 'acme', 'pump', 'token', 'tok', NULL, 43, NULL);
+             INSERT INTO api_keys VALUES ('k1', 'acme', 'ci', 'owner', 'hash', 44, NULL, NULL);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        // As the store opens it.
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        migrate(&mut conn).unwrap();
+        // Old keys have no recorded creator: they keep their own role.
+        let creator: Option<String> = conn
+            .query_row("SELECT created_by FROM api_keys WHERE id = 'k1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(creator, None);
+        // Old registrations were unique across the instance: they count as
+        // claimed, so a later registration elsewhere cannot block them.
+        let rows: Vec<(String, Option<i64>)> = conn
+            .prepare("SELECT id, claimed_at FROM device_credentials ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, [("c1".into(), Some(42)), ("c2".into(), None)]);
+        // Unique per tenant now: another tenant may register the same one.
+        conn.execute(
+            "INSERT INTO device_credentials (id, tenant, device, kind, fingerprint, created_at)
+             VALUES ('c3', 'beta', 'pump', 'x509', 'sha256:aa', 50)",
+            [],
+        )
+        .unwrap();
+        assert!(
+            conn.execute(
+                "INSERT INTO device_credentials (id, tenant, device, kind, fingerprint, created_at)
+                 VALUES ('c4', 'acme', 'pump', 'x509', 'sha256:aa', 51)",
+                [],
+            )
+            .is_err()
+        );
+        // The device's credentials still go with it.
+        conn.execute_batch("DELETE FROM devices WHERE tenant = 'acme'")
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM device_credentials", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
     }
 
     #[test]

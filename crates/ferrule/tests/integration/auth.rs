@@ -259,7 +259,8 @@ async fn roles_limit_what_callers_may_do() {
         .await
         .assert_problem(403);
 
-    // Anyone may change their own password, not their own role.
+    // Anyone may change their own password (given the current one), not
+    // their own role.
     let viewer_id = viewer.get("/api/v1/auth/me").await.json["id"]
         .as_str()
         .unwrap()
@@ -268,7 +269,7 @@ async fn roles_limit_what_callers_may_do() {
         viewer
             .patch(
                 &format!("/api/v1/users/{viewer_id}"),
-                json!({"password": "password-2"})
+                json!({"password": "password-2", "current_password": "password-1"})
             )
             .await
             .status,

@@ -4,9 +4,12 @@
 mod util;
 
 mod acl_rules;
+mod admin_cli;
+mod api_key_creators;
 mod auth;
 mod bad_input;
 mod config;
+mod data_dir_modes;
 mod lifecycle;
 mod migrations;
 mod mqtt_limits;
@@ -17,12 +20,14 @@ mod resources;
 mod secrets;
 mod startup_errors;
 mod tenancy;
+mod user_rights;
 
 // MQTT, with real clients (paho-mqtt peers in tests/peers, the mosquitto
 // command-line clients) and raw sockets.
 mod mqtt_acl;
 mod mqtt_auth;
 mod mqtt_bad_input;
+mod mqtt_certificates;
 mod mqtt_interop;
 mod mqtt_keepalive;
 mod mqtt_properties;
