@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/embedded/0002_devices_and_keys.sql"),
     include_str!("../../migrations/embedded/0003_acl_rules.sql"),
     include_str!("../../migrations/embedded/0004_mqtt_state.sql"),
+    include_str!("../../migrations/embedded/0006_pending_deletions.sql"),
 ];
 
 /// The schema version this binary writes.
