@@ -43,6 +43,7 @@ async fn ingest(
                 field: None,
                 detail: why,
             },
+            Refused::UnknownDevice(_) => ApiError::NotFound("device"),
             Refused::QuotaExceeded(why) => ApiError::InsufficientStorage(why),
             Refused::Unavailable(why) => ApiError::Unavailable(why),
         });
