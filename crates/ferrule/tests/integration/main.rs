@@ -7,6 +7,7 @@ mod acl_rules;
 mod auth;
 mod bad_input;
 mod config;
+mod deletion;
 mod lifecycle;
 mod migrations;
 mod mqtt_limits;
