@@ -80,8 +80,12 @@ async fn purged(queued: Option<PurgeQueued>) -> Result<()> {
 
 pub async fn create_tenant(state: &AppState, id: &TenantId, name: &str) -> Result<Tenant> {
     let change = state.directory.changing().await;
-    if state.directory.has_tenant(id) {
-        return Err(StoreError::Conflict { kind: "tenant" }.into());
+    // Asked of the store, before the purge below, which must never touch a
+    // live tenant.
+    match state.store().get_tenant(id).await {
+        Ok(_) => return Err(StoreError::Conflict { kind: "tenant" }.into()),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
     purged(queue_purge(state, PurgeScope::Tenant(id.clone()))?).await?;
     let tenant = state.store().create_tenant(id, name).await?;
@@ -91,9 +95,12 @@ pub async fn create_tenant(state: &AppState, id: &TenantId, name: &str) -> Resul
 
 pub async fn create_device(state: &AppState, new: &NewDevice) -> Result<Device> {
     let change = state.directory.changing().await;
-    // Checked before the purge below, which must never touch a live device.
-    if state.directory.has_device(&new.tenant, &new.id) {
-        return Err(StoreError::Conflict { kind: "device" }.into());
+    // Asked of the store, before the purge below, which must never touch a
+    // live device.
+    match state.store().get_device(&new.tenant, &new.id).await {
+        Ok(_) => return Err(StoreError::Conflict { kind: "device" }.into()),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
     purged(queue_purge(
         state,
@@ -131,15 +138,23 @@ pub async fn delete_device(state: &AppState, tenant: &TenantId, device: &DeviceI
 }
 
 /// Finishes the deletions a previous run left unfinished (call at start,
-/// before clients connect); returns how many.
+/// before clients connect); returns how many finished. One that fails is
+/// logged and stays pending, for the next start or a repeated DELETE.
 pub async fn resume(state: &AppState) -> Result<usize> {
-    let pending = state.store().pending_deletions().await?;
-    for deletion in &pending {
-        tracing::info!(tenant = %deletion.tenant, device = ?deletion.device.as_ref().map(|d| d.as_str()), "resuming an unfinished deletion");
+    let mut finished = 0;
+    for deletion in state.store().pending_deletions().await? {
+        let device = deletion.device.as_ref().map(|d| d.to_string());
+        let tenant = deletion.tenant.clone();
+        tracing::info!(%tenant, device, "resuming an unfinished deletion");
         let change = state.directory.changing().await;
-        finish(state, deletion.clone(), change).await?;
+        match finish(state, deletion, change).await {
+            Ok(()) => finished += 1,
+            Err(e) => {
+                tracing::error!(%tenant, device, error = %e, "an unfinished deletion failed again; it stays pending");
+            }
+        }
     }
-    Ok(pending.len())
+    Ok(finished)
 }
 
 /// A store deletion's outcome, where "not found" with the deletion still

@@ -537,7 +537,10 @@ pub async fn deleting_a_device_removes_everything_it_owns(s: &dyn MetaStore) {
         tenant: a.clone(),
         device: Some(device("pump")),
     };
-    assert_eq!(s.pending_deletions().await.unwrap(), [pending.clone()]);
+    assert_eq!(
+        s.pending_deletions().await.unwrap(),
+        std::slice::from_ref(&pending)
+    );
 
     s.finish_deletion(&pending).await.unwrap();
     assert!(s.pending_deletions().await.unwrap().is_empty());

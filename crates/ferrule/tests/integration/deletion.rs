@@ -400,7 +400,17 @@ async fn a_deleted_device_leaves_nothing_and_a_new_one_starts_empty() {
     retain(&mut dev, 1, "devices/pump/state", b"online").await;
     drop(dev);
     session_with_queued_command(s, "pump", &w.pump, &mut obs).await;
-    let mut live = Raw::login(&s.mqtt, V5, "pump-live", &w.pump, None).await;
+    // A retained last will: a deleted device announces nothing.
+    let mut c = connect_packet(V5, "pump-live", Some(&w.pump), None);
+    c.will = Some(ferrule_mqtt::codec::Will {
+        topic: crate::mqtt_util::s("devices/pump/status"),
+        payload: b"offline".to_vec().into(),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Default::default(),
+    });
+    let (mut live, ack, _) = Raw::connect(&s.mqtt, c).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
 
     // Telemetry of a device that does not exist is refused, not kept for
     // whoever gets that id.
@@ -476,4 +486,47 @@ async fn a_device_deleted_in_the_middle_of_its_purge_stays_deleted_across_a_kill
     create_device(&admin, "pump").await;
     assert_no_data(&admin, "pump").await;
     s.stop().await;
+}
+
+#[tokio::test]
+async fn a_deletion_interrupted_by_a_crash_finishes_at_start() {
+    let w = World::with(sealing_quickly()).await;
+    telemetry_of_every_kind(&w.s, &w.pump).await;
+    let mut dev = Raw::login(&w.s.mqtt, V5, "pump-r", &w.pump, None).await;
+    retain(&mut dev, 1, "devices/pump/state", b"online").await;
+    drop(dev);
+    let (dir, data) = w.s.stop_keep_dir().await;
+    // What the deleting transaction does, then a crash before the other
+    // stores were done — and a late write of the broker's state that
+    // brought its retained message back.
+    {
+        let meta = rusqlite::Connection::open(data.join("meta.db")).expect("open meta.db");
+        meta.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             BEGIN;
+             DELETE FROM devices WHERE tenant = 'default' AND id = 'pump';
+             DELETE FROM mqtt_sessions WHERE tenant = 'default' AND owner = 'device:pump';
+             INSERT INTO pending_deletions (tenant, device) VALUES ('default', 'pump');
+             COMMIT;",
+        )
+        .expect("simulate the deleting transaction");
+    }
+    let s = sealing_quickly().data_dir(data).start().await;
+    let admin = s.admin().await;
+    create_device(&admin, "pump").await;
+    assert_no_data(&admin, "pump").await;
+    let mut obs = Raw::login(
+        &s.mqtt,
+        V5,
+        "obs",
+        &crate::mqtt_util::admin_login().0,
+        Some(&crate::mqtt_util::admin_login().1),
+    )
+    .await;
+    assert_eq!(
+        retained_topics(&mut obs, 1, "devices/#").await,
+        Vec::<String>::new()
+    );
+    s.stop().await;
+    drop(dir);
 }
