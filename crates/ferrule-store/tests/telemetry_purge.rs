@@ -282,3 +282,104 @@ async fn purging_what_never_existed_is_a_no_op() {
     s.purge(PurgeScope::Tenant(tenant("t9"))).await;
     assert_eq!(s.store.purge_leftovers().unwrap(), 0);
 }
+
+/// Latencies in ms: (p50, p99, max).
+fn summary(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99), v[v.len() - 1])
+}
+
+/// A tenant of 100 devices with 4 M sealed points and 50,000 events is
+/// purged while another tenant ingests: prints how long the detach took,
+/// how long the background deletion ran, and the other tenant's commit
+/// latency before and during it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run with --release -- --ignored --nocapture"]
+async fn a_large_purge_runs_in_the_background_while_ingest_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), TelemetryOptions::default());
+    let (big, live) = (tenant("big"), tenant("live"));
+    let started = std::time::Instant::now();
+    for d in 0..100 {
+        let device = device(&format!("d{d}"));
+        let readings = (0..40_000i64)
+            .map(|ts| Reading {
+                ts: ts * 1000,
+                key: "temp".into(),
+                value: TelemetryValue::Number((ts % 97) as f64),
+            })
+            .collect();
+        let events = (0..500)
+            .map(|i| NewEvent {
+                ts: i,
+                event_type: "boot".into(),
+                payload: Bytes::from_static(b"{\"fw\": \"1.2.3\"}"),
+            })
+            .collect();
+        let a = s.store.append(&big, &device, readings, events).unwrap();
+        s.durability
+            .wait(Ticket::on(Ledger::Telemetry, a.ticket))
+            .await;
+    }
+    s.store.seal_all().await.unwrap();
+    println!("filled in {:.1} s", started.elapsed().as_secs_f64());
+
+    // The other tenant: 100 points per append, one after the other.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ingest = {
+        let (store, durability, stop) = (s.store.clone(), s.durability.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut ts = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let readings = (0..100)
+                    .map(|_| {
+                        ts += 1;
+                        Reading {
+                            ts,
+                            key: "temp".into(),
+                            value: TelemetryValue::Number(1.0),
+                        }
+                    })
+                    .collect();
+                let t = std::time::Instant::now();
+                let a = store
+                    .append(&live, &device("d"), readings, Vec::new())
+                    .unwrap();
+                durability
+                    .wait(Ticket::on(Ledger::Telemetry, a.ticket))
+                    .await;
+                latencies.push((std::time::Instant::now(), t.elapsed().as_secs_f64() * 1e3));
+            }
+            latencies
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let purge_at = std::time::Instant::now();
+    s.purge(PurgeScope::Tenant(big.clone())).await;
+    let detached = purge_at.elapsed();
+    s.wait_reclaimed().await;
+    let reclaimed = purge_at.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let latencies = ingest.await.unwrap();
+    let (before, during): (Vec<_>, Vec<_>) = latencies
+        .into_iter()
+        .filter(|(at, _)| *at <= purge_at + reclaimed)
+        .partition(|(at, _)| *at < purge_at);
+    let before = summary(before.into_iter().map(|l| l.1).collect());
+    let during = summary(during.into_iter().map(|l| l.1).collect());
+    println!(
+        "detached in {:.1} ms; rows deleted in {:.2} s; other tenant's commit p50/p99/max: \
+         before {:.2}/{:.2}/{:.2} ms, during {:.2}/{:.2}/{:.2} ms",
+        detached.as_secs_f64() * 1e3,
+        reclaimed.as_secs_f64(),
+        before.0,
+        before.1,
+        before.2,
+        during.0,
+        during.1,
+        during.2
+    );
+    s.assert_empty(&big, &device("d0")).await;
+}

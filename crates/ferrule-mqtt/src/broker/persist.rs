@@ -180,18 +180,7 @@ pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) ->
             Change::Barrier => {}
         }
     }
-    let mut snapshots: Vec<StoredSession> = Vec::with_capacity(sessions.len());
-    for (key, s) in sessions {
-        match snapshot(&s) {
-            Some(snap) => snapshots.push(snap),
-            // It ended after this change was queued (its end queued before
-            // a last change of a closing connection): its row goes.
-            None if s.state().ended => {
-                ended.insert(key, ());
-            }
-            None => {}
-        }
-    }
+    let snapshots: Vec<StoredSession> = sessions.values().filter_map(|s| snapshot(s)).collect();
     let (set, cleared): (Vec<_>, Vec<_>) =
         retained.into_values().partition(|m| !m.payload.is_empty());
     let result = store

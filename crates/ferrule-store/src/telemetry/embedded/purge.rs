@@ -31,10 +31,11 @@ use super::{kind_code, kind_from_code};
 use crate::telemetry::observe;
 use crate::telemetry::{PurgeScope, Result, TelemetryError};
 
-/// Chunk rows deleted per reclaim step at most.
-const RECLAIM_CHUNKS: usize = 256;
+/// Chunk rows deleted per reclaim step at most. With the events below, a
+/// step takes a few ms: another tenant's commits wait for at most one.
+const RECLAIM_CHUNKS: usize = 64;
 /// Event rows deleted per reclaim step at most.
-const RECLAIM_EVENTS: usize = 4096;
+const RECLAIM_EVENTS: usize = 1024;
 
 /// A purged series: its chunks to delete, then its row to forget.
 #[derive(Debug, Clone, Copy)]
