@@ -34,6 +34,9 @@ pub struct Accepted {
 pub enum Refused {
     /// The payload is not valid for its topic (MQTT 5 0x99, HTTP 400).
     Invalid(String),
+    /// The topic names a device that does not exist in the tenant, whose
+    /// data nothing could own (MQTT 5 0x90, HTTP 404).
+    UnknownDevice(String),
     /// The tenant's storage budget is used up (MQTT 5 0x97, HTTP 507).
     QuotaExceeded(String),
     /// The store cannot take it now (MQTT 5 0x80, HTTP 503).
@@ -43,9 +46,10 @@ pub enum Refused {
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refused::Invalid(why) | Refused::QuotaExceeded(why) | Refused::Unavailable(why) => {
-                f.write_str(why)
-            }
+            Refused::Invalid(why)
+            | Refused::UnknownDevice(why)
+            | Refused::QuotaExceeded(why)
+            | Refused::Unavailable(why) => f.write_str(why),
         }
     }
 }

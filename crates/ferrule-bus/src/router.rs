@@ -2,22 +2,27 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use bytestring::ByteString;
 use ferrule_core::topic::matches;
-use ferrule_core::{Message, TenantId};
+use ferrule_core::{Message, Origin, QoS, TenantId};
 use parking_lot::{Mutex, RwLock};
 
 use crate::tree::{Entry, SubscriberId, SubscriptionTree};
-use crate::{Durability, Intake, Published, Ticket};
+use crate::{Durability, Intake, Published, Refused, Ticket};
 
 /// One tenant's subscriptions and retained messages.
 #[derive(Default)]
 pub struct TenantBus {
     tree: RwLock<SubscriptionTree>,
     retained: Mutex<HashMap<ByteString, Arc<Message>>>,
+    /// Set, under the retained lock, when the tenant is deleted: the bus
+    /// takes no more messages (a connection may still hold it while it
+    /// closes).
+    closed: AtomicBool,
 }
 
 impl TenantBus {
@@ -113,8 +118,15 @@ impl Router {
 
     /// [`publish`](Self::publish) for a caller that holds its tenant's bus
     /// (an MQTT connection), skipping the tenant lookup on the hot path.
-    /// `bus` must be `message.tenant`'s.
+    /// `bus` must be `message.tenant`'s; once the tenant is deleted, the
+    /// bus refuses every message.
     pub fn publish_in(&self, bus: &TenantBus, message: Arc<Message>) -> Published {
+        if bus.closed.load(Ordering::Acquire) {
+            return Published {
+                refused: Some(Refused::Unavailable("this tenant was deleted".into())),
+                ..Published::default()
+            };
+        }
         debug_assert!(
             self.tenants
                 .read()
@@ -139,15 +151,18 @@ impl Router {
         }
         if message.retain {
             let mut retained = bus.retained.lock();
-            // An empty retained payload clears the topic (MQTT 5 §3.3.1.3).
-            if message.payload.is_empty() {
-                retained.remove(&message.topic);
-            } else {
-                retained.insert(message.topic.clone(), message.clone());
-            }
-            drop(retained);
-            if let Some(sink) = self.retained_sink.get() {
-                durable_after = durable_after.join(sink(&message));
+            if !bus.closed.load(Ordering::Acquire) {
+                // An empty retained payload clears the topic (MQTT 5 §3.3.1.3).
+                if message.payload.is_empty() {
+                    retained.remove(&message.topic);
+                } else {
+                    retained.insert(message.topic.clone(), message.clone());
+                }
+                // Reported under the lock, so that the store sees the changes
+                // of a topic in the order memory did.
+                if let Some(sink) = self.retained_sink.get() {
+                    durable_after = durable_after.join(sink(&message));
+                }
             }
         }
         let tree = bus.tree.read();
@@ -164,6 +179,62 @@ impl Router {
             durable_after,
             refused: None,
         }
+    }
+
+    /// Drops the retained messages whose topic `filter` matches (a deleted
+    /// device's topic space), in storage too; returns how many, and the
+    /// ticket after which their removal is durable.
+    pub fn clear_retained(&self, tenant: &TenantId, filter: &str) -> (usize, Ticket) {
+        let Some(bus) = self.tenants.read().get(tenant).cloned() else {
+            return (0, Ticket::NONE);
+        };
+        let mut retained = bus.retained.lock();
+        let topics: Vec<ByteString> = retained
+            .keys()
+            .filter(|t| matches(filter, t))
+            .cloned()
+            .collect();
+        for t in &topics {
+            retained.remove(t);
+        }
+        let ticket = self.report_cleared(tenant, &topics);
+        (topics.len(), ticket)
+    }
+
+    /// Forgets a deleted tenant: its bus takes no more messages and its
+    /// retained messages are dropped, in storage too. Its subscribers are
+    /// not told: end them first. A later message for this tenant id starts
+    /// a new, empty bus. Returns how many retained messages were dropped,
+    /// and the ticket after which their removal is durable.
+    pub fn remove_tenant(&self, tenant: &TenantId) -> (usize, Ticket) {
+        let Some(bus) = self.tenants.write().remove(tenant) else {
+            return (0, Ticket::NONE);
+        };
+        let mut retained = bus.retained.lock();
+        bus.closed.store(true, Ordering::Release);
+        let topics: Vec<ByteString> = retained.drain().map(|(t, _)| t).collect();
+        let ticket = self.report_cleared(tenant, &topics);
+        (topics.len(), ticket)
+    }
+
+    /// Reports retained topics cleared to the sink (as empty retained
+    /// messages, like a client clearing them); the caller holds the bus's
+    /// retained lock.
+    fn report_cleared(&self, tenant: &TenantId, topics: &[ByteString]) -> Ticket {
+        let Some(sink) = self.retained_sink.get() else {
+            return Ticket::NONE;
+        };
+        topics.iter().fold(Ticket::NONE, |ticket, topic| {
+            let mut clear = Message::new(
+                tenant.clone(),
+                topic.clone(),
+                Bytes::new(),
+                QoS::AtMostOnce,
+                Origin::System,
+            );
+            clear.retain = true;
+            ticket.join(sink(&Arc::new(clear)))
+        })
     }
 
     /// Restores a retained message (start-up), without delivering it.
@@ -293,6 +364,45 @@ mod tests {
         assert!(!r.unsubscribe(&tenant("t"), "#", id));
         assert_eq!(r.publish(msg("t", "a", None)).delivered, 0);
         assert_eq!(r.tenant(&tenant("t")).subscription_count(), 0);
+    }
+
+    #[test]
+    fn a_removed_tenant_keeps_nothing_and_its_old_bus_refuses_messages() {
+        let r = Router::default();
+        let t = tenant("t");
+        let inbox = Arc::new(Inbox::default());
+        let mut m = (*msg("t", "devices/d1/state", None)).clone();
+        m.retain = true;
+        r.publish(Arc::new(m.clone()));
+        let old = r.tenant(&t);
+        assert_eq!(r.remove_tenant(&t).0, 1);
+        let refused = r.publish_in(&old, Arc::new(m.clone()));
+        assert!(refused.refused.is_some());
+        assert!(old.retained_all().is_empty());
+        // The id starts over, empty.
+        r.subscribe(&t, "#", entry(&r, &inbox, QoS::AtMostOnce));
+        assert!(r.tenant(&t).retained_all().is_empty());
+        assert_eq!(r.publish(msg("t", "x", None)).delivered, 1);
+    }
+
+    #[test]
+    fn clearing_a_topic_space_leaves_the_rest() {
+        let r = Router::default();
+        for topic in ["devices/d1", "devices/d1/a/b", "devices/d10/a", "other"] {
+            let mut m = (*msg("t", topic, None)).clone();
+            m.retain = true;
+            r.publish(Arc::new(m));
+        }
+        assert_eq!(r.clear_retained(&tenant("t"), "devices/d1/#").0, 2);
+        let mut left: Vec<String> = r
+            .tenant(&tenant("t"))
+            .retained_all()
+            .iter()
+            .map(|m| m.topic.to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["devices/d10/a", "other"]);
+        assert_eq!(r.clear_retained(&tenant("nobody"), "#").0, 0);
     }
 
     #[test]

@@ -156,6 +156,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::lifecycle::LifecycleError> for ApiError {
+    fn from(e: crate::lifecycle::LifecycleError) -> Self {
+        use crate::lifecycle::LifecycleError as E;
+        match e {
+            E::Store(e) => e.into(),
+            E::Telemetry(e) => e.into(),
+            e @ E::TimedOut(_) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         crate::observe::AuthFailed {

@@ -5,10 +5,12 @@
 //! same route declarations, and the operational endpoints `/healthz`,
 //! `/readyz` and `/metrics`. Requests are authenticated by the [`Caller`]
 //! extractor through the store's `Identity`; every error leaves as RFC 9457
-//! problem+json through the single mapping in [`error`].
+//! problem+json through the single mapping in [`error`]. Tenants and devices
+//! are created and deleted across every store by [`lifecycle`].
 
 pub mod error;
 mod extract;
+pub mod lifecycle;
 pub mod observe;
 mod pagination;
 pub mod routes;

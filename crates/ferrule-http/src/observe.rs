@@ -8,6 +8,7 @@ use metrics::{counter, gauge, histogram};
 pub const HTTP_REQUESTS: &str = "ferrule_http_requests_total";
 pub const HTTP_DURATION: &str = "ferrule_http_request_duration_seconds";
 pub const AUTH_FAILURES: &str = "ferrule_auth_failures_total";
+pub const DELETIONS: &str = "ferrule_deletions_total";
 pub const BUILD_INFO: &str = "ferrule_build_info";
 
 /// Buckets for request latency, from 100 µs to 10 s.
@@ -62,6 +63,38 @@ impl AuthFailed {
             transport = self.transport,
             reason = self.reason,
             "authentication failed"
+        );
+    }
+}
+
+/// A tenant or a device was deleted everywhere (its telemetry rows may
+/// still be going, in the background).
+pub struct Deleted<'a> {
+    pub tenant: &'a ferrule_core::TenantId,
+    /// `None` for the whole tenant.
+    pub device: Option<&'a ferrule_core::DeviceId>,
+    /// MQTT connections closed, sessions ended, retained messages dropped.
+    pub connections: usize,
+    pub sessions: usize,
+    pub retained: usize,
+}
+
+impl Deleted<'_> {
+    pub fn emit(self) {
+        let kind = if self.device.is_some() {
+            "device"
+        } else {
+            "tenant"
+        };
+        counter!(DELETIONS, "kind" => kind).increment(1);
+        tracing::info!(
+            kind,
+            tenant = %self.tenant,
+            device = self.device.map(|d| d.as_str()),
+            connections = self.connections,
+            sessions = self.sessions,
+            retained = self.retained,
+            "deleted a {kind} and everything it owned"
         );
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferrule_store::{AclCache, Identity, MetaStore};
+use ferrule_store::{AclCache, Directory, Identity, MetaStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Settings of the HTTP API that come from configuration.
@@ -59,6 +59,8 @@ pub struct AppState {
     pub identity: Identity,
     /// Rule changes go through it, so the broker's cached policies follow.
     pub acl: AclCache,
+    /// Which tenants and devices exist; changed only by [`crate::lifecycle`].
+    pub directory: Directory,
     pub settings: HttpSettings,
     pub readiness: Readiness,
     pub metrics: PrometheusHandle,

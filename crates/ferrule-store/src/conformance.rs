@@ -24,6 +24,9 @@ macro_rules! meta_store_conformance {
             devices_are_scoped_by_tenant,
             credentials_find_rotate_and_delete,
             deleting_a_tenant_removes_everything_it_owns,
+            deleting_a_device_removes_everything_it_owns,
+            a_deleted_id_is_taken_again_only_once_its_deletion_is_finished,
+            the_default_tenant_cannot_be_deleted,
             acl_rules_crud_and_scoped_by_tenant,
             deleting_a_tenant_removes_its_acl_rules,
             user_changes_need_a_role_at_least_the_users,
@@ -387,30 +390,225 @@ pub async fn credentials_find_rotate_and_delete(s: &dyn MetaStore) {
     );
 }
 
+fn credential(id: &str, kind: CredentialKind, secret: &str) -> NewCredential {
+    let x509 = kind == CredentialKind::X509;
+    NewCredential {
+        id: id.into(),
+        kind,
+        secret_hash: (!x509).then(|| secret.into()),
+        fingerprint: x509.then(|| secret.into()),
+        expires_at: None,
+    }
+}
+
+/// A device with a token, a password and a certificate.
+async fn device_with_credentials(s: &dyn MetaStore, t: &TenantId, id: &str) {
+    s.create_device(&new_device(t, id)).await.unwrap();
+    for c in [
+        credential(
+            &format!("{id}-c1"),
+            CredentialKind::Token,
+            &format!("{id}-tok"),
+        ),
+        credential(
+            &format!("{id}-c2"),
+            CredentialKind::Password,
+            &format!("{id}-pw"),
+        ),
+        credential(
+            &format!("{id}-c3"),
+            CredentialKind::X509,
+            &format!("sha256:{id}"),
+        ),
+    ] {
+        s.add_credential(t, &device(id), &c).await.unwrap();
+    }
+}
+
+async fn assert_device_gone(s: &dyn MetaStore, t: &TenantId, id: &str) {
+    not_found(s.get_device(t, &device(id)).await);
+    not_found(s.list_credentials(t, &device(id)).await);
+    assert!(
+        s.find_device_by_token(&format!("{id}-tok"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_device_by_fingerprint(&format!("sha256:{id}"), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.device_passwords(t, &device(id)).await.unwrap().is_empty());
+}
+
 pub async fn deleting_a_tenant_removes_everything_it_owns(s: &dyn MetaStore) {
     let (a, b) = with_tenants(s).await;
     s.create_user(&new_user("u1", &a, "ann@example.com"))
         .await
         .unwrap();
-    s.create_device(&new_device(&a, "pump")).await.unwrap();
-    let cred = NewCredential {
-        id: "c1".into(),
-        kind: CredentialKind::Token,
-        secret_hash: Some("tok".into()),
-        fingerprint: None,
-        expires_at: None,
+    let session = Session {
+        token_hash: "sess".into(),
+        user_id: "u1".into(),
+        expires_at: Timestamp::now() + SignedDuration::from_hours(1),
     };
-    s.add_credential(&a, &device("pump"), &cred).await.unwrap();
+    s.create_session(&session).await.unwrap();
+    let key = ApiKey {
+        id: "k1".into(),
+        tenant: a.clone(),
+        name: "ci".into(),
+        role: Role::Editor,
+        created_at: Timestamp::now(),
+        expires_at: None,
+        revoked_at: None,
+        created_by: Some("u1".into()),
+    };
+    s.create_api_key(&key, "key-hash").await.unwrap();
+    device_with_credentials(s, &a, "pump").await;
+    s.create_acl_rule(&a, &acl_rule("acl_1", "#", 0))
+        .await
+        .unwrap();
     s.create_device(&new_device(&b, "keep")).await.unwrap();
+
     s.delete_tenant(&a).await.unwrap();
+    not_found(s.get_tenant(&a).await);
     assert!(
         s.find_user_by_email("ann@example.com")
             .await
             .unwrap()
             .is_none()
     );
-    assert!(s.find_device_by_token("tok").await.unwrap().is_none());
+    assert!(s.find_session("sess").await.unwrap().is_none());
+    assert!(s.find_api_key("key-hash").await.unwrap().is_none());
+    assert_device_gone(s, &a, "pump").await;
     assert!(s.get_device(&b, &device("keep")).await.is_ok());
+    assert_eq!(
+        s.pending_deletions().await.unwrap(),
+        [PendingDeletion {
+            tenant: a.clone(),
+            device: None
+        }]
+    );
+
+    // Created again, once the deletion is finished: empty.
+    s.finish_deletion(&PendingDeletion {
+        tenant: a.clone(),
+        device: None,
+    })
+    .await
+    .unwrap();
+    s.create_tenant(&a, "Alpha again").await.unwrap();
+    assert!(
+        s.list_users(&a, &page(10, None))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_api_keys(&a, &page(10, None))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        s.list_devices(&a, &page(10, None))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(s.list_acl_rules(&a).await.unwrap().is_empty());
+    not_found(s.get_user(&a, "u1").await);
+    not_found(s.get_api_key(&a, "k1").await);
+    // The freed email and fingerprint may be used again.
+    s.create_user(&new_user("u2", &a, "ann@example.com"))
+        .await
+        .unwrap();
+    device_with_credentials(s, &a, "pump").await;
+}
+
+pub async fn deleting_a_device_removes_everything_it_owns(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    device_with_credentials(s, &a, "pump").await;
+    device_with_credentials(s, &a, "valve").await;
+    s.create_device(&new_device(&b, "pump")).await.unwrap();
+
+    s.delete_device(&a, &device("pump")).await.unwrap();
+    assert_device_gone(s, &a, "pump").await;
+    not_found(s.delete_device(&a, &device("pump")).await);
+    assert_eq!(
+        s.list_credentials(&a, &device("valve"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(s.get_device(&b, &device("pump")).await.is_ok());
+    let pending = PendingDeletion {
+        tenant: a.clone(),
+        device: Some(device("pump")),
+    };
+    assert_eq!(
+        s.pending_deletions().await.unwrap(),
+        std::slice::from_ref(&pending)
+    );
+
+    s.finish_deletion(&pending).await.unwrap();
+    assert!(s.pending_deletions().await.unwrap().is_empty());
+    s.create_device(&new_device(&a, "pump")).await.unwrap();
+    assert!(
+        s.list_credentials(&a, &device("pump"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn a_deleted_id_is_taken_again_only_once_its_deletion_is_finished(s: &dyn MetaStore) {
+    let (a, b) = with_tenants(s).await;
+    s.create_device(&new_device(&a, "pump")).await.unwrap();
+    s.delete_device(&a, &device("pump")).await.unwrap();
+    assert!(matches!(
+        s.create_device(&new_device(&a, "pump")).await,
+        Err(StoreError::Refused(_))
+    ));
+    // Only that id, in that tenant.
+    s.create_device(&new_device(&a, "valve")).await.unwrap();
+    s.create_device(&new_device(&b, "other")).await.unwrap();
+
+    s.delete_tenant(&b).await.unwrap();
+    assert!(matches!(
+        s.create_tenant(&b, "again").await,
+        Err(StoreError::Refused(_))
+    ));
+    for d in s.pending_deletions().await.unwrap() {
+        s.finish_deletion(&d).await.unwrap();
+    }
+    s.create_device(&new_device(&a, "pump")).await.unwrap();
+    s.create_tenant(&b, "again").await.unwrap();
+    // Finishing twice is harmless.
+    s.finish_deletion(&PendingDeletion {
+        tenant: b,
+        device: None,
+    })
+    .await
+    .unwrap();
+}
+
+pub async fn the_default_tenant_cannot_be_deleted(s: &dyn MetaStore) {
+    let default = TenantId::default_tenant();
+    if s.get_tenant(&default).await.is_err() {
+        s.create_tenant(&default, "Default").await.unwrap();
+    }
+    assert!(matches!(
+        s.delete_tenant(&default).await,
+        Err(StoreError::Refused(_))
+    ));
+    assert!(s.get_tenant(&default).await.is_ok());
+    assert!(s.pending_deletions().await.unwrap().is_empty());
 }
 
 fn acl_rule(id: &str, topic: &str, priority: i32) -> AclRule {
@@ -487,6 +685,9 @@ pub async fn deleting_a_tenant_removes_its_acl_rules(s: &dyn MetaStore) {
         .unwrap();
     s.delete_tenant(&a).await.unwrap();
     // A tenant created again under the same id starts without rules.
+    for d in s.pending_deletions().await.unwrap() {
+        s.finish_deletion(&d).await.unwrap();
+    }
     s.create_tenant(&a, "Alpha again").await.unwrap();
     assert!(s.list_acl_rules(&a).await.unwrap().is_empty());
     assert_eq!(s.list_acl_rules(&b).await.unwrap().len(), 1);

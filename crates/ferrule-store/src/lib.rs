@@ -13,11 +13,14 @@
 //!   mints and hashes secrets. Every transport authenticates through it.
 //! - [`AclCache`] keeps each tenant's compiled ACL [`ferrule_core::acl::Policy`]
 //!   in memory for the broker, and writes rule changes through to the store.
+//! - [`Directory`] knows in memory which tenants and devices exist, for the
+//!   hot paths that must not ask the store (telemetry intake, authorisation).
 //! - [`telemetry::TelemetryStore`] keeps devices' time series and events;
 //!   [`telemetry::embedded::EmbeddedTelemetry`] is its embedded backend.
 
 mod acl;
 mod broker_state;
+mod directory;
 pub mod embedded;
 mod error;
 mod identity;
@@ -30,6 +33,7 @@ pub mod conformance;
 
 pub use acl::AclCache;
 pub use broker_state::BrokerStateStore;
+pub use directory::{Changing, Directory};
 pub use error::{Result, StoreError};
 pub use identity::{AuthError, Bootstrap, CertificateLogin, Identity, IssuedSession, UserChange};
 pub use meta::MetaStore;

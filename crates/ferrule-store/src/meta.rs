@@ -13,6 +13,15 @@ use crate::model::*;
 /// Every call that reads or changes a tenant's object takes the tenant, and a
 /// backend must answer [`crate::StoreError::NotFound`] for another tenant's
 /// object exactly as for a missing one. Secrets arrive already hashed.
+///
+/// Deleting a tenant or a device removes, in one transaction, everything
+/// this store keeps of it — the broker state of [`crate::BrokerStateStore`]
+/// included — and records a [`PendingDeletion`]: other stores (telemetry,
+/// the broker's memory) then remove their part, and the caller ends it with
+/// [`finish_deletion`](MetaStore::finish_deletion). Until then the id cannot
+/// be created again ([`crate::StoreError::Refused`]), and after a crash
+/// [`pending_deletions`](MetaStore::pending_deletions) says what to resume.
+/// A tenant or device created again under the same id starts empty.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     /// Cheap liveness check for `/readyz`.
@@ -20,11 +29,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Make everything written so far durable and release resources.
     async fn close(&self) -> Result<()>;
 
+    /// Refused while a deletion of this id is pending.
     async fn create_tenant(&self, id: &TenantId, name: &str) -> Result<Tenant>;
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant>;
     async fn list_tenants(&self, page: &PageRequest) -> Result<Page<Tenant>>;
     async fn rename_tenant(&self, id: &TenantId, name: &str) -> Result<Tenant>;
-    /// Deletes the tenant and everything it owns.
+    /// Deletes the tenant and everything it owns: users and their login
+    /// sessions, API keys, devices and their credentials, ACL rules, the
+    /// broker's persisted sessions and retained messages; records it as a
+    /// pending deletion. Tenant `default` cannot be deleted (`Refused`).
     async fn delete_tenant(&self, id: &TenantId) -> Result<()>;
 
     async fn create_user(&self, user: &NewUser) -> Result<User>;
@@ -74,6 +87,7 @@ pub trait MetaStore: Send + Sync + 'static {
     /// creates keys in other tenants).
     async fn api_keys_made_by(&self, creator: &str) -> Result<Vec<ApiKey>>;
 
+    /// Refused while a deletion of this device or its tenant is pending.
     async fn create_device(&self, device: &NewDevice) -> Result<Device>;
     async fn get_device(&self, tenant: &TenantId, id: &DeviceId) -> Result<Device>;
     async fn list_devices(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Device>>;
@@ -83,8 +97,16 @@ pub trait MetaStore: Send + Sync + 'static {
         id: &DeviceId,
         update: &DeviceUpdate,
     ) -> Result<Device>;
-    /// Deletes the device and its credentials.
+    /// Deletes the device, its credentials, and the broker's persisted
+    /// sessions of the device and retained messages in its topic space
+    /// (`devices/{id}` and below); records it as a pending deletion.
     async fn delete_device(&self, tenant: &TenantId, id: &DeviceId) -> Result<()>;
+
+    /// Deletions recorded and not yet finished, to resume after a restart.
+    async fn pending_deletions(&self) -> Result<Vec<PendingDeletion>>;
+    /// Ends a pending deletion: every store is done with it, and its id may
+    /// be created again.
+    async fn finish_deletion(&self, deletion: &PendingDeletion) -> Result<()>;
 
     async fn add_credential(
         &self,

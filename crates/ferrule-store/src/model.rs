@@ -19,6 +19,14 @@ pub struct PageRequest {
     pub after: Option<String>,
 }
 
+/// A tenant (`device: None`) or a device deleted from the metadata store
+/// whose data in other stores is still being removed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PendingDeletion {
+    pub tenant: TenantId,
+    pub device: Option<DeviceId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tenant {
     pub id: TenantId,

@@ -91,6 +91,12 @@ pub struct RawTelemetry {
         default
     )]
     pub seal_age: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub purge_interval: Option<String>,
 }
 
 /// `[telemetry]`, validated.
@@ -106,6 +112,9 @@ pub struct TelemetryConfig {
     pub retention_interval: Duration,
     /// How long recent points wait before being sealed into chunks.
     pub seal_age: Duration,
+    /// Pause between two steps of removing a deleted device's or tenant's
+    /// telemetry from disk, in the background.
+    pub purge_interval: Duration,
 }
 
 /// Parses a duration setting such as "5m" or "24h".
@@ -155,6 +164,11 @@ fn telemetry_config(raw: &RawTelemetry) -> Result<TelemetryConfig, StartupError>
             "telemetry.seal_age (FERRULE_TELEMETRY_SEAL_AGE)",
             raw.seal_age.as_deref(),
             Duration::from_secs(15 * 60),
+        )?,
+        purge_interval: duration(
+            "telemetry.purge_interval (FERRULE_TELEMETRY_PURGE_INTERVAL)",
+            raw.purge_interval.as_deref(),
+            Duration::from_millis(10),
         )?,
     })
 }

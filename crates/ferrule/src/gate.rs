@@ -8,16 +8,21 @@ use ferrule_core::acl;
 use ferrule_core::secret::TokenKind;
 use ferrule_core::{Principal, TenantId};
 use ferrule_mqtt::broker::{Access, Gatekeeper, Login, Refusal};
-use ferrule_store::{AclCache, AuthError, CertificateLogin, Identity};
+use ferrule_store::{AclCache, AuthError, CertificateLogin, Directory, Identity};
 
 pub struct StoreGatekeeper {
     identity: Identity,
     acl: AclCache,
+    directory: Directory,
 }
 
 impl StoreGatekeeper {
-    pub fn new(identity: Identity, acl: AclCache) -> Arc<Self> {
-        Arc::new(Self { identity, acl })
+    pub fn new(identity: Identity, acl: AclCache, directory: Directory) -> Arc<Self> {
+        Arc::new(Self {
+            identity,
+            acl,
+            directory,
+        })
     }
 }
 
@@ -94,6 +99,11 @@ impl Gatekeeper for StoreGatekeeper {
     }
 
     fn allows(&self, who: &Principal, access: Access, topic: &str) -> bool {
+        // A deleted device or tenant keeps no rights, not even on a
+        // connection still closing (its last publishes, its will).
+        if !self.directory.may_act(who) {
+            return false;
+        }
         let access = match access {
             Access::Publish => acl::Access::Publish,
             Access::Subscribe => acl::Access::Subscribe,

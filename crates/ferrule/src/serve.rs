@@ -13,7 +13,7 @@ use ferrule_mqtt::broker::{Broker, listener, persist};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::telemetry::TelemetryStore;
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
-use ferrule_store::{Bootstrap, Identity, MetaStore, StoreError};
+use ferrule_store::{Bootstrap, Directory, Identity, MetaStore, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -147,12 +147,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let acl = ferrule_store::AclCache::new(store.clone());
+    let directory = Directory::load(&*store)
+        .await
+        .context("loading tenants and devices")?;
     let metrics = install_metrics()?;
     ferrule_http::observe::record_build_info();
     let readiness = Readiness::default();
     let mut state = AppState {
         identity: identity.clone(),
         acl: acl.clone(),
+        directory: directory.clone(),
         settings: HttpSettings {
             max_body_bytes: config.max_body_bytes,
         },
@@ -169,6 +173,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let telemetry = open_telemetry(&config, &router)?;
     router.set_intake(Arc::new(TelemetryIntake::new(
         telemetry.clone(),
+        directory.clone(),
         config.telemetry.max_future_skew,
     )));
     state.telemetry = Some(TelemetryApi {
@@ -180,7 +185,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let broker = Broker::new(
         broker_config,
         router.clone(),
-        StoreGatekeeper::new(identity.clone(), acl.clone()),
+        StoreGatekeeper::new(identity.clone(), acl.clone(), directory.clone()),
     );
     let (persister, state_writer) =
         persist::start(broker_state.clone(), router.durability().clone());
@@ -193,6 +198,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let stop_writer = CancellationToken::new();
     let writer = tokio::spawn(state_writer.run(stop_writer.clone()));
+    state.mqtt = Some(MqttEndpoint {
+        broker: broker.clone(),
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+    });
+    // Deletions a crash interrupted finish before any client connects.
+    let resumed = ferrule_http::lifecycle::resume(&state)
+        .await
+        .context("finishing interrupted deletions")?;
+    if resumed > 0 {
+        tracing::info!(deletions = resumed, "finished interrupted deletions");
+    }
     let mqtt_listener = tokio::net::TcpListener::from_std(mqtt_listener)?;
     let mqtt_addr = mqtt_listener.local_addr()?;
     tasks.spawn(listener::serve_tcp(
@@ -215,11 +232,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
-    state.mqtt = Some(MqttEndpoint {
-        broker: broker.clone(),
-        shutdown: shutdown.clone(),
-        tasks: tasks.clone(),
-    });
     let app =
         ferrule_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_shutdown = shutdown.clone();
@@ -280,6 +292,7 @@ fn open_telemetry(config: &Config, router: &Router) -> anyhow::Result<Arc<dyn Te
     let options = TelemetryOptions {
         sync: config.telemetry.sync,
         seal_age: config.telemetry.seal_age,
+        purge_interval: config.telemetry.purge_interval,
         ..TelemetryOptions::default()
     };
     match EmbeddedTelemetry::open(&config.data_dir, options, router.durability().clone()) {

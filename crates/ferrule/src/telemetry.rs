@@ -1,7 +1,7 @@
 //! The telemetry writer's place on the router: its [`Intake`] stores what
 //! devices send on `devices/{id}/telemetry` and `devices/{id}/events/{type}`
-//! before the message is routed, refusing invalid payloads; and the
-//! background retention pass.
+//! before the message is routed, refusing invalid payloads and devices that
+//! do not exist; and the background retention pass.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -11,8 +11,8 @@ use ferrule_bus::{Accepted, Intake, Ledger, Refused, Ticket};
 use ferrule_core::message::now_ms;
 use ferrule_core::telemetry::{PayloadLimits, parse_telemetry};
 use ferrule_core::{DeviceId, Message, TenantId};
-use ferrule_store::MetaStore;
 use ferrule_store::telemetry::{NewEvent, TelemetryError, TelemetryStore, retention};
+use ferrule_store::{Directory, MetaStore};
 use tokio_util::sync::CancellationToken;
 
 /// What a topic means to the telemetry store.
@@ -38,15 +38,23 @@ impl<'a> Target<'a> {
 /// Stores telemetry and events as they pass the router.
 pub struct TelemetryIntake {
     store: Arc<dyn TelemetryStore>,
+    /// Only devices that exist keep data: a deleted device's id must not
+    /// gather any before it is created anew (which purges what was left).
+    directory: Directory,
     limits: PayloadLimits,
     last_warning_ms: AtomicI64,
     quiet_refusals: AtomicU64,
 }
 
 impl TelemetryIntake {
-    pub fn new(store: Arc<dyn TelemetryStore>, max_future_skew: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn TelemetryStore>,
+        directory: Directory,
+        max_future_skew: Duration,
+    ) -> Self {
         Self {
             store,
+            directory,
             limits: PayloadLimits {
                 max_future_skew_ms: max_future_skew.as_millis() as i64,
                 ..PayloadLimits::default()
@@ -90,6 +98,16 @@ impl Intake for TelemetryIntake {
             return Ok(Accepted::default());
         };
         let tenant = &message.tenant;
+        let unknown = || {
+            let why = format!(
+                "no such device {device_str} in this tenant: create it before sending its data"
+            );
+            self.refused(tenant, device_str, "unknown_device", &why);
+            Err(Refused::UnknownDevice(why))
+        };
+        if !self.directory.has_device(tenant, &device) {
+            return unknown();
+        }
         let (readings, events) = match target {
             Target::Telemetry(_) => {
                 let mut readings = Vec::new();
@@ -116,7 +134,17 @@ impl Intake for TelemetryIntake {
                 }],
             ),
         };
-        match self.store.append(tenant, &device, readings, events) {
+        // Queued while the device is known to exist: its deletion, which
+        // queues the purge of its telemetry, waits for this and the other
+        // way round (see `Directory`).
+        let appended = self.directory.with_device(tenant, &device, || {
+            self.store.append(tenant, &device, readings, events)
+        });
+        let Some(appended) = appended else {
+            // Deleted while the payload was parsed.
+            return unknown();
+        };
+        match appended {
             Ok(appended) => Ok(Accepted {
                 durable_after: if appended.ticket == 0 {
                     Ticket::NONE

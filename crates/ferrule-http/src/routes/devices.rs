@@ -12,6 +12,7 @@ use super::views::{CreatedDevice, DeviceView};
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiQuery, JsonBody};
+use crate::lifecycle;
 use crate::pagination::{PageQuery, Paged};
 use crate::state::AppState;
 
@@ -101,7 +102,7 @@ pub async fn create(
         profile: req.profile.unwrap_or_else(|| "default".into()),
         attributes: req.attributes.unwrap_or_else(|| serde_json::json!({})),
     };
-    let device = state.store().create_device(&new).await?;
+    let device = lifecycle::create_device(&state, &new).await?;
     let (cred, token) = state
         .identity
         .issue_device_token(&caller.tenant, &device.id, None)
@@ -166,20 +167,19 @@ pub async fn update(
     Ok(Json(updated.into()))
 }
 
-/// Delete a device and its credentials.
+/// Delete a device and everything it owns: credentials, MQTT connections
+/// and sessions, retained messages under `devices/{id}/`, telemetry and
+/// events. A device created again under this id starts empty.
 #[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204, description = "Deleted; stored telemetry is removed from disk in the background"),
+        (status = 404, body = Problem),
+        (status = 503, body = Problem, description = "Not finished in time; repeat the request")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require_write()?;
-    let device = device_id(&id)?;
-    state.store().delete_device(&caller.tenant, &device).await?;
-    state.disconnect_mqtt(
-        &caller.tenant,
-        Some(ferrule_core::PrincipalKind::device_owner(&device)),
-    );
+    lifecycle::delete_device(&state, &caller.tenant, &device_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

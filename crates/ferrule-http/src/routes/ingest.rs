@@ -43,6 +43,7 @@ async fn ingest(
                 field: None,
                 detail: why,
             },
+            Refused::UnknownDevice(_) => ApiError::NotFound("device"),
             Refused::QuotaExceeded(why) => ApiError::InsufficientStorage(why),
             Refused::Unavailable(why) => ApiError::Unavailable(why),
         });
@@ -59,6 +60,7 @@ async fn ingest(
     request_body(content = Object, description = "A telemetry payload as on MQTT: {\"KEY\": value}, {\"ts\", \"values\"}, or an array of either"),
     responses((status = 204, description = "Stored durably"),
         (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem, description = "The device was deleted meanwhile"),
         (status = 507, body = Problem, description = "The tenant's disk budget is used up")))]
 pub async fn telemetry(
     State(state): State<AppState>,
@@ -73,7 +75,8 @@ pub async fn telemetry(
     params(("type" = String, Path, description = "Event type, one topic level")),
     request_body(content = Object, description = "Any payload; JSON is returned as JSON"),
     responses((status = 204, description = "Stored durably"),
-        (status = 400, body = Problem), (status = 401, body = Problem)))]
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem, description = "The device was deleted meanwhile")))]
 pub async fn event(
     State(state): State<AppState>,
     caller: DeviceCaller,

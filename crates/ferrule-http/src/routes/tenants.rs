@@ -11,6 +11,7 @@ use super::views::TenantView;
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiQuery, JsonBody};
+use crate::lifecycle;
 use crate::pagination::{PageQuery, Paged};
 use crate::state::AppState;
 
@@ -56,7 +57,7 @@ pub async fn create(
     caller.require_admin()?;
     let id = TenantId::new(&req.id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
     let name = req.name.unwrap_or_else(|| req.id.clone());
-    let tenant = state.store().create_tenant(&id, &name).await?;
+    let tenant = lifecycle::create_tenant(&state, &id, &name).await?;
     Ok((StatusCode::CREATED, Json(tenant.into())))
 }
 
@@ -92,25 +93,20 @@ pub async fn update(
     ))
 }
 
-/// Deletes the tenant and everything it owns. `default` cannot be deleted.
+/// Deletes the tenant and everything it owns: users, API keys, devices and
+/// their credentials, ACL rules, MQTT connections, sessions and retained
+/// messages, telemetry, events and telemetry settings. A tenant created
+/// again under this id starts empty. `default` cannot be deleted.
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 204, description = "Deleted; stored telemetry is removed from disk in the background"),
+        (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 503, body = Problem, description = "Not finished in time; repeat the request")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    let id = tenant_id(&id)?;
-    if id == TenantId::default_tenant() {
-        return Err(ApiError::Conflict(
-            "the default tenant cannot be deleted".into(),
-        ));
-    }
-    state.store().delete_tenant(&id).await?;
-    state.disconnect_mqtt(&id, None);
-    // Its rules went with it; a tenant created again under this id must not
-    // inherit the cached policy.
-    state.acl.forget(&id);
+    lifecycle::delete_tenant(&state, &tenant_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

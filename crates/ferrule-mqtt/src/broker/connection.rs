@@ -843,6 +843,7 @@ impl Connection {
         };
         let code = match &refused {
             Refused::Invalid(_) => ReasonCode::PAYLOAD_FORMAT_INVALID,
+            Refused::UnknownDevice(_) => ReasonCode::TOPIC_NAME_INVALID,
             Refused::QuotaExceeded(_) => ReasonCode::QUOTA_EXCEEDED,
             Refused::Unavailable(_) => ReasonCode::UNSPECIFIED_ERROR,
         };

@@ -13,13 +13,13 @@ pub mod persist;
 mod session;
 pub mod tls;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferrule_bus::Router;
-use ferrule_core::{Principal, TenantId};
+use ferrule_bus::{Router, Ticket};
+use ferrule_core::{DeviceId, Principal, PrincipalKind, TenantId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
@@ -137,7 +137,18 @@ pub struct Broker {
     pub sessions: SessionRegistry,
     connections: AtomicUsize,
     per_tenant: Mutex<HashMap<TenantId, usize>>,
+    /// Where changes are reported, once persistence is on.
+    persister: OnceLock<persist::Persister>,
     me: std::sync::Weak<Broker>,
+}
+
+/// What [`Broker::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Connections closed.
+    pub connections: usize,
+    pub sessions: usize,
+    pub retained: usize,
 }
 
 impl Broker {
@@ -149,6 +160,7 @@ impl Broker {
             sessions: SessionRegistry::default(),
             connections: AtomicUsize::new(0),
             per_tenant: Mutex::new(HashMap::new()),
+            persister: OnceLock::new(),
             me: me.clone(),
         })
     }
@@ -162,6 +174,7 @@ impl Broker {
     ) -> Result<(usize, usize), persist::PersistError> {
         // Restored sessions must report their changes like new ones.
         self.sessions.set_persister(persister.clone());
+        let _ = self.persister.set(persister.clone());
         let now = ferrule_core::message::now_ms();
         let mut expired = Vec::new();
         let sessions = store.load_sessions().await?;
@@ -249,6 +262,49 @@ impl Broker {
             tracing::info!(tenant = %tenant, owner = owner.unwrap_or("*"), connections = n, "disconnected MQTT clients of a changed identity");
         }
         n
+    }
+
+    /// Removes what the broker keeps for a deleted tenant (`device: None`)
+    /// or device: its clients' connections close (DISCONNECT 0x98,
+    /// administrative action), its sessions end without their wills (a
+    /// deleted identity announces nothing), and its retained messages go —
+    /// the whole tenant's, or the device's topic space `devices/{id}/#` —
+    /// in memory and in storage. Returns once that is durable.
+    ///
+    /// Call it once the identities are gone from the store (no new login)
+    /// and denied by the [`Gatekeeper`] (a closing connection's last
+    /// publishes and its will are refused).
+    pub async fn purge(&self, tenant: &TenantId, device: Option<&DeviceId>) -> Purged {
+        let owner = device.map(PrincipalKind::device_owner);
+        let connections = self.disconnect_identity(tenant, owner.as_deref());
+        let doomed: Vec<Arc<Session>> = self
+            .sessions
+            .all()
+            .into_iter()
+            .filter(|s| &s.tenant == tenant && owner.as_deref().is_none_or(|o| *s.owner == *o))
+            .collect();
+        for s in &doomed {
+            s.state().pending_will = None;
+            self.sessions.end(&self.router, s);
+        }
+        // After the sessions: ending them unsubscribes from the tenant's bus.
+        let (retained, cleared) = match device {
+            Some(d) => self
+                .router
+                .clear_retained(tenant, &format!("devices/{d}/#")),
+            None => self.router.remove_tenant(tenant),
+        };
+        // The sessions' ends were queued before: one ticket covers all.
+        let ticket = self
+            .persister
+            .get()
+            .map_or(Ticket::NONE, persist::Persister::barrier);
+        self.router.durability().wait(cleared.join(ticket)).await;
+        Purged {
+            connections,
+            sessions: doomed.len(),
+            retained,
+        }
     }
 
     /// Open connections now.

@@ -49,6 +49,9 @@ pub(crate) enum Change {
     Session(Arc<Session>),
     Ended(SessionRef),
     Retained(Arc<Message>),
+    /// Nothing to write: its ticket is committed once everything queued
+    /// before it is.
+    Barrier,
 }
 
 /// The sending side, cloned into sessions and the router's retained hook.
@@ -75,6 +78,11 @@ impl Persister {
         // The writer only stops at shutdown, after the last flush.
         let _ = q.tx.send((ticket, change));
         ticket
+    }
+
+    /// The ticket after which every change queued so far is durable.
+    pub fn barrier(&self) -> Ticket {
+        Ticket::on(Ledger::Sessions, self.send(Change::Barrier))
     }
 
     /// Reports a retained message set or cleared (empty payload); returns
@@ -169,6 +177,7 @@ pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) ->
             Change::Retained(m) => {
                 retained.insert((m.tenant.clone(), m.topic.clone()), m);
             }
+            Change::Barrier => {}
         }
     }
     let snapshots: Vec<StoredSession> = sessions.values().filter_map(|s| snapshot(s)).collect();

@@ -34,6 +34,7 @@ impl MetaStore for EmbeddedStore {
         };
         let row = t.clone();
         self.write(move |tx| {
+            refuse_while_deleting(tx, &row.id, None)?;
             tx.execute(
                 "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
                 params![row.id.as_str(), row.name, ms(row.created_at)],
@@ -79,14 +80,21 @@ impl MetaStore for EmbeddedStore {
 
     async fn delete_tenant(&self, id: &TenantId) -> Result<()> {
         let id = id.clone();
+        if id == TenantId::default_tenant() {
+            return Err(StoreError::Refused(DEFAULT_TENANT_STAYS.into()));
+        }
         self.write(move |tx| {
             // Credentials reference devices, not tenants: clear them first.
+            // Everything else references the tenant and goes with it (ON
+            // DELETE CASCADE): users and their sessions, API keys, devices,
+            // ACL rules, MQTT sessions with their messages, retained messages.
             tx.execute(
                 "DELETE FROM device_credentials WHERE tenant = ?1",
                 [id.as_str()],
             )?;
             let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [id.as_str()])?;
-            found(n, "tenant")
+            found(n, "tenant")?;
+            record_deletion(tx, &id, None)
         })
         .await
     }
@@ -383,6 +391,7 @@ impl MetaStore for EmbeddedStore {
     async fn create_device(&self, device: &NewDevice) -> Result<Device> {
         let d = device.clone();
         self.write(move |tx| {
+            refuse_while_deleting(tx, &d.tenant, Some(&d.id))?;
             let now = ms(Timestamp::now());
             tx.execute(
                 "INSERT INTO devices (tenant, id, name, profile, attributes, enabled, created_at, updated_at)
@@ -444,11 +453,69 @@ impl MetaStore for EmbeddedStore {
     async fn delete_device(&self, tenant: &TenantId, id: &DeviceId) -> Result<()> {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.write(move |tx| {
+            // Credentials go with the device (ON DELETE CASCADE).
             let n = tx.execute(
                 "DELETE FROM devices WHERE tenant = ?1 AND id = ?2",
                 params![tenant.as_str(), id.as_str()],
             )?;
-            found(n, "device")
+            found(n, "device")?;
+            // The broker's state of it: its sessions (their messages
+            // cascade), and what is retained in its topic space, `devices/ID`
+            // and below ('0' follows '/': a range, exact whatever the id).
+            tx.execute(
+                "DELETE FROM mqtt_sessions WHERE tenant = ?1 AND owner = ?2",
+                params![
+                    tenant.as_str(),
+                    ferrule_core::PrincipalKind::device_owner(&id)
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM mqtt_retained WHERE tenant = ?1
+                 AND (topic = ?2 OR (topic >= ?2 || '/' AND topic < ?2 || '0'))",
+                params![tenant.as_str(), format!("devices/{id}")],
+            )?;
+            record_deletion(tx, &tenant, Some(&id))
+        })
+        .await
+    }
+
+    async fn pending_deletions(&self) -> Result<Vec<PendingDeletion>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT tenant, device FROM pending_deletions ORDER BY tenant, device",
+            )?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (tenant, device) = row?;
+                let bad = |e: ferrule_core::IdError| {
+                    StoreError::Backend(format!("pending deletion: {e}"))
+                };
+                out.push(PendingDeletion {
+                    tenant: TenantId::new(tenant).map_err(bad)?,
+                    device: match device.as_str() {
+                        "" => None,
+                        d => Some(DeviceId::new(d).map_err(bad)?),
+                    },
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish_deletion(&self, deletion: &PendingDeletion) -> Result<()> {
+        let d = deletion.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM pending_deletions WHERE tenant = ?1 AND device = ?2",
+                params![
+                    d.tenant.as_str(),
+                    d.device.as_ref().map_or("", |d| d.as_str())
+                ],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -1003,6 +1070,46 @@ impl HasId for ApiKey {
 impl HasId for Device {
     fn page_key(&self) -> String {
         self.id.to_string()
+    }
+}
+
+const DEFAULT_TENANT_STAYS: &str =
+    "tenant `default` cannot be deleted: it holds the instance's admins";
+
+fn record_deletion(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &TenantId,
+    device: Option<&DeviceId>,
+) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO pending_deletions (tenant, device) VALUES (?1, ?2)",
+        params![tenant.as_str(), device.map_or("", |d| d.as_str())],
+    )?;
+    Ok(())
+}
+
+/// An id whose deletion is still running cannot be taken again yet: its
+/// old data may not all be gone.
+fn refuse_while_deleting(
+    c: &Connection,
+    tenant: &TenantId,
+    device: Option<&DeviceId>,
+) -> Result<()> {
+    let pending: Option<String> = c
+        .query_row(
+            "SELECT device FROM pending_deletions WHERE tenant = ?1 AND device IN ('', ?2) LIMIT 1",
+            params![tenant.as_str(), device.map_or("", |d| d.as_str())],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match (pending, device) {
+        (None, _) => Ok(()),
+        (Some(d), Some(device)) if !d.is_empty() => Err(StoreError::Refused(format!(
+            "device {device} is still being deleted; retry in a moment"
+        ))),
+        _ => Err(StoreError::Refused(format!(
+            "tenant {tenant} is still being deleted; retry in a moment"
+        ))),
     }
 }
 

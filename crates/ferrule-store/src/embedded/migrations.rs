@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/embedded/0003_acl_rules.sql"),
     include_str!("../../migrations/embedded/0004_mqtt_state.sql"),
     include_str!("../../migrations/embedded/0005_key_creators_and_tenant_fingerprints.sql"),
+    include_str!("../../migrations/embedded/0006_pending_deletions.sql"),
 ];
 
 /// The schema version this binary writes.

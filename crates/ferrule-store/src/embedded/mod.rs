@@ -134,4 +134,127 @@ mod tests {
         // Keep the directory alive as long as the store.
         (store, dir)
     });
+
+    mod broker_state_of_deleted {
+        use bytes::Bytes;
+        use ferrule_core::stored::{StoredMessage, StoredSession};
+        use ferrule_core::{DeviceId, PrincipalKind, QoS, TenantId};
+
+        use super::*;
+        use crate::{BrokerStateStore, MetaStore, NewDevice};
+
+        fn session(tenant: &TenantId, owner: &str) -> StoredSession {
+            StoredSession {
+                tenant: tenant.clone(),
+                owner: owner.into(),
+                client_id: "c".into(),
+                expires_at_ms: i64::MAX / 2,
+                expiry_secs: 3600,
+                subscriptions: Vec::new(),
+                deliveries: Vec::new(),
+                inbound_qos2: Vec::new(),
+            }
+        }
+
+        fn retained(topic: &str) -> StoredMessage {
+            StoredMessage {
+                topic: topic.into(),
+                payload: Bytes::from_static(b"x"),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: None,
+                expires_at_ms: None,
+                origin_client: None,
+                received_at_ms: 0,
+            }
+        }
+
+        async fn setup() -> (EmbeddedStore, tempfile::TempDir, TenantId, TenantId) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            let (a, b) = (TenantId::new("a").unwrap(), TenantId::new("b").unwrap());
+            for t in [&a, &b] {
+                store.create_tenant(t, "T").await.unwrap();
+                for d in ["pump", "pump2"] {
+                    store
+                        .create_device(&NewDevice {
+                            tenant: t.clone(),
+                            id: DeviceId::new(d).unwrap(),
+                            name: d.into(),
+                            profile: "default".into(),
+                            attributes: serde_json::json!({}),
+                        })
+                        .await
+                        .unwrap();
+                }
+                let sessions = ["device:pump", "device:pump2", "user:u1"]
+                    .iter()
+                    .map(|o| session(t, o))
+                    .collect();
+                let topics = [
+                    "devices/pump",
+                    "devices/pump/state",
+                    "devices/pump/a/b",
+                    "devices/pump2/state",
+                    "devices/pump.x",
+                    "other/devices/pump",
+                ];
+                let kept = topics.iter().map(|x| (t.clone(), retained(x))).collect();
+                store
+                    .save_broker_state(sessions, Vec::new(), kept, Vec::new())
+                    .await
+                    .unwrap();
+            }
+            (store, dir, a, b)
+        }
+
+        async fn left(store: &EmbeddedStore, t: &TenantId) -> (Vec<String>, Vec<String>) {
+            let owners = store
+                .load_sessions()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|s| &s.tenant == t)
+                .map(|s| s.owner)
+                .collect();
+            let topics = store
+                .load_retained()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|(x, _)| x == t)
+                .map(|(_, m)| m.topic)
+                .collect();
+            (owners, topics)
+        }
+
+        #[tokio::test]
+        async fn deleting_a_device_removes_its_sessions_and_its_retained_topic_space() {
+            let (store, _dir, a, b) = setup().await;
+            let pump = DeviceId::new("pump").unwrap();
+            store.delete_device(&a, &pump).await.unwrap();
+            let (owners, topics) = left(&store, &a).await;
+            assert_eq!(owners, ["device:pump2", "user:u1"]);
+            assert_eq!(
+                topics,
+                [
+                    "devices/pump.x",
+                    "devices/pump2/state",
+                    "other/devices/pump"
+                ]
+            );
+            assert_eq!(PrincipalKind::device_owner(&pump), "device:pump");
+            let (owners, topics) = left(&store, &b).await;
+            assert_eq!((owners.len(), topics.len()), (3, 6), "tenant b untouched");
+        }
+
+        #[tokio::test]
+        async fn deleting_a_tenant_removes_all_its_broker_state() {
+            let (store, _dir, a, b) = setup().await;
+            store.delete_tenant(&a).await.unwrap();
+            assert_eq!(left(&store, &a).await, (Vec::new(), Vec::new()));
+            let (owners, topics) = left(&store, &b).await;
+            assert_eq!((owners.len(), topics.len()), (3, 6), "tenant b untouched");
+        }
+    }
 }

@@ -8,9 +8,12 @@
 //! values, keys, events and exports. [`embedded::EmbeddedTelemetry`]
 //! implements it in the data directory; a PostgreSQL backend will implement
 //! the same trait. [`retention`] applies tenants' retention settings through
-//! the trait, whatever the backend.
+//! the trait, whatever the backend. [`purge`](TelemetryStore::purge) removes
+//! what a deleted device or tenant kept, so that a new one of the same id
+//! starts empty.
 
 pub mod embedded;
+pub mod observe;
 pub mod retention;
 
 use std::collections::BTreeMap;
@@ -108,6 +111,43 @@ pub struct RetentionSettings {
     pub profiles: BTreeMap<String, u32>,
     /// Bytes of telemetry and events the tenant may keep; `None` is no limit.
     pub disk_budget_bytes: Option<u64>,
+}
+
+/// Whose telemetry a [`purge`](TelemetryStore::purge) removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeScope {
+    /// One device's points and events.
+    Device(TenantId, DeviceId),
+    /// Everything of a tenant: every device's points and events, and the
+    /// tenant's retention settings and disk budget.
+    Tenant(TenantId),
+}
+
+impl PurgeScope {
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            PurgeScope::Device(t, _) | PurgeScope::Tenant(t) => t,
+        }
+    }
+}
+
+/// A purge queued by [`TelemetryStore::purge`]; [`done`](Self::done)
+/// resolves once it is durable.
+#[derive(Debug)]
+pub struct PurgeQueued(tokio::sync::oneshot::Receiver<Result<()>>);
+
+impl PurgeQueued {
+    /// For backends: `tx` is sent the outcome once the purge is durable.
+    pub fn channel() -> (tokio::sync::oneshot::Sender<Result<()>>, Self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tx, Self(rx))
+    }
+
+    /// Waits until the purged data is gone for every reader and stays gone
+    /// across a crash.
+    pub async fn done(self) -> Result<()> {
+        self.0.await.map_err(|_| TelemetryError::Closed)?
+    }
 }
 
 /// What one retention pass removed.
@@ -227,6 +267,16 @@ pub trait TelemetryStore: Send + Sync + 'static {
         device: &DeviceId,
         cutoff: i64,
     ) -> Result<Deleted>;
+
+    /// Removes everything a deleted device or tenant kept (see
+    /// [`PurgeScope`]). Never blocks: the purge is queued in order with
+    /// appends, so whatever was appended before it is removed with it and
+    /// whatever is appended after it belongs to a new device or tenant of
+    /// the same id, which starts empty. Once [`PurgeQueued::done`] resolves,
+    /// no query returns the purged data, the tenant's disk use no longer
+    /// counts it, and a crash does not bring it back; the space itself may
+    /// be given back later, in the background.
+    fn purge(&self, scope: PurgeScope) -> Result<PurgeQueued>;
 
     /// Bytes the tenant's telemetry and events take.
     fn disk_bytes(&self, tenant: &TenantId) -> u64;

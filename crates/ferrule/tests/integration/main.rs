@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod config;
 mod data_dir_modes;
+mod deletion;
 mod lifecycle;
 mod migrations;
 mod mqtt_limits;

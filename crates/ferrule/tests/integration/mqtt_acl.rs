@@ -125,6 +125,8 @@ async fn acl_rules_extend_what_a_device_may_do() {
         json!({"effect": "allow", "action": "subscribe", "topic": "gateways/{device_id}/#", "subject": "devices"}),
     )
     .await;
+    // Telemetry is kept only for devices that exist.
+    crate::mqtt_util::create_device(&w.admin, "child-1").await;
     let mut obs = admin_observer(&w, "devices/#").await;
     for v in [V3, V5] {
         let mut dev = Raw::login(&w.s.mqtt, v, "gateway", &w.pump, None).await;

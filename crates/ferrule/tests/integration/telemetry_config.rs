@@ -75,6 +75,11 @@ async fn other_bad_telemetry_settings_stop_start_up() {
             "telemetry.retention_interval",
         ),
         ("FERRULE_TELEMETRY_SEAL_AGE", "-5m", "telemetry.seal_age"),
+        (
+            "FERRULE_TELEMETRY_PURGE_INTERVAL",
+            "often",
+            "telemetry.purge_interval",
+        ),
     ] {
         let out = ServerBuilder::new().env(env, value).run_to_exit().await;
         assert_refused_at_start(&out, setting, "is not a duration");

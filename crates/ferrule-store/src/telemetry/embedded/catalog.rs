@@ -230,6 +230,43 @@ impl Catalog {
             .unwrap_or_default()
     }
 
+    /// Every series of a tenant.
+    pub fn of_tenant(&self, tenant: &TenantId) -> Vec<SeriesId> {
+        self.index
+            .get(tenant)
+            .map(|d| {
+                d.values()
+                    .flat_map(|k| k.values().flatten())
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Takes a series out (a purge): it is no longer found, and its head
+    /// no longer counts.
+    pub fn remove(&mut self, id: SeriesId) -> Option<Series> {
+        let s = self.series.remove(&id)?;
+        self.head_points -= s.head.len();
+        if let Some(devices) = self.index.get_mut(&s.tenant) {
+            if let Some(keys) = devices.get_mut(&s.device) {
+                if let Some(ids) = keys.get_mut(&s.key) {
+                    ids.retain(|i| *i != id);
+                    if ids.is_empty() {
+                        keys.remove(&s.key);
+                    }
+                }
+                if keys.is_empty() {
+                    devices.remove(&s.device);
+                }
+            }
+            if devices.is_empty() {
+                self.index.remove(&s.tenant);
+            }
+        }
+        Some(s)
+    }
+
     /// Devices of a tenant with series, sorted.
     pub fn devices(&self, tenant: &TenantId) -> Vec<DeviceId> {
         let mut devices: Vec<DeviceId> = self

@@ -9,10 +9,13 @@
 //! chunk (`ferrule-tsdb` format). On start, the log rows not yet sealed are
 //! replayed into the heads. Reads merge a series' chunks with a snapshot of
 //! its head, the head winning a tie on a timestamp (last write wins).
+//! Deleted devices and tenants are detached at once and their rows removed
+//! in the background ([`purge`]).
 
 mod catalog;
 mod chunks;
 mod logbody;
+mod purge;
 mod read;
 mod schema;
 mod writer;
@@ -37,8 +40,8 @@ use self::catalog::{Catalog, Series};
 use self::chunks::storage;
 use self::writer::{Request, Writer};
 use super::{
-    Agg, Appended, Deleted, Event, ExportRecord, NewEvent, Order, Point, Range, Result,
-    RetentionSettings, TelemetryError, TelemetryStore,
+    Agg, Appended, Deleted, Event, ExportRecord, NewEvent, Order, Point, PurgeQueued, PurgeScope,
+    Range, Result, RetentionSettings, TelemetryError, TelemetryStore,
 };
 
 /// The file in the data directory.
@@ -60,6 +63,9 @@ pub struct TelemetryOptions {
     /// series, large enough that the header is noise (< 0.01 byte per
     /// point), small enough that a late point rewrites little.
     pub chunk_points: usize,
+    /// Pause between two steps of removing a deleted device's or tenant's
+    /// rows in the background (each step deletes a bounded number).
+    pub purge_interval: Duration,
 }
 
 impl Default for TelemetryOptions {
@@ -70,6 +76,7 @@ impl Default for TelemetryOptions {
             max_head_points: 2_000_000,
             max_queued_points: 500_000,
             chunk_points: 8192,
+            purge_interval: Duration::from_millis(10),
         }
     }
 }
@@ -86,6 +93,9 @@ pub(crate) struct Inner {
     readers: Mutex<Vec<Connection>>,
     usage: Mutex<HashMap<TenantId, i64>>,
     settings: RwLock<HashMap<TenantId, RetentionSettings>>,
+    /// Event ids at or below which purged devices' and tenants' events are
+    /// hidden, until the background purge has deleted them.
+    horizons: RwLock<purge::Horizons>,
     closed: AtomicBool,
 }
 
@@ -94,7 +104,7 @@ struct Queue {
     tx: Option<mpsc::Sender<Request>>,
 }
 
-fn kind_code(kind: Kind) -> i64 {
+pub(crate) fn kind_code(kind: Kind) -> i64 {
     match kind {
         Kind::F64 => 1,
         Kind::Bool => 2,
@@ -102,7 +112,7 @@ fn kind_code(kind: Kind) -> i64 {
     }
 }
 
-fn kind_from_code(code: i64) -> Option<Kind> {
+pub(crate) fn kind_from_code(code: i64) -> Option<Kind> {
     match code {
         1 => Some(Kind::F64),
         2 => Some(Kind::Bool),
@@ -210,9 +220,11 @@ impl EmbeddedTelemetry {
         let path = dir.join(FILE);
         let conn = open_connection(&path, options.sync)?;
         schema::migrate(&conn).map_err(TelemetryError::Storage)?;
-        let (catalog, last_seq) = load(&conn)?;
-        let usage = load_usage(&conn, &catalog)?;
+        let (pending, horizons) = purge::load(&conn)?;
+        let (catalog, last_seq) = load(&conn, &pending)?;
+        let usage = load_usage(&conn, &catalog, &horizons)?;
         let settings = load_settings(&conn)?;
+        let next_event_id = next_event_id(&conn)?;
         let (tx, rx) = mpsc::channel();
         let inner = Arc::new(Inner {
             path,
@@ -228,6 +240,7 @@ impl EmbeddedTelemetry {
             readers: Mutex::new(Vec::new()),
             usage: Mutex::new(usage),
             settings: RwLock::new(settings),
+            horizons: RwLock::new(horizons),
             closed: AtomicBool::new(false),
         });
         let tenants: Vec<TenantId> = inner.usage.lock().keys().cloned().collect();
@@ -240,6 +253,10 @@ impl EmbeddedTelemetry {
             rx,
             last_seal_check: Instant::now(),
             last_vacuum: Instant::now(),
+            committed_seq: last_seq,
+            next_event_id,
+            pending,
+            next_reclaim: Instant::now(),
         };
         let handle = std::thread::Builder::new()
             .name("telemetry-writer".into())
@@ -254,6 +271,21 @@ impl EmbeddedTelemetry {
     /// Points waiting in memory for sealing (for tests and metrics).
     pub fn head_points(&self) -> usize {
         self.inner.catalog.read().head_points
+    }
+
+    /// Rows of purged devices and tenants still on disk: their chunks and
+    /// events (for tests).
+    pub fn purge_leftovers(&self) -> Result<u64> {
+        self.inner.with_reader(|c| {
+            c.query_row(
+                "SELECT (SELECT count(*) FROM chunks WHERE series IN (SELECT id FROM purged_series))
+                      + (SELECT count(*) FROM purged_events)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(storage)
+        })
     }
 
     /// Bytes of sealed chunk data and of the database file, for benchmarks.
@@ -299,12 +331,19 @@ impl EmbeddedTelemetry {
     }
 }
 
-/// Loads the series and replays the log into their heads; returns the
-/// catalog and the highest write number ever used (new ones go above it).
-fn load(conn: &Connection) -> Result<(Catalog, u64)> {
+/// Loads the series and replays the log into their heads, skipping purged
+/// series; returns the catalog and the highest write number ever used (new
+/// ones go above it).
+fn load(conn: &Connection, purged: &purge::Pending) -> Result<(Catalog, u64)> {
     let mut catalog = Catalog::default();
     let mut sealed: HashMap<u64, u64> = HashMap::new();
     let mut last_seq = 0u64;
+    // A purged series' id is never given again while anything of it is
+    // left.
+    for (id, p) in &purged.series {
+        catalog.next_id = catalog.next_id.max(id + 1);
+        last_seq = last_seq.max(p.last_seq);
+    }
     {
         let mut q = conn
             .prepare("SELECT id, tenant, device, key, kind, sealed_seq, deleted_before FROM series")
@@ -337,9 +376,17 @@ fn load(conn: &Connection) -> Result<(Catalog, u64)> {
         let seq = r.get::<_, i64>(0).map_err(storage)? as u64;
         let body: Vec<u8> = r.get(1).map_err(storage)?;
         last_seq = last_seq.max(seq);
-        let points = logbody::points(&body, |id| catalog.series.get(&id).map(|s| s.kind))
+        let kind_of = |id| {
+            catalog
+                .series
+                .get(&id)
+                .map(|s| s.kind)
+                .or_else(|| purged.series.get(&id).map(|p| p.kind))
+        };
+        let points = logbody::points(&body, kind_of)
             .ok_or_else(|| TelemetryError::Storage(format!("log batch {seq} is malformed")))?;
         for (id, ts, value) in points {
+            // Purged series are not in the catalog.
             let Some(s) = catalog.series.get_mut(&id) else {
                 continue;
             };
@@ -361,7 +408,23 @@ fn load(conn: &Connection) -> Result<(Catalog, u64)> {
     Ok((catalog, last_seq))
 }
 
-fn load_usage(conn: &Connection, catalog: &Catalog) -> Result<HashMap<TenantId, i64>> {
+/// The next event id: above every event, and above every purge horizon, so
+/// that a new event is never mistaken for a purged one.
+fn next_event_id(conn: &Connection) -> Result<i64> {
+    conn.query_row(
+        "SELECT max((SELECT coalesce(max(id), 0) FROM events),
+                    (SELECT coalesce(max(last_id), 0) FROM purged_events)) + 1",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(storage)
+}
+
+fn load_usage(
+    conn: &Connection,
+    catalog: &Catalog,
+    horizons: &purge::Horizons,
+) -> Result<HashMap<TenantId, i64>> {
     let mut usage: HashMap<TenantId, i64> = HashMap::new();
     for s in catalog.series.values() {
         *usage.entry(s.tenant.clone()).or_default() +=
@@ -380,22 +443,40 @@ fn load_usage(conn: &Connection, catalog: &Catalog) -> Result<HashMap<TenantId, 
         }
     }
     let mut q = conn
-        .prepare("SELECT tenant, count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events GROUP BY tenant")
+        .prepare(
+            "SELECT tenant, device, min(id), count(*), coalesce(sum(length(payload) + length(type)), 0)
+             FROM events GROUP BY tenant, device",
+        )
         .map_err(storage)?;
     let rows = q
         .query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
+                r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
             ))
         })
         .map_err(storage)?;
     for row in rows {
-        let (tenant, n, bytes) = row.map_err(storage)?;
-        if let Ok(t) = TenantId::new(&tenant) {
-            *usage.entry(t).or_default() += bytes + n * writer::EVENT_OVERHEAD;
+        let (tenant, device, min_id, mut n, mut bytes) = row.map_err(storage)?;
+        let (Ok(t), Ok(d)) = (TenantId::new(&tenant), DeviceId::new(&device)) else {
+            continue;
+        };
+        let hidden = horizons.of(&t, &d);
+        if min_id <= hidden {
+            // A purge is still removing some: count only the others.
+            (n, bytes) = conn
+                .query_row(
+                    "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
+                     WHERE tenant = ?1 AND device = ?2 AND id > ?3",
+                    rusqlite::params![tenant, device, hidden],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(storage)?;
         }
+        *usage.entry(t).or_default() += bytes + n * writer::EVENT_OVERHEAD;
     }
     Ok(usage)
 }
@@ -560,8 +641,9 @@ impl TelemetryStore for EmbeddedTelemetry {
     ) -> Result<Vec<Event>> {
         let (tenant, device) = (tenant.clone(), device.clone());
         let event_type = event_type.map(str::to_owned);
-        self.read(move |_, conn| {
+        self.read(move |inner, conn| {
             read::events(
+                inner,
                 conn,
                 &tenant,
                 &device,
@@ -618,6 +700,14 @@ impl TelemetryStore for EmbeddedTelemetry {
             done,
         })
         .await
+    }
+
+    fn purge(&self, scope: PurgeScope) -> Result<PurgeQueued> {
+        let (done, queued) = PurgeQueued::channel();
+        // Queued under the lock appends take to number themselves: the
+        // writer sees the purge exactly between the appends before and after.
+        self.inner.send(Request::Purge { scope, done })?;
+        Ok(queued)
     }
 
     fn disk_bytes(&self, tenant: &TenantId) -> u64 {

@@ -1,6 +1,8 @@
 //! Queries: a series' points are its chunks (from SQLite) merged with a
 //! snapshot of its head, taken first — a seal that lands in between then
-//! shows a point twice (the merge keeps one), never zero times.
+//! shows a point twice (the merge keeps one), never zero times. Purged
+//! series are not in the catalog, and purged events are below their
+//! scope's horizon: neither is ever returned.
 
 use std::collections::BTreeMap;
 
@@ -297,17 +299,23 @@ fn chunk_rows_last(conn: &Connection, id: SeriesId) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Devices with series or events.
+/// Devices with series or (unpurged) events.
 pub fn devices(inner: &Inner, conn: &Connection, tenant: &TenantId) -> Result<Vec<DeviceId>> {
     let mut devices = inner.catalog.read().devices(tenant);
+    let hidden = inner.horizons.read().tenant(tenant);
     let mut q = conn
-        .prepare_cached("SELECT DISTINCT device FROM events WHERE tenant = ?1")
+        .prepare_cached("SELECT device, max(id) FROM events WHERE tenant = ?1 GROUP BY device")
         .map_err(storage)?;
     let rows = q
-        .query_map([tenant.as_str()], |r| r.get::<_, String>(0))
+        .query_map([tenant.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
         .map_err(storage)?;
     for row in rows {
-        if let Ok(d) = DeviceId::new(&row.map_err(storage)?) {
+        let (device, newest) = row.map_err(storage)?;
+        if let Ok(d) = DeviceId::new(&device)
+            && newest > hidden.of(&d)
+        {
             devices.push(d);
         }
     }
@@ -316,7 +324,9 @@ pub fn devices(inner: &Inner, conn: &Connection, tenant: &TenantId) -> Result<Ve
     Ok(devices)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn events(
+    inner: &Inner,
     conn: &Connection,
     tenant: &TenantId,
     device: &DeviceId,
@@ -340,7 +350,9 @@ pub fn events(
                 device.as_str(),
                 range.from,
                 range.to,
-                after.unwrap_or(0),
+                after
+                    .unwrap_or(0)
+                    .max(inner.horizons.read().of(tenant, device)),
                 event_type,
                 limit as i64
             ],
@@ -411,6 +423,7 @@ pub fn export(
             return Ok(());
         }
     }
+    let hidden = inner.horizons.read().tenant(tenant);
     let mut after = 0i64;
     loop {
         let mut q = conn
@@ -441,6 +454,9 @@ pub fn export(
             let Ok(device) = DeviceId::new(&device) else {
                 continue;
             };
+            if id <= hidden.of(&device) {
+                continue;
+            }
             let record = ExportRecord::Event(Event {
                 id,
                 device,

@@ -10,11 +10,18 @@
 //! - `chunks`: compressed per-series chunks (`ferrule-tsdb` format), never
 //!   overlapping in time within a series.
 //! - `events`, `retention`, `budgets`: what their names say.
+//! - `purged_series`, `purged_events` (version 2): what deleted devices and
+//!   tenants left behind, already invisible to readers and removed in the
+//!   background (see `purge`). A purged series keeps its kind so that log
+//!   batches still holding its points can be decoded, and skipped, until
+//!   they are trimmed; `last_seq` is the last batch that can hold them.
+//!   Events of a scope (a tenant, device `''`, or one device) with an id up
+//!   to `last_id` are purged.
 
 use rusqlite::Connection;
 
 /// Schema version kept in `user_version`.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE series (
@@ -55,6 +62,21 @@ CREATE TABLE retention (
 CREATE TABLE budgets (tenant TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
 ";
 
+/// Version 1 → 2: purges of deleted devices and tenants.
+const PURGES: &str = "
+CREATE TABLE purged_series (
+    id INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL
+);
+CREATE TABLE purged_events (
+    tenant TEXT NOT NULL,
+    device TEXT NOT NULL,
+    last_id INTEGER NOT NULL,
+    PRIMARY KEY (tenant, device)
+);
+";
+
 /// Pragmas for every connection; `sync` chooses whether a commit waits for
 /// the disk (`durability = "sync"`).
 pub fn configure(conn: &Connection, sync: bool) -> rusqlite::Result<()> {
@@ -65,7 +87,8 @@ pub fn configure(conn: &Connection, sync: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Creates the schema on an empty database; refuses one from a newer binary.
+/// Creates the schema on an empty database, upgrades an older one in place;
+/// refuses one from a newer binary.
 pub fn migrate(conn: &Connection) -> Result<(), String> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -79,11 +102,51 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
     if version == VERSION {
         return Ok(());
     }
-    // Incremental auto-vacuum lets retention give disk space back.
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-        .map_err(|e| e.to_string())?;
+    let steps = if version == 0 {
+        // Incremental auto-vacuum lets retention give disk space back; it
+        // can only be chosen before the first table exists.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(|e| e.to_string())?;
+        format!("{SCHEMA}{PURGES}")
+    } else {
+        PURGES.to_owned()
+    };
     conn.execute_batch(&format!(
-        "BEGIN; {SCHEMA} PRAGMA user_version = {VERSION}; COMMIT;"
+        "BEGIN; {steps} PRAGMA user_version = {VERSION}; COMMIT;"
     ))
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_database_is_upgraded_in_place() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("{SCHEMA} PRAGMA user_version = 1;"))
+            .unwrap();
+        conn.execute("INSERT INTO log (seq, body) VALUES (1, x'00')", [])
+            .unwrap();
+        migrate(&conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+        conn.execute("INSERT INTO purged_series VALUES (1, 1, 1)", [])
+            .unwrap();
+        migrate(&conn).unwrap();
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
+        assert!(migrate(&conn).unwrap_err().contains("newer"));
+    }
 }

@@ -5,8 +5,9 @@
 //! events in one transaction, then moves the points into their series'
 //! heads and reports the batch's ticket committed. Between batches it seals
 //! heads that are full, old, or over the memory budget into chunks, and
-//! drops log rows no head needs any more. Retention deletes and settings
-//! changes run here too, so nothing else ever writes.
+//! drops log rows no head needs any more. Retention deletes, settings
+//! changes and purges (see `purge`) run here too, so nothing else ever
+//! writes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use tokio::sync::oneshot;
 
 use super::catalog::{Series, SeriesId, kind_of};
 use super::chunks::{self, storage};
-use super::{Inner, logbody};
-use crate::telemetry::{Deleted, NewEvent, Result, RetentionSettings};
+use super::{Inner, logbody, purge};
+use crate::telemetry::{Deleted, NewEvent, PurgeScope, Result, RetentionSettings};
 
 /// How often the writer looks for heads due for sealing when idle.
 const TICK: Duration = Duration::from_millis(250);
@@ -52,6 +53,10 @@ pub enum Request {
         settings: RetentionSettings,
         done: oneshot::Sender<Result<()>>,
     },
+    Purge {
+        scope: PurgeScope,
+        done: oneshot::Sender<Result<()>>,
+    },
     Close(oneshot::Sender<Result<()>>),
 }
 
@@ -61,15 +66,26 @@ pub struct Writer {
     pub rx: Receiver<Request>,
     pub last_seal_check: Instant,
     pub last_vacuum: Instant,
+    /// The last log batch committed.
+    pub committed_seq: u64,
+    /// Events get their ids here, never reusing one (see `purge`).
+    pub next_event_id: i64,
+    /// Purged rows still to delete, and when the next step may run.
+    pub pending: purge::Pending,
+    pub next_reclaim: Instant,
 }
 
 impl Writer {
     pub fn run(mut self) {
         loop {
-            let first = match self.rx.recv_timeout(TICK) {
+            let wait = self.reclaim_due().map_or(TICK, |at| {
+                at.saturating_duration_since(Instant::now()).min(TICK)
+            });
+            let first = match self.rx.recv_timeout(wait) {
                 Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => {
                     self.seal_due(false);
+                    self.reclaim_if_due();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -99,6 +115,7 @@ impl Writer {
             }
             self.commit(appends);
             self.seal_due(false);
+            self.reclaim_if_due();
         }
     }
 
@@ -123,6 +140,9 @@ impl Writer {
                 done,
             } => {
                 let _ = done.send(self.set_retention(&tenant, settings));
+            }
+            Request::Purge { scope, done } => {
+                let _ = done.send(self.purge(&scope));
             }
             Request::Close(done) => {
                 // Everything queued before Close was committed above.
@@ -180,7 +200,8 @@ impl Writer {
             let mut bytes = ((applied.len() - before) * HEAD_POINT_BYTES) as i64;
             for e in evs {
                 bytes += event_bytes(&e);
-                events.push((tenant.clone(), device.clone(), e));
+                events.push((self.next_event_id, tenant.clone(), device.clone(), e));
+                self.next_event_id += 1;
             }
             *usage.entry(tenant).or_default() += bytes;
         }
@@ -193,6 +214,7 @@ impl Writer {
             std::thread::sleep(wait);
             wait = (wait * 2).min(Duration::from_secs(5));
         }
+        self.committed_seq = self.committed_seq.max(seq);
         let stored = applied.len() as u64;
         {
             let mut catalog = self.inner.catalog.write();
@@ -216,7 +238,7 @@ impl Writer {
         &mut self,
         seq: u64,
         body: &[u8],
-        events: &[(TenantId, DeviceId, NewEvent)],
+        events: &[(i64, TenantId, DeviceId, NewEvent)],
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         if !body.is_empty() {
@@ -225,10 +247,11 @@ impl Writer {
         }
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO events (tenant, device, ts, type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO events (id, tenant, device, ts, type, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for (tenant, device, e) in events {
+            for (id, tenant, device, e) in events {
                 insert.execute(params![
+                    id,
                     tenant.as_str(),
                     device.as_str(),
                     e.ts,
@@ -300,6 +323,9 @@ impl Writer {
         }
         if let Err(e) = self.truncate_log() {
             tracing::warn!(error = %e, "trimming the telemetry log failed");
+        }
+        if let Err(e) = self.forget_purged_series() {
+            tracing::warn!(error = %e, "forgetting purged telemetry series failed");
         }
         if self.last_vacuum.elapsed() > Duration::from_secs(60) {
             self.last_vacuum = Instant::now();
@@ -556,16 +582,19 @@ impl Writer {
             )
             .map_err(storage)?;
         }
+        // Purged events are the purge's to delete: they count no more.
+        let hidden = self.inner.horizons.read().of(tenant, device);
         let (events, event_bytes): (i64, i64) = tx
             .query_row(
-                "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events WHERE tenant = ?1 AND device = ?2 AND ts < ?3",
-                params![tenant.as_str(), device.as_str(), cutoff],
+                "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
+                 WHERE tenant = ?1 AND device = ?2 AND ts < ?3 AND id > ?4",
+                params![tenant.as_str(), device.as_str(), cutoff, hidden],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(storage)?;
         tx.execute(
-            "DELETE FROM events WHERE tenant = ?1 AND device = ?2 AND ts < ?3",
-            params![tenant.as_str(), device.as_str(), cutoff],
+            "DELETE FROM events WHERE tenant = ?1 AND device = ?2 AND ts < ?3 AND id > ?4",
+            params![tenant.as_str(), device.as_str(), cutoff, hidden],
         )
         .map_err(storage)?;
         tx.commit().map_err(storage)?;
