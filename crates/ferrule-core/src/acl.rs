@@ -28,7 +28,7 @@ use crate::{Principal, PrincipalKind};
 /// The placeholder for the asking device's id in a rule's topic pattern.
 pub const DEVICE_ID_PLACEHOLDER: &str = "{device_id}";
 
-/// Longest topic pattern accepted, in bytes. Patterns name places in a
+/// Longest topic pattern accepted, in characters. Patterns name places in a
 /// tenant's topic tree; they need not be as long as a topic may be.
 pub const MAX_PATTERN_LEN: usize = 1024;
 
@@ -128,7 +128,7 @@ words!(AclSubject { Devices = "devices", Users = "users", Anonymous = "anonymous
 pub enum AclError {
     #[error("topic pattern must not be empty")]
     Empty,
-    #[error("topic pattern is longer than {MAX_PATTERN_LEN} bytes")]
+    #[error("topic pattern is longer than {MAX_PATTERN_LEN} characters")]
     TooLong,
     #[error("{{device_id}} must be a whole level, as in devices/{{device_id}}/#")]
     PlaceholderNotALevel,
@@ -146,7 +146,8 @@ pub fn validate_pattern(pattern: &str) -> Result<(), AclError> {
     if pattern.is_empty() {
         return Err(AclError::Empty);
     }
-    if pattern.len() > MAX_PATTERN_LEN {
+    // Characters, not bytes, so that API documents can state the bound.
+    if pattern.chars().count() > MAX_PATTERN_LEN {
         return Err(AclError::TooLong);
     }
     for level in pattern.split('/') {

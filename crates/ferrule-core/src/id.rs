@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// Longest id accepted; long enough for serial numbers and MAC-derived ids.
 pub const MAX_ID_LEN: usize = 64;
 
+/// The id alphabet as a regular expression, for API documents (the length
+/// bound is [`MAX_ID_LEN`]); [`validate_slug`] is the rule itself.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
+
 /// Why a proposed id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -143,6 +147,15 @@ mod tests {
             if let Ok(id) = DeviceId::new(s) {
                 prop_assert!(!id.as_str().contains(['/', '+', '#', '@', '$']));
             }
+        }
+
+        #[test]
+        fn what_the_documented_pattern_matches_is_valid(
+            s in proptest::string::string_regex(
+                &ID_PATTERN.trim_start_matches('^').trim_end_matches('$').replace('*', "{0,63}")
+            ).unwrap()
+        ) {
+            prop_assert!(DeviceId::new(s).is_ok());
         }
     }
 }

@@ -25,7 +25,7 @@ pub mod stored;
 pub mod telemetry;
 pub mod topic;
 
-pub use id::{DeviceId, IdError, TenantId};
+pub use id::{DeviceId, ID_PATTERN, IdError, MAX_ID_LEN, TenantId};
 pub use message::{Message, MessageProperties, Origin, QoS};
 pub use principal::{Principal, PrincipalKind};
 pub use role::Role;

@@ -32,6 +32,23 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// A raw request body (HTTP ingest), whose failures — above all a body over
+/// `http.max_body_bytes` — are problem documents like every other error,
+/// not axum's plain-text rejections.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| body_error(e, state))
+    }
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
@@ -89,6 +106,36 @@ fn named_field(detail: &str) -> Option<String> {
         .strip_prefix("unknown field `")
         .or_else(|| detail.strip_prefix("missing field `"))?;
     Some(rest.split('`').next()?.to_owned())
+}
+
+/// Integer fields of request bodies: JSON Schema counts `5.0` as an
+/// integer, serde does not, so a client (or generator) that writes whole
+/// numbers with a fraction part is accepted; `5.5` is still refused.
+pub mod whole {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    pub fn option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i64> + TryFrom<u64>,
+    {
+        let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let out_of_range = || D::Error::custom(format!("{n} is out of range"));
+        if let Some(u) = n.as_u64() {
+            return T::try_from(u).map(Some).map_err(|_| out_of_range());
+        }
+        if let Some(i) = n.as_i64() {
+            return T::try_from(i).map(Some).map_err(|_| out_of_range());
+        }
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                T::try_from(f as i64).map(Some).map_err(|_| out_of_range())
+            }
+            _ => Err(D::Error::custom(format!("expected an integer, found {n}"))),
+        }
+    }
 }
 
 /// A query string, failing as problem+json.

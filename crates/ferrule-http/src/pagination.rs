@@ -1,14 +1,25 @@
 //! `?limit=&cursor=` paging shared by every listing.
 //!
 //! The cursor is opaque to clients: the URL-safe base64 of the last id seen.
+//! Any well-formed cursor names a position in the listing's order, so a
+//! cursor the server did not issue reads from there rather than failing.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use ferrule_store::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
+
+/// Decodes cursors leniently (any trailing bits), as the pattern documents.
+const CURSOR: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
 
 /// Items per page when `limit` is absent.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -19,8 +30,10 @@ pub const MAX_LIMIT: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$")]
     pub cursor: Option<String>,
 }
 
@@ -36,13 +49,10 @@ impl PageQuery {
         let after = match &self.cursor {
             None => None,
             Some(c) => Some(
-                URL_SAFE_NO_PAD
+                CURSOR
                     .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        ApiError::invalid("cursor", "not a cursor this server issued")
-                    })?,
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))?,
             ),
         };
         Ok(PageRequest { limit, after })

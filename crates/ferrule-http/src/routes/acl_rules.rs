@@ -2,6 +2,7 @@
 //! change them. Changes go through the `AclCache`, so the broker applies them
 //! from its next decision.
 
+use super::vocabulary::{ActionName, EffectName, SubjectName};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,18 +21,24 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreateAclRule {
     /// allow or deny.
-    #[schema(value_type = String, example = "allow")]
+    #[schema(value_type = EffectName)]
     pub effect: Effect,
     /// publish, subscribe or all.
-    #[schema(value_type = String, example = "publish")]
+    #[schema(value_type = ActionName)]
     pub action: AclAction,
     /// A topic filter (`+`, `#`) in which a whole level may be `{device_id}`.
     #[schema(example = "devices/+/telemetry")]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^(?:(?:\\{device_id\\}|\\+|[^+#/{}\\x00]*)/)*(?:\\{device_id\\}|\\+|#|[^+#/{}\\x00]*)$"
+    )]
     pub topic: String,
     /// devices, users (users and API keys), anonymous or all.
-    #[schema(value_type = String, example = "devices")]
+    #[schema(value_type = SubjectName)]
     pub subject: AclSubject,
     /// Higher goes first; deny wins a tie. Defaults to 0.
+    #[serde(default, deserialize_with = "crate::extract::whole::option")]
     pub priority: Option<i32>,
 }
 
@@ -39,13 +46,19 @@ pub struct CreateAclRule {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAclRule {
-    #[schema(value_type = Option<String>, example = "deny")]
+    #[schema(value_type = Option<EffectName>)]
     pub effect: Option<Effect>,
-    #[schema(value_type = Option<String>, example = "all")]
+    #[schema(value_type = Option<ActionName>)]
     pub action: Option<AclAction>,
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^(?:(?:\\{device_id\\}|\\+|[^+#/{}\\x00]*)/)*(?:\\{device_id\\}|\\+|#|[^+#/{}\\x00]*)$"
+    )]
     pub topic: Option<String>,
-    #[schema(value_type = Option<String>, example = "users")]
+    #[schema(value_type = Option<SubjectName>)]
     pub subject: Option<AclSubject>,
+    #[serde(default, deserialize_with = "crate::extract::whole::option")]
     pub priority: Option<i32>,
 }
 
@@ -54,7 +67,7 @@ fn check_topic(topic: &str) -> Result<(), ApiError> {
 }
 
 /// The tenant's rules in the order they are tried.
-#[utoipa::path(get, path = "/api/v1/acl-rules", tag = "acl-rules",
+#[utoipa::path(get, operation_id = "listAclRules", path = "/api/v1/acl-rules", tag = "acl-rules",
     responses((status = 200, body = Vec<AclRuleView>), (status = 401, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -65,7 +78,8 @@ pub async fn list(
     Ok(Json(rules.into_iter().map(AclRuleView::from).collect()))
 }
 
-#[utoipa::path(post, path = "/api/v1/acl-rules", tag = "acl-rules", request_body = CreateAclRule,
+/// Adds an MQTT access rule to the tenant.
+#[utoipa::path(post, operation_id = "createAclRule", path = "/api/v1/acl-rules", tag = "acl-rules", request_body = CreateAclRule,
     responses((status = 201, body = AclRuleView), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -86,7 +100,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(rule.into())))
 }
 
-#[utoipa::path(get, path = "/api/v1/acl-rules/{id}", tag = "acl-rules", params(("id" = String, Path)),
+/// Reads one MQTT access rule.
+#[utoipa::path(get, operation_id = "getAclRule", path = "/api/v1/acl-rules/{id}", tag = "acl-rules", params(("id" = String, Path)),
     responses((status = 200, body = AclRuleView), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -102,7 +117,8 @@ pub async fn get(
     ))
 }
 
-#[utoipa::path(patch, path = "/api/v1/acl-rules/{id}", tag = "acl-rules", params(("id" = String, Path)),
+/// Changes an MQTT access rule; existing subscriptions follow at the next message.
+#[utoipa::path(patch, operation_id = "updateAclRule", path = "/api/v1/acl-rules/{id}", tag = "acl-rules", params(("id" = String, Path)),
     request_body = UpdateAclRule,
     responses((status = 200, body = AclRuleView), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn update(
@@ -129,7 +145,8 @@ pub async fn update(
     Ok(Json(state.acl.update(&caller.tenant, &rule).await?.into()))
 }
 
-#[utoipa::path(delete, path = "/api/v1/acl-rules/{id}", tag = "acl-rules", params(("id" = String, Path)),
+/// Removes an MQTT access rule.
+#[utoipa::path(delete, operation_id = "deleteAclRule", path = "/api/v1/acl-rules/{id}", tag = "acl-rules", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,

@@ -108,14 +108,14 @@ fn anchor(method: &str, path: &str) -> String {
 }
 
 /// The reference page.
-#[utoipa::path(get, path = "/api/docs", tag = "ops", security(()),
+#[utoipa::path(get, operation_id = "getApiReference", path = "/api/docs", tag = "ops", security(()),
     responses((status = 200, description = "The API reference as HTML", content_type = "text/html", body = String)))]
 pub async fn page(Extension(page): Extension<ApiDocsPage>) -> Html<Bytes> {
     Html(page.0.clone())
 }
 
 /// The reference page's stylesheet.
-#[utoipa::path(get, path = "/api/docs/style.css", tag = "ops", security(()),
+#[utoipa::path(get, operation_id = "getApiReferenceStylesheet", path = "/api/docs/style.css", tag = "ops", security(()),
     responses((status = 200, description = "The stylesheet of /api/docs", content_type = "text/css", body = String)))]
 pub async fn stylesheet() -> impl IntoResponse {
     (

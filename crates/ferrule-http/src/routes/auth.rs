@@ -31,7 +31,7 @@ pub struct LoginResponse {
 }
 
 /// Exchange email and password for a bearer token.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()),
+#[utoipa::path(post, operation_id = "login", path = "/api/v1/auth/login", tag = "auth", security(()),
     request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = Problem)))]
 pub async fn login(
@@ -47,7 +47,7 @@ pub async fn login(
 }
 
 /// End the session of the bearer token; it stops working at once.
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+#[utoipa::path(post, operation_id = "logout", path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn logout(
     State(state): State<AppState>,
@@ -55,8 +55,7 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     if !matches!(caller.principal.kind, PrincipalKind::User { .. }) {
-        return Err(ApiError::invalid(
-            "Authorization",
+        return Err(ApiError::Forbidden(
             "only login sessions log out; revoke an API key instead",
         ));
     }
@@ -78,7 +77,7 @@ pub struct WhoAmI {
 }
 
 /// The caller's identity and the tenant it acts in.
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+#[utoipa::path(get, operation_id = "whoAmI", path = "/api/v1/auth/me", tag = "auth",
     responses((status = 200, body = WhoAmI), (status = 401, body = Problem)))]
 pub async fn me(caller: Caller) -> ApiResult<Json<WhoAmI>> {
     let (kind, id) = match &caller.principal.kind {

@@ -8,7 +8,6 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::api_keys::future;
 use super::devices::device_id;
 use super::views::{CredentialView, IssuedCredential};
 use crate::Caller;
@@ -30,6 +29,7 @@ pub enum CreateCredential {
     },
     Password {
         /// At least 12 characters; used with MQTT username `DEVICE@TENANT`.
+        #[schema(min_length = 12)]
         password: String,
         #[schema(value_type = Option<String>, format = DateTime)]
         expires_at: Option<Timestamp>,
@@ -40,13 +40,15 @@ pub enum CreateCredential {
         /// certificate, and a device registered in several names its tenant
         /// at login (username `DEVICE@TENANT` or `@TENANT` without a
         /// password, or the TLS server name `TENANT.…`).
+        #[schema(pattern = "^sha256:[0-9A-Fa-f]{64}$")]
         fingerprint: String,
         #[schema(value_type = Option<String>, format = DateTime)]
         expires_at: Option<Timestamp>,
     },
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}/credentials", tag = "devices",
+/// Lists a device's credentials (never their secrets).
+#[utoipa::path(get, operation_id = "listCredentials", path = "/api/v1/devices/{id}/credentials", tag = "devices",
     params(("id" = String, Path)),
     responses((status = 200, body = Vec<CredentialView>), (status = 404, body = Problem)))]
 pub async fn list(
@@ -63,7 +65,7 @@ pub async fn list(
 }
 
 /// Add a credential. A token credential's token is in this response, once.
-#[utoipa::path(post, path = "/api/v1/devices/{id}/credentials", tag = "devices",
+#[utoipa::path(post, operation_id = "createCredential", path = "/api/v1/devices/{id}/credentials", tag = "devices",
     params(("id" = String, Path)), request_body = CreateCredential,
     responses((status = 201, body = IssuedCredential), (status = 404, body = Problem),
         (status = 409, body = Problem, content_type = "application/problem+json",
@@ -79,7 +81,6 @@ pub async fn create(
     let identity = &state.identity;
     let (credential, token) = match req {
         CreateCredential::Token { expires_at } => {
-            let expires_at = future("expires_at", expires_at)?;
             let (c, t) = identity
                 .issue_device_token(&caller.tenant, &device, expires_at)
                 .await?;
@@ -95,7 +96,6 @@ pub async fn create(
                     format!("must be at least {MIN_DEVICE_PASSWORD} characters"),
                 ));
             }
-            let expires_at = future("expires_at", expires_at)?;
             (
                 identity
                     .add_device_password(&caller.tenant, &device, &password, expires_at)
@@ -110,7 +110,6 @@ pub async fn create(
             let fp = normalize_fingerprint(&fingerprint).ok_or_else(|| {
                 ApiError::invalid("fingerprint", "expected sha256: followed by 64 hex digits")
             })?;
-            let expires_at = future("expires_at", expires_at)?;
             (
                 identity
                     .add_device_fingerprint(&caller.tenant, &device, &fp, expires_at)
@@ -129,7 +128,7 @@ pub async fn create(
 }
 
 /// Revoke a credential: it stops working at once.
-#[utoipa::path(delete, path = "/api/v1/devices/{id}/credentials/{credential_id}", tag = "devices",
+#[utoipa::path(delete, operation_id = "deleteCredential", path = "/api/v1/devices/{id}/credentials/{credential_id}", tag = "devices",
     params(("id" = String, Path), ("credential_id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete(
@@ -154,7 +153,7 @@ pub async fn delete(
 
 /// Rotate a token credential: a new token replaces the old, which stops
 /// working at once. The new token is in this response, once.
-#[utoipa::path(post, path = "/api/v1/devices/{id}/credentials/{credential_id}/rotate", tag = "devices",
+#[utoipa::path(post, operation_id = "rotateCredential", path = "/api/v1/devices/{id}/credentials/{credential_id}/rotate", tag = "devices",
     params(("id" = String, Path), ("credential_id" = String, Path)),
     responses((status = 200, body = IssuedCredential), (status = 404, body = Problem),
         (status = 409, body = Problem)))]

@@ -23,10 +23,17 @@ const MAX_TEXT: usize = 256;
 #[serde(deny_unknown_fields)]
 pub struct CreateDevice {
     /// Letters, digits, `-`, `_`, `.`; at most 64; unique in the tenant.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub id: String,
     /// Display name; defaults to the id.
+    #[schema(pattern = "\\S", min_length = 1, max_length = 256)]
     pub name: Option<String>,
     /// Device profile; defaults to `default`.
+    #[schema(pattern = "\\S", min_length = 1, max_length = 256)]
     pub profile: Option<String>,
     /// A JSON object of attributes.
     #[schema(value_type = Option<Object>)]
@@ -36,7 +43,9 @@ pub struct CreateDevice {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDevice {
+    #[schema(pattern = "\\S", min_length = 1, max_length = 256)]
     pub name: Option<String>,
+    #[schema(pattern = "\\S", min_length = 1, max_length = 256)]
     pub profile: Option<String>,
     /// Replaces all attributes.
     #[schema(value_type = Option<Object>)]
@@ -68,7 +77,8 @@ fn check_attributes(v: &Option<serde_json::Value>) -> Result<(), ApiError> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(PageQuery),
+/// Lists the tenant's devices.
+#[utoipa::path(get, operation_id = "listDevices", path = "/api/v1/devices", tag = "devices", params(PageQuery),
     responses((status = 200, body = Paged<DeviceView>), (status = 401, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -83,7 +93,7 @@ pub async fn list(
 }
 
 /// Register a device; the response carries its first access token, once.
-#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = CreateDevice,
+#[utoipa::path(post, operation_id = "createDevice", path = "/api/v1/devices", tag = "devices", request_body = CreateDevice,
     responses((status = 201, body = CreatedDevice), (status = 409, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -117,7 +127,8 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+/// Reads one device.
+#[utoipa::path(get, operation_id = "getDevice", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
     responses((status = 200, body = DeviceView), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -133,7 +144,8 @@ pub async fn get(
     ))
 }
 
-#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+/// Changes a device's name, profile, attributes or enabled flag.
+#[utoipa::path(patch, operation_id = "updateDevice", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
     request_body = UpdateDevice,
     responses((status = 200, body = DeviceView), (status = 404, body = Problem)))]
 pub async fn update(
@@ -170,7 +182,7 @@ pub async fn update(
 /// Delete a device and everything it owns: credentials, MQTT connections
 /// and sessions, retained messages under `devices/{id}/`, telemetry and
 /// events. A device created again under this id starts empty.
-#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+#[utoipa::path(delete, operation_id = "deleteDevice", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
     responses((status = 204, description = "Deleted; stored telemetry is removed from disk in the background"),
         (status = 404, body = Problem),
         (status = 503, body = Problem, description = "Not finished in time; repeat the request")))]

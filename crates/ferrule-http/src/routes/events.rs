@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use ferrule_store::telemetry::Event;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -24,12 +24,16 @@ pub struct EventQuery {
     #[param(rename = "type")]
     pub event_type: Option<String>,
     /// ms since the Unix epoch or RFC 3339 (inclusive).
+    #[param(schema_with = super::vocabulary::time_param)]
     pub from: Option<String>,
     /// ms since the Unix epoch or RFC 3339 (exclusive).
+    #[param(schema_with = super::vocabulary::time_param)]
     pub to: Option<String>,
     /// Events per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -67,7 +71,8 @@ pub fn event_view(e: Event) -> EventView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}/events", tag = "telemetry",
+/// Lists a device's events, newest first, in a time range.
+#[utoipa::path(get, operation_id = "listEvents", path = "/api/v1/devices/{id}/events", tag = "telemetry",
     params(("id" = String, Path), EventQuery),
     responses((status = 200, body = Paged<EventView>), (status = 400, body = Problem),
         (status = 404, body = Problem)))]
@@ -81,19 +86,21 @@ pub async fn list(
     let device = device_id(&id)?;
     state.store().get_device(&caller.tenant, &device).await?;
     let range = parse_range(q.from.as_deref(), q.to.as_deref())?;
-    let page = PageQuery {
+    let limit = PageQuery {
         limit: q.limit,
-        cursor: q.cursor.clone(),
+        cursor: None,
     }
-    .to_request()?;
-    let limit = page.limit;
-    let after = match page.after {
-        None => None,
-        Some(id) => Some(
-            id.parse::<i64>()
-                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))?,
-        ),
-    };
+    .to_request()?
+    .limit;
+    // An event's cursor is the id of the last event seen (ids only grow).
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))
+        })
+        .transpose()?;
     // One more than asked tells whether another page follows.
     let mut events = t
         .store
@@ -109,11 +116,7 @@ pub async fn list(
     let more = events.len() > limit as usize;
     events.truncate(limit as usize);
     let next_cursor = more
-        .then(|| {
-            events
-                .last()
-                .map(|e| URL_SAFE_NO_PAD.encode(e.id.to_string()))
-        })
+        .then(|| events.last().map(|e| e.id.to_string()))
         .flatten();
     Ok(Json(Paged {
         items: events.into_iter().map(event_view).collect(),

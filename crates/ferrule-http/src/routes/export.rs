@@ -26,10 +26,13 @@ const PIECE: usize = 64 * 1024;
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// ms since the Unix epoch or RFC 3339 (inclusive); default the beginning.
+    #[param(schema_with = super::vocabulary::time_param)]
     pub from: Option<String>,
     /// ms since the Unix epoch or RFC 3339 (exclusive); default a day past now.
+    #[param(schema_with = super::vocabulary::time_param)]
     pub to: Option<String>,
     /// `ndjson` (default) or `csv`.
+    #[param(value_type = Option<super::vocabulary::ExportFormat>, inline)]
     pub format: Option<String>,
 }
 
@@ -105,7 +108,8 @@ fn csv(out: &mut Vec<u8>, record: ExportRecord) {
     out.extend_from_slice(b"\r\n");
 }
 
-#[utoipa::path(get, path = "/api/v1/export", tag = "telemetry", params(ExportQuery),
+/// Exports the tenant's telemetry and events as NDJSON or CSV.
+#[utoipa::path(get, operation_id = "exportTelemetry", path = "/api/v1/export", tag = "telemetry", params(ExportQuery),
     responses((status = 200, description = "NDJSON (application/x-ndjson) or CSV (text/csv) of the tenant's telemetry, then its events"),
         (status = 400, body = Problem)))]
 pub async fn export(

@@ -12,7 +12,7 @@ use ferrule_bus::Refused;
 use ferrule_core::{Message, Origin, QoS};
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::DeviceCaller;
+use crate::extract::{DeviceCaller, RawBody};
 use crate::state::AppState;
 
 /// How long a request waits for its data to be committed before giving up
@@ -56,7 +56,8 @@ async fn ingest(
     .map_err(|_| ApiError::Unavailable("storage did not confirm the write in time; retry".into()))
 }
 
-#[utoipa::path(post, path = "/api/v1/ingest/telemetry", tag = "ingest",
+/// Sends telemetry as the device whose token authenticates the request.
+#[utoipa::path(post, operation_id = "ingestTelemetry", path = "/api/v1/ingest/telemetry", tag = "ingest",
     request_body(content = Object, description = "A telemetry payload as on MQTT: {\"KEY\": value}, {\"ts\", \"values\"}, or an array of either"),
     responses((status = 204, description = "Stored durably"),
         (status = 400, body = Problem), (status = 401, body = Problem),
@@ -65,13 +66,14 @@ async fn ingest(
 pub async fn telemetry(
     State(state): State<AppState>,
     caller: DeviceCaller,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<StatusCode> {
     ingest(&state, &caller, "telemetry", body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/ingest/events/{type}", tag = "ingest",
+/// Sends an event as the device whose token authenticates the request.
+#[utoipa::path(post, operation_id = "ingestEvent", path = "/api/v1/ingest/events/{type}", tag = "ingest",
     params(("type" = String, Path, description = "Event type, one topic level")),
     request_body(content = Object, description = "Any payload; JSON is returned as JSON"),
     responses((status = 204, description = "Stored durably"),
@@ -81,7 +83,7 @@ pub async fn event(
     State(state): State<AppState>,
     caller: DeviceCaller,
     Path(event_type): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<StatusCode> {
     if event_type.is_empty() || event_type.len() > 128 || event_type.contains(['/', '+', '#', '\0'])
     {
@@ -94,14 +96,15 @@ pub async fn event(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/ingest/state/reported", tag = "ingest",
+/// Reports the device's state as the device whose token authenticates the request.
+#[utoipa::path(post, operation_id = "ingestReportedState", path = "/api/v1/ingest/state/reported", tag = "ingest",
     request_body(content = Object, description = "A JSON object of reported state"),
     responses((status = 202, description = "Published on devices/{id}/state/reported"),
         (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn state_reported(
     State(state): State<AppState>,
     caller: DeviceCaller,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<StatusCode> {
     let object: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {

@@ -4,6 +4,7 @@ mod acl_rules;
 mod api_docs;
 mod api_keys;
 mod auth;
+mod contract;
 mod credentials;
 mod devices;
 mod events;
@@ -16,6 +17,7 @@ mod telemetry_settings;
 mod tenants;
 mod users;
 mod views;
+mod vocabulary;
 
 use std::time::Instant;
 
@@ -106,14 +108,17 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(api_docs::stylesheet))
 }
 
-/// The OpenAPI document of every route.
+/// The OpenAPI document of every route, with what all routes share.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut api = api_router().split_for_parts().1;
+    contract::complete(&mut api);
+    api
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, mut api) = api_router().split_for_parts();
+    contract::complete(&mut api);
     let docs = api_docs::ApiDocsPage::render(&api).expect("the API reference template renders");
     let api = std::sync::Arc::new(api);
     router

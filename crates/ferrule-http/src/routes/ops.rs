@@ -19,7 +19,7 @@ pub struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "ops", security(()), responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -28,7 +28,7 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Storage is reachable and every listener is bound.
-#[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "ops", security(()),
     responses((status = 200, body = Health), (status = 503, body = Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     if !state.readiness.is_ready() {
@@ -46,7 +46,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "ops", security(()),
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
@@ -57,7 +57,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// This API's OpenAPI 3.1 description.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "ops", security(()),
+#[utoipa::path(get, operation_id = "getOpenApiDocument", path = "/api/openapi.json", tag = "ops", security(()),
     responses((status = 200, content_type = "application/json", body = Object)))]
 pub async fn openapi_json(
     Extension(api): Extension<Arc<utoipa::openapi::OpenApi>>,

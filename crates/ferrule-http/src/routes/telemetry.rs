@@ -61,20 +61,25 @@ pub struct HistoryQuery {
     /// Comma-separated keys; all of the device's keys when absent.
     pub keys: Option<String>,
     /// Start (inclusive): ms since the Unix epoch or RFC 3339.
+    #[param(schema_with = super::vocabulary::time_param)]
     pub from: Option<String>,
     /// End (exclusive): ms since the Unix epoch or RFC 3339; default a day
     /// past now (devices whose clocks run ahead are included).
+    #[param(schema_with = super::vocabulary::time_param)]
     pub to: Option<String>,
     /// avg, min, max, sum, count, first or last, per `interval` bucket.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<super::vocabulary::AggName>, inline)]
     pub agg: Option<Agg>,
     /// Bucket width with `agg`: `500ms`, `30s`, `1m`, `1h`, `1d`, `1w`
-    /// or plain milliseconds; default the whole range.
+    /// or plain milliseconds; default the whole range; ignored without `agg`.
+    #[param(pattern = "^[1-9][0-9]{0,12}(ms|s|m|h|d|w)?$")]
     pub interval: Option<String>,
     /// Raw points per key, 1 to 100000 (default 1000).
+    #[param(minimum = 1, maximum = 100000)]
     pub limit: Option<usize>,
     /// `asc` (default: the oldest `limit` points of the range) or `desc`
     /// (the newest); points are returned oldest first either way.
+    #[param(value_type = Option<super::vocabulary::OrderName>, inline)]
     pub order: Option<String>,
 }
 
@@ -85,12 +90,17 @@ pub struct AcrossQuery {
     pub key: String,
     /// Comma-separated device ids; every device with data when absent.
     pub devices: Option<String>,
+    #[param(schema_with = super::vocabulary::time_param)]
     pub from: Option<String>,
+    #[param(schema_with = super::vocabulary::time_param)]
     pub to: Option<String>,
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<super::vocabulary::AggName>, inline)]
     pub agg: Option<Agg>,
+    #[param(pattern = "^[1-9][0-9]{0,12}(ms|s|m|h|d|w)?$")]
     pub interval: Option<String>,
+    #[param(minimum = 1, maximum = 100000)]
     pub limit: Option<usize>,
+    #[param(value_type = Option<super::vocabulary::OrderName>, inline)]
     pub order: Option<String>,
 }
 
@@ -150,10 +160,12 @@ pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<Range, ApiErr
         // "Up to now", with room for devices whose clocks run a little ahead.
         None => ferrule_core::message::now_ms().saturating_add(86_400_000),
     };
-    if from >= to {
-        return Err(ApiError::invalid("from", "must be before `to`"));
-    }
-    Ok(Range { from, to })
+    // A range that ends before it starts holds nothing: an empty answer,
+    // not an error (no API document can state an order between parameters).
+    Ok(Range {
+        from: from.min(to),
+        to,
+    })
 }
 
 fn names(field: &str, v: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
@@ -164,8 +176,9 @@ fn names(field: &str, v: Option<&str>) -> Result<Option<Vec<String>>, ApiError> 
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
+    // `keys=` names nothing: the same as leaving it out.
     if list.is_empty() {
-        return Err(ApiError::invalid(field, "must name at least one"));
+        return Ok(None);
     }
     if list.len() > MAX_NAMES {
         return Err(ApiError::invalid(
@@ -196,9 +209,9 @@ impl Read {
         let range = parse_range(from, to)?;
         let agg = match (agg, interval) {
             (Some(a), Some(i)) => Some((a, parse_interval(i)?)),
-            (Some(a), None) => Some((a, range.to.saturating_sub(range.from))),
-            (None, Some(_)) => return Err(ApiError::invalid("interval", "needs `agg`")),
-            (None, None) => None,
+            (Some(a), None) => Some((a, range.to.saturating_sub(range.from).max(1))),
+            // A width means nothing without an aggregate to fill it.
+            (None, _) => None,
         };
         if let Some((_, interval)) = agg {
             let buckets = (i128::from(range.to) - i128::from(range.from)) / i128::from(interval);
@@ -261,7 +274,8 @@ impl Read {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry", tag = "telemetry",
+/// Reads a device's telemetry history, raw or aggregated.
+#[utoipa::path(get, operation_id = "getTelemetryHistory", path = "/api/v1/devices/{id}/telemetry", tag = "telemetry",
     params(("id" = String, Path), HistoryQuery),
     responses((status = 200, description = "Points per key: {\"KEY\": [{\"ts\", \"value\"}]}",
         body = BTreeMap<String, Vec<PointView>>),
@@ -295,7 +309,8 @@ pub async fn history(
     Ok(Json(out))
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/latest", tag = "telemetry",
+/// Reads the latest value of each of a device's keys.
+#[utoipa::path(get, operation_id = "getLatestTelemetry", path = "/api/v1/devices/{id}/telemetry/latest", tag = "telemetry",
     params(("id" = String, Path), LatestQuery),
     responses((status = 200, description = "{\"KEY\": {\"ts\", \"value\"}}",
         body = BTreeMap<String, PointView>), (status = 404, body = Problem)))]
@@ -315,7 +330,8 @@ pub async fn latest(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}/telemetry/keys", tag = "telemetry",
+/// Lists the telemetry keys a device has sent.
+#[utoipa::path(get, operation_id = "listTelemetryKeys", path = "/api/v1/devices/{id}/telemetry/keys", tag = "telemetry",
     params(("id" = String, Path)),
     responses((status = 200, description = "The keys the device has sent, sorted", body = Vec<String>),
         (status = 404, body = Problem)))]
@@ -330,7 +346,8 @@ pub async fn keys(
     Ok(Json(t.store.keys(&caller.tenant, &device).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/telemetry", tag = "telemetry", params(AcrossQuery),
+/// Reads one key across the tenant's devices.
+#[utoipa::path(get, operation_id = "getTelemetryAcrossDevices", path = "/api/v1/telemetry", tag = "telemetry", params(AcrossQuery),
     responses((status = 200, description = "Points of one key per device: {\"DEVICE\": [{\"ts\", \"value\"}]}",
         body = BTreeMap<String, Vec<PointView>>), (status = 400, body = Problem)))]
 pub async fn across(

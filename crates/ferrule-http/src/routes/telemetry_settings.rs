@@ -36,6 +36,7 @@ pub struct SettingsView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSettings {
+    #[schema(minimum = 1, maximum = 36500)]
     pub retention_days: Option<u32>,
     #[serde(default)]
     pub profiles: BTreeMap<String, u32>,
@@ -65,13 +66,15 @@ async fn view(state: &AppState, caller: &Caller) -> ApiResult<SettingsView> {
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/telemetry/settings", tag = "telemetry",
+/// Reads the tenant's retention and disk budget.
+#[utoipa::path(get, operation_id = "getTelemetrySettings", path = "/api/v1/telemetry/settings", tag = "telemetry",
     responses((status = 200, body = SettingsView), (status = 401, body = Problem)))]
 pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<SettingsView>> {
     Ok(Json(view(&state, &caller).await?))
 }
 
-#[utoipa::path(put, path = "/api/v1/telemetry/settings", tag = "telemetry",
+/// Replaces the tenant's retention and disk budget.
+#[utoipa::path(put, operation_id = "replaceTelemetrySettings", path = "/api/v1/telemetry/settings", tag = "telemetry",
     request_body = UpdateSettings,
     responses((status = 200, body = SettingsView), (status = 400, body = Problem),
         (status = 403, body = Problem)))]
@@ -105,7 +108,8 @@ pub async fn put(
     Ok(Json(view(&state, &caller).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/telemetry/retention/run", tag = "telemetry",
+/// Applies retention now instead of at the next interval.
+#[utoipa::path(post, operation_id = "runRetention", path = "/api/v1/telemetry/retention/run", tag = "telemetry",
     responses((status = 200, description = "What was deleted", body = Object),
         (status = 403, body = Problem)))]
 pub async fn run(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Deleted>> {

@@ -19,6 +19,11 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Letters, digits, `-`, `_`, `.`; at most 64.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub id: String,
     /// Display name; defaults to the id.
     pub name: Option<String>,
@@ -35,7 +40,8 @@ fn tenant_id(id: &str) -> Result<TenantId, ApiError> {
     TenantId::new(id).map_err(|_| ApiError::NotFound("tenant"))
 }
 
-#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(PageQuery),
+/// Lists tenants (admins).
+#[utoipa::path(get, operation_id = "listTenants", path = "/api/v1/tenants", tag = "tenants", params(PageQuery),
     responses((status = 200, body = Paged<TenantView>), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -47,7 +53,8 @@ pub async fn list(
     Ok(Json(Paged::from_page(page, TenantView::from)))
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant,
+/// Creates a tenant (admins).
+#[utoipa::path(post, operation_id = "createTenant", path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant,
     responses((status = 201, body = TenantView), (status = 409, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -61,7 +68,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(tenant.into())))
 }
 
-#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+/// Reads one tenant (admins).
+#[utoipa::path(get, operation_id = "getTenant", path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
     responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -74,7 +82,8 @@ pub async fn get(
     ))
 }
 
-#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+/// Renames a tenant (admins).
+#[utoipa::path(patch, operation_id = "updateTenant", path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
     request_body = UpdateTenant,
     responses((status = 200, body = TenantView), (status = 404, body = Problem)))]
 pub async fn update(
@@ -97,7 +106,7 @@ pub async fn update(
 /// their credentials, ACL rules, MQTT connections, sessions and retained
 /// messages, telemetry, events and telemetry settings. A tenant created
 /// again under this id starts empty. `default` cannot be deleted.
-#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+#[utoipa::path(delete, operation_id = "deleteTenant", path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
     responses((status = 204, description = "Deleted; stored telemetry is removed from disk in the background"),
         (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 503, body = Problem, description = "Not finished in time; repeat the request")))]

@@ -1,5 +1,6 @@
 //! Users of the caller's tenant: owners and admins manage them.
 
+use super::vocabulary::RoleName;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,10 +22,15 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(
+        pattern = "^[^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^\\s\\x00-\\x1f\\x7f-\\x9f]+$",
+        max_length = 254
+    )]
     pub email: String,
     /// At least 8 characters.
+    #[schema(min_length = 8)]
     pub password: String,
-    #[schema(value_type = String, example = "editor")]
+    #[schema(value_type = RoleName)]
     pub role: Role,
 }
 
@@ -35,12 +41,17 @@ pub struct CreateUser {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     /// A new role, at most the caller's own. Ends the user's sessions.
-    #[schema(value_type = Option<String>, example = "viewer")]
+    #[schema(value_type = Option<RoleName>)]
     pub role: Option<Role>,
     /// A new password, at least 8 characters. Ends the user's sessions
     /// (when users change their own: all but the one making the change).
+    #[schema(min_length = 8)]
     pub password: Option<String>,
     /// A new email, unique across the instance.
+    #[schema(
+        pattern = "^[^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^\\s\\x00-\\x1f\\x7f-\\x9f]+$",
+        max_length = 254
+    )]
     pub email: Option<String>,
     /// The caller's current password: required to change one's own
     /// password or email, refused otherwise.
@@ -76,15 +87,13 @@ fn check_grant(caller: &Caller, role: Role) -> Result<(), ApiError> {
         ));
     }
     if role.is_admin() && caller.tenant != ferrule_core::TenantId::default_tenant() {
-        return Err(ApiError::invalid(
-            "role",
-            "admins belong to the default tenant",
-        ));
+        return Err(ApiError::Forbidden("admins belong to the default tenant"));
     }
     Ok(())
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
+/// Lists the users of the tenant.
+#[utoipa::path(get, operation_id = "listUsers", path = "/api/v1/users", tag = "users", params(PageQuery),
     responses((status = 200, body = Paged<UserView>), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -99,7 +108,8 @@ pub async fn list(
     Ok(Json(Paged::from_page(page, UserView::from)))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
+/// Creates a user in the tenant (owners and admins).
+#[utoipa::path(post, operation_id = "createUser", path = "/api/v1/users", tag = "users", request_body = CreateUser,
     responses((status = 201, body = UserView), (status = 409, body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -117,7 +127,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+/// Reads one user.
+#[utoipa::path(get, operation_id = "getUser", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
     responses((status = 200, body = UserView), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -139,7 +150,7 @@ pub async fn get(
 /// one. Changing one's own password or email needs `current_password`. The
 /// last admin of the instance and the last owner of a tenant cannot be
 /// demoted (409).
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(patch, operation_id = "updateUser", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
     request_body = UpdateUser,
     responses((status = 200, body = UserView),
         (status = 400, body = Problem, content_type = "application/problem+json",
@@ -175,20 +186,15 @@ pub async fn update(
     }
     let credentials = req.password.is_some() || req.email.is_some();
     match (own && credentials, &req.current_password) {
+        // Re-authentication, not a malformed body: 403 as for any missing right.
         (true, None) => {
-            return Err(ApiError::invalid(
-                "current_password",
-                "give your current password to change your own password or email",
+            return Err(ApiError::Forbidden(
+                "changing your own password or email needs your current_password",
             ));
         }
         (true, Some(current)) => check_own_password(&state, &caller, &id, current).await?,
-        (false, Some(_)) => {
-            return Err(ApiError::invalid(
-                "current_password",
-                "only for changing your own password or email; leave it out",
-            ));
-        }
-        (false, None) => {}
+        // Only one's own changes need it; it proves nothing about another user.
+        (false, _) => {}
     }
     let keep_session = if own { bearer(&headers) } else { None };
     let change = UserChange {
@@ -244,7 +250,7 @@ async fn check_own_password(
 
 /// Delete a user: its sessions end, and the API keys it created (and the
 /// keys those created) are revoked.
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(delete, operation_id = "deleteUser", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
     responses((status = 204),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json",

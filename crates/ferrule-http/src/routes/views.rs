@@ -1,6 +1,7 @@
 //! What the API shows of stored records: never a secret, except the
 //! `Issued*`/`Created*` shapes that carry one, once.
 
+use super::vocabulary::{ActionName, CredentialType, EffectName, RoleName, SubjectName};
 use ferrule_core::acl::AclRule;
 use ferrule_store::{ApiKey, Credential, Device, Tenant, User};
 use jiff::Timestamp;
@@ -31,7 +32,7 @@ pub struct UserView {
     pub tenant: String,
     pub email: String,
     /// admin, owner, editor or viewer.
-    #[schema(value_type = String, example = "editor")]
+    #[schema(value_type = RoleName)]
     pub role: ferrule_core::Role,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -53,7 +54,7 @@ impl From<User> for UserView {
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,
-    #[schema(value_type = String, example = "viewer")]
+    #[schema(value_type = RoleName)]
     pub role: ferrule_core::Role,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -138,7 +139,7 @@ pub struct CredentialView {
     pub device: String,
     /// token, password or x509.
     #[serde(rename = "type")]
-    #[schema(value_type = String, example = "token")]
+    #[schema(value_type = CredentialType)]
     pub kind: ferrule_store::CredentialKind,
     /// For x509 credentials: the `sha256:HEX` certificate fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,16 +178,16 @@ pub struct IssuedCredential {
 pub struct AclRuleView {
     pub id: String,
     /// allow or deny.
-    #[schema(value_type = String, example = "allow")]
+    #[schema(value_type = EffectName)]
     pub effect: ferrule_core::acl::Effect,
     /// publish, subscribe or all.
-    #[schema(value_type = String, example = "publish")]
+    #[schema(value_type = ActionName)]
     pub action: ferrule_core::acl::AclAction,
     /// A topic filter in which a whole level may be `{device_id}`.
     #[schema(example = "devices/+/telemetry")]
     pub topic: String,
     /// devices, users (users and API keys), anonymous or all.
-    #[schema(value_type = String, example = "devices")]
+    #[schema(value_type = SubjectName)]
     pub subject: ferrule_core::acl::AclSubject,
     /// Higher goes first; deny wins a tie.
     pub priority: i32,

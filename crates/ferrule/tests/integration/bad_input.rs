@@ -149,6 +149,7 @@ async fn bad_query_parameters_are_refused() {
         ("limit=99999999999999999999", "limit"),
         ("cursor=%%%", "cursor"),
         ("cursor=not-base64!", "cursor"),
+        ("cursor=A", "cursor"),
     ] {
         let r = admin.get(&format!("/api/v1/devices?{q}")).await;
         r.assert_problem(400);
