@@ -566,10 +566,14 @@ async fn one_key_across_devices() {
         ))
         .await
         .assert_problem(400);
-    w.admin
-        .get("/api/v1/telemetry?key=temp&interval=1m")
-        .await
-        .assert_problem(400);
+    // `interval` without `agg` is ignored: raw points.
+    assert_eq!(
+        w.admin
+            .get("/api/v1/telemetry?key=temp&interval=1m")
+            .await
+            .json,
+        across("key=temp").await
+    );
     w.s.stop().await;
 }
 

@@ -149,7 +149,7 @@ async fn changing_ones_own_password_needs_the_current_one_and_ends_other_session
     // One's own email too; and a current password is only for oneself.
     this.patch(&path, json!({"email": "v2@x.io"}))
         .await
-        .assert_problem(400);
+        .assert_problem(403);
     let r = this
         .patch(
             &path,
