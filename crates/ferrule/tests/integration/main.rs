@@ -32,6 +32,7 @@ mod mqtt_certificates;
 mod mqtt_interop;
 mod mqtt_keepalive;
 mod mqtt_properties;
+mod mqtt_read_access;
 mod mqtt_pubsub;
 mod mqtt_retained;
 mod mqtt_revocation;
