@@ -267,7 +267,12 @@ fn bench_acl_rule(i: u16) -> serde_json::Value {
         2 => ("deny", "publish", format!("commands/{i}/+"), "anonymous"),
         3 => ("allow", "subscribe", format!("fleet/+/status/{i}"), "users"),
         4 => ("deny", "all", format!("private/site{i}/+/#"), "all"),
-        _ => ("allow", "publish", format!("devices/+/telemetry/{i}"), "devices"),
+        _ => (
+            "allow",
+            "publish",
+            format!("devices/+/telemetry/{i}"),
+            "devices",
+        ),
     };
     serde_json::json!({
         "effect": effect, "action": action, "topic": topic, "subject": subject,

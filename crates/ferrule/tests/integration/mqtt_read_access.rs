@@ -27,13 +27,18 @@ async fn delete_rule(w: &World, id: &str) {
     assert!(r.status == 204 || r.status == 200, "{}", r.text);
 }
 
+/// An editor's MQTT login.
 async fn editor(w: &World, email: &str) -> (String, String) {
-    let (email, password) = create_user(&w.admin, email, "editor").await;
-    (format!("user:{email}"), password)
+    create_user(&w.admin, email, "editor").await
 }
 
 /// A connection as `login`, client id `id`.
-async fn client(w: &World, v: ferrule_mqtt::codec::ProtocolVersion, id: &str, login: &(String, String)) -> Raw {
+async fn client(
+    w: &World,
+    v: ferrule_mqtt::codec::ProtocolVersion,
+    id: &str,
+    login: &(String, String),
+) -> Raw {
     Raw::login(&w.s.mqtt, v, id, &login.0, Some(&login.1)).await
 }
 
@@ -96,7 +101,11 @@ async fn one_narrow_deny_leaves_wildcards_granted_and_the_denied_topic_undeliver
             ReasonCode::SUCCESS
         );
         let p = receive(&mut sub).await;
-        assert_eq!((topic(&p), &p.payload[..]), ("test/open", &b"open"[..]), "{v:?}");
+        assert_eq!(
+            (topic(&p), &p.payload[..]),
+            ("test/open", &b"open"[..]),
+            "{v:?}"
+        );
         sub.expect_silence(QUIET).await;
     }
     let metrics = w.s.anon().get("/metrics").await.text;
@@ -141,12 +150,14 @@ async fn a_device_gets_wildcards_over_its_own_topics_and_nothing_else() {
             "{v:?}"
         );
         assert_eq!(
-            fan.publish1(1, "devices/fan/telemetry", b"{\"t\": 1}").await,
+            fan.publish1(1, "devices/fan/telemetry", b"{\"t\": 1}")
+                .await,
             ReasonCode::SUCCESS
         );
         let mut own = Raw::login(&w.s.mqtt, V5, "pump-2", &w.pump, None).await;
         assert_eq!(
-            own.publish1(1, "devices/pump/telemetry", b"{\"t\": 2}").await,
+            own.publish1(1, "devices/pump/telemetry", b"{\"t\": 2}")
+                .await,
             ReasonCode::SUCCESS
         );
         let p = receive(&mut pump).await;
@@ -190,7 +201,7 @@ async fn a_rule_change_reaches_existing_subscriptions_at_the_next_message() {
     assert_eq!(topic(&receive(&mut sub).await), "ops/c");
     rule(
         &w,
-        json!({"effect": "deny", "action": "all", "topic": "ops/secret", "subject": "all"}),
+        json!({"effect": "deny", "action": "subscribe", "topic": "ops/secret", "subject": "all"}),
     )
     .await;
     send(&mut publisher, "ops/secret").await;
@@ -244,7 +255,11 @@ async fn a_resumed_session_gets_only_what_the_rules_allow_now() {
         assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
         assert!(ack.session_present, "{v:?}");
         let p = receive(&mut sub).await;
-        assert_eq!(topic(&p), "site/kept", "{v:?}: only what may be received now");
+        assert_eq!(
+            topic(&p),
+            "site/kept",
+            "{v:?}: only what may be received now"
+        );
         assert!(!p.dup, "{v:?}");
         // And live messages on the resumed subscription too.
         assert_eq!(
@@ -284,8 +299,14 @@ async fn retained_messages_are_filtered_and_a_filter_reaching_nothing_is_refused
     for v in [V3, V5] {
         let mut sub = client(&w, v, "reader", &reader).await;
         assert_eq!(
-            sub.subscribe(1, &[("cfg/#", QoS::AtLeastOnce), ("cfg/secret", QoS::AtLeastOnce)])
-                .await,
+            sub.subscribe(
+                1,
+                &[
+                    ("cfg/#", QoS::AtLeastOnce),
+                    ("cfg/secret", QoS::AtLeastOnce)
+                ]
+            )
+            .await,
             [ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR],
             "{v:?}"
         );
