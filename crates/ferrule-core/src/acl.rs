@@ -10,11 +10,14 @@
 //! A rule applies to a principal when its subject covers the principal's kind
 //! and its action includes the access. Its topic pattern is a topic filter in
 //! which a whole level `{device_id}` stands for the device asking, so a rule
-//! with `{device_id}` applies to devices only. For a publish the pattern must
-//! match the topic. For a subscription an allow rule must cover the whole
-//! filter, while a deny rule needs only to intersect it: `deny
-//! devices/secret/#` refuses a subscription to `devices/#`, unless an allow of
-//! higher priority covers it.
+//! with `{device_id}` applies to devices only. For a publish, and for
+//! receiving a message, the pattern must match the topic: read access is
+//! decided per message, as mosquitto does. A subscription is granted when
+//! some topic its filter matches may be received ([`reach`]): one narrow
+//! deny does not refuse `#`, and a filter that can match nothing receivable
+//! is refused.
+
+mod reach;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -62,12 +65,16 @@ pub enum AclSubject {
     All,
 }
 
-/// The access a client asks for: to publish to a topic, or to subscribe to a
-/// filter.
+/// The access a client asks for: to publish to a topic, to subscribe to a
+/// filter, or to receive a message on a topic. Rules about subscribing
+/// decide both of the latter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
     Publish,
+    /// Granted when some topic the filter matches may be received.
     Subscribe,
+    /// A message on this topic, through a subscription already granted.
+    Receive,
 }
 
 /// One rule of a tenant's ACL, as the API shows and stores it.
@@ -214,30 +221,70 @@ impl Policy {
         self.rules.iter().map(|c| &c.rule)
     }
 
-    /// Whether `who` may publish to the topic name, or subscribe to the
-    /// filter (without any `$share/GROUP/` prefix), `topic_or_filter`. Both
-    /// are assumed valid. Runs on every publish: it allocates nothing.
+    /// Whether `who` may publish to or receive from the topic name, or
+    /// subscribe to the filter (without any `$share/GROUP/` prefix),
+    /// `topic_or_filter`. Both are assumed valid. Publishing and receiving
+    /// run on every message: they allocate nothing.
     pub fn allows(&self, who: &Principal, access: Access, topic_or_filter: &str) -> bool {
-        let device = match &who.kind {
-            PrincipalKind::Device { id } => Some(id.as_str()),
-            _ => None,
-        };
+        if access == Access::Subscribe {
+            return self.reaches(who, topic_or_filter);
+        }
+        let device = device_of(who);
         for c in &self.rules {
-            if !c.applies_to(who, device, access) {
-                continue;
-            }
-            let pattern = pattern_levels(&c.rule.topic, device);
-            let target = topic_or_filter.split('/');
-            let relevant = match (access, c.rule.effect) {
-                (Access::Publish, _) => topic::matches_levels(pattern, target),
-                (Access::Subscribe, Effect::Allow) => topic::covers_levels(pattern, target),
-                (Access::Subscribe, Effect::Deny) => topic::intersects_levels(pattern, target),
-            };
-            if relevant {
+            if c.applies_to(who, device, access)
+                && topic::matches_levels(
+                    pattern_levels(&c.rule.topic, device),
+                    topic_or_filter.split('/'),
+                )
+            {
                 return c.rule.effect == Effect::Allow;
             }
         }
         default_allows(who, access, topic_or_filter)
+    }
+
+    /// Whether `who` may receive every message of its tenant, whatever its
+    /// topic, so that per-message checks can be skipped: users, keys and
+    /// anonymous clients to whom no deny rule about subscribing applies.
+    pub fn receives_everything(&self, who: &Principal) -> bool {
+        let device = device_of(who);
+        device.is_none()
+            && !self.rules.iter().any(|c| {
+                c.rule.effect == Effect::Deny && c.applies_to(who, device, Access::Receive)
+            })
+    }
+
+    /// Whether some topic the filter matches may be received by `who`.
+    fn reaches(&self, who: &Principal, filter: &str) -> bool {
+        let device = device_of(who);
+        let mut rules: Vec<reach::Rule<'_>> = self
+            .rules
+            .iter()
+            .filter(|c| c.applies_to(who, device, Access::Receive))
+            .map(|c| reach::Rule {
+                levels: pattern_levels(&c.rule.topic, device).collect(),
+                allow: c.rule.effect == Effect::Allow,
+            })
+            .collect();
+        // The defaults, as rules tried last.
+        let fallback = match device {
+            Some(id) => {
+                rules.push(reach::Rule {
+                    levels: pattern_levels(DEVICE_SUBTREE, Some(id)).collect(),
+                    allow: true,
+                });
+                false
+            }
+            None => default_allows(who, Access::Receive, ""),
+        };
+        reach::reachable(&rules, fallback, filter)
+    }
+}
+
+fn device_of(who: &Principal) -> Option<&str> {
+    match &who.kind {
+        PrincipalKind::Device { id } => Some(id.as_str()),
+        _ => None,
     }
 }
 
@@ -257,7 +304,7 @@ impl CompiledRule {
             (self.rule.action, access),
             (AclAction::All, _)
                 | (AclAction::Publish, Access::Publish)
-                | (AclAction::Subscribe, Access::Subscribe)
+                | (AclAction::Subscribe, Access::Subscribe | Access::Receive)
         );
         subject && action && (device.is_some() || !self.per_device)
     }
@@ -276,20 +323,18 @@ fn pattern_levels<'a>(pattern: &'a str, device: Option<&'a str>) -> impl Iterato
 /// Where a device may publish and subscribe when no rule says otherwise.
 const DEVICE_SUBTREE: &str = "devices/{device_id}/#";
 
-/// What holds when no rule decides.
+/// What holds when no rule decides a publish or a receipt (subscriptions
+/// are decided by what they may receive).
 fn default_allows(who: &Principal, access: Access, topic_or_filter: &str) -> bool {
     match &who.kind {
         PrincipalKind::Device { id } => {
             let own = pattern_levels(DEVICE_SUBTREE, Some(id.as_str()));
             let target = topic_or_filter.split('/');
-            match access {
-                Access::Publish => topic::matches_levels(own, target),
-                Access::Subscribe => topic::covers_levels(own, target),
-            }
+            topic::matches_levels(own, target)
         }
         // Every tenant role reads; viewers may not write.
         PrincipalKind::User { role, .. } | PrincipalKind::ApiKey { role, .. } => {
-            access == Access::Subscribe || role.can_write()
+            access != Access::Publish || role.can_write()
         }
         PrincipalKind::Anonymous => true,
     }
@@ -357,7 +402,7 @@ mod tests {
         principal(PrincipalKind::Anonymous)
     }
 
-    use Access::{Publish, Subscribe};
+    use Access::{Publish, Receive, Subscribe};
     use AclAction as A;
     use AclSubject as S;
 
@@ -372,9 +417,22 @@ mod tests {
         assert!(!p.allows(&pump, Publish, "devices/fan/telemetry"));
         assert!(!p.allows(&pump, Publish, "devices/pump-2/telemetry"));
         assert!(!p.allows(&pump, Publish, "alerts"));
-        assert!(!p.allows(&pump, Subscribe, "devices/+/telemetry"));
-        assert!(!p.allows(&pump, Subscribe, "devices/#"));
-        assert!(!p.allows(&pump, Subscribe, "#"));
+        assert!(p.allows(&pump, Receive, "devices/pump/commands/reboot"));
+        assert!(!p.allows(&pump, Receive, "devices/fan/telemetry"));
+        assert!(!p.allows(&pump, Receive, "alerts"));
+        // A wildcard is granted for what it may bring of the device's own;
+        // the rest is filtered message by message.
+        assert!(p.allows(&pump, Subscribe, "devices/+/telemetry"));
+        assert!(p.allows(&pump, Subscribe, "devices/#"));
+        assert!(p.allows(&pump, Subscribe, "#"));
+        assert!(p.allows(&pump, Subscribe, "+/+"));
+        assert!(!p.allows(&pump, Subscribe, "devices/fan/#"));
+        assert!(!p.allows(&pump, Subscribe, "alerts/#"));
+        assert!(!p.allows(&pump, Subscribe, "+/fan/#"));
+        assert!(
+            p.allows(&pump, Subscribe, "+/+/+/x/devices"),
+            "devices/pump/…"
+        );
     }
 
     #[test]
@@ -445,33 +503,45 @@ mod tests {
     }
 
     #[test]
-    fn a_deny_refuses_any_subscription_that_could_reach_it() {
-        let p = Policy::new([deny(S::Users, A::Subscribe, "devices/secret/#", 0)]);
+    fn a_narrow_deny_refuses_only_subscriptions_wholly_inside_it() {
+        let p = Policy::new([deny(S::Users, A::Subscribe, "test/nosubscribe", 0)]);
         let owner = user(Role::Owner);
-        assert!(!p.allows(&owner, Subscribe, "devices/#"));
-        assert!(!p.allows(&owner, Subscribe, "devices/+/telemetry"));
-        assert!(!p.allows(&owner, Subscribe, "#"));
-        assert!(p.allows(&owner, Subscribe, "devices/pump/#"));
-        // Unless an allow of higher priority covers the whole subscription.
+        for granted in ["#", "+/+", "test/+", "test/#", "test/nosubscribe/#"] {
+            assert!(p.allows(&owner, Subscribe, granted), "{granted}");
+        }
+        assert!(!p.allows(&owner, Subscribe, "test/nosubscribe"));
+        assert!(!p.allows(&owner, Receive, "test/nosubscribe"));
+        assert!(p.allows(&owner, Receive, "test/other"));
+        assert!(!p.receives_everything(&owner));
+        assert!(!p.receives_everything(&key(Role::Viewer)));
+        assert!(p.receives_everything(&anonymous()));
+        // A deny of everything but one topic leaves that one.
         let p = Policy::new([
-            deny(S::Users, A::Subscribe, "devices/secret/#", 0),
-            allow(S::Users, A::Subscribe, "devices/#", 1),
+            deny(S::Users, A::Subscribe, "#", 0),
+            allow(S::Users, A::Subscribe, "devices/+/alarm", 1),
         ]);
+        assert!(p.allows(&owner, Subscribe, "#"));
         assert!(p.allows(&owner, Subscribe, "devices/#"));
+        assert!(p.allows(&owner, Subscribe, "+/pump/+"));
+        assert!(!p.allows(&owner, Subscribe, "devices/pump/telemetry"));
+        assert!(!p.allows(&owner, Subscribe, "+/+/+/+"));
         assert!(
-            !p.allows(&owner, Subscribe, "#"),
-            "not covered by the allow"
+            p.allows(&owner, Subscribe, "$SYS/#"),
+            "`#` in a rule does not reach `$` topics"
         );
     }
 
     #[test]
-    fn an_allow_must_cover_the_whole_subscription() {
+    fn an_allow_grants_the_subscriptions_that_reach_it() {
         let p = Policy::new([allow(S::Devices, A::Subscribe, "broadcast/+", 0)]);
         let pump = device("pump");
         assert!(p.allows(&pump, Subscribe, "broadcast/firmware"));
         assert!(p.allows(&pump, Subscribe, "broadcast/+"));
-        assert!(!p.allows(&pump, Subscribe, "broadcast/#"));
-        assert!(!p.allows(&pump, Subscribe, "#"));
+        assert!(p.allows(&pump, Subscribe, "broadcast/#"));
+        assert!(p.allows(&pump, Receive, "broadcast/firmware"));
+        assert!(!p.allows(&pump, Receive, "broadcast/firmware/v2"));
+        assert!(!p.allows(&pump, Subscribe, "broadcast/+/+"));
+        assert!(!p.receives_everything(&pump), "devices are always checked");
     }
 
     #[test]
@@ -483,7 +553,8 @@ mod tests {
         let pump = device("pump");
         assert!(p.allows(&pump, Subscribe, "fleet/pump/config"));
         assert!(!p.allows(&pump, Subscribe, "fleet/fan/config"));
-        assert!(!p.allows(&pump, Subscribe, "fleet/+/config"));
+        assert!(p.allows(&pump, Subscribe, "fleet/+/config"));
+        assert!(!p.allows(&pump, Receive, "fleet/fan/config"));
         assert!(!p.allows(&pump, Publish, "devices/pump/events/boot"));
         assert!(p.allows(&pump, Publish, "devices/pump/telemetry"));
         // Rules naming {device_id} never apply to anyone else, even for
@@ -665,11 +736,80 @@ mod tests {
     }
 
     fn any_access() -> impl Strategy<Value = Access> {
-        prop::sample::select(vec![Publish, Subscribe])
+        prop::sample::select(vec![Publish, Subscribe, Receive])
     }
 
-    /// The semantics restated plainly: substitute strings, then among the
-    /// relevant rules the highest priority decides, deny winning a tie.
+    /// The accesses decided for a topic name, message by message.
+    fn per_message_access() -> impl Strategy<Value = Access> {
+        prop::sample::select(vec![Publish, Receive])
+    }
+
+    /// Every topic name of 1 to `max` levels over the vocabulary of
+    /// [`level`], plus a level no rule names.
+    fn every_name(max: usize) -> Vec<String> {
+        let vocabulary = ["devices", "d1", "d2", "x", "", "$s", "fresh"];
+        let mut out: Vec<String> = Vec::new();
+        let mut last: Vec<String> = vec![String::new()];
+        for depth in 0..max {
+            last = last
+                .iter()
+                .flat_map(|prefix| {
+                    vocabulary.iter().map(move |l| {
+                        if depth == 0 {
+                            (*l).to_owned()
+                        } else {
+                            format!("{prefix}/{l}")
+                        }
+                    })
+                })
+                .collect();
+            out.extend(last.iter().cloned());
+        }
+        out
+    }
+
+    /// Filters and patterns of up to 3 levels (and a `#`): every topic that
+    /// tells them apart has at most 4 levels, so [`every_name`]`(4)` decides.
+    fn short_filter_with(lvl: BoxedStrategy<String>) -> impl Strategy<Value = String> {
+        (prop::collection::vec(lvl, 1..4), any::<bool>())
+            .prop_map(|(mut v, hash)| {
+                if hash {
+                    v.push("#".to_owned());
+                }
+                v.join("/")
+            })
+            .prop_filter("non-empty", |s| !s.is_empty())
+    }
+
+    fn short_rule() -> impl Strategy<Value = AclRule> {
+        (
+            prop::sample::select(vec![Effect::Allow, Effect::Deny]),
+            prop::sample::select(A::ALL.to_vec()),
+            short_filter_with(
+                prop_oneof![
+                    2 => level(),
+                    2 => Just("+".to_owned()),
+                    1 => Just(DEVICE_ID_PLACEHOLDER.to_owned()),
+                ]
+                .boxed(),
+            ),
+            prop::sample::select(S::ALL.to_vec()),
+            0..2i32,
+            any::<u16>(),
+        )
+            .prop_map(|(effect, action, topic, subject, priority, n)| AclRule {
+                id: format!("acl_{n:04x}"),
+                effect,
+                action,
+                topic,
+                subject,
+                priority,
+            })
+    }
+
+    /// The semantics of a publish or a receipt restated plainly: substitute
+    /// strings, then among the rules matching the topic the highest priority
+    /// decides, deny winning a tie.
     fn naive(rules: &[AclRule], who: &Principal, access: Access, target: &str) -> bool {
         let device = match &who.kind {
             PrincipalKind::Device { id } => Some(id.as_str()),
@@ -684,19 +824,14 @@ mod tests {
             };
             let action_ok = match access {
                 Publish => r.action != A::Subscribe,
-                Subscribe => r.action != A::Publish,
+                Subscribe | Receive => r.action != A::Publish,
             };
             let pattern = match device {
                 Some(id) => r.topic.replace(DEVICE_ID_PLACEHOLDER, id),
                 None if r.topic.contains(DEVICE_ID_PLACEHOLDER) => return false,
                 None => r.topic.clone(),
             };
-            let hit = match (access, r.effect) {
-                (Publish, _) => topic::matches(&pattern, target),
-                (Subscribe, Effect::Allow) => topic::covers(&pattern, target),
-                (Subscribe, Effect::Deny) => topic::intersects(&pattern, target),
-            };
-            subject_ok && action_ok && hit
+            subject_ok && action_ok && topic::matches(&pattern, target)
         });
         let top = relevant.fold(None::<(i32, bool)>, |best, r| {
             let denies = r.effect == Effect::Deny;
@@ -708,15 +843,9 @@ mod tests {
         match top {
             Some((_, denies)) => !denies,
             None => match (&who.kind, device) {
-                (_, Some(id)) => {
-                    let own = format!("devices/{id}/#");
-                    match access {
-                        Publish => topic::matches(&own, target),
-                        Subscribe => topic::covers(&own, target),
-                    }
-                }
+                (_, Some(id)) => topic::matches(&format!("devices/{id}/#"), target),
                 (PrincipalKind::Anonymous, _) => true,
-                _ => access == Subscribe || who.role().is_some_and(|r| r != Role::Viewer),
+                _ => access != Publish || who.role().is_some_and(|r| r != Role::Viewer),
             },
         }
     }
@@ -732,19 +861,18 @@ mod tests {
             let d1 = device("d1");
             let under = |t: &str| t == "devices/d1" || t.starts_with("devices/d1/");
             prop_assert_eq!(p.allows(&d1, Publish, &n), under(&n), "publish {}", n);
-            prop_assert_eq!(p.allows(&d1, Subscribe, &f), under(&f), "subscribe {}", f);
+            prop_assert_eq!(p.allows(&d1, Receive, &n), under(&n), "receive {}", n);
         }
 
         #[test]
         fn policy_agrees_with_the_plain_semantics(
             rules in prop::collection::vec(any_rule(), 0..8),
             who in any_principal(),
-            access in any_access(),
+            access in per_message_access(),
             n in name(),
-            f in filter(),
         ) {
             let p = Policy::new(rules.clone());
-            let target = match access { Publish => n, Subscribe => f };
+            let target = n;
             prop_assert_eq!(
                 p.allows(&who, access, &target),
                 naive(&rules, &who, access, &target),
@@ -760,12 +888,31 @@ mod tests {
             n in name(),
             f in filter(),
         ) {
-            let target = match access { Publish => n, Subscribe => f };
+            let target = match access { Subscribe => f, _ => n };
             let default = Policy::default().allows(&who, access, &target);
             let (allows, denies): (Vec<_>, Vec<_>) =
                 rules.into_iter().partition(|r| r.effect == Effect::Allow);
             prop_assert!(Policy::new(allows).allows(&who, access, &target) >= default);
             prop_assert!(Policy::new(denies).allows(&who, access, &target) <= default);
+        }
+
+        #[test]
+        fn subscriptions_agree_with_an_enumeration_of_topics(
+            rules in prop::collection::vec(short_rule(), 0..6),
+            who in any_principal(),
+            f in short_filter_with(
+                prop_oneof![3 => level(), 1 => Just("+".to_owned())].boxed()
+            ),
+        ) {
+            let p = Policy::new(rules.clone());
+            let witness = every_name(4)
+                .into_iter()
+                .find(|n| topic::matches(&f, n) && p.allows(&who, Receive, n));
+            prop_assert_eq!(
+                p.allows(&who, Subscribe, &f),
+                witness.is_some(),
+                "{:?} subscribing {} under {:?}: receivable {:?}", who.kind, f, rules, witness
+            );
         }
 
         #[test]

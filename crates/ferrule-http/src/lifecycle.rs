@@ -187,6 +187,9 @@ async fn finish(state: &AppState, deletion: PendingDeletion, change: Changing<'_
         }),
     }?;
     drop(change);
+    // Connections cache what their identity may do under a policy version:
+    // move it, so the deleted identity's last messages are refused.
+    state.acl.touch(tenant);
     purged(queued).await?;
     let broker = match &state.mqtt {
         Some(mqtt) => {

@@ -3,10 +3,11 @@
 //! long-lived part of the connection future (the handshake's are boxed).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use ferrule_core::{Principal, TenantId};
 use ferrule_mqtt::broker::{
-    Access, Broker, BrokerConfig, Gatekeeper, Login, Refusal, serve_connection,
+    Access, Broker, BrokerConfig, Check, Gatekeeper, Login, Refusal, serve_connection,
 };
 
 struct Nobody;
@@ -19,6 +20,12 @@ impl Gatekeeper for Nobody {
     async fn prepare(&self, _: &TenantId) {}
     fn allows(&self, _: &Principal, _: Access, _: &str) -> bool {
         false
+    }
+    fn policy_version(&self, _: &TenantId) -> Arc<AtomicU64> {
+        Arc::default()
+    }
+    fn check(&self, _: &Principal, _: Access) -> Check {
+        Check::Nothing
     }
 }
 

@@ -5,8 +5,13 @@
 //! it from memory. Rule changes go through the cache's write-through methods,
 //! which write the store and drop the tenant's policy, so the next call loads
 //! the rules as they now are.
+//!
+//! Each tenant also has a policy version ([`AclCache::version`]), bumped
+//! whenever the answers for the tenant may change, so that the broker can
+//! cache decisions per connection and drop them at once on a change.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ferrule_core::TenantId;
@@ -35,6 +40,16 @@ struct State {
     /// Bumped by every invalidation. A load that started before one may have
     /// read the old rules, so it is served but not cached (see `policy`).
     generation: u64,
+    /// Per tenant, bumped after every change of what `current` answers.
+    versions: HashMap<TenantId, Arc<AtomicU64>>,
+}
+
+impl State {
+    fn bump(&mut self, tenant: &TenantId) {
+        if let Some(v) = self.versions.get(tenant) {
+            v.fetch_add(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl AclCache {
@@ -62,6 +77,9 @@ impl AclCache {
         if state.generation == generation {
             state.policies.insert(tenant.clone(), policy.clone());
             state.last_known.insert(tenant.clone(), policy.clone());
+            // After the new policy is in place: a decision cached under the
+            // version bumped by the invalidation may still be the old one's.
+            state.bump(tenant);
         }
         Ok(policy)
     }
@@ -80,10 +98,35 @@ impl AclCache {
             .unwrap_or_default()
     }
 
+    /// The tenant's policy version: it changes whenever what
+    /// [`current`](Self::current) answers for the tenant may have changed, or
+    /// [`touch`](Self::touch) is called. Cheap to read on every message.
+    pub fn version(&self, tenant: &TenantId) -> Arc<AtomicU64> {
+        if let Some(v) = self.read().versions.get(tenant) {
+            return v.clone();
+        }
+        self.write()
+            .versions
+            .entry(tenant.clone())
+            .or_insert_with(|| Arc::new(AtomicU64::new(1)))
+            .clone()
+    }
+
+    /// Bumps the tenant's version without touching its rules: something
+    /// else its decisions depend on changed (a device was deleted).
+    pub fn touch(&self, tenant: &TenantId) {
+        self.write().bump(tenant);
+    }
+
     /// Forgets everything about a deleted tenant.
     pub fn forget(&self, tenant: &TenantId) {
         self.invalidate(tenant);
-        self.write().last_known.remove(tenant);
+        let mut state = self.write();
+        state.last_known.remove(tenant);
+        // Whoever still holds the version sees one last change.
+        if let Some(v) = state.versions.remove(tenant) {
+            v.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Invalidates and reloads at once, so connected clients see the change
@@ -102,6 +145,7 @@ impl AclCache {
         let mut state = self.write();
         state.policies.remove(tenant);
         state.generation += 1;
+        state.bump(tenant);
     }
 
     /// Stores a new rule; the tenant's policy includes it from the next call.

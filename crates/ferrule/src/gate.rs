@@ -2,12 +2,13 @@
 //! login forms, and who may publish and subscribe where.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
 use ferrule_core::acl;
 use ferrule_core::secret::TokenKind;
 use ferrule_core::{Principal, TenantId};
-use ferrule_mqtt::broker::{Access, Gatekeeper, Login, Refusal};
+use ferrule_mqtt::broker::{Access, Check, Gatekeeper, Login, Refusal};
 use ferrule_store::{AclCache, AuthError, CertificateLogin, Directory, Identity};
 
 pub struct StoreGatekeeper {
@@ -104,10 +105,35 @@ impl Gatekeeper for StoreGatekeeper {
         if !self.directory.may_act(who) {
             return false;
         }
-        let access = match access {
-            Access::Publish => acl::Access::Publish,
-            Access::Subscribe => acl::Access::Subscribe,
-        };
-        self.acl.current(&who.tenant).allows(who, access, topic)
+        self.acl
+            .current(&who.tenant)
+            .allows(who, acl_access(access), topic)
+    }
+
+    fn policy_version(&self, tenant: &TenantId) -> Arc<AtomicU64> {
+        // Bumped by rule changes, and by deletions (`AclCache::touch`) so
+        // that a deleted identity's cached rights go at once.
+        self.acl.version(tenant)
+    }
+
+    fn check(&self, who: &Principal, access: Access) -> Check {
+        if !self.directory.may_act(who) {
+            return Check::Nothing;
+        }
+        let policy = self.acl.current(&who.tenant);
+        let access = acl_access(access);
+        if access == acl::Access::Receive && policy.receives_everything(who) {
+            return Check::Everything;
+        }
+        let who = who.clone();
+        Check::Each(Box::new(move |topic| policy.allows(&who, access, topic)))
+    }
+}
+
+fn acl_access(access: Access) -> acl::Access {
+    match access {
+        Access::Publish => acl::Access::Publish,
+        Access::Subscribe => acl::Access::Subscribe,
+        Access::Receive => acl::Access::Receive,
     }
 }

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
+use super::decisions::Decisions;
 use super::session::{Inflight, Outgoing, Session};
 use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer, observe};
 use crate::codec::{
@@ -365,6 +366,9 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let owner = ByteString::from(principal.session_owner());
     let (kick_tx, kick_rx) = oneshot::channel();
     let connection_id = rand::random::<u64>();
+    // The identity as it is now decides what the session may receive, also
+    // what it queued before.
+    let reader = Decisions::new(broker.gate.clone(), principal.clone(), Access::Receive);
     let (session, present) = broker.sessions.open(
         &broker.router,
         (tenant.clone(), owner, client_id.clone()),
@@ -381,6 +385,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             st.expiry = expiry;
             // Resuming within the will delay cancels the pending will.
             st.pending_will = None;
+            st.reader = Some(reader);
         },
     );
     session.mark_dirty();
@@ -413,6 +418,11 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         .map_or(u16::MAX, NonZeroU16::get);
     tracing::debug!(%peer, tenant = %tenant, client_id = %client_id, present, "MQTT client connected");
     Some(Connection {
+        publishing: Box::new(Decisions::new(
+            broker.gate.clone(),
+            principal.clone(),
+            Access::Publish,
+        )),
         bus: broker.router.tenant(&tenant),
         broker: broker.clone(),
         _slot: slot,
@@ -469,6 +479,8 @@ struct Connection {
     version: ProtocolVersion,
     v5: bool,
     principal: Principal,
+    /// Recent publish decisions (boxed: idle connections are many).
+    publishing: Box<Decisions>,
     tenant: TenantId,
     client_id: ByteString,
     session: Arc<Session>,
@@ -712,16 +724,12 @@ impl Connection {
         // A payload declared UTF-8 must be (MQTT 5 §3.3.2.3.2).
         let format_ok = p.properties.payload_format_indicator != Some(true)
             || std::str::from_utf8(&p.payload).is_ok();
-        let allowed = !topic_str.starts_with('$')
-            && self
-                .broker
-                .gate
-                .allows(&self.principal, Access::Publish, topic_str);
+        let allowed = !topic_str.starts_with('$') && self.publishing.allows(&byte_string(&topic));
         // The reason code, and for the intake's refusals why (kept off the
         // connection's state: every idle connection would pay for it).
         let mut why = None;
         let mut refusal = if !allowed {
-            observe::denied("publish");
+            observe::denied("publish", &self.tenant, 1);
             Some(ReasonCode::NOT_AUTHORIZED)
         } else if !format_ok {
             observe::dropped("payload_format_invalid", 1);
@@ -910,7 +918,7 @@ impl Connection {
                 .gate
                 .allows(&self.principal, Access::Subscribe, parsed.filter)
             {
-                observe::denied("subscribe");
+                observe::denied("subscribe", &self.tenant, 1);
                 codes.push(ReasonCode::UNSPECIFIED_ERROR);
                 continue;
             }
@@ -1012,9 +1020,28 @@ impl Connection {
         )
     }
 
-    /// Resends what was in flight when the session's last connection ended.
+    /// Resends what was in flight when the session's last connection ended,
+    /// except what the client may no longer receive.
     fn redeliver(&mut self, wbuf: &mut BytesMut) {
-        let pending: Vec<(u16, Inflight)> = self.session.state().inflight.iter().cloned().collect();
+        let pending: Vec<(u16, Inflight)> = {
+            let mut st = self.session.state();
+            let mut denied = 0;
+            let st = &mut *st;
+            if let Some(reader) = st.reader.as_mut() {
+                st.inflight.retain(|(_, f)| match f {
+                    Inflight::Publish(out) if !reader.allows(&out.message.topic) => {
+                        denied += 1;
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            if denied > 0 {
+                observe::denied("receive", &self.tenant, denied);
+                self.session.mark_dirty();
+            }
+            st.inflight.iter().cloned().collect()
+        };
         for (id, f) in pending {
             let Some(pid) = PacketId::new(id) else {
                 continue;
@@ -1034,6 +1061,7 @@ impl Connection {
     fn drain(&mut self, wbuf: &mut BytesMut) {
         let mut sent = 0u64;
         let mut expired = 0u64;
+        let mut denied = 0u64;
         let now = Instant::now();
         loop {
             let (out, packet_id) = {
@@ -1048,6 +1076,13 @@ impl Connection {
                 let out = st.queue.pop_front().expect("front exists");
                 if out.message.is_expired(now) {
                     expired += 1;
+                    continue;
+                }
+                // Queued under rules that may have changed since.
+                if let Some(reader) = st.reader.as_mut()
+                    && !reader.allows(&out.message.topic)
+                {
+                    denied += 1;
                     continue;
                 }
                 let packet_id = (out.qos != QoS::AtMostOnce).then(|| {
@@ -1076,6 +1111,9 @@ impl Connection {
         }
         if expired > 0 {
             observe::dropped("expired", expired);
+        }
+        if denied > 0 {
+            observe::denied("receive", &self.tenant, denied);
         }
         let left = self.session.state().queue.len();
         self.session.relieve_if_drained(left);
@@ -1230,7 +1268,7 @@ impl Connection {
                 .gate
                 .allows(&self.principal, Access::Publish, &message.topic)
         {
-            observe::denied("will");
+            observe::denied("will", &self.tenant, 1);
             return;
         }
         let props = &will.properties;

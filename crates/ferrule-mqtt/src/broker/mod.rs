@@ -7,13 +7,14 @@
 //! accepts TCP connections and hands them over.
 
 mod connection;
+mod decisions;
 pub mod listener;
 mod observe;
 pub mod persist;
 mod session;
 pub mod tls;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 
 pub use connection::serve_connection;
+pub use decisions::{Check, Decisions};
 pub use observe::METRIC_NAMES;
 pub use session::{Session, SessionRegistry};
 
@@ -109,11 +111,14 @@ pub enum Refusal {
     Unavailable,
 }
 
-/// Publish or subscribe, for authorisation.
+/// Publish, subscribe, or receive a message, for authorisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Publish,
+    /// Granted when some topic the filter matches may be received.
     Subscribe,
+    /// A message on its way to the client, through a subscription.
+    Receive,
 }
 
 /// Authentication and authorisation, implemented outside the MQTT crate.
@@ -124,9 +129,16 @@ pub trait Gatekeeper: Send + Sync + 'static {
     /// Loads whatever `allows` needs for this tenant (ACL rules), so that the
     /// synchronous checks on the hot path hit memory.
     async fn prepare(&self, tenant: &TenantId);
-    /// Whether `who` may publish to the topic / subscribe to the filter.
-    /// Runs on every publish: must be fast and must not block.
+    /// Whether `who` may publish to / receive from the topic, or subscribe
+    /// to the filter. Must be fast and must not block.
     fn allows(&self, who: &Principal, access: Access, topic: &str) -> bool;
+    /// A number that moves whenever what `allows` and `check` answer for
+    /// the tenant may change (rules edited, an identity deleted):
+    /// connections keep their decisions while it stays.
+    fn policy_version(&self, tenant: &TenantId) -> Arc<AtomicU64>;
+    /// How `who`'s publishing or receiving (per topic) is decided until
+    /// the tenant's policy version moves. Must not block.
+    fn check(&self, who: &Principal, access: Access) -> Check;
 }
 
 /// Everything connections share.

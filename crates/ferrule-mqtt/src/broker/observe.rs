@@ -57,7 +57,8 @@ pub fn protocol_error(code: u8, detail: &str) {
     tracing::debug!(reason_code = code, detail, "MQTT protocol error");
 }
 
-/// An ACL refused a publish or subscribe.
-pub fn denied(access: &'static str) {
-    counter!(DENIED, "access" => access).increment(1);
+/// An ACL refused a publish, a subscription, a will, or `n` messages on
+/// their way to a client (`receive`).
+pub fn denied(access: &'static str, tenant: &ferrule_core::TenantId, n: u64) {
+    counter!(DENIED, "access" => access, "tenant" => tenant.to_string()).increment(n);
 }

@@ -7,6 +7,11 @@
 //! socket within the client's in-flight window. When no connection is
 //! attached, QoS 1/2 messages wait in the queue (bounded) and QoS 0 messages
 //! are dropped, as MQTT allows.
+//!
+//! Read access is decided per message: once a client has attached, its
+//! session keeps the client's [`Decisions`] for receiving, and a message it
+//! may not receive is neither queued nor sent (the connection checks again
+//! when sending, as the rules may have changed meanwhile).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +28,7 @@ use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 use tokio::sync::{Notify, oneshot};
 
+use super::decisions::Decisions;
 use super::observe;
 use super::persist::{Change, Persister};
 use crate::codec::ReasonCode;
@@ -73,6 +79,10 @@ pub struct SessionState {
     /// session ends, whichever comes first (MQTT 5 §3.1.3.2.2), dropped if a
     /// client resumes the session.
     pub pending_will: Option<Arc<Message>>,
+    /// What the client may receive; set by the first connection (a session
+    /// restored at start has none until its client returns, and the
+    /// connection checks what it sends).
+    pub reader: Option<Decisions>,
 }
 
 impl SessionState {
@@ -204,6 +214,13 @@ impl Session {
     pub fn enqueue(&self, out: Outgoing) -> Delivered {
         let mut st = self.state.lock();
         if st.ended || (st.connection.is_none() && out.qos == QoS::AtMostOnce) {
+            return Delivered::default();
+        }
+        if let Some(reader) = st.reader.as_mut()
+            && !reader.allows(&out.message.topic)
+        {
+            drop(st);
+            observe::denied("receive", &self.tenant, 1);
             return Delivered::default();
         }
         if st.queue.len() >= self.max_queued {

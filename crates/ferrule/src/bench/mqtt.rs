@@ -105,6 +105,12 @@ pub struct MqttArgs {
     /// a later line overrides the bench's own settings).
     #[arg(long, value_name = "LINE")]
     pub mosquitto_option: Vec<String>,
+    /// ACL rules in force in Ferrule's tenant during the traffic scenarios:
+    /// a realistic mix of allows and denies, some applying to the bench's
+    /// (anonymous) clients, none denying the benched topics. Every message
+    /// is then checked on its way in and out.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1_000))]
+    pub acl_rules: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -142,7 +148,7 @@ struct Broker {
 }
 
 impl Broker {
-    async fn ferrule() -> anyhow::Result<Self> {
+    async fn ferrule(acl_rules: u16) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let data = data.to_str().context("temp path is not UTF-8")?;
@@ -174,6 +180,10 @@ impl Broker {
                 bail!("ferrule not ready after 30 s");
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if acl_rules > 0 {
+            create_acl_rules(&client, &http, acl_rules).await?;
+            eprintln!("ferrule: {acl_rules} ACL rules in force");
         }
         Ok(Broker {
             name: "ferrule",
@@ -239,6 +249,60 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// The `i`th rule of `--acl-rules`: what tenants write (per-device subtrees,
+/// fleet topics, a few denied corners), none of it matching `bench/…`, and
+/// some rules (subject `all` or `anonymous`) applying to the bench's clients
+/// so that their messages take the checked path, not the fast one.
+fn bench_acl_rule(i: u16) -> serde_json::Value {
+    let (effect, action, topic, subject) = match i % 6 {
+        0 => ("deny", "subscribe", format!("restricted/{i}/#"), "all"),
+        1 => (
+            "allow",
+            "all",
+            format!("devices/{{device_id}}/shadow/{i}/#"),
+            "devices",
+        ),
+        2 => ("deny", "publish", format!("commands/{i}/+"), "anonymous"),
+        3 => ("allow", "subscribe", format!("fleet/+/status/{i}"), "users"),
+        4 => ("deny", "all", format!("private/site{i}/+/#"), "all"),
+        _ => (
+            "allow",
+            "publish",
+            format!("devices/+/telemetry/{i}"),
+            "devices",
+        ),
+    };
+    serde_json::json!({
+        "effect": effect, "action": action, "topic": topic, "subject": subject,
+        "priority": i % 3,
+    })
+}
+
+/// Creates `n` rules of [`bench_acl_rule`] in tenant `default`, as the admin.
+async fn create_acl_rules(client: &reqwest::Client, http: &str, n: u16) -> anyhow::Result<()> {
+    let login: serde_json::Value = client
+        .post(format!("http://{http}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "admin@localhost", "password": "bench-password"}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("logging in as the admin to create ACL rules")?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("login returned no token")?;
+    for i in 0..n {
+        client
+            .post(format!("http://{http}/api/v1/acl-rules"))
+            .bearer_auth(token)
+            .json(&bench_acl_rule(i))
+            .send()
+            .await?
+            .error_for_status()
+            .with_context(|| format!("creating ACL rule {i}"))?;
+    }
+    Ok(())
 }
 
 /// The mosquitto configuration: its defaults except what a fair comparison
@@ -668,7 +732,7 @@ async fn run(args: MqttArgs, nofile: u64) -> anyhow::Result<()> {
     let mut results = Results::default();
     let traffic = [Only::Fanin0, Only::Fanin1, Only::Fanout0, Only::Latency];
     if traffic.into_iter().any(wanted) {
-        let ferrule = Broker::ferrule().await?;
+        let ferrule = Broker::ferrule(args.acl_rules).await?;
         let mosquitto = Broker::mosquitto(&args.mosquitto_option).await?;
         ferrule.check_pinned()?;
         mosquitto.check_pinned()?;
@@ -687,7 +751,7 @@ async fn run(args: MqttArgs, nofile: u64) -> anyhow::Result<()> {
                 &format!("{name}: {connections} idle connections, fresh broker"),
                 async || {
                     let broker = if k == 0 {
-                        Broker::ferrule().await?
+                        Broker::ferrule(0).await?
                     } else {
                         Broker::mosquitto(&args.mosquitto_option).await?
                     };
@@ -792,6 +856,14 @@ fn report(r: &Results, args: &MqttArgs, connections: usize) -> String {
         args.seconds.max(1),
         WARMUP.as_secs()
     );
+    if args.acl_rules > 0 {
+        let _ = writeln!(
+            t,
+            "Ferrule with {} ACL rules in force in the benched tenant (`--acl-rules`); \
+             mosquitto without an ACL.\n",
+            args.acl_rules
+        );
+    }
     let mut row = |scenario: &str, f: String, m: String, ratio: String, target: &str, met: &str| {
         let _ = writeln!(t, "| {scenario} | {f} | {m} | {ratio} | {target} | {met} |");
     };

@@ -33,6 +33,7 @@ mod mqtt_interop;
 mod mqtt_keepalive;
 mod mqtt_properties;
 mod mqtt_pubsub;
+mod mqtt_read_access;
 mod mqtt_retained;
 mod mqtt_revocation;
 mod mqtt_session;
