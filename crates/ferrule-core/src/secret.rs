@@ -5,10 +5,13 @@
 //! scanners, and the server knows which table to look in without trying all.
 //! Tokens have 256 bits of entropy, so a fast hash is enough to store them;
 //! human-chosen passwords get argon2id, which is slow on purpose: call
-//! [`hash_password`] and [`verify_password`] off the async threads.
+//! [`hash_password`] and [`verify_password`] off the async threads. A
+//! server hashes on a few dedicated threads, each with a [`HashMemory`] it
+//! keeps: argon2id works in 19 MiB, and allocating that per login let the
+//! allocator keep hundreds of megabytes after a login flood.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -68,25 +71,102 @@ pub fn hash_token(token: &str) -> String {
 
 /// The stored form of a password: an argon2id PHC string. Slow by design.
 pub fn hash_password(password: &str) -> String {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt length");
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 default parameters are valid")
-        .to_string()
+    HashMemory::default().hash_password(password)
 }
 
 /// Checks a password against its stored PHC string. A malformed stored hash
 /// verifies as false rather than erroring: it can only mean "no access".
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    HashMemory::default().verify_password(password, stored)
+}
+
+/// The most argon2 memory a stored hash may ask for (64 MiB): ours use
+/// 19 MiB; a hash asking for more was not made by this server.
+const MAX_HASH_BLOCKS: usize = 64 * 1024;
+
+/// Argon2's working memory, kept between hashes so that a thread that
+/// hashes all day allocates it once.
+#[derive(Default)]
+pub struct HashMemory {
+    blocks: Vec<Block>,
+}
+
+impl std::fmt::Debug for HashMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashMemory")
+            .field("bytes", &(self.blocks.len() * Block::SIZE))
+            .finish()
+    }
+}
+
+impl HashMemory {
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.blocks.len() * Block::SIZE
+    }
+
+    /// The first `n` blocks, grown (once) when too few.
+    fn blocks(&mut self, n: usize) -> &mut [Block] {
+        if self.blocks.len() < n {
+            self.blocks.resize(n, Block::new());
+        }
+        &mut self.blocks[..n]
+    }
+
+    /// [`hash_password`] in this memory.
+    pub fn hash_password(&mut self, password: &str) -> String {
+        let mut raw_salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw_salt);
+        let salt = SaltString::encode_b64(&raw_salt).expect("16 bytes is a valid salt length");
+        let argon = Argon2::default();
+        let params = argon.params().clone();
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        argon
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                &raw_salt,
+                &mut out,
+                self.blocks(params.block_count()),
+            )
+            .expect("argon2 default parameters are valid");
+        PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: (&params).try_into().expect("default parameters encode"),
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&out).expect("32 bytes is a valid output")),
+        }
+        .to_string()
+    }
+
+    /// [`verify_password`] in this memory.
+    pub fn verify_password(&mut self, password: &str, stored: &str) -> bool {
+        self.try_verify(password, stored).unwrap_or(false)
+    }
+
+    fn try_verify(&mut self, password: &str, stored: &str) -> Option<bool> {
+        let hash = PasswordHash::new(stored).ok()?;
+        let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
+        let version = match hash.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&hash).ok()?;
+        let expected = hash.hash?;
+        let mut salt = [0u8; 64];
+        let salt = hash.salt?.decode_b64(&mut salt).ok()?;
+        let blocks = params.block_count();
+        if blocks > MAX_HASH_BLOCKS {
+            return None;
+        }
+        let mut out = [0u8; Output::MAX_LENGTH];
+        let out = &mut out[..expected.len()];
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, self.blocks(blocks))
+            .ok()?;
+        // `Output`'s equality is constant-time.
+        Some(Output::new(out).ok()? == expected)
+    }
 }
 
 /// A hash to verify against when the account does not exist, so that a login
@@ -139,6 +219,30 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("x", "not a phc string"));
+    }
+
+    #[test]
+    fn kept_memory_agrees_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let mut memory = HashMemory::default();
+        // Ours verifies with the crate's verifier, and the crate's with ours,
+        // reusing one memory across hashes.
+        let ours = memory.hash_password("correct horse");
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"battery staple", &salt)
+            .unwrap()
+            .to_string();
+        assert!(memory.verify_password("battery staple", &theirs));
+        assert!(!memory.verify_password("battery stapler", &theirs));
+        assert!(memory.verify_password("correct horse", &ours));
+        assert_eq!(memory.bytes(), 19 * 1024 * 1024);
     }
 
     #[test]

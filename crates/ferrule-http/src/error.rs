@@ -42,6 +42,16 @@ pub enum ApiError {
     Unavailable(String),
     /// The tenant's storage budget is used up.
     InsufficientStorage(String),
+    /// 429: too many failed logins; retry after so many seconds.
+    TooManyRequests {
+        detail: String,
+        retry_after: u64,
+    },
+    /// 503 with `Retry-After`: a bounded queue is full.
+    Busy {
+        detail: String,
+        retry_after: u64,
+    },
     /// A bug or backend failure; the detail goes to the log only.
     Internal(String),
 }
@@ -99,6 +109,18 @@ impl ApiError {
                 d.clone(),
                 None,
             ),
+            ApiError::TooManyRequests { detail, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                detail.clone(),
+                None,
+            ),
+            ApiError::Busy { detail, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                detail.clone(),
+                None,
+            ),
             ApiError::InsufficientStorage(d) => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 "insufficient-storage",
@@ -121,6 +143,7 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "internal error serving request");
         }
         let (status, kind, detail, field) = self.parts();
+
         let problem = Problem {
             kind: format!("https://ferrule.dev/problems/{kind}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -133,6 +156,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let ApiError::TooManyRequests { retry_after, .. } | ApiError::Busy { retry_after, .. } =
+            &self
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -151,6 +180,10 @@ impl From<StoreError> for ApiError {
                 "you cannot change or delete a user whose role is above your own",
             ),
             e @ StoreError::SchemaTooNew { .. } => ApiError::Unavailable(e.to_string()),
+            StoreError::Busy => ApiError::Busy {
+                detail: StoreError::Busy.to_string(),
+                retry_after: 1,
+            },
             StoreError::Backend(cause) => ApiError::Internal(cause),
         }
     }
@@ -176,10 +209,36 @@ impl From<AuthError> for ApiError {
         .emit();
         match e {
             AuthError::Store(s) => s.into(),
+            AuthError::Throttled {
+                scope,
+                retry_after,
+                tenant,
+            } => {
+                crate::observe::AuthThrottled {
+                    channel: "http",
+                    scope: scope.label(),
+                    tenant: tenant.as_ref(),
+                }
+                .emit();
+                ApiError::TooManyRequests {
+                    detail: "too many failed logins for this account or address: retry later"
+                        .into(),
+                    retry_after: whole_seconds(retry_after),
+                }
+            }
+            AuthError::Busy => ApiError::Busy {
+                detail: "the server is busy checking passwords: retry shortly".into(),
+                retry_after: 1,
+            },
             // One answer for all, so probing learns nothing.
             _ => ApiError::Unauthorized("missing, invalid or expired credentials"),
         }
     }
+}
+
+/// A `Retry-After` in whole seconds, rounded up and at least 1.
+pub fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// Handler results.

@@ -8,6 +8,7 @@ use metrics::{counter, gauge, histogram};
 pub const HTTP_REQUESTS: &str = "ferrule_http_requests_total";
 pub const HTTP_DURATION: &str = "ferrule_http_request_duration_seconds";
 pub const AUTH_FAILURES: &str = "ferrule_auth_failures_total";
+pub const AUTH_THROTTLED: &str = "ferrule_auth_throttled_total";
 pub const DELETIONS: &str = "ferrule_deletions_total";
 pub const BUILD_INFO: &str = "ferrule_build_info";
 
@@ -63,6 +64,31 @@ impl AuthFailed {
             transport = self.transport,
             reason = self.reason,
             "authentication failed"
+        );
+    }
+}
+
+/// A login was refused without checking its password: its account or
+/// address is backing off after failed logins.
+pub struct AuthThrottled<'a> {
+    /// `http` or `mqtt`.
+    pub channel: &'static str,
+    /// `account` or `source`.
+    pub scope: &'static str,
+    /// The account's tenant; `None` for an unknown account.
+    pub tenant: Option<&'a ferrule_core::TenantId>,
+}
+
+impl AuthThrottled<'_> {
+    pub fn emit(self) {
+        let tenant = self.tenant.map(|t| t.to_string()).unwrap_or_default();
+        counter!(AUTH_THROTTLED, "channel" => self.channel, "scope" => self.scope, "tenant" => tenant.clone())
+            .increment(1);
+        tracing::debug!(
+            channel = self.channel,
+            scope = self.scope,
+            tenant,
+            "login refused: backing off after failed logins"
         );
     }
 }

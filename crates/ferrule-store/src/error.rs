@@ -23,6 +23,9 @@ pub enum StoreError {
          run a newer ferrule, or restore a backup into an empty data directory"
     )]
     SchemaTooNew { found: u32, supported: u32 },
+    /// Password hashing is at its bound (`auth.hash_queue`): retry shortly.
+    #[error("password hashing is busy; retry shortly")]
+    Busy,
     /// The backend failed (I/O, corruption, connection).
     #[error("storage backend: {0}")]
     Backend(String),

@@ -1,5 +1,6 @@
 //! The identity service: every way a caller proves who it is, in one place.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use ferrule_core::secret::{self, TokenKind};
 use ferrule_core::{DeviceId, Principal, PrincipalKind, Role, TenantId};
 use jiff::Timestamp;
 
+use crate::auth::{Attempt, Busy, Hasher, Scope, Throttle};
 use crate::model::*;
 use crate::{MetaStore, StoreError};
 
@@ -27,8 +29,26 @@ pub enum AuthError {
     /// device that did not name its tenant.
     #[error("certificate registered in several tenants; the device must name its tenant")]
     AmbiguousCertificate,
+    /// Too many recent failures for this account or address: refused
+    /// without checking the password.
+    #[error("too many failed logins; retry in {retry_after:?}")]
+    Throttled {
+        scope: Scope,
+        retry_after: Duration,
+        /// The account's tenant, when the account exists.
+        tenant: Option<TenantId>,
+    },
+    /// The password-hashing queue is full.
+    #[error("password checking is busy")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<Busy> for AuthError {
+    fn from(_: Busy) -> Self {
+        AuthError::Busy
+    }
 }
 
 impl AuthError {
@@ -40,6 +60,8 @@ impl AuthError {
             AuthError::Revoked => "revoked",
             AuthError::Disabled => "disabled",
             AuthError::AmbiguousCertificate => "ambiguous_certificate",
+            AuthError::Throttled { .. } => "throttled",
+            AuthError::Busy => "busy",
             AuthError::Store(_) => "store_error",
         }
     }
@@ -98,11 +120,28 @@ pub struct CertificateLogin<'a> {
 pub struct Identity {
     store: Arc<dyn MetaStore>,
     session_ttl: Duration,
+    hasher: Hasher,
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl Identity {
+    /// Hashes on tokio's blocking threads and never throttles: for the
+    /// command line and tests; a server adds [`Identity::with_limits`].
     pub fn new(store: Arc<dyn MetaStore>, session_ttl: Duration) -> Self {
-        Self { store, session_ttl }
+        Self {
+            store,
+            session_ttl,
+            hasher: Hasher::Blocking,
+            throttle: None,
+        }
+    }
+
+    /// Checks passwords on `hasher` and, with a throttle, backs off after
+    /// failed logins.
+    pub fn with_limits(mut self, hasher: Hasher, throttle: Option<Arc<Throttle>>) -> Self {
+        self.hasher = hasher;
+        self.throttle = throttle;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn MetaStore> {
@@ -149,7 +188,7 @@ impl Identity {
             tenant: tenant.clone(),
             email: email.to_owned(),
             role,
-            password_hash: hash_password(password).await?,
+            password_hash: self.hash_password(password).await?,
         };
         self.store.create_user(&user).await
     }
@@ -165,7 +204,7 @@ impl Identity {
         change: UserChange<'_>,
     ) -> Result<User, StoreError> {
         let password_hash = match change.password {
-            Some(p) => Some(hash_password(p).await?),
+            Some(p) => Some(self.hash_password(p).await?),
             None => None,
         };
         let end_sessions = match (change.role, change.password, change.keep_session) {
@@ -190,9 +229,13 @@ impl Identity {
         tenant: &TenantId,
         user_id: &str,
         password: &str,
+        source: Option<IpAddr>,
     ) -> Result<(), AuthError> {
         let user = self.store.get_user(tenant, user_id).await?;
-        match self.verify_user_password(&user.email, password).await {
+        match self
+            .verify_user_password(&user.email, password, source)
+            .await
+        {
             Ok(found) if found.id == user.id => Ok(()),
             Ok(_) => Err(AuthError::Invalid),
             Err(e) => Err(e),
@@ -224,8 +267,13 @@ impl Identity {
     }
 
     /// Email + password → a session token.
-    pub async fn login(&self, email: &str, password: &str) -> Result<IssuedSession, AuthError> {
-        let user = self.verify_user_password(email, password).await?;
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<IssuedSession, AuthError> {
+        let user = self.verify_user_password(email, password, source).await?;
         let token = secret::generate_token(TokenKind::Session);
         let expires_at = Timestamp::now()
             + jiff::SignedDuration::try_from(self.session_ttl).unwrap_or(jiff::SignedDuration::MAX);
@@ -335,8 +383,9 @@ impl Identity {
         &self,
         email: &str,
         password: &str,
+        source: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
-        let user = self.verify_user_password(email, password).await?;
+        let user = self.verify_user_password(email, password, source).await?;
         Ok(Principal {
             tenant: user.tenant,
             kind: PrincipalKind::User {
@@ -346,19 +395,69 @@ impl Identity {
         })
     }
 
-    async fn verify_user_password(&self, email: &str, password: &str) -> Result<User, AuthError> {
+    async fn verify_user_password(
+        &self,
+        email: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<User, AuthError> {
         let record = self.store.find_user_by_email(email).await?;
-        // Verify against a dummy hash for unknown emails so timing does not
-        // reveal which emails have accounts.
-        let stored = record
-            .as_ref()
-            .map(|r| r.password_hash.clone())
-            .unwrap_or_else(|| secret::dummy_password_hash().to_owned());
-        let ok = verify_password(password, stored).await?;
+        // Unknown emails are throttled alike and verified against a dummy
+        // hash, so neither backoff nor timing reveals which have accounts.
+        let tenant = record.as_ref().map(|r| r.user.tenant.clone());
+        let attempt = self.begin(&format!("user:{}", email.to_lowercase()), source, tenant)?;
+        let stored = match &record {
+            Some(r) => r.password_hash.clone(),
+            None => self.dummy_hash().await?,
+        };
+        let ok = self.hasher.verify(password, stored).await?;
         match record {
-            Some(r) if ok => Ok(r.user),
-            _ => Err(AuthError::Invalid),
+            Some(r) if ok => {
+                settle(attempt, true);
+                Ok(r.user)
+            }
+            _ => {
+                settle(attempt, false);
+                Err(AuthError::Invalid)
+            }
         }
+    }
+
+    /// Admits a password attempt past the backoff, if there is one.
+    fn begin(
+        &self,
+        account: &str,
+        source: Option<IpAddr>,
+        tenant: Option<TenantId>,
+    ) -> Result<Option<Attempt>, AuthError> {
+        let Some(throttle) = &self.throttle else {
+            return Ok(None);
+        };
+        throttle
+            .begin(account, source)
+            .map(Some)
+            .map_err(|t| AuthError::Throttled {
+                scope: t.scope,
+                retry_after: t.retry_after,
+                tenant,
+            })
+    }
+
+    /// The timing equaliser's hash, made once on the hashing pool.
+    async fn dummy_hash(&self) -> Result<String, AuthError> {
+        static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        DUMMY
+            .get_or_try_init(|| self.hasher.hash("ferrule-timing-equaliser"))
+            .await
+            .cloned()
+            .map_err(AuthError::from)
+    }
+
+    async fn hash_password(&self, password: &str) -> Result<String, StoreError> {
+        self.hasher
+            .hash(password)
+            .await
+            .map_err(|_| StoreError::Busy)
     }
 
     /// A device access token (MQTT username or HTTP ingest bearer).
@@ -380,20 +479,27 @@ impl Identity {
         tenant: &str,
         device: &str,
         password: &str,
+        source: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
         let (Ok(tenant), Ok(device)) = (TenantId::new(tenant), DeviceId::new(device)) else {
             return Err(AuthError::Invalid);
         };
+        let account = format!("device:{device}@{tenant}");
+        let attempt = self.begin(&account, source, Some(tenant.clone()))?;
         let candidates = self.store.device_passwords(&tenant, &device).await?;
         if candidates.is_empty() {
-            verify_password(password, secret::dummy_password_hash().to_owned()).await?;
+            let dummy = self.dummy_hash().await?;
+            self.hasher.verify(password, dummy).await?;
+            settle(attempt, false);
             return Err(AuthError::Invalid);
         }
         for (hash, login) in candidates {
-            if verify_password(password, hash).await? {
+            if self.hasher.verify(password, hash).await? {
+                settle(attempt, true);
                 return device_principal(login);
             }
         }
+        settle(attempt, false);
         Err(AuthError::Invalid)
     }
 
@@ -491,7 +597,7 @@ impl Identity {
         let cred = NewCredential {
             id: secret::generate_id("c_"),
             kind: CredentialKind::Password,
-            secret_hash: Some(hash_password(password).await?),
+            secret_hash: Some(self.hash_password(password).await?),
             fingerprint: None,
             expires_at,
         };
@@ -610,16 +716,11 @@ fn device_principal(login: DeviceLogin) -> Result<Principal, AuthError> {
     })
 }
 
-async fn hash_password(password: &str) -> Result<String, StoreError> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || secret::hash_password(&password))
-        .await
-        .map_err(|e| StoreError::Backend(format!("password hashing failed: {e}")))
-}
-
-async fn verify_password(password: &str, stored: String) -> Result<bool, StoreError> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || secret::verify_password(&password, &stored))
-        .await
-        .map_err(|e| StoreError::Backend(format!("password check failed: {e}")))
+/// Records an attempt's outcome with the backoff.
+fn settle(attempt: Option<Attempt>, ok: bool) {
+    match (attempt, ok) {
+        (Some(a), true) => a.succeeded(),
+        (Some(a), false) => a.failed(),
+        (None, _) => {}
+    }
 }

@@ -19,6 +19,7 @@
 //!   [`telemetry::embedded::EmbeddedTelemetry`] is its embedded backend.
 
 mod acl;
+pub mod auth;
 mod broker_state;
 mod directory;
 pub mod embedded;

@@ -152,7 +152,7 @@ async fn device_passwords_and_fingerprints() {
         .unwrap();
     let p = f
         .identity
-        .authenticate_device_password("acme", "pump", "first-password")
+        .authenticate_device_password("acme", "pump", "first-password", None)
         .await
         .unwrap();
     assert!(is_device(&p, "acme", "pump"));
@@ -164,7 +164,9 @@ async fn device_passwords_and_fingerprints() {
     ] {
         assert!(
             matches!(
-                f.identity.authenticate_device_password(t, d, pw).await,
+                f.identity
+                    .authenticate_device_password(t, d, pw, None)
+                    .await,
                 Err(AuthError::Invalid)
             ),
             "{t} {d}"
@@ -283,7 +285,7 @@ async fn users_sessions_and_api_keys() {
         .unwrap();
     let session = f
         .identity
-        .login("ann@acme.example", "ann-password")
+        .login("ann@acme.example", "ann-password", None)
         .await
         .unwrap();
     assert!(session.expires_at > Timestamp::now());
@@ -295,12 +297,12 @@ async fn users_sessions_and_api_keys() {
     assert_eq!(p.tenant, f.tenant);
     assert_eq!(p.role(), Some(Role::Editor));
     assert!(matches!(
-        f.identity.login("ann@acme.example", "nope").await,
+        f.identity.login("ann@acme.example", "nope", None).await,
         Err(AuthError::Invalid)
     ));
     let mqtt = f
         .identity
-        .authenticate_user("ann@acme.example", "ann-password")
+        .authenticate_user("ann@acme.example", "ann-password", None)
         .await
         .unwrap();
     assert!(matches!(mqtt.kind, PrincipalKind::User { ref id, .. } if *id == user.id));

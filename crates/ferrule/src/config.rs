@@ -16,11 +16,21 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use ferrule_mqtt::broker::BrokerConfig;
+use ferrule_store::auth::{PoolConfig, ThrottleConfig};
 
 use crate::startup::StartupError;
 
 /// Sections of the config file; `FERRULE_<SECTION>_<KEY>` maps to `section.key`.
-const SECTIONS: &[&str] = &["http", "mqtt", "mqtts", "tls", "admin", "log", "telemetry"];
+const SECTIONS: &[&str] = &[
+    "http",
+    "mqtt",
+    "mqtts",
+    "tls",
+    "admin",
+    "log",
+    "telemetry",
+    "auth",
+];
 
 /// Environment variables that share the prefix but are not config keys.
 const NOT_CONFIG_ENV: &[&str] = &["log"];
@@ -60,6 +70,92 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// `[auth]`: limits on password logins.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_queue: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures_before_backoff: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_failures_before_backoff: Option<u32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub min_backoff: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub max_backoff: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tracked: Option<usize>,
+}
+
+/// `[auth]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Threads and queue that check passwords; `None` (`hash_workers = 0`)
+    /// hashes on tokio's blocking threads without a bound, as before.
+    pub hash_pool: Option<PoolConfig>,
+    /// Backoff after failed logins; `None` when both counts are off.
+    pub throttle: Option<ThrottleConfig>,
+}
+
+fn auth_config(raw: &RawAuth) -> Result<AuthConfig, StartupError> {
+    let d = ThrottleConfig::default();
+    let hash_pool = match raw.hash_workers.unwrap_or(2) {
+        0 => None,
+        workers if workers > 256 => {
+            return Err(StartupError::new(
+                "auth.hash_workers (FERRULE_AUTH_HASH_WORKERS)",
+                format!(
+                    "{workers} threads of 19 MiB each is too many: use 1-256, or 0 for no pool"
+                ),
+            ));
+        }
+        workers => Some(PoolConfig {
+            workers,
+            queue: raw.hash_queue.unwrap_or(32),
+        }),
+    };
+    let min = duration(
+        "auth.min_backoff (FERRULE_AUTH_MIN_BACKOFF)",
+        raw.min_backoff.as_deref(),
+        d.base,
+    )?;
+    let max = duration(
+        "auth.max_backoff (FERRULE_AUTH_MAX_BACKOFF)",
+        raw.max_backoff.as_deref(),
+        d.max,
+    )?;
+    if max < min {
+        return Err(StartupError::new(
+            "auth.max_backoff (FERRULE_AUTH_MAX_BACKOFF)",
+            format!("must be at least auth.min_backoff ({min:?})"),
+        ));
+    }
+    let throttle = ThrottleConfig {
+        account_free: raw.failures_before_backoff.unwrap_or(d.account_free),
+        source_free: raw.source_failures_before_backoff.unwrap_or(d.source_free),
+        base: min,
+        max,
+        max_entries: raw.max_tracked.unwrap_or(d.max_entries).max(1),
+    };
+    Ok(AuthConfig {
+        hash_pool,
+        throttle: (throttle.account_free > 0 || throttle.source_free > 0).then_some(throttle),
+    })
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -303,6 +399,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Telemetry storage settings (`[telemetry]`).
     pub telemetry: TelemetryConfig,
+    /// Limits on password logins (`[auth]`).
+    pub auth: AuthConfig,
     /// Set when a certificate and key are configured.
     pub mqtts_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
@@ -558,6 +656,7 @@ impl TryFrom<RawConfig> for Config {
             )?,
             broker: broker_config(&raw.mqtt)?,
             telemetry: telemetry_config(&raw.telemetry)?,
+            auth: auth_config(&raw.auth)?,
             mqtts_listen,
             tls_cert,
             tls_key,
@@ -586,6 +685,10 @@ mod tests {
         assert_eq!(env_key("LOG_FORMAT").as_deref(), Some("log.format"));
         assert_eq!(env_key("LOG"), None);
         assert_eq!(env_key("TEST_POSTGRES"), None);
+        assert_eq!(
+            env_key("AUTH_HASH_WORKERS").as_deref(),
+            Some("auth.hash_workers")
+        );
     }
 
     #[test]
@@ -597,6 +700,29 @@ mod tests {
         assert_eq!(c.storage, Storage::Embedded);
         assert!(c.mqtts_listen.is_none() && !c.broker.allow_anonymous);
         assert_eq!(c.admin_email, "admin@localhost");
+        assert_eq!(
+            c.auth.hash_pool,
+            Some(PoolConfig {
+                workers: 2,
+                queue: 32
+            })
+        );
+        assert_eq!(c.auth.throttle, Some(ThrottleConfig::default()));
+    }
+
+    #[test]
+    fn auth_limits_turn_off_and_check_their_bounds() {
+        let mut raw = RawConfig::default();
+        raw.auth.hash_workers = Some(0);
+        raw.auth.failures_before_backoff = Some(0);
+        raw.auth.source_failures_before_backoff = Some(0);
+        let c = Config::try_from(raw).unwrap();
+        assert!(c.auth.hash_pool.is_none() && c.auth.throttle.is_none());
+        let mut raw = RawConfig::default();
+        raw.auth.min_backoff = Some("10s".into());
+        raw.auth.max_backoff = Some("1s".into());
+        let e = Config::try_from(raw).unwrap_err().to_string();
+        assert!(e.contains("auth.max_backoff"), "{e}");
     }
 
     #[test]

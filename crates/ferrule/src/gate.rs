@@ -42,6 +42,22 @@ fn refusal(e: AuthError) -> Refusal {
     }
     match e {
         AuthError::Store(_) => Refusal::Unavailable,
+        AuthError::Busy => Refusal::Busy,
+        AuthError::Throttled {
+            scope,
+            retry_after,
+            tenant,
+        } => {
+            ferrule_http::observe::AuthThrottled {
+                channel: "mqtt",
+                scope: scope.label(),
+                tenant: tenant.as_ref(),
+            }
+            .emit();
+            Refusal::Throttled {
+                retry_after_secs: ferrule_http::error::whole_seconds(retry_after),
+            }
+        }
         _ => Refusal::BadCredentials,
     }
 }
@@ -63,7 +79,10 @@ impl Gatekeeper for StoreGatekeeper {
         let result = match login.username {
             // SPEC: `user:EMAIL` + password, `key:ID` + secret, a device
             // token alone, or `DEVICE@TENANT` + password.
-            Some(u) if u.starts_with("user:") => id.authenticate_user(&u[5..], &password).await,
+            Some(u) if u.starts_with("user:") => {
+                id.authenticate_user(&u[5..], &password, Some(login.peer))
+                    .await
+            }
             Some(u) if u.starts_with("key:") => id.authenticate_api_key(&u[4..], &password).await,
             Some(u) if TokenKind::of(u) == Some(TokenKind::Device) => {
                 id.authenticate_device_token(u).await
@@ -79,7 +98,7 @@ impl Gatekeeper for StoreGatekeeper {
                         .await
                 }
                 Some((device, tenant)) => {
-                    id.authenticate_device_password(tenant, device, &password)
+                    id.authenticate_device_password(tenant, device, &password, Some(login.peer))
                         .await
                 }
                 None => Err(AuthError::Invalid),

@@ -10,6 +10,7 @@ use anyhow::Context;
 use ferrule_bus::Router;
 use ferrule_http::{AppState, HttpSettings, MqttEndpoint, Readiness, TelemetryApi};
 use ferrule_mqtt::broker::{Broker, listener, persist};
+use ferrule_store::auth::{HashPool, Hasher, Throttle};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::telemetry::TelemetryStore;
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
@@ -124,7 +125,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let store: Arc<dyn MetaStore> = embedded.clone();
     let broker_state = Arc::new(StoredBrokerState(embedded));
-    let identity = Identity::new(store.clone(), config.session_ttl);
+    let hash_pool = match config.auth.hash_pool {
+        Some(pool) => Some(HashPool::start(pool).context("starting password hashing threads")?),
+        None => None,
+    };
+    let identity = Identity::new(store.clone(), config.session_ttl).with_limits(
+        hash_pool.clone().map_or(Hasher::Blocking, Hasher::Pool),
+        config.auth.throttle.map(Throttle::new),
+    );
     match identity
         .bootstrap(&config.admin_email, config.admin_password.as_deref())
         .await
@@ -151,6 +159,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("loading tenants and devices")?;
     let metrics = install_metrics()?;
+    if let Some(pool) = &hash_pool {
+        pool.publish_config();
+    }
     ferrule_http::observe::record_build_info();
     let readiness = Readiness::default();
     let mut state = AppState {

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::views::UserView;
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{JsonBody, bearer};
+use crate::extract::{ClientIp, JsonBody, bearer};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,12 +33,18 @@ pub struct LoginResponse {
 /// Exchange email and password for a bearer token.
 #[utoipa::path(post, operation_id = "login", path = "/api/v1/auth/login", tag = "auth", security(()),
     request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = Problem)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = Problem),
+        (status = 429, body = Problem, description = "too many failed logins for this account or address; see Retry-After"),
+        (status = 503, body = Problem, description = "password checking is busy; see Retry-After")))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(source): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let session = state.identity.login(&req.email, &req.password).await?;
+    let session = state
+        .identity
+        .login(&req.email, &req.password, source)
+        .await?;
     Ok(Json(LoginResponse {
         token: session.token,
         expires_at: session.expires_at,

@@ -14,7 +14,7 @@ use super::api_keys::disconnect_keys_made_by;
 use super::views::UserView;
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{ApiQuery, JsonBody, bearer};
+use crate::extract::{ApiQuery, ClientIp, JsonBody, bearer};
 use crate::observe::AuthFailed;
 use crate::pagination::{PageQuery, Paged};
 use crate::state::AppState;
@@ -160,10 +160,13 @@ pub async fn get(
             description = "the user's role is above the caller's, or `current_password` is wrong"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
-            description = "the email is taken, or the change would leave no admin or owner")))]
+            description = "the email is taken, or the change would leave no admin or owner"),
+        (status = 429, body = Problem, content_type = "application/problem+json",
+            description = "too many wrong `current_password`s; see Retry-After")))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    ClientIp(source): ClientIp,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<UpdateUser>,
@@ -192,7 +195,7 @@ pub async fn update(
                 "changing your own password or email needs your current_password",
             ));
         }
-        (true, Some(current)) => check_own_password(&state, &caller, &id, current).await?,
+        (true, Some(current)) => check_own_password(&state, &caller, &id, current, source).await?,
         // Only one's own changes need it; it proves nothing about another user.
         (false, _) => {}
     }
@@ -227,14 +230,17 @@ async fn check_own_password(
     caller: &Caller,
     id: &str,
     current: &str,
+    source: Option<std::net::IpAddr>,
 ) -> ApiResult<()> {
     match state
         .identity
-        .check_own_password(&caller.tenant, id, current)
+        .check_own_password(&caller.tenant, id, current, source)
         .await
     {
         Ok(()) => Ok(()),
         Err(AuthError::Store(e)) => Err(e.into()),
+        // Backoff and a full hashing queue answer as they do at login.
+        Err(e @ (AuthError::Throttled { .. } | AuthError::Busy)) => Err(e.into()),
         Err(e) => {
             AuthFailed {
                 transport: "http",

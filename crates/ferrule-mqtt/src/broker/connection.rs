@@ -260,6 +260,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             password: connect.password.as_deref(),
             cert_fingerprint,
             server_name: tls.and_then(|t| t.server_name.as_deref()),
+            peer: peer.ip(),
         };
         if username.is_none() && connect.password.is_none() && cert_fingerprint.is_none() {
             if broker.config.allow_anonymous {
@@ -293,9 +294,28 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                     "unavailable",
                     "the identity store is unavailable; try again",
                 ),
+                // 3.1.1 has no "rate exceeded": its "not authorized" is the
+                // nearest answer to "not now, for these credentials".
+                Refusal::Throttled { .. } if !v5 => (ReasonCode::NOT_AUTHORIZED, "throttled", ""),
+                Refusal::Throttled { .. } => (
+                    ReasonCode::CONNECTION_RATE_EXCEEDED,
+                    "throttled",
+                    "too many failed logins",
+                ),
+                Refusal::Busy => (
+                    ReasonCode::SERVER_BUSY,
+                    "busy",
+                    "the server is busy checking passwords; retry shortly",
+                ),
             };
             tracing::debug!(%peer, ?r, "MQTT login refused");
-            refuse(&mut io.wbuf, version, code, why, detail);
+            let detail = match r {
+                Refusal::Throttled { retry_after_secs } => {
+                    format!("{detail}; retry in {retry_after_secs} s")
+                }
+                _ => detail.to_owned(),
+            };
+            refuse(&mut io.wbuf, version, code, why, &detail);
             return None;
         }
     };

@@ -89,6 +89,8 @@ pub struct Login<'a> {
     /// The host name the client asked for in the TLS handshake (SNI), which
     /// may name its tenant.
     pub server_name: Option<&'a str>,
+    /// The client's address, for backoff after failed logins.
+    pub peer: std::net::IpAddr,
 }
 
 /// What the TLS handshake told about a client.
@@ -109,6 +111,11 @@ pub enum Refusal {
     NotAuthorized,
     /// 0x88 / 3.1.1 code 3 (storage unreachable).
     Unavailable,
+    /// Too many failed logins for this account or address: 0x9F
+    /// (connection rate exceeded) / 3.1.1 code 5.
+    Throttled { retry_after_secs: u64 },
+    /// Password checking is at its bound: 0x89 (server busy) / 3.1.1 code 3.
+    Busy,
 }
 
 /// Publish, subscribe, or receive a message, for authorisation.

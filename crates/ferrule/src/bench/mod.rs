@@ -3,6 +3,7 @@
 //! a Markdown table ready for docs/BENCHMARKS.md.
 
 mod loadgen;
+mod login_flood;
 mod mqtt;
 mod process;
 mod startup;
@@ -29,6 +30,10 @@ pub enum Scenario {
     /// store's disk and query times; SQLite with a row per point (ingest,
     /// disk, queries) as baseline, in the same run.
     Telemetry(telemetry::TelemetryArgs),
+    /// Wrong-password logins over HTTP and MQTT at a fixed concurrency while
+    /// another client reads the API: the server's peak RSS and the API's
+    /// latency, with the login limits (`[auth]`) on and off.
+    LoginFlood(login_flood::LoginFloodArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -41,6 +46,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
         Scenario::Mqtt(a) => mqtt::main(a),
         // Pins (with --cpu-pin) before building its own runtime, too.
         Scenario::Telemetry(a) => telemetry::main(a),
+        Scenario::LoginFlood(a) => login_flood::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

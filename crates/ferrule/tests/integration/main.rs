@@ -7,6 +7,7 @@ mod acl_rules;
 mod admin_cli;
 mod api_key_creators;
 mod auth;
+mod auth_throttle;
 mod bad_input;
 mod config;
 mod data_dir_modes;
