@@ -5,6 +5,7 @@
 mod loadgen;
 mod mqtt;
 mod process;
+mod slow_http;
 mod startup;
 mod telemetry;
 
@@ -29,6 +30,9 @@ pub enum Scenario {
     /// store's disk and query times; SQLite with a row per point (ingest,
     /// disk, queries) as baseline, in the same run.
     Telemetry(telemetry::TelemetryArgs),
+    /// Half-sent HTTP requests from one address while another measures API
+    /// latency and MQTT connects; HTTP limits off, then on.
+    SlowHttp(slow_http::SlowHttpArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -41,6 +45,10 @@ pub fn main(args: BenchArgs) -> ExitCode {
         Scenario::Mqtt(a) => mqtt::main(a),
         // Pins (with --cpu-pin) before building its own runtime, too.
         Scenario::Telemetry(a) => telemetry::main(a),
+        Scenario::SlowHttp(a) => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(slow_http::run(a))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
