@@ -39,6 +39,8 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(usize),
     UnsupportedMediaType,
+    /// The request body did not arrive in time.
+    RequestTimeout(String),
     Unavailable(String),
     /// The tenant's storage budget is used up.
     InsufficientStorage(String),
@@ -101,6 +103,12 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "send the body as JSON with Content-Type: application/json".into(),
+                None,
+            ),
+            ApiError::RequestTimeout(d) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                d.clone(),
                 None,
             ),
             ApiError::Unavailable(d) => (

@@ -14,8 +14,10 @@ pub mod lifecycle;
 pub mod observe;
 mod pagination;
 pub mod routes;
+pub mod server;
 mod state;
 
 pub use extract::Caller;
 pub use routes::{app, openapi};
+pub use server::{ConnectionCaps, HttpLimits, Serving};
 pub use state::{AppState, HttpSettings, MqttEndpoint, Readiness, TelemetryApi};

@@ -11,6 +11,9 @@ pub const AUTH_FAILURES: &str = "ferrule_auth_failures_total";
 pub const AUTH_THROTTLED: &str = "ferrule_auth_throttled_total";
 pub const DELETIONS: &str = "ferrule_deletions_total";
 pub const BUILD_INFO: &str = "ferrule_build_info";
+pub const HTTP_CONNECTIONS_OPEN: &str = "ferrule_http_connections_open";
+pub const HTTP_CONNECTIONS_REFUSED: &str = "ferrule_http_connections_refused_total";
+pub const HTTP_TIMEOUTS: &str = "ferrule_http_timeouts_total";
 
 /// Buckets for request latency, from 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -123,6 +126,39 @@ impl Deleted<'_> {
             "deleted a {kind} and everything it owned"
         );
     }
+}
+
+/// An HTTP connection was closed as soon as accepted. `reason`: `total`,
+/// `per_address` (a cap was reached) or `tls_handshake`.
+pub struct HttpConnectionRefused {
+    pub reason: &'static str,
+    pub peer: std::net::SocketAddr,
+}
+
+impl HttpConnectionRefused {
+    pub fn emit(self) {
+        counter!(HTTP_CONNECTIONS_REFUSED, "reason" => self.reason).increment(1);
+        tracing::debug!(reason = self.reason, peer = %self.peer, "HTTP connection refused");
+    }
+}
+
+/// An HTTP connection or request outlived a limit. `kind`: `header` (the
+/// request head, or the TLS handshake, was too slow), `idle` (a keep-alive
+/// connection at rest) or `body` (answered 408).
+pub struct HttpTimedOut {
+    pub kind: &'static str,
+}
+
+impl HttpTimedOut {
+    pub fn emit(self) {
+        counter!(HTTP_TIMEOUTS, "kind" => self.kind).increment(1);
+        tracing::debug!(kind = self.kind, "HTTP timeout");
+    }
+}
+
+/// HTTP connections open now (HTTP and HTTPS).
+pub fn http_connections_open(n: usize) {
+    gauge!(HTTP_CONNECTIONS_OPEN).set(n as f64);
 }
 
 /// The running build, as a constant-1 gauge with the version as a label.

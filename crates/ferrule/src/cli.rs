@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// MQTT TLS listen address [default: 0.0.0.0:8883 when a cert is given].
     #[arg(long, value_name = "ADDR")]
     pub mqtts_listen: Option<String>,
+    /// HTTPS listen address [default: 0.0.0.0:8443 when a cert is given].
+    #[arg(long, value_name = "ADDR")]
+    pub https_listen: Option<String>,
     /// TLS certificate chain (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -115,6 +118,7 @@ impl ServeArgs {
         raw.mqtt.allow_anonymous = self.mqtt_allow_anonymous;
         raw.mqtt.max_keepalive = self.mqtt_max_keepalive;
         raw.mqtts.listen = self.mqtts_listen.clone();
+        raw.https.listen = self.https_listen.clone();
         raw.tls.cert = self.tls_cert.clone();
         raw.tls.key = self.tls_key.clone();
         raw.log.format = self.log_format;

@@ -15,6 +15,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use ferrule_http::HttpLimits;
 use ferrule_mqtt::broker::BrokerConfig;
 use ferrule_store::auth::{PoolConfig, ThrottleConfig};
 
@@ -23,6 +24,7 @@ use crate::startup::StartupError;
 /// Sections of the config file; `FERRULE_<SECTION>_<KEY>` maps to `section.key`.
 const SECTIONS: &[&str] = &[
     "http",
+    "https",
     "mqtt",
     "mqtts",
     "tls",
@@ -62,6 +64,8 @@ pub struct RawConfig {
     pub mqtt: RawMqtt,
     #[serde(default)]
     pub mqtts: RawMqtts,
+    #[serde(default)]
+    pub https: RawHttps,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
@@ -286,6 +290,41 @@ pub struct RawHttp {
         default
     )]
     pub session_ttl: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub header_timeout: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub idle_timeout: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub body_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_address: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttps {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_string",
+        default
+    )]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -401,8 +440,12 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Limits on password logins (`[auth]`).
     pub auth: AuthConfig,
+    /// HTTP timeouts and connection caps (`[http]`).
+    pub http_limits: HttpLimits,
     /// Set when a certificate and key are configured.
     pub mqtts_listen: Option<SocketAddr>,
+    /// HTTPS (the API and `/mqtt`); set when a certificate and key are.
+    pub https_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub admin_email: String,
@@ -507,6 +550,57 @@ fn addr(
             setting,
             format!("{value:?} is not a listen address: use HOST:PORT such as {default}"),
         )
+    })
+}
+
+/// `[http]`'s timeouts and caps onto their defaults, each checked.
+fn http_limits(raw: &RawHttp) -> Result<HttpLimits, StartupError> {
+    fn at_least(
+        key: &str,
+        v: Option<usize>,
+        min: usize,
+        default: usize,
+    ) -> Result<usize, StartupError> {
+        match v {
+            Some(v) if v < min => Err(StartupError::new(
+                format!("http.{key} (FERRULE_HTTP_{})", key.to_ascii_uppercase()),
+                format!("must be at least {min}"),
+            )),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    }
+    let d = HttpLimits::default();
+    Ok(HttpLimits {
+        header_timeout: duration(
+            "http.header_timeout (FERRULE_HTTP_HEADER_TIMEOUT)",
+            raw.header_timeout.as_deref(),
+            d.header_timeout,
+        )?,
+        idle_timeout: duration(
+            "http.idle_timeout (FERRULE_HTTP_IDLE_TIMEOUT)",
+            raw.idle_timeout.as_deref(),
+            d.idle_timeout,
+        )?,
+        body_timeout: duration(
+            "http.body_timeout (FERRULE_HTTP_BODY_TIMEOUT)",
+            raw.body_timeout.as_deref(),
+            d.body_timeout,
+        )?,
+        // hyper's read buffer cannot be smaller than 8 KiB.
+        max_header_bytes: at_least(
+            "max_header_bytes",
+            raw.max_header_bytes,
+            8192,
+            d.max_header_bytes,
+        )?,
+        max_connections: at_least("max_connections", raw.max_connections, 1, d.max_connections)?,
+        max_connections_per_address: at_least(
+            "max_connections_per_address",
+            raw.max_connections_per_address,
+            1,
+            d.max_connections_per_address,
+        )?,
     })
 }
 
@@ -636,6 +730,21 @@ impl TryFrom<RawConfig> for Config {
             }
             (None, None) => None,
         };
+        let http_limits = http_limits(&raw.http)?;
+        let https_listen = match (&tls_cert, raw.https.listen) {
+            (Some(_), listen) => Some(addr(
+                "https.listen (--https-listen, FERRULE_HTTPS_LISTEN)",
+                listen,
+                "0.0.0.0:8443",
+            )?),
+            (None, Some(_)) => {
+                return Err(StartupError::new(
+                    "https.listen (--https-listen, FERRULE_HTTPS_LISTEN)",
+                    "HTTPS needs a certificate: give --tls-cert and --tls-key".to_owned(),
+                ));
+            }
+            (None, None) => None,
+        };
         Ok(Config {
             data_dir: raw
                 .data_dir
@@ -657,7 +766,9 @@ impl TryFrom<RawConfig> for Config {
             broker: broker_config(&raw.mqtt)?,
             telemetry: telemetry_config(&raw.telemetry)?,
             auth: auth_config(&raw.auth)?,
+            http_limits,
             mqtts_listen,
+            https_listen,
             tls_cert,
             tls_key,
             admin_email: raw
@@ -681,6 +792,11 @@ mod tests {
             Some("mqtt.allow_anonymous")
         );
         assert_eq!(env_key("MQTTS_LISTEN").as_deref(), Some("mqtts.listen"));
+        assert_eq!(env_key("HTTPS_LISTEN").as_deref(), Some("https.listen"));
+        assert_eq!(
+            env_key("HTTP_MAX_CONNECTIONS_PER_ADDRESS").as_deref(),
+            Some("http.max_connections_per_address")
+        );
         assert_eq!(env_key("DATA_DIR").as_deref(), Some("data_dir"));
         assert_eq!(env_key("LOG_FORMAT").as_deref(), Some("log.format"));
         assert_eq!(env_key("LOG"), None);
@@ -699,6 +815,8 @@ mod tests {
         assert_eq!(c.mqtt_listen.to_string(), "0.0.0.0:1883");
         assert_eq!(c.storage, Storage::Embedded);
         assert!(c.mqtts_listen.is_none() && !c.broker.allow_anonymous);
+        assert!(c.https_listen.is_none());
+        assert_eq!(c.http_limits.header_timeout, Duration::from_secs(10));
         assert_eq!(c.admin_email, "admin@localhost");
         assert_eq!(
             c.auth.hash_pool,
@@ -744,6 +862,22 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("http.listen")
+        );
+        let mut raw = RawConfig::default();
+        raw.https.listen = Some("127.0.0.1:8443".into());
+        assert!(
+            Config::try_from(raw)
+                .unwrap_err()
+                .to_string()
+                .contains("https.listen")
+        );
+        let mut raw = RawConfig::default();
+        raw.http.header_timeout = Some("soon".into());
+        assert!(
+            Config::try_from(raw)
+                .unwrap_err()
+                .to_string()
+                .contains("http.header_timeout")
         );
         let mut raw = RawConfig::default();
         raw.tls.cert = Some("c.pem".into());

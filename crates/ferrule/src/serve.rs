@@ -78,18 +78,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .into());
     }
-    let tls = match (&config.tls_cert, &config.tls_key) {
+    let not_tls = |e: rustls::Error| {
+        StartupError::new(
+            "tls.cert / tls.key (--tls-cert, --tls-key)",
+            format!(
+                "the certificate and key do not make a TLS configuration ({e}): give a matching PEM pair"
+            ),
+        )
+    };
+    let (tls, https_tls) = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let material = startup::load_tls(cert, key)?;
-            let tls = ferrule_mqtt::broker::tls::server_config(material.chain, material.key).map_err(|e| {
-                StartupError::new(
-                    "tls.cert / tls.key (--tls-cert, --tls-key)",
-                    format!("the certificate and key do not make a TLS configuration ({e}): give a matching PEM pair"),
-                )
-            })?;
-            Some(tls)
+            let https = ferrule_http::server::tls::https_config(
+                material.chain.clone(),
+                material.key.clone_key(),
+            )
+            .map_err(not_tls)?;
+            let tls = ferrule_mqtt::broker::tls::server_config(material.chain, material.key)
+                .map_err(not_tls)?;
+            (Some(tls), Some(https))
         }
-        _ => None,
+        _ => (None, None),
     };
     startup::check_data_dir(&config.data_dir)?;
     let http_listener = startup::bind(
@@ -103,6 +112,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mqtts_listener = match config.mqtts_listen {
         Some(addr) => Some(startup::bind(
             "mqtts.listen (--mqtts-listen, FERRULE_MQTTS_LISTEN)",
+            addr,
+        )?),
+        None => None,
+    };
+    let https_listener = match config.https_listen {
+        Some(addr) => Some(startup::bind(
+            "https.listen (--https-listen, FERRULE_HTTPS_LISTEN)",
             addr,
         )?),
         None => None,
@@ -243,17 +259,31 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
-    let app =
-        ferrule_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(http_listener, app)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let serving = ferrule_http::Serving {
+        app: ferrule_http::app(state),
+        caps: ferrule_http::ConnectionCaps::new(
+            config.http_limits.max_connections,
+            config.http_limits.max_connections_per_address,
+        ),
+        limits: Arc::new(config.http_limits.clone()),
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+    };
+    tasks.spawn(ferrule_http::server::serve(
+        http_listener,
+        None,
+        serving.clone(),
+    ));
+    let mut https_addr = None;
+    if let (Some(listener), Some(tls)) = (https_listener, https_tls) {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        https_addr = Some(listener.local_addr()?);
+        tasks.spawn(ferrule_http::server::serve(
+            listener,
+            Some(tokio_rustls::TlsAcceptor::from(tls)),
+            serving,
+        ));
+    }
     tasks.spawn(purge_sessions(store.clone(), shutdown.clone()));
     tasks.spawn(crate::telemetry::retention_loop(
         store.clone(),
@@ -270,7 +300,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(addr) = mqtts_addr {
         println!("  MQTT/TLS  mqtts://{addr}");
     }
+    if let Some(addr) = https_addr {
+        println!("  HTTPS     https://{addr}/api/v1");
+    }
     println!("  MQTT/WS   ws://{http_addr}/mqtt");
+    if let Some(addr) = https_addr {
+        println!("  MQTT/WSS  wss://{addr}/mqtt");
+    }
     println!("  data      {}", config.data_dir.display());
     tracing::info!(%http_addr, data_dir = %config.data_dir.display(), "ferrule ready");
 

@@ -12,6 +12,7 @@ mod export;
 mod ingest;
 mod mqtt_ws;
 mod ops;
+mod security_headers;
 mod telemetry;
 mod telemetry_settings;
 mod tenants;
@@ -129,6 +130,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(middleware::from_fn(security_headers::add))
         .layer(middleware::from_fn(record_request))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a request handler panicked".into()).into_response()

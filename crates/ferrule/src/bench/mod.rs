@@ -6,6 +6,7 @@ mod loadgen;
 mod login_flood;
 mod mqtt;
 mod process;
+mod slow_http;
 mod startup;
 mod telemetry;
 
@@ -34,6 +35,9 @@ pub enum Scenario {
     /// another client reads the API: the server's peak RSS and the API's
     /// latency, with the login limits (`[auth]`) on and off.
     LoginFlood(login_flood::LoginFloodArgs),
+    /// Half-sent HTTP requests from one address while another measures API
+    /// latency and MQTT connects; HTTP limits off, then on.
+    SlowHttp(slow_http::SlowHttpArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -47,6 +51,10 @@ pub fn main(args: BenchArgs) -> ExitCode {
         // Pins (with --cpu-pin) before building its own runtime, too.
         Scenario::Telemetry(a) => telemetry::main(a),
         Scenario::LoginFlood(a) => login_flood::main(a),
+        Scenario::SlowHttp(a) => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(slow_http::run(a))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

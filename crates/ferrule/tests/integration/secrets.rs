@@ -98,3 +98,51 @@ async fn secrets_are_shown_once_and_stored_hashed() {
     }
     drop(dir);
 }
+
+/// A response that carries a secret (a login token, a device token issued
+/// or rotated, an API key's secret) must not be kept by a browser or a
+/// proxy: `Cache-Control: no-store`.
+#[tokio::test]
+async fn responses_carrying_a_secret_are_not_stored_by_caches() {
+    let s = Server::start().await;
+    let login = s
+        .anon()
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": crate::util::ADMIN_EMAIL, "password": crate::util::ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let admin = s.api(login.json["token"].as_str().unwrap());
+    let dev = admin.post("/api/v1/devices", json!({"id": "pump"})).await;
+    let cred = admin
+        .post("/api/v1/devices/pump/credentials", json!({"type": "token"}))
+        .await;
+    let rotated = admin
+        .post(
+            &format!(
+                "/api/v1/devices/pump/credentials/{}/rotate",
+                cred.json["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    let key = admin
+        .post("/api/v1/api-keys", json!({"name": "ci", "role": "viewer"}))
+        .await;
+    for (what, r) in [
+        ("login", &login),
+        ("device", &dev),
+        ("credential", &cred),
+        ("rotated credential", &rotated),
+        ("api key", &key),
+    ] {
+        assert!(r.status < 300, "{what}: {}", r.text);
+        assert_eq!(
+            r.headers.get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}"
+        );
+    }
+    s.stop().await;
+}

@@ -99,6 +99,12 @@ impl ServerBuilder {
             cmd.arg("--data-dir").arg(&self.data_dir);
         }
         cmd.args(&self.args);
+        // With a certificate, HTTPS would take 0.0.0.0:8443: a free port instead.
+        if self.args.iter().any(|a| a == "--tls-cert")
+            && !self.args.iter().any(|a| a == "--https-listen")
+        {
+            cmd.arg("--https-listen").arg("127.0.0.1:0");
+        }
         // The test's own environment must not leak into the server's config.
         for (k, _) in std::env::vars() {
             if k.starts_with("FERRULE_") || k == "PORT" {
@@ -333,6 +339,7 @@ pub struct Api {
 pub struct Resp {
     pub status: u16,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub text: String,
     pub json: Value,
 }
@@ -400,11 +407,13 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
         Resp {
             status,
             content_type,
+            headers,
             text,
             json,
         }

@@ -1,0 +1,93 @@
+//! HTTPS: with a certificate configured, the API and MQTT over WebSocket
+//! are served over TLS too (python's TLS stack and paho-mqtt as peers),
+//! with HSTS; plain HTTP goes on without it.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::util::{Server, ServerBuilder};
+
+async fn peer(scenario: &str, env: &[(&str, String)]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/https.py");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(scenario)
+            .envs(env.iter().cloned())
+            .output(),
+    )
+    .await
+    .expect("peer timed out")
+    .expect("python3 with paho-mqtt (pip install paho-mqtt)");
+    assert!(
+        out.status.success(),
+        "{scenario}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `  HTTPS     https://127.0.0.1:PORT/api/v1` → `127.0.0.1:PORT`.
+fn https_addr(s: &Server) -> String {
+    s.stdout()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("HTTPS"))
+        .map(|r| {
+            r.trim()
+                .trim_start_matches("https://")
+                .split('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .unwrap_or_else(|| panic!("no HTTPS line in {}", s.stdout()))
+}
+
+#[tokio::test]
+async fn https_serves_the_api_and_mqtt_over_websocket() {
+    let b = ServerBuilder::new();
+    let dir = b.dir().to_path_buf();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
+    let s = b
+        .arg("--tls-cert")
+        .arg(dir.join("server.pem").to_str().unwrap())
+        .arg("--tls-key")
+        .arg(dir.join("server.key").to_str().unwrap())
+        .arg("--mqtts-listen")
+        .arg("127.0.0.1:0")
+        .start()
+        .await;
+    let admin = s.admin().await;
+    let dev = admin.post("/api/v1/devices", json!({"id": "pump"})).await;
+    assert_eq!(dev.status, 201, "{}", dev.text);
+    let env = vec![
+        ("FERRULE_HTTPS", https_addr(&s)),
+        (
+            "FERRULE_CA",
+            dir.join("server.pem").to_str().unwrap().to_owned(),
+        ),
+        ("API_TOKEN", admin.token.clone().unwrap()),
+        (
+            "DEVICE_TOKEN",
+            dev.json["token"].as_str().unwrap().to_owned(),
+        ),
+        ("DEVICE_ID", "pump".to_owned()),
+    ];
+    peer("api_over_https", &env).await;
+    peer("wss_token_pubsub", &env).await;
+    // Plain HTTP still answers, without HSTS (it would be ignored anyway).
+    let r = admin.get("/api/v1/auth/me").await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("strict-transport-security").is_none());
+    assert!(
+        s.stdout().contains("wss://"),
+        "serve prints the wss address: {}",
+        s.stdout()
+    );
+    s.stop().await;
+}
