@@ -347,6 +347,8 @@ pub struct RawMqtt {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queued: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_tenant: Option<usize>,
@@ -634,6 +636,12 @@ fn broker_config(raw: &RawMqtt) -> Result<BrokerConfig, StartupError> {
         .min(ferrule_mqtt::codec::VARINT_MAX as usize),
         max_inflight: at_least("max_inflight", raw.max_inflight, 1, d.max_inflight)?,
         max_queued: at_least("max_queued", raw.max_queued, 1, d.max_queued)?,
+        max_queued_bytes: at_least(
+            "max_queued_bytes",
+            raw.max_queued_bytes,
+            1024,
+            d.max_queued_bytes,
+        )?,
         max_connections: at_least("max_connections", raw.max_connections, 1, d.max_connections)?,
         max_connections_per_tenant: at_least(
             "max_connections_per_tenant",

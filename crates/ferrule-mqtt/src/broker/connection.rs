@@ -44,6 +44,10 @@ const KEEP_WRITE_CAPACITY: usize = 64 * 1024;
 const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(2);
 /// Flush the write buffer once it holds this much, even mid-batch.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// After the server closes a connection with a reason, how long and how
+/// much it goes on reading (and discarding) what the client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Runs one MQTT client on `stream` until it disconnects, breaks the
 /// protocol, is taken over, or the server shuts down.
@@ -71,7 +75,10 @@ pub async fn serve_connection<S>(
     };
     let Some(mut conn) = Box::pin(accept(&broker, &mut io, *connect, tls.as_ref(), peer)).await
     else {
+        // A refusing CONNACK: the client may have sent more behind CONNECT.
         let _ = io.flush().await;
+        let _ = io.stream.shutdown().await;
+        linger(&mut io, &shutdown).await;
         return;
     };
     observe::connection_opened(if conn.v5 { "5" } else { "3.1.1" });
@@ -79,7 +86,34 @@ pub async fn serve_connection<S>(
     observe::connection_closed();
     let _ = io.flush().await;
     let _ = io.stream.shutdown().await;
+    let server_closed = conn.server_closed && end != End::Shutdown;
     conn.finish(end);
+    if server_closed {
+        linger(&mut io, &shutdown).await;
+    }
+}
+
+/// After a half-close (our DISCONNECT or refusing CONNACK and FIN are sent):
+/// reads and discards what the client still sends until it closes too, for
+/// at most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing a socket with
+/// unread data makes TCP reset the connection, and a client still writing
+/// would meet the reset instead of reading why it was disconnected.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut Io<S>, shutdown: &CancellationToken) {
+    let deadline = tokio::time::sleep(LINGER_TIME);
+    tokio::pin!(deadline);
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        io.rbuf.clear();
+        io.rbuf.reserve(MIN_READ * 16);
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = shutdown.cancelled() => break,
+            n = io.stream.read_buf(&mut io.rbuf) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    }
 }
 
 /// The byte stream with its buffers.
@@ -393,7 +427,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         &broker.router,
         (tenant.clone(), owner, client_id.clone()),
         connect.clean_start,
-        broker.config.max_queued,
+        broker.config.queue_limits(),
         |st| {
             // Takeover (MQTT 5 §3.1.4): the connection already attached leaves.
             if let Some(old) = st.kick.take() {
@@ -473,6 +507,8 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         durable_after: Ticket::NONE,
         committed: broker.router.durability().watch(),
         deferred_acks: std::collections::VecDeque::new(),
+        deferred_pubacks: 0,
+        server_closed: false,
     })
 }
 
@@ -525,6 +561,11 @@ struct Connection {
     committed: tokio::sync::watch::Receiver<Ticket>,
     /// Acknowledgements waiting for their ticket, in PUBLISH order.
     deferred_acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// PUBACKs among `deferred_acks`: QoS 1 messages the client still
+    /// counts against our Receive Maximum.
+    deferred_pubacks: usize,
+    /// We ended the connection (DISCONNECT with a reason, or a close).
+    server_closed: bool,
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -555,6 +596,9 @@ impl Connection {
         if self.resend {
             self.redeliver(&mut io.wbuf);
         }
+        // Packets that came in the same read as CONNECT are handled at once,
+        // not when the client next sends something.
+        let mut buffered = !io.rbuf.is_empty();
         loop {
             self.drain(&mut io.wbuf);
             if !io.wbuf.is_empty() && io.flush().await.is_err() {
@@ -570,7 +614,9 @@ impl Connection {
                     self.disconnect(&mut io.wbuf, reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
                     return End::TakenOver;
                 }
-                n = io.read() => {
+                n = async {
+                    if std::mem::take(&mut buffered) { Ok(1) } else { io.read().await }
+                } => {
                     match n {
                         Ok(0) | Err(_) => return End::Lost,
                         Ok(_) => {}
@@ -634,7 +680,8 @@ impl Connection {
         }
     }
 
-    fn disconnect(&self, wbuf: &mut BytesMut, code: ReasonCode) {
+    fn disconnect(&mut self, wbuf: &mut BytesMut, code: ReasonCode) {
+        self.server_closed = true;
         // 3.1.1 has no server DISCONNECT: the server just closes.
         if self.v5 {
             self.send(wbuf, Packet::Disconnect(Disconnect::new(code)));
@@ -758,12 +805,23 @@ impl Connection {
             None
         };
 
+        // Only deferred PUBACKs can pile up, so with none the client is
+        // within the window (the QoS 2 check below keeps its own count).
+        if qos == QoS::AtLeastOnce
+            && self.deferred_pubacks > 0
+            && self.in_flight_from_client() >= self.receive_maximum()
+        {
+            return Err(Violation(
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                "too many QoS 1 messages waiting for their acknowledgement",
+            ));
+        }
         if qos == QoS::ExactlyOnce {
             let id = packet_id.map_or(0, PacketId::get);
             let mut st = self.session.state();
             let duplicate = st.inbound_qos2.contains(&id);
             if !duplicate && refusal.is_none() {
-                if st.inbound_qos2.len() >= usize::from(self.broker.config.receive_maximum) {
+                if st.inbound_qos2.len() + self.deferred_pubacks >= self.receive_maximum() {
                     return Err(Violation(
                         ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
                         "too many QoS 2 messages in flight",
@@ -807,6 +865,20 @@ impl Connection {
         Ok(())
     }
 
+    /// Our Receive Maximum, as told in CONNACK.
+    fn receive_maximum(&self) -> usize {
+        usize::from(self.broker.config.receive_maximum)
+    }
+
+    /// QoS 1 and 2 messages from the client we have not finished with: the
+    /// PUBACKs still waiting for a durable commit, and the QoS 2 messages
+    /// not yet released. The client counts both against our Receive
+    /// Maximum (MQTT 5 §3.3.4), so more is a protocol error (0x93) — and
+    /// without that bound a pipelining client would grow our ack queue.
+    fn in_flight_from_client(&self) -> usize {
+        self.session.state().inbound_qos2.len() + self.deferred_pubacks
+    }
+
     /// Sends an acknowledgement now, or once the store has committed
     /// `after`: a PUBACK means the message is durable. Acknowledgements
     /// keep the order of their PUBLISHes (MQTT 5 §4.6).
@@ -820,6 +892,9 @@ impl Connection {
         }
         // A later acknowledgement also waits for the earlier ones.
         let previous = self.deferred_acks.back().map_or(Ticket::NONE, |(t, _)| *t);
+        if matches!(packet, Packet::PubAck(_)) {
+            self.deferred_pubacks += 1;
+        }
         self.deferred_acks.push_back((after.join(previous), packet));
     }
 
@@ -835,6 +910,9 @@ impl Connection {
             .is_some_and(|(t, _)| t.is_covered_by(&committed))
         {
             if let Some((_, packet)) = self.deferred_acks.pop_front() {
+                if matches!(packet, Packet::PubAck(_)) {
+                    self.deferred_pubacks -= 1;
+                }
                 self.send(wbuf, packet);
             }
         }
@@ -1093,7 +1171,7 @@ impl Connection {
                 if front.qos != QoS::AtMostOnce && st.inflight.len() >= self.window {
                     break;
                 }
-                let out = st.queue.pop_front().expect("front exists");
+                let out = st.pop_queued().expect("front exists");
                 if out.message.is_expired(now) {
                     expired += 1;
                     continue;
@@ -1107,7 +1185,7 @@ impl Connection {
                 }
                 let packet_id = (out.qos != QoS::AtMostOnce).then(|| {
                     let id = st.next_packet_id();
-                    st.inflight.push_back((id, Inflight::Publish(out.clone())));
+                    st.push_inflight(id, Inflight::Publish(out.clone()));
                     id
                 });
                 (out, packet_id)
@@ -1251,18 +1329,18 @@ impl Connection {
             return;
         }
         session.mark_dirty();
+        // A client may resume the session between our detaching and its
+        // end: `end_if_idle` decides and ends in one step.
         if expiry.is_zero() {
-            broker.sessions.end(&broker.router, &session);
+            broker
+                .sessions
+                .end_if_idle(&broker.router, &session, generation);
         } else {
             tokio::spawn(async move {
                 tokio::time::sleep(expiry).await;
-                let idle = {
-                    let st = session.state();
-                    st.connection.is_none() && st.generation == generation
-                };
-                if idle {
-                    broker.sessions.end(&broker.router, &session);
-                }
+                broker
+                    .sessions
+                    .end_if_idle(&broker.router, &session, generation);
             });
         }
     }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 pub use connection::serve_connection;
 pub use decisions::{Check, Decisions};
 pub use observe::METRIC_NAMES;
-pub use session::{Session, SessionRegistry};
+pub use session::{QueueLimits, Session, SessionRegistry};
 
 /// Broker settings, from configuration.
 #[derive(Debug, Clone)]
@@ -42,6 +42,9 @@ pub struct BrokerConfig {
     /// Messages queued per session while it is slow or offline; beyond this,
     /// new messages are dropped and counted.
     pub max_queued: usize,
+    /// Bytes of messages a session holds at most, queued or in flight, so
+    /// a subscriber that stops reading cannot hold memory without bound.
+    pub max_queued_bytes: usize,
     /// Topic aliases a client may use towards us.
     pub topic_alias_maximum: u16,
     /// 0 accepts the client's keep alive; otherwise the most a client gets.
@@ -67,6 +70,7 @@ impl Default for BrokerConfig {
             receive_maximum: 1024,
             max_inflight: 256,
             max_queued: 10_000,
+            max_queued_bytes: 8 * 1024 * 1024,
             topic_alias_maximum: 64,
             max_keepalive: 0,
             max_session_expiry: Duration::from_secs(7 * 24 * 3600),
@@ -75,6 +79,16 @@ impl Default for BrokerConfig {
             max_connections_per_tenant: 100_000,
             max_connect_rate_per_ip: 100_000,
             connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// What each session may hold.
+    pub fn queue_limits(&self) -> session::QueueLimits {
+        session::QueueLimits {
+            messages: self.max_queued,
+            bytes: self.max_queued_bytes,
         }
     }
 }
@@ -210,7 +224,7 @@ impl Broker {
             let left = Duration::from_millis((stored.expires_at_ms - now) as u64);
             let session = self
                 .sessions
-                .restore(&self.router, stored, self.config.max_queued);
+                .restore(&self.router, stored, self.config.queue_limits());
             self.schedule_expiry(session, left);
             restored += 1;
         }
@@ -237,12 +251,8 @@ impl Broker {
         let registry = self.sessions_handle();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            let idle = {
-                let st = session.state();
-                st.connection.is_none() && st.generation == generation
-            };
-            if idle && let Some(registry) = registry.upgrade() {
-                registry.sessions.end(&router, &session);
+            if let Some(broker) = registry.upgrade() {
+                broker.sessions.end_if_idle(&router, &session, generation);
             }
         });
     }

@@ -51,6 +51,12 @@ pub fn dropped(reason: &'static str, n: u64) {
     counter!(DROPPED, "reason" => reason).increment(n);
 }
 
+/// A message for a session of `tenant` was not delivered; `reason`:
+/// queue_bytes (the session holds `mqtt.max_queued_bytes` already).
+pub fn dropped_in_tenant(reason: &'static str, tenant: &ferrule_core::TenantId, n: u64) {
+    counter!(DROPPED, "reason" => reason, "tenant" => tenant.to_string()).increment(n);
+}
+
 /// A client broke the protocol; the connection is closed with `code`.
 pub fn protocol_error(code: u8, detail: &str) {
     counter!(PROTOCOL_ERRORS, "reason_code" => format!("0x{code:02X}")).increment(1);

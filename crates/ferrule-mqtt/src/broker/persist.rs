@@ -166,6 +166,17 @@ pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) ->
     for change in batch {
         match change {
             Change::Session(s) => {
+                // An ended session has nothing to write, and it must not
+                // hide what follows it: on a clean-start takeover the old
+                // session's last change can arrive after its successor's
+                // (same key), which would then never be written while its
+                // dirty flag stayed set — a later PUBACK would wait on a
+                // ticket that had long passed, without a durable write. Nor
+                // may it cancel the `Ended` queued for it.
+                if s.state().ended {
+                    s.clear_dirty();
+                    continue;
+                }
                 let key = s.reference();
                 ended.remove(&key);
                 sessions.insert(key, s);
@@ -315,4 +326,91 @@ pub(crate) fn snapshot(s: &Session) -> Option<StoredSession> {
         deliveries,
         inbound_qos2: st.inbound_qos2.iter().copied().collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::session::{QueueLimits, SessionRegistry};
+    use ferrule_bus::Router;
+
+    /// Records what each save was given.
+    #[derive(Default)]
+    struct Recorder {
+        saved: Mutex<Vec<(Vec<StoredSession>, Vec<SessionRef>)>>,
+    }
+
+    #[async_trait]
+    impl SessionStore for Recorder {
+        async fn save(
+            &self,
+            sessions: Vec<StoredSession>,
+            ended: Vec<SessionRef>,
+            _retained: Vec<(TenantId, StoredMessage)>,
+            _cleared: Vec<(TenantId, String)>,
+        ) -> Result<(), PersistError> {
+            self.saved.lock().push((sessions, ended));
+            Ok(())
+        }
+        async fn load_sessions(&self) -> Result<Vec<StoredSession>, PersistError> {
+            Ok(Vec::new())
+        }
+        async fn load_retained(&self) -> Result<Vec<(TenantId, StoredMessage)>, PersistError> {
+            Ok(Vec::new())
+        }
+    }
+
+    const LIMITS: QueueLimits = QueueLimits {
+        messages: 100,
+        bytes: 1 << 20,
+    };
+
+    fn key() -> crate::broker::session::SessionKey {
+        (TenantId::default_tenant(), "dev".into(), "c1".into())
+    }
+
+    #[tokio::test]
+    async fn an_ended_sessions_late_change_does_not_hide_its_successor() {
+        let router = Router::new();
+        let registry = SessionRegistry::default();
+        let persistent = |st: &mut crate::broker::session::SessionState| {
+            st.expiry = Duration::from_secs(60);
+        };
+        let (old, _) = registry.open(&router, key(), true, LIMITS, persistent);
+        // Clean-start takeover: the old session ends, a new one takes the key.
+        let (new, present) = registry.open(&router, key(), true, LIMITS, persistent);
+        assert!(!present);
+        assert!(old.state().ended);
+        // The new session's change, then the old one's last (its connection
+        // leaving after the takeover), in one batch.
+        let batch = vec![
+            Change::Ended(old.reference()),
+            Change::Session(new.clone()),
+            Change::Session(old.clone()),
+        ];
+        let store = Recorder::default();
+        assert!(write_batch(&store, batch).await);
+        let saved = store.saved.lock();
+        let (sessions, ended) = &saved[0];
+        assert_eq!(sessions.len(), 1, "the new session must be written");
+        assert_eq!(sessions[0].client_id, "c1");
+        assert!(ended.is_empty(), "the new session replaces the ended one");
+    }
+
+    #[tokio::test]
+    async fn an_ended_sessions_change_does_not_cancel_its_end() {
+        let router = Router::new();
+        let registry = SessionRegistry::default();
+        let (old, _) = registry.open(&router, key(), true, LIMITS, |st| {
+            st.expiry = Duration::from_secs(60);
+        });
+        registry.end(&router, &old);
+        let batch = vec![Change::Ended(old.reference()), Change::Session(old.clone())];
+        let store = Recorder::default();
+        assert!(write_batch(&store, batch).await);
+        let saved = store.saved.lock();
+        let (sessions, ended) = &saved[0];
+        assert!(sessions.is_empty());
+        assert_eq!(ended.len(), 1, "the end must reach the store");
+    }
 }

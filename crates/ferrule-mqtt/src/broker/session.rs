@@ -57,9 +57,14 @@ pub enum Inflight {
 pub struct SessionState {
     /// Filter (as subscribed, with any `$share/` prefix) → options.
     pub subscriptions: HashMap<String, SubscriptionOptions>,
+    /// Change it through [`SessionState::push_queued`] and
+    /// [`SessionState::pop_queued`], which keep [`SessionState::held_bytes`].
     pub queue: VecDeque<Outgoing>,
-    /// In send order, for redelivery on reconnect.
+    /// In send order, for redelivery on reconnect. Change it through
+    /// [`SessionState::push_inflight`] and [`SessionState::take_inflight`].
     pub inflight: VecDeque<(u16, Inflight)>,
+    /// Bytes of the messages in `queue` and `inflight` (see [`held_size`]).
+    held_bytes: usize,
     next_packet_id: u16,
     /// QoS 2 packet ids received and routed, waiting for PUBREL.
     pub inbound_qos2: HashSet<u16>,
@@ -103,8 +108,60 @@ impl SessionState {
     /// Removes an in-flight entry by packet id.
     pub fn take_inflight(&mut self, id: u16) -> Option<Inflight> {
         let pos = self.inflight.iter().position(|(i, _)| *i == id)?;
-        self.inflight.remove(pos).map(|(_, f)| f)
+        let (_, f) = self.inflight.remove(pos)?;
+        let (Inflight::Publish(out) | Inflight::Release(out)) = &f;
+        self.held_bytes = self.held_bytes.saturating_sub(held_size(out));
+        Some(f)
     }
+
+    /// Appends a message to the queue.
+    pub fn push_queued(&mut self, out: Outgoing) {
+        self.held_bytes += held_size(&out);
+        self.queue.push_back(out);
+    }
+
+    /// Takes the next queued message; it no longer counts as held unless it
+    /// goes in flight ([`SessionState::push_inflight`]).
+    pub fn pop_queued(&mut self) -> Option<Outgoing> {
+        let out = self.queue.pop_front()?;
+        self.held_bytes = self.held_bytes.saturating_sub(held_size(&out));
+        Some(out)
+    }
+
+    /// Records a message sent and waiting for its acknowledgement.
+    pub fn push_inflight(&mut self, id: u16, f: Inflight) {
+        let (Inflight::Publish(out) | Inflight::Release(out)) = &f;
+        self.held_bytes += held_size(out);
+        self.inflight.push_back((id, f));
+    }
+
+    /// Bytes of the messages queued and in flight.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Forgets every queued and in-flight message (the session ended).
+    fn clear_messages(&mut self) {
+        self.queue.clear();
+        self.inflight.clear();
+        self.held_bytes = 0;
+    }
+}
+
+/// What a message costs a session's byte bound: its topic and payload (the
+/// message itself is shared among subscribers, but a session that holds it
+/// keeps it alive).
+pub fn held_size(out: &Outgoing) -> usize {
+    out.message.topic.len() + out.message.payload.len()
+}
+
+/// How much a session may hold for its client.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Messages queued.
+    pub messages: usize,
+    /// Bytes queued and in flight ([`held_size`]).
+    pub bytes: usize,
 }
 
 /// One client's session in one tenant.
@@ -118,7 +175,7 @@ pub struct Session {
     state: Mutex<SessionState>,
     /// Wakes the attached connection when there is something to send.
     pub wake: Notify,
-    max_queued: usize,
+    limits: QueueLimits,
     persister: Option<Persister>,
     /// A snapshot is already on its way to the writer, with this ticket.
     dirty: AtomicBool,
@@ -141,7 +198,7 @@ impl Session {
         owner: ByteString,
         client_id: ByteString,
         subscriber_id: SubscriberId,
-        max_queued: usize,
+        limits: QueueLimits,
         persister: Option<Persister>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
@@ -151,7 +208,7 @@ impl Session {
             subscriber_id,
             state: Mutex::new(SessionState::default()),
             wake: Notify::new(),
-            max_queued,
+            limits,
             persister,
             dirty: AtomicBool::new(false),
             pending_ticket: AtomicU64::new(0),
@@ -223,12 +280,20 @@ impl Session {
             observe::denied("receive", &self.tenant, 1);
             return Delivered::default();
         }
-        if st.queue.len() >= self.max_queued {
+        if st.queue.len() >= self.limits.messages {
             drop(st);
             observe::dropped("queue_full", 1);
             return Delivered::default();
         }
-        st.queue.push_back(out);
+        // A session holding nothing takes one message whatever its size, so
+        // a large message is not refused by an idle subscriber.
+        let held = st.held_bytes();
+        if held > 0 && held + held_size(&out) > self.limits.bytes {
+            drop(st);
+            observe::dropped_in_tenant("queue_bytes", &self.tenant, 1);
+            return Delivered::default();
+        }
+        st.push_queued(out);
         let connected = st.connection.is_some();
         let congested = connected && st.queue.len() >= CONGESTED;
         let persistent = !st.expiry.is_zero();
@@ -287,7 +352,7 @@ impl SessionRegistry {
         router: &Router,
         key: SessionKey,
         clean_start: bool,
-        max_queued: usize,
+        limits: QueueLimits,
         attach: impl FnOnce(&mut SessionState),
     ) -> (Arc<Session>, bool) {
         let (tenant, owner, client_id) = (&key.0, &key.1, &key.2);
@@ -312,7 +377,7 @@ impl SessionRegistry {
             owner.clone(),
             client_id.clone(),
             router.next_subscriber_id(),
-            max_queued,
+            limits,
             self.persister.get().cloned(),
         );
         attach(&mut session.state());
@@ -335,14 +400,14 @@ impl SessionRegistry {
         &self,
         router: &Router,
         stored: StoredSession,
-        max_queued: usize,
+        limits: QueueLimits,
     ) -> Arc<Session> {
         let session = Session::new(
             stored.tenant.clone(),
             ByteString::from(stored.owner.clone()),
             ByteString::from(stored.client_id.clone()),
             router.next_subscriber_id(),
-            max_queued,
+            limits,
             self.persister.get().cloned(),
         );
         {
@@ -360,9 +425,9 @@ impl SessionRegistry {
                     subscription_ids: d.subscription_ids.into_iter().collect(),
                 };
                 match d.packet_id {
-                    Some(id) if d.released => st.inflight.push_back((id, Inflight::Release(out))),
-                    Some(id) => st.inflight.push_back((id, Inflight::Publish(out))),
-                    None => st.queue.push_back(out),
+                    Some(id) if d.released => st.push_inflight(id, Inflight::Release(out)),
+                    Some(id) => st.push_inflight(id, Inflight::Publish(out)),
+                    None => st.push_queued(out),
                 }
             }
             for sub in &stored.subscriptions {
@@ -396,19 +461,45 @@ impl SessionRegistry {
     /// Ends a session: removes it (if it is still the registered one) and all
     /// its subscriptions.
     pub fn end(&self, router: &Router, session: &Arc<Session>) {
-        let key = session.key();
-        let removed = {
-            let mut map = self.sessions.lock();
-            let mine = map.get(&key).is_some_and(|s| Arc::ptr_eq(s, session));
-            if mine {
-                map.remove(&key);
-            }
-            mine
+        let mut map = self.sessions.lock();
+        self.remove_and_end(&mut map, router, session);
+    }
+
+    /// Ends `session` if no connection has attached to it since `generation`
+    /// (its last connection left, or it was restored, then): the check and
+    /// the end are one step under the registry lock, which a resuming
+    /// CONNECT also takes, so a client resuming the session at that moment
+    /// either finds it whole or finds none — never a session that ends under
+    /// it. Returns whether it ended.
+    pub fn end_if_idle(&self, router: &Router, session: &Arc<Session>, generation: u64) -> bool {
+        let mut map = self.sessions.lock();
+        let idle = {
+            let st = session.state();
+            st.connection.is_none() && st.generation == generation && !st.ended
         };
+        idle && self.remove_and_end(&mut map, router, session)
+    }
+
+    /// Removes `session` if it is the registered one, and ends it either
+    /// way; reports the end to the store (under the registry lock, so that a
+    /// new session under the same key is queued after it). Returns whether
+    /// it was registered.
+    fn remove_and_end(
+        &self,
+        map: &mut HashMap<SessionKey, Arc<Session>>,
+        router: &Router,
+        session: &Arc<Session>,
+    ) -> bool {
+        let key = session.key();
+        let mine = map.get(&key).is_some_and(|s| Arc::ptr_eq(s, session));
+        if mine {
+            map.remove(&key);
+        }
         end_session(router, session);
-        if removed && let Some(p) = self.persister.get() {
+        if mine && let Some(p) = self.persister.get() {
             p.send(Change::Ended(session.reference()));
         }
+        mine
     }
 
     pub fn len(&self) -> usize {
@@ -452,8 +543,7 @@ fn end_session(router: &Router, session: &Session) {
     let (filters, will) = {
         let mut st = session.state();
         st.ended = true;
-        st.queue.clear();
-        st.inflight.clear();
+        st.clear_messages();
         if let Some(k) = st.kick.take() {
             let _ = k.send(ReasonCode::SESSION_TAKEN_OVER);
         }
@@ -465,5 +555,73 @@ fn end_session(router: &Router, session: &Session) {
     }
     if let Some(will) = will {
         router.publish(will);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ferrule_core::Origin;
+
+    fn message(payload_len: usize) -> Outgoing {
+        let m = Message::new(
+            TenantId::default_tenant(),
+            ByteString::from_static("t/1"),
+            Bytes::from(vec![0u8; payload_len]),
+            QoS::AtLeastOnce,
+            Origin::Api,
+        );
+        Outgoing {
+            message: Arc::new(m),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: SmallVec::new(),
+        }
+    }
+
+    #[test]
+    fn a_session_holds_at_most_its_bytes_queued_and_in_flight() {
+        let router = Router::new();
+        let registry = SessionRegistry::default();
+        let limits = QueueLimits {
+            messages: 1000,
+            bytes: 100,
+        };
+        let key = (TenantId::default_tenant(), "o".into(), "c".into());
+        let (session, _) = registry.open(&router, key, true, limits, |st| {
+            st.connection = Some(1);
+        });
+        // 40 bytes each (3 of topic, 37 of payload): the third would exceed 100.
+        let queued = |s: &Session| s.state().queue.len();
+        session.enqueue(message(37));
+        session.enqueue(message(37));
+        session.enqueue(message(37));
+        assert_eq!(queued(&session), 2);
+        assert_eq!(session.state().held_bytes(), 80);
+        // Sent and unacknowledged, a message is still held.
+        {
+            let mut st = session.state();
+            let out = st.pop_queued().expect("queued");
+            st.push_inflight(7, Inflight::Publish(out));
+            assert_eq!(st.held_bytes(), 80);
+        }
+        session.enqueue(message(37));
+        assert_eq!(queued(&session), 1, "in flight counts against the bound");
+        // Acknowledged, it frees its bytes.
+        session.state().take_inflight(7);
+        assert_eq!(session.state().held_bytes(), 40);
+        session.enqueue(message(37));
+        assert_eq!(queued(&session), 2);
+        // A session holding nothing takes a message larger than its bound.
+        registry.end(&router, &session);
+        assert_eq!(session.state().held_bytes(), 0);
+        let key = (TenantId::default_tenant(), "o".into(), "big".into());
+        let (big, _) = registry.open(&router, key, true, limits, |st| {
+            st.connection = Some(2);
+        });
+        big.enqueue(message(500));
+        big.enqueue(message(1));
+        assert_eq!(big.state().queue.len(), 1);
     }
 }
