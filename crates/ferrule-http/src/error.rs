@@ -40,6 +40,12 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     UnsupportedMediaType,
     Unavailable(String),
+    /// Overloaded for now: 503 with `Retry-After` (seconds), so that a
+    /// client backs off rather than hammering (telemetry backpressure).
+    Busy {
+        detail: String,
+        retry_after_s: u64,
+    },
     /// The tenant's storage budget is used up.
     InsufficientStorage(String),
     /// A bug or backend failure; the detail goes to the log only.
@@ -99,6 +105,12 @@ impl ApiError {
                 d.clone(),
                 None,
             ),
+            ApiError::Busy { detail, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                detail.clone(),
+                None,
+            ),
             ApiError::InsufficientStorage(d) => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 "insufficient-storage",
@@ -121,6 +133,10 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "internal error serving request");
         }
         let (status, kind, detail, field) = self.parts();
+        let retry_after = match &self {
+            ApiError::Busy { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        };
         let problem = Problem {
             kind: format!("https://ferrule.dev/problems/{kind}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -136,6 +152,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(s) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }
