@@ -7,8 +7,18 @@
 //! carries a [`Ticket`] with one number per ledger, and is acknowledged once
 //! every one of them is committed. One watch channel carries all ledgers, so
 //! a publisher waits on a single thing whatever stores its message reached.
+//!
+//! A store may also commit writes out of order (the telemetry writer takes
+//! each tenant's queue in turn, so that one tenant's backlog does not hold
+//! up another's acknowledgements): it reports the writes it committed above
+//! its low-water mark, which count until the mark passes them. Writes of
+//! one publisher stay in order, so a ticket joined from several of its
+//! writes is covered once its highest one is.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::watch;
 
@@ -72,12 +82,15 @@ impl Ticket {
 #[derive(Debug, Clone)]
 pub struct Durability {
     tx: Arc<watch::Sender<Ticket>>,
+    /// Per ledger, writes committed above its mark (out of order).
+    early: Arc<[Mutex<BTreeSet<u64>>; LEDGERS]>,
 }
 
 impl Default for Durability {
     fn default() -> Self {
         Self {
             tx: Arc::new(watch::Sender::new(Ticket::NONE)),
+            early: Arc::new(Default::default()),
         }
     }
 }
@@ -93,14 +106,47 @@ impl Durability {
         });
     }
 
-    /// Watches the committed tickets.
+    /// A store that commits out of order reports `seqs`, just committed,
+    /// and `mark`, below which every write is committed. Watchers are woken
+    /// even if the mark did not move.
+    pub fn committed_out_of_order(&self, ledger: Ledger, seqs: &[u64], mark: u64) {
+        let early = &self.early[ledger as usize];
+        // Recorded before watchers wake, forgotten only once the mark (which
+        // watchers read under the same lock as they test) covers them.
+        early
+            .lock()
+            .extend(seqs.iter().copied().filter(|s| *s > mark));
+        self.tx.send_modify(|c| {
+            let slot = &mut c.0[ledger as usize];
+            *slot = (*slot).max(mark);
+        });
+        let mut early = early.lock();
+        if early.first().is_some_and(|s| *s <= mark) {
+            *early = early.split_off(&(mark + 1));
+        }
+    }
+
+    /// Watches the committed tickets; test a ticket against what it shows
+    /// with [`covers`](Self::covers).
     pub fn watch(&self) -> watch::Receiver<Ticket> {
         self.tx.subscribe()
     }
 
+    /// Whether `ticket` is committed, given `marks` read from [`watch`]
+    /// (Self::watch): each number at or below its ledger's mark, or
+    /// committed out of order.
+    pub fn covers(&self, marks: &Ticket, ticket: Ticket) -> bool {
+        ticket
+            .0
+            .iter()
+            .zip(marks.0)
+            .enumerate()
+            .all(|(l, (need, done))| *need <= done || self.early[l].lock().contains(need))
+    }
+
     /// Whether `ticket`'s writes are all committed.
     pub fn is_durable(&self, ticket: Ticket) -> bool {
-        ticket.is_covered_by(&self.tx.borrow())
+        self.covers(&self.tx.borrow(), ticket)
     }
 
     /// Waits until `ticket`'s writes are all committed.
@@ -110,7 +156,7 @@ impl Durability {
         }
         let mut rx = self.tx.subscribe();
         // The sender lives as long as `self`, so this cannot fail.
-        let _ = rx.wait_for(|c| ticket.is_covered_by(c)).await;
+        let _ = rx.wait_for(|c| self.covers(c, ticket)).await;
     }
 }
 
@@ -130,6 +176,25 @@ mod tests {
         d.committed(Ledger::Sessions, 1);
         assert!(d.is_durable(t), "a ledger never goes back");
         assert!(d.is_durable(Ticket::NONE));
+    }
+
+    #[tokio::test]
+    async fn writes_committed_out_of_order_count_until_the_mark_passes() {
+        let d = Durability::default();
+        let waiter = tokio::spawn({
+            let d = d.clone();
+            async move { d.wait(Ticket::on(Ledger::Telemetry, 7)).await }
+        });
+        // 7 commits before 3..6: the mark stays at 2.
+        d.committed_out_of_order(Ledger::Telemetry, &[1, 2, 7], 2);
+        waiter.await.unwrap();
+        assert!(d.is_durable(Ticket::on(Ledger::Telemetry, 2)));
+        assert!(!d.is_durable(Ticket::on(Ledger::Telemetry, 3)));
+        assert!(d.is_durable(Ticket::on(Ledger::Telemetry, 7)));
+        d.committed_out_of_order(Ledger::Telemetry, &[3, 4, 5, 6], 7);
+        assert!(d.is_durable(Ticket::on(Ledger::Telemetry, 5)));
+        assert!(!d.is_durable(Ticket::on(Ledger::Telemetry, 8)));
+        assert!(d.early[Ledger::Telemetry as usize].lock().is_empty());
     }
 
     #[tokio::test]

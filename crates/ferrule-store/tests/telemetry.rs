@@ -34,6 +34,7 @@ async fn put(store: &EmbeddedTelemetry, durability: &Durability, key: &str, pts:
     let readings = pts
         .iter()
         .map(|(ts, v)| Reading {
+            server_stamped: false,
             ts: *ts,
             key: key.into(),
             value: TelemetryValue::Number(*v),
@@ -227,21 +228,25 @@ async fn latest_keys_kinds_and_export() {
     let (t, d) = ids();
     let readings = vec![
         Reading {
+            server_stamped: false,
             ts: 10,
             key: "temp".into(),
             value: TelemetryValue::Number(20.5),
         },
         Reading {
+            server_stamped: false,
             ts: 20,
             key: "temp".into(),
             value: TelemetryValue::Number(21.0),
         },
         Reading {
+            server_stamped: false,
             ts: 20,
             key: "on".into(),
             value: TelemetryValue::Bool(true),
         },
         Reading {
+            server_stamped: false,
             ts: 30,
             key: "fw".into(),
             value: TelemetryValue::Text("1.2.3".into()),
@@ -253,6 +258,7 @@ async fn latest_keys_kinds_and_export() {
         .await;
     store.seal_all().await.unwrap();
     let late = vec![Reading {
+        server_stamped: false,
         ts: 5,
         key: "temp".into(),
         value: TelemetryValue::Number(1.0),

@@ -43,6 +43,7 @@ impl Store {
     async fn put(&self, t: &TenantId, d: &DeviceId, key: &str, from: i64, n: i64) {
         let readings = (from..from + n)
             .map(|ts| Reading {
+                server_stamped: false,
                 ts,
                 key: key.into(),
                 value: TelemetryValue::Number(ts as f64),
@@ -174,6 +175,7 @@ async fn a_purged_tenant_leaves_nothing_not_even_its_settings() {
         default_days: Some(3),
         profiles: [("slow".to_owned(), 1)].into(),
         disk_budget_bytes: Some(1 << 30),
+        disk_budget_ceiling_bytes: Some(1 << 31),
     };
     s.store.set_retention(&t1, settings.clone()).await.unwrap();
     s.put(&t1, &pump, "temp", 0, 10_000).await;
@@ -249,6 +251,7 @@ async fn appends_before_a_purge_go_with_it_and_appends_after_it_stay() {
     let s = Store::open(dir.path(), TelemetryOptions::default());
     let (t, pump) = (tenant("t1"), device("pump"));
     let point = |ts: i64| Reading {
+        server_stamped: false,
         ts,
         key: "temp".into(),
         value: TelemetryValue::Number(1.0),
@@ -305,6 +308,7 @@ async fn a_large_purge_runs_in_the_background_while_ingest_flows() {
         let device = device(&format!("d{d}"));
         let readings = (0..40_000i64)
             .map(|ts| Reading {
+                server_stamped: false,
                 ts: ts * 1000,
                 key: "temp".into(),
                 value: TelemetryValue::Number((ts % 97) as f64),
@@ -337,6 +341,7 @@ async fn a_large_purge_runs_in_the_background_while_ingest_flows() {
                     .map(|_| {
                         ts += 1;
                         Reading {
+                            server_stamped: false,
                             ts,
                             key: "temp".into(),
                             value: TelemetryValue::Number(1.0),

@@ -197,6 +197,10 @@ pub struct RawTelemetry {
         default
     )]
     pub purge_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal_notices_per_second: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<u64>,
 }
 
 /// `[telemetry]`, validated.
@@ -215,6 +219,12 @@ pub struct TelemetryConfig {
     /// Pause between two steps of removing a deleted device's or tenant's
     /// telemetry from disk, in the background.
     pub purge_interval: Duration,
+    /// Refusal notices on `devices/{id}/rejected` per device and second
+    /// (0: none).
+    pub refusal_notices_per_second: u32,
+    /// Bytes the recent-telemetry log may take before sealing is forced and
+    /// ingest slowed.
+    pub max_log_bytes: u64,
 }
 
 /// Parses a duration setting such as "5m" or "24h".
@@ -270,6 +280,17 @@ fn telemetry_config(raw: &RawTelemetry) -> Result<TelemetryConfig, StartupError>
             raw.purge_interval.as_deref(),
             Duration::from_millis(10),
         )?,
+        refusal_notices_per_second: raw.refusal_notices_per_second.unwrap_or(5),
+        max_log_bytes: match raw.max_log_bytes {
+            None => 128 << 20,
+            Some(n) if n >= 64 << 10 => n,
+            Some(n) => {
+                return Err(StartupError::new(
+                    "telemetry.max_log_bytes (FERRULE_TELEMETRY_MAX_LOG_BYTES)",
+                    format!("{n} is too small: the log needs at least 65536 bytes"),
+                ));
+            }
+        },
     })
 }
 

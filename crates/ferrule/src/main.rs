@@ -9,6 +9,7 @@ mod config;
 mod data_dir;
 mod gate;
 mod logging;
+mod refusal_notices;
 mod serve;
 mod startup;
 mod telemetry;

@@ -198,11 +198,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let router = Router::new();
     let telemetry = open_telemetry(&config, &router)?;
-    router.set_intake(Arc::new(TelemetryIntake::new(
-        telemetry.clone(),
-        directory.clone(),
-        config.telemetry.max_future_skew,
-    )));
+    let (notices, notices_rx) =
+        crate::refusal_notices::Notices::new(config.telemetry.refusal_notices_per_second);
+    router.set_intake(Arc::new(
+        TelemetryIntake::new(
+            telemetry.clone(),
+            directory.clone(),
+            config.telemetry.max_future_skew,
+        )
+        .with_notices(notices),
+    ));
     state.telemetry = Some(TelemetryApi {
         store: telemetry.clone(),
         router: router.clone(),
@@ -285,6 +290,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     tasks.spawn(purge_sessions(store.clone(), shutdown.clone()));
+    tasks.spawn(crate::refusal_notices::run(
+        router.clone(),
+        notices_rx,
+        shutdown.clone(),
+    ));
     tasks.spawn(crate::telemetry::retention_loop(
         store.clone(),
         telemetry.clone(),
@@ -340,6 +350,7 @@ fn open_telemetry(config: &Config, router: &Router) -> anyhow::Result<Arc<dyn Te
         sync: config.telemetry.sync,
         seal_age: config.telemetry.seal_age,
         purge_interval: config.telemetry.purge_interval,
+        max_log_bytes: config.telemetry.max_log_bytes,
         ..TelemetryOptions::default()
     };
     match EmbeddedTelemetry::open(&config.data_dir, options, router.durability().clone()) {

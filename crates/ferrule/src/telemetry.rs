@@ -10,10 +10,12 @@ use std::time::Duration;
 use ferrule_bus::{Accepted, Intake, Ledger, Refused, Ticket};
 use ferrule_core::message::now_ms;
 use ferrule_core::telemetry::{PayloadLimits, parse_telemetry};
-use ferrule_core::{DeviceId, Message, TenantId};
+use ferrule_core::{DeviceId, Message, Origin, TenantId};
 use ferrule_store::telemetry::{NewEvent, TelemetryError, TelemetryStore, retention};
 use ferrule_store::{Directory, MetaStore};
 use tokio_util::sync::CancellationToken;
+
+use crate::refusal_notices::Notices;
 
 /// What a topic means to the telemetry store.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub struct TelemetryIntake {
     /// gather any before it is created anew (which purges what was left).
     directory: Directory,
     limits: PayloadLimits,
+    /// Explains refusals to the device on `devices/{id}/rejected`.
+    notices: Option<Notices>,
     last_warning_ms: AtomicI64,
     quiet_refusals: AtomicU64,
 }
@@ -59,8 +63,30 @@ impl TelemetryIntake {
                 max_future_skew_ms: max_future_skew.as_millis() as i64,
                 ..PayloadLimits::default()
             },
+            notices: None,
             last_warning_ms: AtomicI64::new(0),
             quiet_refusals: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends refusal notices to devices (see `refusal_notices`).
+    pub fn with_notices(mut self, notices: Notices) -> Self {
+        self.notices = Some(notices);
+        self
+    }
+
+    /// Counts and logs a refusal of an existing device's data, and tells
+    /// the device why.
+    fn refused_device(
+        &self,
+        message: &Message,
+        device: &DeviceId,
+        reason: &'static str,
+        why: &str,
+    ) {
+        self.refused(&message.tenant, device.as_str(), reason, why);
+        if let Some(notices) = &self.notices {
+            notices.refused(&message.tenant, device, &message.topic, reason, why);
         }
     }
 
@@ -108,6 +134,14 @@ impl Intake for TelemetryIntake {
         if !self.directory.has_device(tenant, &device) {
             return unknown();
         }
+        // Storage is behind. An MQTT publisher is slowed below (it stops
+        // being read until the store catches up); an HTTP request cannot
+        // be, so it is asked to retry (503 with Retry-After).
+        if matches!(message.origin, Origin::Api) && self.store.busy() {
+            let why = "telemetry storage is behind; retry shortly";
+            self.refused(tenant, device_str, "busy", why);
+            return Err(Refused::Unavailable(why.into()));
+        }
         let (readings, events) = match target {
             Target::Telemetry(_) => {
                 let mut readings = Vec::new();
@@ -118,7 +152,7 @@ impl Intake for TelemetryIntake {
                     &mut readings,
                 ) {
                     let why = e.to_string();
-                    self.refused(tenant, device_str, e.kind(), &why);
+                    self.refused_device(message, &device, e.kind(), &why);
                     return Err(Refused::Invalid(why));
                 }
                 metrics::counter!("ferrule_telemetry_points_received_total")
@@ -154,11 +188,11 @@ impl Intake for TelemetryIntake {
                 backpressure: appended.backpressure,
             }),
             Err(e @ TelemetryError::QuotaExceeded { .. }) => {
-                self.refused(tenant, device_str, "quota_exceeded", &e.to_string());
+                self.refused_device(message, &device, "quota_exceeded", &e.to_string());
                 Err(Refused::QuotaExceeded(e.to_string()))
             }
             Err(e) => {
-                self.refused(tenant, device_str, "unavailable", &e.to_string());
+                self.refused_device(message, &device, "unavailable", &e.to_string());
                 Err(Refused::Unavailable(e.to_string()))
             }
         }

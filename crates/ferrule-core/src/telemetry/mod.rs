@@ -31,9 +31,12 @@
 //!   level, so a too-long path is refused even if it leads to an empty
 //!   object). A key containing `.` is allowed and may collide with a
 //!   flattened one; both readings are kept, as are repeated keys.
-//! - **Timestamps**: `ts` is a whole number ≥ 0 (`1.7e12` is accepted, `1.5`,
+//! - **Timestamps**: `ts` is a whole number (`1.7e12` is accepted, `1.5`,
 //!   `-1`, `"1"` and `true` are not), at most `max_future_skew_ms` ahead of
-//!   the receive time.
+//!   the receive time and not before `min_ts_ms` (2000-01-01): a `ts` in
+//!   seconds, microseconds or nanoseconds is refused with a hint naming the
+//!   unit it looks like. A reading without `ts` is marked
+//!   [`server_stamped`](Reading::server_stamped).
 //! - **Counts**: at most `max_keys_per_object` readings from one object and
 //!   `max_points` from the payload.
 //! - Readings come out in payload order; empty objects and arrays give none.
@@ -69,6 +72,11 @@ pub struct Reading {
     pub key: Box<str>,
     /// The value.
     pub value: TelemetryValue,
+    /// `ts` is the receive time, not the device's: the store keeps every
+    /// such point, moving one that would land on a millisecond its series
+    /// already has to the next free one (a device publishing faster than
+    /// once a millisecond must not lose acknowledged readings).
+    pub server_stamped: bool,
 }
 
 /// Bounds on one payload; see [`Default`] for the values used unless configured.
@@ -86,7 +94,14 @@ pub struct PayloadLimits {
     pub max_string_bytes: usize,
     /// How far past the receive time a `ts` may be, in ms (default 300 000).
     pub max_future_skew_ms: i64,
+    /// The earliest `ts` accepted (default 2000-01-01T00:00:00Z): anything
+    /// before it is almost surely in another unit (seconds), which stored
+    /// as milliseconds would land in 1970 and be expired unseen.
+    pub min_ts_ms: i64,
 }
+
+/// 2000-01-01T00:00:00Z in ms since the Unix epoch.
+pub const MIN_TS_MS: i64 = 946_684_800_000;
 
 impl Default for PayloadLimits {
     fn default() -> Self {
@@ -97,6 +112,7 @@ impl Default for PayloadLimits {
             max_key_bytes: 256,
             max_string_bytes: 8_192,
             max_future_skew_ms: 300_000,
+            min_ts_ms: MIN_TS_MS,
         }
     }
 }
@@ -178,6 +194,16 @@ pub enum PayloadError {
         limit: i64,
         index: Option<usize>,
     },
+    /// A `ts` before `limit` (2000-01-01 unless configured); `hint` names
+    /// the unit it looks like when it is one (seconds here, or microseconds
+    /// and nanoseconds for one too far in the future).
+    #[error("`ts` {ts}{} cannot be milliseconds since the Unix epoch of this era (from {limit}, 2000-01-01, to shortly after the receive time){}", at(.index), unit_hint(.hint))]
+    TimestampNotMillis {
+        ts: i64,
+        limit: i64,
+        hint: Option<&'static str>,
+        index: Option<usize>,
+    },
     /// `ts` or `values` twice in one object.
     #[error("`{key}` appears more than once in one object{}", at(.index))]
     DuplicateKey {
@@ -188,6 +214,12 @@ pub enum PayloadError {
 
 fn at(index: &Option<usize>) -> String {
     index.map_or_else(String::new, |i| format!(" in array element {i}"))
+}
+
+fn unit_hint(hint: &Option<&'static str>) -> String {
+    hint.map_or_else(String::new, |u| {
+        format!("; it looks like {u}: send milliseconds")
+    })
 }
 
 fn inside(parent: &str) -> String {
@@ -216,6 +248,7 @@ impl PayloadError {
             Self::StringTooLong { .. } => "string_too_long",
             Self::BadTimestamp { .. } => "bad_timestamp",
             Self::TimestampInFuture { .. } => "timestamp_in_future",
+            Self::TimestampNotMillis { .. } => "timestamp_not_millis",
             Self::DuplicateKey { .. } => "duplicate_key",
         }
     }

@@ -136,6 +136,7 @@ impl Ctx<'_> {
             ts: self.received_at_ms,
             key: key.into(),
             value,
+            server_stamped: true,
         });
         Ok(())
     }
@@ -228,7 +229,29 @@ impl Ctx<'_> {
         let limit = self
             .received_at_ms
             .saturating_add(self.limits.max_future_skew_ms);
-        if ts > limit {
+        let min = self.limits.min_ts_ms;
+        if ts > limit || ts < min {
+            // The unit it looks like: the one that puts it in this era.
+            let era = min.max(super::MIN_TS_MS);
+            let hint = [
+                ("seconds", 1_000),
+                ("microseconds", -1_000),
+                ("nanoseconds", -1_000_000),
+            ]
+            .into_iter()
+            .find(|&(_, f)| {
+                let ms = if f > 0 { ts.saturating_mul(f) } else { ts / -f };
+                (era..=limit).contains(&ms)
+            })
+            .map(|(unit, _)| unit);
+            if ts < min || hint.is_some() {
+                return Err(self.refuse(PayloadError::TimestampNotMillis {
+                    ts,
+                    limit: min,
+                    hint,
+                    index,
+                }));
+            }
             return Err(self.refuse(PayloadError::TimestampInFuture { ts, limit, index }));
         }
         Ok(ts)
@@ -454,6 +477,7 @@ fn point<'de, A: MapAccess<'de>>(ctx: &mut Ctx<'_>, mut map: A) -> Result<(), A:
         let ts = ctx.timestamp(stash.as_ts)?;
         for r in &mut ctx.out[ctx.point_start..] {
             r.ts = ts;
+            r.server_stamped = false;
         }
     }
     Ok(())

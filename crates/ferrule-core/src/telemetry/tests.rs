@@ -11,6 +11,7 @@ fn num(ts: i64, key: &str, v: f64) -> Reading {
         ts,
         key: key.into(),
         value: TelemetryValue::Number(v),
+        server_stamped: false,
     }
 }
 
@@ -30,8 +31,14 @@ fn parse_with(payload: &[u8], limits: &PayloadLimits) -> Result<Vec<Reading>, Pa
     }
 }
 
+/// Small `ts` values keep the shape tests short: the era check is
+/// switched off here and tested in `timestamps_of_another_unit`.
 fn parse(payload: &str) -> Result<Vec<Reading>, PayloadError> {
-    parse_with(payload.as_bytes(), &PayloadLimits::default())
+    let limits = PayloadLimits {
+        min_ts_ms: 0,
+        ..PayloadLimits::default()
+    };
+    parse_with(payload.as_bytes(), &limits)
 }
 
 fn keys(payload: &str) -> Vec<(i64, String)> {
@@ -479,6 +486,12 @@ fn error_texts_and_kinds() {
             limit: 1,
             index: None,
         },
+        PayloadError::TimestampNotMillis {
+            ts: 1,
+            limit: 2,
+            hint: Some("seconds"),
+            index: None,
+        },
         PayloadError::DuplicateKey {
             key: "ts",
             index: None,
@@ -535,4 +548,62 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn timestamps_of_another_unit() {
+    let ts = |ts: i64| {
+        parse_with(
+            format!(r#"{{"ts": {ts}, "values": {{"a": 1}}}}"#).as_bytes(),
+            &PayloadLimits::default(),
+        )
+    };
+    let refused = |t: i64, hint: Option<&'static str>| PayloadError::TimestampNotMillis {
+        ts: t,
+        limit: MIN_TS_MS,
+        hint,
+        index: None,
+    };
+    // RECV in seconds, microseconds and nanoseconds.
+    assert_eq!(
+        ts(1_700_000_000).unwrap_err(),
+        refused(1_700_000_000, Some("seconds"))
+    );
+    let micros = RECV * 1_000;
+    assert_eq!(
+        ts(micros).unwrap_err(),
+        refused(micros, Some("microseconds"))
+    );
+    let nanos = RECV * 1_000_000;
+    assert_eq!(ts(nanos).unwrap_err(), refused(nanos, Some("nanoseconds")));
+    // 1970 without a unit that fits, and the first accepted millisecond.
+    assert_eq!(ts(0).unwrap_err(), refused(0, None));
+    assert_eq!(ts(5_000).unwrap_err(), refused(5_000, None));
+    assert_eq!(ts(MIN_TS_MS - 1).unwrap_err(), refused(MIN_TS_MS - 1, None));
+    assert_eq!(ts(MIN_TS_MS).unwrap()[0].ts, MIN_TS_MS);
+    let text = ts(1_796_194_341).unwrap_err().to_string();
+    assert!(text.contains("looks like seconds"), "{text}");
+    assert_eq!(
+        ts(1_796_194_341).unwrap_err().kind(),
+        "timestamp_not_millis"
+    );
+}
+
+#[test]
+fn readings_without_ts_are_server_stamped() {
+    let p = r#"[{"a": 1}, {"ts": 1700000000000, "values": {"b": 2}}, {"values": {"c": 3}}, {"values": {"d": 4}, "ts": 1700000000001}]"#;
+    let stamped: Vec<(String, bool)> = parse(p)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key.into(), r.server_stamped))
+        .collect();
+    assert_eq!(
+        stamped,
+        [
+            ("a".into(), true),
+            ("b".into(), false),
+            ("c".into(), true),
+            ("d".into(), false)
+        ]
+    );
 }

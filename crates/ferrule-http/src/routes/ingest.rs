@@ -45,7 +45,12 @@ async fn ingest(
             },
             Refused::UnknownDevice(_) => ApiError::NotFound("device"),
             Refused::QuotaExceeded(why) => ApiError::InsufficientStorage(why),
-            Refused::Unavailable(why) => ApiError::Unavailable(why),
+            // Storage is behind: the client retries shortly, by which time
+            // sealing has caught up (telemetry backpressure).
+            Refused::Unavailable(why) => ApiError::Busy {
+                detail: why,
+                retry_after: 1,
+            },
         });
     }
     tokio::time::timeout(
@@ -62,6 +67,7 @@ async fn ingest(
     responses((status = 204, description = "Stored durably"),
         (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem, description = "The device was deleted meanwhile"),
+        (status = 503, body = Problem, description = "Storage is behind: retry after `Retry-After` seconds"),
         (status = 507, body = Problem, description = "The tenant's disk budget is used up")))]
 pub async fn telemetry(
     State(state): State<AppState>,

@@ -96,7 +96,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(telemetry::across))
         .routes(routes!(events::list))
         .routes(routes!(export::export))
-        .routes(routes!(telemetry_settings::get, telemetry_settings::put))
+        .routes(routes!(
+            telemetry_settings::get,
+            telemetry_settings::put,
+            telemetry_settings::patch
+        ))
         .routes(routes!(telemetry_settings::run))
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))

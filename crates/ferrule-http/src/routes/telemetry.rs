@@ -60,7 +60,9 @@ fn view(p: &Point) -> PointView {
 pub struct HistoryQuery {
     /// Comma-separated keys; all of the device's keys when absent.
     pub keys: Option<String>,
-    /// Start (inclusive): ms since the Unix epoch or RFC 3339.
+    /// Start (inclusive): ms since the Unix epoch or RFC 3339. Default: the
+    /// beginning of time for raw points; with `agg`, 24 hours before `to`
+    /// (before now when `to` is absent), so that buckets stay few.
     #[param(schema_with = super::vocabulary::time_param)]
     pub from: Option<String>,
     /// End (exclusive): ms since the Unix epoch or RFC 3339; default a day
@@ -90,6 +92,8 @@ pub struct AcrossQuery {
     pub key: String,
     /// Comma-separated device ids; every device with data when absent.
     pub devices: Option<String>,
+    /// As in the per-device history: with `agg`, default 24 hours before
+    /// `to` (before now when `to` is absent).
     #[param(schema_with = super::vocabulary::time_param)]
     pub from: Option<String>,
     #[param(schema_with = super::vocabulary::time_param)]
@@ -150,16 +154,28 @@ pub fn parse_interval(v: &str) -> Result<i64, ApiError> {
     n.checked_mul(unit_ms).filter(|w| *w > 0).ok_or_else(bad)
 }
 
+/// The window of an aggregate query without `from`: a whole history
+/// would mostly be empty buckets, or too many of them.
+pub const DEFAULT_AGG_WINDOW_MS: i64 = 86_400_000;
+
 pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<Range, ApiError> {
-    let from = from
-        .map(|f| parse_time("from", f))
-        .transpose()?
-        .unwrap_or(0);
-    let to = match to {
-        Some(t) => parse_time("to", t)?,
-        // "Up to now", with room for devices whose clocks run a little ahead.
-        None => ferrule_core::message::now_ms().saturating_add(86_400_000),
+    parse_range_for(from, to, false)
+}
+
+/// `from`/`to`; an aggregate (`agg`) without `from` covers the 24 hours
+/// before `to`, or before now when `to` is absent too.
+fn parse_range_for(from: Option<&str>, to: Option<&str>, agg: bool) -> Result<Range, ApiError> {
+    let now = ferrule_core::message::now_ms();
+    let given_to = to.map(|t| parse_time("to", t)).transpose()?;
+    let from = match from {
+        Some(f) => parse_time("from", f)?,
+        None if agg => given_to
+            .unwrap_or(now)
+            .saturating_sub(DEFAULT_AGG_WINDOW_MS),
+        None => 0,
     };
+    // "Up to now", with room for devices whose clocks run a little ahead.
+    let to = given_to.unwrap_or_else(|| now.saturating_add(86_400_000));
     // A range that ends before it starts holds nothing: an empty answer,
     // not an error (no API document can state an order between parameters).
     Ok(Range {
@@ -206,7 +222,7 @@ impl Read {
         limit: Option<usize>,
         order: Option<&str>,
     ) -> Result<Read, ApiError> {
-        let range = parse_range(from, to)?;
+        let range = parse_range_for(from, to, agg.is_some())?;
         let agg = match (agg, interval) {
             (Some(a), Some(i)) => Some((a, parse_interval(i)?)),
             (Some(a), None) => Some((a, range.to.saturating_sub(range.from).max(1))),
@@ -400,5 +416,27 @@ mod tests {
             1_700_000_000_000
         );
         assert!(parse_time("from", "yesterday").is_err());
+    }
+
+    #[test]
+    fn an_aggregate_without_from_covers_the_day_before_to() {
+        let to = 1_700_000_000_000i64;
+        let r = Read::new(
+            None,
+            Some(&to.to_string()),
+            Some(Agg::Avg),
+            Some("1m"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!((r.range.from, r.range.to), (to - DEFAULT_AGG_WINDOW_MS, to));
+        // Without `to` either: the last day up to now (and `to`'s margin).
+        let now = ferrule_core::message::now_ms();
+        let r = Read::new(None, None, Some(Agg::Max), Some("1m"), None, None).unwrap();
+        assert!((r.range.from - (now - DEFAULT_AGG_WINDOW_MS)).abs() < 5_000);
+        // Raw points still start at the beginning.
+        let r = Read::new(None, None, None, None, None, None).unwrap();
+        assert_eq!(r.range.from, 0);
     }
 }

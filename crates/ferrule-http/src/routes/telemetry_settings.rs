@@ -1,4 +1,10 @@
 //! A tenant's telemetry retention and disk budget.
+//!
+//! `PUT` replaces the settings, `PATCH` merges a JSON merge patch (RFC
+//! 7396: a field left out is kept, `null` clears it). The disk budget has
+//! two parts: the ceiling a server admin sets, which the tenant's owner
+//! cannot lift, and the owner's own budget, at most the ceiling; the lower
+//! one is in force.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, parse_json};
 use crate::state::AppState;
 
 /// Longest retention accepted: 100 years.
@@ -27,12 +33,19 @@ pub struct SettingsView {
     /// 0x97, HTTP 507) once reached; `ferrule_telemetry_tenant_budget_warning`
     /// turns 1 at 80 %.
     pub disk_budget_bytes: Option<u64>,
-    /// Bytes the tenant's telemetry and events take now.
+    /// The limit a server admin set for the tenant; the owner may set a
+    /// lower `disk_budget_bytes` but cannot lift this. Null is no ceiling.
+    pub disk_budget_ceiling_bytes: Option<u64>,
+    /// Bytes the tenant's telemetry and events take now, recent telemetry
+    /// not yet sealed into chunks included.
     pub disk_bytes: u64,
     /// The server's default (`telemetry.retention_days`); null keeps forever.
     pub server_retention_days: Option<u32>,
 }
 
+/// New settings. With `PUT` a field left out is cleared, except
+/// `disk_budget_ceiling_bytes`, which is kept unless given; with `PATCH` a
+/// field left out is kept and `null` clears it (in `profiles` too).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSettings {
@@ -40,7 +53,17 @@ pub struct UpdateSettings {
     pub retention_days: Option<u32>,
     #[serde(default)]
     pub profiles: BTreeMap<String, u32>,
+    /// The owner's budget; at most the ceiling.
     pub disk_budget_bytes: Option<u64>,
+    /// Only a server admin may change it (`X-Tenant` names the tenant).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub disk_budget_ceiling_bytes: Option<Option<u64>>,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
 }
 
 fn days(field: &str, d: u32) -> Result<u32, ApiError> {
@@ -61,6 +84,7 @@ async fn view(state: &AppState, caller: &Caller) -> ApiResult<SettingsView> {
         retention_days: s.default_days,
         profiles: s.profiles,
         disk_budget_bytes: s.disk_budget_bytes,
+        disk_budget_ceiling_bytes: s.disk_budget_ceiling_bytes,
         disk_bytes: t.store.disk_bytes(&caller.tenant),
         server_retention_days: t.retention_default,
     })
@@ -85,6 +109,82 @@ pub async fn put(
 ) -> ApiResult<Json<SettingsView>> {
     caller.require_owner("changing retention needs the owner role")?;
     let t = state.telemetry()?;
+    let current = t.store.retention(&caller.tenant).await?;
+    let settings = validate(&caller, &current, body)?;
+    t.store.set_retention(&caller.tenant, settings).await?;
+    Ok(Json(view(&state, &caller).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/telemetry/settings", tag = "telemetry",
+    request_body(content = UpdateSettings, content_type = "application/merge-patch+json",
+        description = "A JSON merge patch (RFC 7396) of the settings: fields left out are kept, \
+            null clears a field (or a profile in `profiles`). `application/json` is accepted too."),
+    responses((status = 200, body = SettingsView), (status = 400, body = Problem),
+        (status = 403, body = Problem)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(patch): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<SettingsView>> {
+    caller.require_owner("changing retention needs the owner role")?;
+    if !patch.is_object() {
+        return Err(ApiError::Invalid {
+            field: None,
+            detail: "a merge patch of the settings must be a JSON object".into(),
+        });
+    }
+    let t = state.telemetry()?;
+    let current = t.store.retention(&caller.tenant).await?;
+    let mut doc = serde_json::json!({
+        "retention_days": current.default_days,
+        "profiles": current.profiles,
+        "disk_budget_bytes": current.disk_budget_bytes,
+        "disk_budget_ceiling_bytes": current.disk_budget_ceiling_bytes,
+    });
+    merge_patch(&mut doc, patch);
+    // A ceiling the patch removed is cleared, not kept (as an absent one
+    // would be): say so explicitly.
+    if let Some(doc) = doc.as_object_mut() {
+        doc.entry("disk_budget_ceiling_bytes")
+            .or_insert(serde_json::Value::Null);
+    }
+    let body: UpdateSettings = parse_json(
+        &serde_json::to_vec(&doc)
+            .map_err(|e| ApiError::Internal(format!("re-encoding merged settings: {e}")))?,
+    )?;
+    let settings = validate(&caller, &current, body)?;
+    t.store.set_retention(&caller.tenant, settings).await?;
+    Ok(Json(view(&state, &caller).await?))
+}
+
+/// RFC 7396: objects merge member by member, `null` removes a member, and
+/// anything else replaces the target.
+fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(Default::default());
+    }
+    let serde_json::Value::Object(target) = target else {
+        return;
+    };
+    for (k, v) in patch {
+        if v.is_null() {
+            target.remove(&k);
+        } else {
+            merge_patch(target.entry(k).or_insert(serde_json::Value::Null), v);
+        }
+    }
+}
+
+/// Checks new settings against the caller's rights and the ceiling.
+fn validate(
+    caller: &Caller,
+    current: &RetentionSettings,
+    body: UpdateSettings,
+) -> Result<RetentionSettings, ApiError> {
     let mut profiles = BTreeMap::new();
     for (profile, d) in body.profiles {
         if profile.is_empty() || profile.len() > 256 {
@@ -96,16 +196,38 @@ pub async fn put(
         let d = days(&format!("profiles.{profile}"), d)?;
         profiles.insert(profile, d);
     }
-    let settings = RetentionSettings {
+    let ceiling = match body.disk_budget_ceiling_bytes {
+        Some(c) if c != current.disk_budget_ceiling_bytes => {
+            if !caller.role.is_admin() {
+                return Err(ApiError::Forbidden(
+                    "only a server admin may set disk_budget_ceiling_bytes; \
+                     an owner may set a lower disk_budget_bytes",
+                ));
+            }
+            c
+        }
+        _ => current.disk_budget_ceiling_bytes,
+    };
+    if let (Some(own), Some(ceiling)) = (body.disk_budget_bytes, ceiling)
+        && own > ceiling
+    {
+        return Err(ApiError::invalid(
+            "disk_budget_bytes",
+            format!(
+                "{own} is above the ceiling of {ceiling} bytes a server admin set for this \
+                 tenant; the budget may only be lower"
+            ),
+        ));
+    }
+    Ok(RetentionSettings {
         default_days: body
             .retention_days
             .map(|d| days("retention_days", d))
             .transpose()?,
         profiles,
         disk_budget_bytes: body.disk_budget_bytes,
-    };
-    t.store.set_retention(&caller.tenant, settings).await?;
-    Ok(Json(view(&state, &caller).await?))
+        disk_budget_ceiling_bytes: ceiling,
+    })
 }
 
 /// Applies retention now instead of at the next interval.

@@ -885,7 +885,12 @@ impl Connection {
     fn acknowledge(&mut self, wbuf: &mut BytesMut, packet: Packet, after: Ticket) {
         // Only a publish kept in storage looks at the commit ticket: the
         // common path takes no lock.
-        let wait = !after.is_none() && !after.is_covered_by(&self.committed.borrow());
+        let wait = !after.is_none()
+            && !self
+                .broker
+                .router
+                .durability()
+                .covers(&self.committed.borrow(), after);
         if !wait && self.deferred_acks.is_empty() {
             self.send(wbuf, packet);
             return;
@@ -904,10 +909,11 @@ impl Connection {
             return;
         }
         let committed = *self.committed.borrow();
+        let durability = self.broker.router.durability().clone();
         while self
             .deferred_acks
             .front()
-            .is_some_and(|(t, _)| t.is_covered_by(&committed))
+            .is_some_and(|(t, _)| durability.covers(&committed, *t))
         {
             if let Some((_, packet)) = self.deferred_acks.pop_front() {
                 if matches!(packet, Packet::PubAck(_)) {

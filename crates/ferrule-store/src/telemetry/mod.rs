@@ -109,8 +109,23 @@ pub struct RetentionSettings {
     pub default_days: Option<u32>,
     /// Per device profile, days kept.
     pub profiles: BTreeMap<String, u32>,
-    /// Bytes of telemetry and events the tenant may keep; `None` is no limit.
+    /// Bytes of telemetry and events the tenant may keep, as its owner set
+    /// it; `None` is no limit of the owner's.
     pub disk_budget_bytes: Option<u64>,
+    /// The limit a server admin set, which the tenant's owner cannot lift
+    /// (only lower, with `disk_budget_bytes`); `None` is no ceiling.
+    #[serde(default)]
+    pub disk_budget_ceiling_bytes: Option<u64>,
+}
+
+impl RetentionSettings {
+    /// The budget in force: the lower of the owner's and the admin's.
+    pub fn effective_budget(&self) -> Option<u64> {
+        match (self.disk_budget_bytes, self.disk_budget_ceiling_bytes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Whose telemetry a [`purge`](TelemetryStore::purge) removes.
@@ -278,8 +293,15 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// be given back later, in the background.
     fn purge(&self, scope: PurgeScope) -> Result<PurgeQueued>;
 
-    /// Bytes the tenant's telemetry and events take.
+    /// Bytes the tenant's telemetry and events take, sealed or not.
     fn disk_bytes(&self, tenant: &TenantId) -> u64;
+
+    /// True while the store is behind (its recent log near its bound, or
+    /// its queue long): a publisher that cannot be slowed down, such as an
+    /// HTTP request, should be asked to retry later rather than queued.
+    fn busy(&self) -> bool {
+        false
+    }
 
     /// Seals every recent point into compressed chunks now (shutdown,
     /// benchmarks); normally sealing runs in the background.

@@ -189,6 +189,34 @@ fn invalid_payloads() -> Vec<Case> {
             &format!("`ts` {future} is too far in the future"),
         ),
         case(
+            "a ts in seconds",
+            br#"{"ts": 1796194341, "values": {"fine": 1}}"#,
+            "timestamp_not_millis",
+            "`ts` 1796194341 cannot be milliseconds since the Unix epoch of this era (from 946684800000, 2000-01-01, to shortly after the receive time); it looks like seconds: send milliseconds",
+        ),
+        case(
+            "a ts in microseconds",
+            format!(r#"{{"ts": {}, "values": {{"fine": 1}}}}"#, now_ms() * 1_000).as_bytes(),
+            "timestamp_not_millis",
+            "it looks like microseconds",
+        ),
+        case(
+            "a ts in nanoseconds",
+            format!(
+                r#"{{"ts": {}, "values": {{"fine": 1}}}}"#,
+                now_ms() * 1_000_000
+            )
+            .as_bytes(),
+            "timestamp_not_millis",
+            "it looks like nanoseconds",
+        ),
+        case(
+            "a ts in 1970",
+            br#"{"ts": 5000, "values": {"fine": 1}}"#,
+            "timestamp_not_millis",
+            "`ts` 5000 cannot be milliseconds since the Unix epoch of this era",
+        ),
+        case(
             "ts twice",
             br#"{"ts": 1, "ts": 2, "values": {"fine": 1}}"#,
             "duplicate_key",
@@ -237,9 +265,10 @@ async fn mqtt_refusals(version: ProtocolVersion) {
     let w = World::start().await;
     let cases = invalid_payloads();
     let before = refused_counts(&w, &cases).await;
-    // A bystander watching the device's topics.
+    // A bystander watching the device's telemetry (refusal notices go to
+    // `devices/pump/rejected`, see `telemetry_notices`).
     let mut obs = w.observer().await;
-    obs.subscribe(1, &[("devices/pump/#", QoS::AtMostOnce)])
+    obs.subscribe(1, &[("devices/pump/telemetry", QoS::AtMostOnce)])
         .await;
     let mut dev = Raw::login(&w.s.mqtt, version, "pump", &w.pump, None).await;
     let t0 = now_ms() - 60_000;
@@ -389,7 +418,8 @@ async fn payloads_at_the_limits_are_accepted() {
         format!(r#"{{"long": "{long_string}"}}"#),
         // Four minutes ahead is within the default five.
         format!(r#"{{"ts": {ahead}, "values": {{"ahead": 1}}}}"#),
-        r#"{"ts": 0, "values": {"epoch": 1}}"#.to_owned(),
+        // The first millisecond of 2000, the earliest accepted.
+        r#"{"ts": 946684800000, "values": {"y2k": 1}}"#.to_owned(),
     ]
     .iter()
     .enumerate()
@@ -412,7 +442,7 @@ async fn payloads_at_the_limits_are_accepted() {
     assert_eq!(
         keys.len(),
         1_000 + 5,
-        "k0..k999, 1.2…8.x, the long key, long, ahead, epoch"
+        "k0..k999, 1.2…8.x, the long key, long, ahead, y2k"
     );
     assert!(keys.contains(&json!("1.2.3.4.5.6.7.8.x")));
     let k7 = all_points(&w.admin, "pump", "k7").await;
@@ -429,7 +459,10 @@ async fn payloads_at_the_limits_are_accepted() {
         all_points(&w.admin, "pump", "ahead").await,
         [(ahead, json!(1))]
     );
-    assert_eq!(all_points(&w.admin, "pump", "epoch").await, [(0, json!(1))]);
+    assert_eq!(
+        all_points(&w.admin, "pump", "y2k").await,
+        [(946_684_800_000, json!(1))]
+    );
     w.s.stop().await;
 }
 

@@ -18,6 +18,18 @@ type DeviceKeys = HashMap<Arc<str>, Vec<SeriesId>>;
 /// A series' points as kept in memory and handed to readers.
 pub type Points = Vec<(i64, TelemetryValue)>;
 
+/// What an unsealed point counts towards its tenant's disk use until its
+/// chunk replaces it: about its log record (timestamp and number, or the
+/// string's bytes), so that a tenant sending long strings is not counted a
+/// fraction of what its recent log takes.
+pub fn point_cost(v: &TelemetryValue) -> usize {
+    const POINT: usize = 16;
+    match v {
+        TelemetryValue::Text(s) => POINT + s.len(),
+        _ => POINT,
+    }
+}
+
 /// The kind a value is stored as.
 pub fn kind_of(v: &TelemetryValue) -> Kind {
     match v {
@@ -44,6 +56,12 @@ pub struct Series {
     pub head_max_seq: u64,
     /// Retention horizon: points before it are gone and not taken again.
     pub deleted_before: i64,
+    /// What the head's points count towards the tenant's disk use (see
+    /// [`point_cost`]).
+    pub head_bytes: usize,
+    /// The latest timestamp given to a server-stamped point: the next one
+    /// goes at least a millisecond later, so two never overwrite each other.
+    pub last_stamped: i64,
 }
 
 impl Series {
@@ -58,6 +76,8 @@ impl Series {
             head_min_seq: 0,
             head_max_seq: 0,
             deleted_before: i64::MIN,
+            last_stamped: i64::MIN,
+            head_bytes: 0,
         }
     }
 
@@ -68,8 +88,33 @@ impl Series {
             self.head_min_seq = seq;
         }
         self.head_max_seq = seq;
+        self.head_bytes += point_cost(&value);
         let pushed = self.head.push(ts, value);
         debug_assert!(pushed, "a series only receives values of its kind");
+    }
+
+    /// Drops the head's points before `cutoff`; returns how many and what
+    /// they counted.
+    pub fn drop_before(&mut self, cutoff: i64) -> (usize, usize) {
+        let before = self.head_bytes;
+        let removed = self.head.drop_before(cutoff);
+        if removed > 0 {
+            self.head_bytes = self
+                .head
+                .points(|_| true)
+                .iter()
+                .map(|p| point_cost(&p.1))
+                .sum();
+        }
+        (removed, before - self.head_bytes)
+    }
+
+    /// Empties the head (its points are sealed or purged); returns what it
+    /// counted.
+    pub fn clear_head(&mut self) -> usize {
+        self.head.clear();
+        self.head_since = None;
+        std::mem::take(&mut self.head_bytes)
     }
 
     /// Head points in `[from, to)`.

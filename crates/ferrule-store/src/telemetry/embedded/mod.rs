@@ -14,6 +14,7 @@
 
 mod catalog;
 mod chunks;
+mod lanes;
 mod logbody;
 mod purge;
 mod read;
@@ -23,7 +24,7 @@ mod writer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,11 @@ pub struct TelemetryOptions {
     /// Pause between two steps of removing a deleted device's or tenant's
     /// rows in the background (each step deletes a bounded number).
     pub purge_interval: Duration,
+    /// Bytes the recent log may hold. Before a commit would pass it, the
+    /// series holding its oldest rows are sealed early so the rows can go;
+    /// from three quarters of it on, publishers are slowed (MQTT) or asked
+    /// to retry (HTTP), since sealing is falling behind.
+    pub max_log_bytes: u64,
 }
 
 impl Default for TelemetryOptions {
@@ -77,6 +83,7 @@ impl Default for TelemetryOptions {
             max_queued_points: 500_000,
             chunk_points: 8192,
             purge_interval: Duration::from_millis(10),
+            max_log_bytes: 128 << 20,
         }
     }
 }
@@ -88,6 +95,8 @@ pub(crate) struct Inner {
     catalog: RwLock<Catalog>,
     queue: Mutex<Queue>,
     queued_points: AtomicUsize,
+    /// Bytes of the recent log's rows (kept by the writer).
+    log_bytes: AtomicU64,
     drained: Arc<Notify>,
     durability: Durability,
     readers: Mutex<Vec<Connection>>,
@@ -139,7 +148,7 @@ impl Inner {
         self.settings
             .read()
             .get(tenant)
-            .and_then(|s| s.disk_budget_bytes)
+            .and_then(RetentionSettings::effective_budget)
     }
 
     /// Gauges for the tenant's disk use and budget; warns once use passes
@@ -180,6 +189,11 @@ impl Inner {
         if after < self.options.max_queued_points / 2 {
             self.drained.notify_waiters();
         }
+    }
+
+    /// Whether the recent log is near its bound: sealing is behind.
+    fn log_is_full(&self) -> bool {
+        self.log_bytes.load(Ordering::Acquire) >= self.options.max_log_bytes / 4 * 3
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -225,6 +239,8 @@ impl EmbeddedTelemetry {
         let usage = load_usage(&conn, &catalog, &horizons)?;
         let settings = load_settings(&conn)?;
         let next_event_id = next_event_id(&conn)?;
+        let log_rows = log_rows(&conn)?;
+        let log_bytes: u64 = log_rows.values().sum();
         let (tx, rx) = mpsc::channel();
         let inner = Arc::new(Inner {
             path,
@@ -235,6 +251,7 @@ impl EmbeddedTelemetry {
                 tx: Some(tx),
             }),
             queued_points: AtomicUsize::new(0),
+            log_bytes: AtomicU64::new(log_bytes),
             drained: Arc::new(Notify::new()),
             durability,
             readers: Mutex::new(Vec::new()),
@@ -257,6 +274,7 @@ impl EmbeddedTelemetry {
             next_event_id,
             pending,
             next_reclaim: Instant::now(),
+            log_rows,
         };
         let handle = std::thread::Builder::new()
             .name("telemetry-writer".into())
@@ -408,6 +426,19 @@ fn load(conn: &Connection, purged: &purge::Pending) -> Result<(Catalog, u64)> {
     Ok((catalog, last_seq))
 }
 
+/// The size of every recent-log row, by batch number.
+fn log_rows(conn: &Connection) -> Result<std::collections::BTreeMap<u64, u64>> {
+    let mut q = conn
+        .prepare("SELECT seq, length(body) FROM log")
+        .map_err(storage)?;
+    let rows = q
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .map_err(storage)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(storage)
+}
+
 /// The next event id: above every event, and above every purge horizon, so
 /// that a new event is never mistaken for a purged one.
 fn next_event_id(conn: &Connection) -> Result<i64> {
@@ -427,8 +458,7 @@ fn load_usage(
 ) -> Result<HashMap<TenantId, i64>> {
     let mut usage: HashMap<TenantId, i64> = HashMap::new();
     for s in catalog.series.values() {
-        *usage.entry(s.tenant.clone()).or_default() +=
-            (s.head.len() * writer::HEAD_POINT_BYTES) as i64;
+        *usage.entry(s.tenant.clone()).or_default() += s.head_bytes as i64;
     }
     let mut q = conn
         .prepare("SELECT series, coalesce(sum(length(data)), 0) FROM chunks GROUP BY series")
@@ -519,6 +549,18 @@ fn load_settings(conn: &Connection) -> Result<HashMap<TenantId, RetentionSetting
             settings.entry(t).or_default().disk_budget_bytes = Some(bytes as u64);
         }
     }
+    let mut q = conn
+        .prepare("SELECT tenant, bytes FROM budget_ceilings")
+        .map_err(storage)?;
+    let rows = q
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(storage)?;
+    for row in rows {
+        let (tenant, bytes) = row.map_err(storage)?;
+        if let Ok(t) = TenantId::new(&tenant) {
+            settings.entry(t).or_default().disk_budget_ceiling_bytes = Some(bytes as u64);
+        }
+    }
     Ok(settings)
 }
 
@@ -559,8 +601,8 @@ impl TelemetryStore for EmbeddedTelemetry {
             };
             q.submitted += 1;
             let ticket = q.submitted;
-            // Numbered and queued under one lock: the writer commits in
-            // queue order, so a committed number covers all smaller ones.
+            // Numbered and queued under one lock: the writer sees appends in
+            // number order (and commits each tenant's in that order).
             tx.send(Request::Append {
                 ticket,
                 tenant: tenant.clone(),
@@ -571,9 +613,15 @@ impl TelemetryStore for EmbeddedTelemetry {
             .map_err(|_| TelemetryError::Closed)?;
             ticket
         };
+        let log_full = inner.log_is_full();
+        if log_full {
+            metrics::counter!("ferrule_telemetry_backpressure_total", "reason" => "log_full")
+                .increment(1);
+        }
         Ok(Appended {
             ticket: if inner.options.sync { ticket } else { 0 },
-            backpressure: (queued > inner.options.max_queued_points).then(|| inner.drained.clone()),
+            backpressure: (queued > inner.options.max_queued_points || log_full)
+                .then(|| inner.drained.clone()),
         })
     }
 
@@ -712,6 +760,12 @@ impl TelemetryStore for EmbeddedTelemetry {
 
     fn disk_bytes(&self, tenant: &TenantId) -> u64 {
         self.inner.bytes(tenant)
+    }
+
+    fn busy(&self) -> bool {
+        let inner = &self.inner;
+        inner.log_is_full()
+            || inner.queued_points.load(Ordering::Acquire) > inner.options.max_queued_points
     }
 
     async fn seal_all(&self) -> Result<()> {

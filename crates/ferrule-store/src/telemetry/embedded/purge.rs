@@ -26,7 +26,7 @@ use rusqlite::{Connection, params};
 
 use super::catalog::SeriesId;
 use super::chunks::storage;
-use super::writer::{EVENT_OVERHEAD, HEAD_POINT_BYTES, Writer};
+use super::writer::{EVENT_OVERHEAD, Writer};
 use super::{kind_code, kind_from_code};
 use crate::telemetry::observe;
 use crate::telemetry::{PurgeScope, Result, TelemetryError};
@@ -267,6 +267,11 @@ impl Writer {
         if device.is_none() {
             tx.execute("DELETE FROM retention WHERE tenant = ?1", [tenant.as_str()])
                 .map_err(storage)?;
+            tx.execute(
+                "DELETE FROM budget_ceilings WHERE tenant = ?1",
+                [tenant.as_str()],
+            )
+            .map_err(storage)?;
             tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])
                 .map_err(storage)?;
         }
@@ -276,7 +281,7 @@ impl Writer {
             let mut catalog = self.inner.catalog.write();
             for (id, kind) in &series {
                 if let Some(s) = catalog.remove(*id) {
-                    freed += (s.head.len() * HEAD_POINT_BYTES) as i64;
+                    freed += s.head_bytes as i64;
                 }
                 self.pending.series.insert(
                     *id,

@@ -17,11 +17,15 @@
 //!   they are trimmed; `last_seq` is the last batch that can hold them.
 //!   Events of a scope (a tenant, device `''`, or one device) with an id up
 //!   to `last_id` are purged.
+//! - `budget_ceilings` (version 3): disk budgets a server admin set, which
+//!   the tenant's owner cannot lift; `budgets` holds the owner's own (lower)
+//!   ones. Budgets from before version 3 could have been set by an admin, so
+//!   they become ceilings.
 
 use rusqlite::Connection;
 
 /// Schema version kept in `user_version`.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE series (
@@ -77,6 +81,17 @@ CREATE TABLE purged_events (
 );
 ";
 
+/// Version 2 → 3: admins' disk budgets are ceilings.
+const CEILINGS: &str = "
+CREATE TABLE budget_ceilings (tenant TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+";
+
+/// What an older database had as budgets becomes ceilings.
+const CEILINGS_FROM_BUDGETS: &str = "
+INSERT INTO budget_ceilings (tenant, bytes) SELECT tenant, bytes FROM budgets;
+DELETE FROM budgets;
+";
+
 /// Pragmas for every connection; `sync` chooses whether a commit waits for
 /// the disk (`durability = "sync"`).
 pub fn configure(conn: &Connection, sync: bool) -> rusqlite::Result<()> {
@@ -107,9 +122,11 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
         // can only be chosen before the first table exists.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
             .map_err(|e| e.to_string())?;
-        format!("{SCHEMA}{PURGES}")
+        format!("{SCHEMA}{PURGES}{CEILINGS}")
+    } else if version == 1 {
+        format!("{PURGES}{CEILINGS}{CEILINGS_FROM_BUDGETS}")
     } else {
-        PURGES.to_owned()
+        format!("{CEILINGS}{CEILINGS_FROM_BUDGETS}")
     };
     conn.execute_batch(&format!(
         "BEGIN; {steps} PRAGMA user_version = {VERSION}; COMMIT;"
@@ -140,6 +157,28 @@ mod tests {
         conn.execute("INSERT INTO purged_series VALUES (1, 1, 1)", [])
             .unwrap();
         migrate(&conn).unwrap();
+    }
+
+    #[test]
+    fn a_version_2_budget_becomes_a_ceiling() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("{SCHEMA}{PURGES} PRAGMA user_version = 2;"))
+            .unwrap();
+        conn.execute("INSERT INTO budgets VALUES ('t', 1000)", [])
+            .unwrap();
+        migrate(&conn).unwrap();
+        let ceiling: i64 = conn
+            .query_row(
+                "SELECT bytes FROM budget_ceilings WHERE tenant = 't'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(ceiling, 1000);
+        let own: i64 = conn
+            .query_row("SELECT count(*) FROM budgets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(own, 0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The telemetry writer: one thread that owns the write connection.
 //!
-//! It takes appends in batches (all that queued while the previous commit
-//! was on disk: group commit), writes each batch as one log row plus its
+//! It takes appends in batches (from what queued while the previous commit
+//! was on disk: group commit, each tenant's appends in turn, see `lanes`), writes each batch as one log row plus its
 //! events in one transaction, then moves the points into their series'
 //! heads and reports the batch's ticket committed. Between batches it seals
 //! heads that are full, old, or over the memory budget into chunks, and
@@ -9,8 +9,9 @@
 //! changes and purges (see `purge`) run here too, so nothing else ever
 //! writes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,9 @@ use ferrule_core::{DeviceId, TenantId};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::catalog::{Series, SeriesId, kind_of};
+use super::catalog::{Series, SeriesId, kind_of, point_cost};
 use super::chunks::{self, storage};
+use super::lanes::Lanes;
 use super::{Inner, logbody, purge};
 use crate::telemetry::{Deleted, NewEvent, PurgeScope, Result, RetentionSettings};
 
@@ -73,50 +75,72 @@ pub struct Writer {
     /// Purged rows still to delete, and when the next step may run.
     pub pending: purge::Pending,
     pub next_reclaim: Instant,
+    /// Bytes of each recent-log row, by batch number: what forced sealing
+    /// must free to keep the log within `max_log_bytes`.
+    pub log_rows: BTreeMap<u64, u64>,
 }
 
 impl Writer {
     pub fn run(mut self) {
+        let mut lanes = Lanes::default();
         loop {
-            let wait = self.reclaim_due().map_or(TICK, |at| {
-                at.saturating_duration_since(Instant::now()).min(TICK)
-            });
-            let first = match self.rx.recv_timeout(wait) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.seal_due(false);
-                    self.reclaim_if_due();
-                    continue;
+            let mut next = if lanes.is_empty() {
+                let wait = self.reclaim_due().map_or(TICK, |at| {
+                    at.saturating_duration_since(Instant::now()).min(TICK)
+                });
+                match self.rx.recv_timeout(wait) {
+                    Ok(r) => Some(r),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.seal_due(false);
+                        self.reclaim_if_due();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
+            } else {
+                self.rx.try_recv().ok()
             };
-            let mut appends = Vec::new();
-            let mut points = 0;
-            let mut next = Some(first);
+            // Everything queued goes into its tenant's lane (the queue is
+            // bounded by `append`), up to a request that is not an append.
+            let mut barrier = None;
             while let Some(request) = next.take() {
-                match request {
-                    Request::Append { .. } => {
-                        if let Request::Append { readings, .. } = &request {
-                            points += readings.len();
-                        }
-                        appends.push(request);
-                        if points < MAX_BATCH_POINTS {
-                            next = self.rx.try_recv().ok();
-                        }
-                    }
-                    other => {
-                        self.commit(std::mem::take(&mut appends));
-                        if self.control(other) {
-                            return;
-                        }
-                        next = self.rx.try_recv().ok();
-                    }
+                if matches!(request, Request::Append { .. }) {
+                    lanes.push(request);
+                    next = self.rx.try_recv().ok();
+                } else {
+                    barrier = Some(request);
                 }
             }
-            self.commit(appends);
+            if let Some(control) = barrier {
+                // What was queued before it is committed first, all of it.
+                while !lanes.is_empty() {
+                    self.commit_from(&mut lanes);
+                }
+                if self.control(control) {
+                    return;
+                }
+                continue;
+            }
+            self.commit_from(&mut lanes);
             self.seal_due(false);
             self.reclaim_if_due();
         }
+    }
+
+    /// Commits one batch taken from the lanes, each tenant's in turn.
+    fn commit_from(&mut self, lanes: &mut Lanes) {
+        let (mut points, mut bytes) = (0, 0);
+        // A batch stays well within the log's bound, so that sealing
+        // before it can always make room.
+        let max_bytes = self.inner.options.max_log_bytes / 2;
+        let batch = lanes.batch(|request| {
+            if let Request::Append { readings, .. } = request {
+                points += readings.len();
+                bytes += readings.iter().map(log_estimate).sum::<u64>();
+            }
+            points >= MAX_BATCH_POINTS || bytes >= max_bytes
+        });
+        self.commit(batch, lanes.mark());
     }
 
     /// Handles a non-append request; true when the writer must stop.
@@ -156,11 +180,14 @@ impl Writer {
     /// Commits a batch of appends, retrying until the disk takes it: the
     /// publishers wait for their acknowledgement meanwhile (nothing is
     /// acknowledged that is not on disk).
-    fn commit(&mut self, appends: Vec<Request>) {
+    fn commit(&mut self, appends: Vec<Request>, mark: u64) {
         if appends.is_empty() {
             return;
         }
-        let mut seq = 0;
+        // Log batches are numbered in commit order; tickets, in queue order,
+        // may be committed out of order (see `lanes`).
+        let seq = self.committed_seq + 1;
+        let mut tickets = Vec::with_capacity(appends.len());
         let mut body = Vec::new();
         let mut applied: Vec<(SeriesId, i64, TelemetryValue)> = Vec::new();
         let mut events = Vec::new();
@@ -169,6 +196,9 @@ impl Writer {
         // Disk use per tenant, published once per batch rather than once per
         // append (each gauge update formats labels and looks up metrics).
         let mut usage: HashMap<TenantId, i64> = HashMap::new();
+        // Per series, the last millisecond given to a server-stamped point
+        // in this batch (see `Reading::server_stamped`).
+        let mut stamped: HashMap<SeriesId, i64> = HashMap::new();
         for request in appends {
             let Request::Append {
                 ticket,
@@ -180,7 +210,7 @@ impl Writer {
             else {
                 continue;
             };
-            seq = seq.max(ticket);
+            tickets.push(ticket);
             // As counted by `append`: an append of events only counts one.
             queued += readings.len().max(1);
             let before = applied.len();
@@ -190,14 +220,26 @@ impl Writer {
                 else {
                     continue;
                 };
-                if r.ts < deleted_before {
+                let mut ts = r.ts;
+                if r.server_stamped {
+                    let last = *stamped.entry(id).or_insert_with(|| {
+                        let catalog = self.inner.catalog.read();
+                        catalog.series.get(&id).map_or(i64::MIN, |s| s.last_stamped)
+                    });
+                    ts = ts.max(last.saturating_add(1));
+                    stamped.insert(id, ts);
+                }
+                if ts < deleted_before {
                     expired += 1;
                     continue;
                 }
-                logbody::put_point(&mut body, id, r.ts, &r.value);
-                applied.push((id, r.ts, r.value));
+                logbody::put_point(&mut body, id, ts, &r.value);
+                applied.push((id, ts, r.value));
             }
-            let mut bytes = ((applied.len() - before) * HEAD_POINT_BYTES) as i64;
+            let mut bytes: i64 = applied[before..]
+                .iter()
+                .map(|p| point_cost(&p.2) as i64)
+                .sum();
             for e in evs {
                 bytes += event_bytes(&e);
                 events.push((self.next_event_id, tenant.clone(), device.clone(), e));
@@ -208,13 +250,18 @@ impl Writer {
         if expired > 0 {
             metrics::counter!("ferrule_telemetry_points_expired_total").increment(expired);
         }
+        self.make_room(body.len() as u64);
         let mut wait = Duration::from_millis(50);
         while let Err(e) = self.write_batch(seq, &body, &events) {
             tracing::error!(error = %e, "writing telemetry failed; retrying");
             std::thread::sleep(wait);
             wait = (wait * 2).min(Duration::from_secs(5));
         }
-        self.committed_seq = self.committed_seq.max(seq);
+        self.committed_seq = seq;
+        if !body.is_empty() {
+            self.log_rows.insert(seq, body.len() as u64);
+            self.log_changed();
+        }
         let stored = applied.len() as u64;
         {
             let mut catalog = self.inner.catalog.write();
@@ -224,13 +271,20 @@ impl Writer {
                     s.push(seq, ts, value);
                 }
             }
+            for (id, ts) in stamped {
+                if let Some(s) = catalog.series.get_mut(&id) {
+                    s.last_stamped = s.last_stamped.max(ts);
+                }
+            }
         }
         for (tenant, bytes) in &usage {
             self.inner.add_usage(tenant, *bytes);
         }
         metrics::counter!("ferrule_telemetry_points_stored_total").increment(stored);
         metrics::counter!("ferrule_telemetry_events_stored_total").increment(events.len() as u64);
-        self.inner.durability.committed(Ledger::Telemetry, seq);
+        self.inner
+            .durability
+            .committed_out_of_order(Ledger::Telemetry, &tickets, mark);
         self.inner.dequeued(queued);
     }
 
@@ -491,18 +545,17 @@ impl Writer {
                 .map_err(storage)?;
         }
         tx.commit().map_err(storage)?;
-        {
+        let head_bytes = {
             let mut catalog = self.inner.catalog.write();
-            let mut removed = 0;
+            let (mut removed, mut bytes) = (0, 0);
             if let Some(s) = catalog.series.get_mut(&id) {
                 // Only this thread adds points, so the head is what we read.
                 removed = s.head.len();
-                s.head.clear();
-                s.head_since = None;
+                bytes = s.clear_head();
             }
             catalog.head_points -= removed;
-        }
-        let head_bytes = (head.len() * HEAD_POINT_BYTES) as i64;
+            bytes as i64
+        };
         self.inner
             .add_usage(&tenant, new_bytes as i64 - old_bytes as i64 - head_bytes);
         metrics::counter!("ferrule_telemetry_chunks_sealed_total").increment(sealed.len() as u64);
@@ -525,7 +578,64 @@ impl Writer {
             None => "DELETE FROM log".to_owned(),
         };
         self.conn.execute(&sql, []).map_err(storage)?;
+        self.log_rows = match low {
+            Some(low) => self.log_rows.split_off(&low),
+            None => BTreeMap::new(),
+        };
+        self.log_changed();
         Ok(())
+    }
+
+    /// Publishes the log's size; once it is below the point where
+    /// publishers are slowed, lets them go on.
+    fn log_changed(&self) {
+        let bytes: u64 = self.log_rows.values().sum();
+        self.inner.log_bytes.store(bytes, Ordering::Release);
+        metrics::gauge!("ferrule_telemetry_log_bytes").set(bytes as f64);
+        if !self.inner.log_is_full() {
+            self.inner.drained.notify_waiters();
+        }
+    }
+
+    /// Before a batch of `incoming` bytes is written: if the log would pass
+    /// `max_log_bytes`, seals the series whose points hold its oldest rows,
+    /// early, until it is down to half, and trims it. The log thus never
+    /// holds more than its bound, however fast devices send.
+    fn make_room(&mut self, incoming: u64) {
+        let max = self.inner.options.max_log_bytes;
+        let mut held: u64 = self.log_rows.values().sum();
+        if held + incoming <= max {
+            return;
+        }
+        let target = max / 2;
+        // Rows below `cutoff` must go.
+        let mut cutoff = 0;
+        for (&seq, &bytes) in &self.log_rows {
+            if held + incoming <= target {
+                break;
+            }
+            held -= bytes;
+            cutoff = seq + 1;
+        }
+        let due: Vec<SeriesId> = self
+            .inner
+            .catalog
+            .read()
+            .series
+            .iter()
+            .filter(|(_, s)| !s.head.is_empty() && s.head_min_seq < cutoff)
+            .map(|(id, _)| *id)
+            .collect();
+        metrics::counter!("ferrule_telemetry_forced_seals_total").increment(due.len() as u64);
+        for id in due {
+            if let Err(e) = self.seal(id) {
+                tracing::error!(error = %e, "sealing telemetry early failed; will retry");
+                break;
+            }
+        }
+        if let Err(e) = self.truncate_log() {
+            tracing::warn!(error = %e, "trimming the telemetry log failed");
+        }
     }
 
     /// Deletes a device's points and events before `cutoff`, rewriting the
@@ -606,7 +716,9 @@ impl Writer {
             for id in &ids {
                 if let Some(s) = catalog.series.get_mut(id) {
                     s.deleted_before = s.deleted_before.max(cutoff);
-                    removed += s.head.drop_before(cutoff);
+                    let (n, bytes) = s.drop_before(cutoff);
+                    removed += n;
+                    freed += bytes as i64;
                     if s.head.is_empty() {
                         s.head_since = None;
                     }
@@ -614,7 +726,6 @@ impl Writer {
             }
             catalog.head_points -= removed;
             deleted.points += removed as u64;
-            freed += (removed * HEAD_POINT_BYTES) as i64;
         }
         self.inner.add_usage(tenant, -freed);
         Ok(deleted)
@@ -626,6 +737,18 @@ impl Writer {
             .map_err(storage)?;
         tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])
             .map_err(storage)?;
+        tx.execute(
+            "DELETE FROM budget_ceilings WHERE tenant = ?1",
+            [tenant.as_str()],
+        )
+        .map_err(storage)?;
+        if let Some(bytes) = settings.disk_budget_ceiling_bytes {
+            tx.execute(
+                "INSERT INTO budget_ceilings (tenant, bytes) VALUES (?1, ?2)",
+                params![tenant.as_str(), bytes as i64],
+            )
+            .map_err(storage)?;
+        }
         if let Some(days) = settings.default_days {
             tx.execute(
                 "INSERT INTO retention (tenant, profile, days) VALUES (?1, '', ?2)",
@@ -654,12 +777,17 @@ impl Writer {
     }
 }
 
-/// What an unsealed point counts towards a tenant's disk use (its log
-/// record, roughly) until its chunk replaces it.
-pub const HEAD_POINT_BYTES: usize = 16;
-
 /// Bookkeeping bytes counted per event beyond its payload and type.
 pub const EVENT_OVERHEAD: i64 = 48;
+
+/// About what a reading takes in a log row (series and timestamp varints,
+/// then the value), for sizing batches.
+fn log_estimate(r: &Reading) -> u64 {
+    match &r.value {
+        TelemetryValue::Text(s) => 16 + s.len() as u64,
+        _ => 20,
+    }
+}
 
 pub fn event_bytes(e: &NewEvent) -> i64 {
     (e.payload.len() + e.event_type.len()) as i64 + EVENT_OVERHEAD

@@ -163,6 +163,7 @@ pub(super) async fn measure(
             let readings = piece
                 .iter()
                 .map(|(ts, v)| Reading {
+                    server_stamped: false,
                     ts: *ts,
                     key: "temp".into(),
                     value: TelemetryValue::Number(*v),
