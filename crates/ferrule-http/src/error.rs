@@ -42,6 +42,11 @@ pub enum ApiError {
     Unavailable(String),
     /// The tenant's storage budget is used up.
     InsufficientStorage(String),
+    /// Over a rate limit: retry after this many seconds (`Retry-After`).
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// A bug or backend failure; the detail goes to the log only.
     Internal(String),
 }
@@ -105,6 +110,12 @@ impl ApiError {
                 d.clone(),
                 None,
             ),
+            ApiError::TooManyRequests { detail, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                detail.clone(),
+                None,
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -136,6 +147,13 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         resp
     }

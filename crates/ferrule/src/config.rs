@@ -20,7 +20,16 @@ use ferrule_mqtt::broker::BrokerConfig;
 use crate::startup::StartupError;
 
 /// Sections of the config file; `FERRULE_<SECTION>_<KEY>` maps to `section.key`.
-const SECTIONS: &[&str] = &["http", "mqtt", "mqtts", "tls", "admin", "log", "telemetry"];
+const SECTIONS: &[&str] = &[
+    "http",
+    "mqtt",
+    "mqtts",
+    "tls",
+    "admin",
+    "log",
+    "telemetry",
+    "limits",
+];
 
 /// Environment variables that share the prefix but are not config keys.
 const NOT_CONFIG_ENV: &[&str] = &["log"];
@@ -60,6 +69,35 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[limits]`: messages and bytes per second, per MQTT client and per
+/// tenant (MQTT and HTTP ingest together); 0 turns a limit off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_messages_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_bytes_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_messages_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_bytes_per_sec: Option<u32>,
+}
+
+impl RawLimits {
+    fn rate_limits(&self) -> ferrule_mqtt::broker::rate::RateLimits {
+        let d = ferrule_mqtt::broker::rate::RateLimits::default();
+        ferrule_mqtt::broker::rate::RateLimits {
+            client_messages: self.client_messages_per_sec.unwrap_or(d.client_messages),
+            client_bytes: self.client_bytes_per_sec.unwrap_or(d.client_bytes),
+            tenant_messages: self.tenant_messages_per_sec.unwrap_or(d.tenant_messages),
+            tenant_bytes: self.tenant_bytes_per_sec.unwrap_or(d.tenant_bytes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -556,7 +594,10 @@ impl TryFrom<RawConfig> for Config {
                 raw.mqtt.listen.clone(),
                 "0.0.0.0:1883",
             )?,
-            broker: broker_config(&raw.mqtt)?,
+            broker: BrokerConfig {
+                rate_limits: raw.limits.rate_limits(),
+                ..broker_config(&raw.mqtt)?
+            },
             telemetry: telemetry_config(&raw.telemetry)?,
             mqtts_listen,
             tls_cert,

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
+use super::rate::ClientRate;
 use super::session::{Inflight, Outgoing, Session};
 use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer, observe};
 use crate::codec::{
@@ -413,6 +414,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         .map_or(u16::MAX, NonZeroU16::get);
     tracing::debug!(%peer, tenant = %tenant, client_id = %client_id, present, "MQTT client connected");
     Some(Connection {
+        rate: broker.rates.client(&tenant),
         bus: broker.router.tenant(&tenant),
         broker: broker.clone(),
         _slot: slot,
@@ -493,6 +495,8 @@ struct Connection {
     committed: tokio::sync::watch::Receiver<Ticket>,
     /// Acknowledgements waiting for their ticket, in PUBLISH order.
     deferred_acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// This client's and its tenant's rate limits.
+    rate: ClientRate,
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -573,6 +577,18 @@ impl Connection {
                             _ = tokio::time::sleep(BACKPRESSURE_PAUSE) => {}
                         }
                     }
+                    // Over its rate limit, the client is not read until its
+                    // tokens are there (its acknowledgements go out first).
+                    if self.rate.pending() {
+                        self.drain(&mut io.wbuf);
+                        if !io.wbuf.is_empty() && io.flush().await.is_err() {
+                            return End::Lost;
+                        }
+                        tokio::select! {
+                            _ = self.rate.settle() => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                    }
                 }
                 _ = session.wake.notified() => {}
                 Ok(()) = committed.changed(), if !self.deferred_acks.is_empty() => {
@@ -612,6 +628,7 @@ impl Connection {
     /// Decodes and handles every complete packet in the read buffer.
     fn handle_input<S>(&mut self, io: &mut Io<S>) -> Result<Option<End>, Violation> {
         let mut publishes = 0u64;
+        let unread = io.rbuf.len();
         let result = loop {
             let packet = match codec::decode(
                 &mut io.rbuf,
@@ -673,6 +690,7 @@ impl Connection {
         if publishes > 0 {
             observe::messages_in(publishes);
         }
+        self.rate.charge(publishes, unread - io.rbuf.len());
         result
     }
 

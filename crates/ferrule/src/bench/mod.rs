@@ -2,6 +2,7 @@
 //! where one exists, a baseline on the same machine in the same run, and prints
 //! a Markdown table ready for docs/BENCHMARKS.md.
 
+mod isolation;
 mod loadgen;
 mod mqtt;
 mod process;
@@ -29,6 +30,9 @@ pub enum Scenario {
     /// store's disk and query times; SQLite with a row per point (ingest,
     /// disk, queries) as baseline, in the same run.
     Telemetry(telemetry::TelemetryArgs),
+    /// One tenant floods QoS 0 telemetry while another publishes QoS 1 at a
+    /// steady rate: the quiet tenant's latencies, rate limits off and on.
+    Isolation(isolation::IsolationArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -41,6 +45,10 @@ pub fn main(args: BenchArgs) -> ExitCode {
         Scenario::Mqtt(a) => mqtt::main(a),
         // Pins (with --cpu-pin) before building its own runtime, too.
         Scenario::Telemetry(a) => telemetry::main(a),
+        Scenario::Isolation(a) => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(isolation::run(a))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
