@@ -641,6 +641,24 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_default_on_and_zero_turns_one_off() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(
+            c.broker.rate_limits,
+            ferrule_mqtt::broker::rate::RateLimits::default()
+        );
+        let mut raw = RawConfig::default();
+        raw.limits.client_messages_per_sec = Some(0);
+        raw.limits.tenant_bytes_per_sec = Some(1000);
+        let l = Config::try_from(raw).unwrap().broker.rate_limits;
+        assert_eq!((l.client_messages, l.tenant_bytes), (0, 1000));
+        assert_eq!(
+            env_key("LIMITS_CLIENT_MESSAGES_PER_SEC").as_deref(),
+            Some("limits.client_messages_per_sec")
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_setting() {
         let raw = RawConfig {
             storage: Some("mysql://x".into()),

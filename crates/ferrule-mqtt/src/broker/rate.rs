@@ -290,7 +290,7 @@ mod tests {
         assert!(b.take(1).is_err());
     }
 
-    #[tokio::test(start_paused = false)]
+    #[tokio::test]
     async fn settling_over_the_limit_waits_and_under_it_does_not() {
         let rates = TenantRates::new(RateLimits {
             client_messages: 100,

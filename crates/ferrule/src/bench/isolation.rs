@@ -236,7 +236,8 @@ impl Server {
             .lines()
             .filter(|l| l.starts_with(prefix) && labels.iter().all(|x| l.contains(x)))
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum())
+            // An empty sum is -0.0.
+            .fold(0.0, |a, b| a + b))
     }
 
     async fn measure(&self, args: &IsolationArgs, flood: bool) -> anyhow::Result<Row> {
