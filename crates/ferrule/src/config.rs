@@ -32,6 +32,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "telemetry",
     "auth",
+    "limits",
 ];
 
 /// Environment variables that share the prefix but are not config keys.
@@ -76,6 +77,8 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 /// `[auth]`: limits on password logins.
@@ -160,6 +163,33 @@ fn auth_config(raw: &RawAuth) -> Result<AuthConfig, StartupError> {
         hash_pool,
         throttle: (throttle.account_free > 0 || throttle.source_free > 0).then_some(throttle),
     })
+}
+
+/// `[limits]`: messages and bytes per second, per MQTT client and per
+/// tenant (MQTT and HTTP ingest together); 0 turns a limit off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_messages_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_bytes_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_messages_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_bytes_per_sec: Option<u32>,
+}
+
+impl RawLimits {
+    fn rate_limits(&self) -> ferrule_mqtt::broker::rate::RateLimits {
+        let d = ferrule_mqtt::broker::rate::RateLimits::default();
+        ferrule_mqtt::broker::rate::RateLimits {
+            client_messages: self.client_messages_per_sec.unwrap_or(d.client_messages),
+            client_bytes: self.client_bytes_per_sec.unwrap_or(d.client_bytes),
+            tenant_messages: self.tenant_messages_per_sec.unwrap_or(d.tenant_messages),
+            tenant_bytes: self.tenant_bytes_per_sec.unwrap_or(d.tenant_bytes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -792,7 +822,10 @@ impl TryFrom<RawConfig> for Config {
                 raw.mqtt.listen.clone(),
                 "0.0.0.0:1883",
             )?,
-            broker: broker_config(&raw.mqtt)?,
+            broker: BrokerConfig {
+                rate_limits: raw.limits.rate_limits(),
+                ..broker_config(&raw.mqtt)?
+            },
             telemetry: telemetry_config(&raw.telemetry)?,
             auth: auth_config(&raw.auth)?,
             http_limits,
@@ -870,6 +903,24 @@ mod tests {
         raw.auth.max_backoff = Some("1s".into());
         let e = Config::try_from(raw).unwrap_err().to_string();
         assert!(e.contains("auth.max_backoff"), "{e}");
+    }
+
+    #[test]
+    fn rate_limits_default_on_and_zero_turns_one_off() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(
+            c.broker.rate_limits,
+            ferrule_mqtt::broker::rate::RateLimits::default()
+        );
+        let mut raw = RawConfig::default();
+        raw.limits.client_messages_per_sec = Some(0);
+        raw.limits.tenant_bytes_per_sec = Some(1000);
+        let l = Config::try_from(raw).unwrap().broker.rate_limits;
+        assert_eq!((l.client_messages, l.tenant_bytes), (0, 1000));
+        assert_eq!(
+            env_key("LIMITS_CLIENT_MESSAGES_PER_SEC").as_deref(),
+            Some("limits.client_messages_per_sec")
+        );
     }
 
     #[test]

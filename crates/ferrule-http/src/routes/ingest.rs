@@ -28,6 +28,18 @@ async fn ingest(
     body: Bytes,
 ) -> ApiResult<()> {
     let t = state.telemetry()?;
+    // The tenant's rate limit, shared with its MQTT clients; HTTP cannot
+    // be slowed by not reading, so it is told when to come back.
+    if let Some(mqtt) = &state.mqtt
+        && let Err(wait) = mqtt.broker.rates.try_take(&caller.tenant, body.len())
+    {
+        return Err(ApiError::TooManyRequests {
+            detail: "the tenant is over its rate limit (limits.tenant_messages_per_sec, \
+                     limits.tenant_bytes_per_sec); retry after the time given"
+                .into(),
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        });
+    }
     let topic = format!("devices/{}/{suffix}", caller.device);
     let message = Message::new(
         caller.tenant.clone(),
@@ -68,6 +80,7 @@ async fn ingest(
         (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 404, body = Problem, description = "The device was deleted meanwhile"),
         (status = 503, body = Problem, description = "Storage is behind: retry after `Retry-After` seconds"),
+        (status = 429, body = Problem, description = "The tenant is over its rate limit; see Retry-After"),
         (status = 507, body = Problem, description = "The tenant's disk budget is used up")))]
 pub async fn telemetry(
     State(state): State<AppState>,
@@ -84,7 +97,8 @@ pub async fn telemetry(
     request_body(content = Object, description = "Any payload; JSON is returned as JSON"),
     responses((status = 204, description = "Stored durably"),
         (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem, description = "The device was deleted meanwhile")))]
+        (status = 404, body = Problem, description = "The device was deleted meanwhile"),
+        (status = 429, body = Problem, description = "The tenant is over its rate limit; see Retry-After")))]
 pub async fn event(
     State(state): State<AppState>,
     caller: DeviceCaller,
@@ -106,7 +120,8 @@ pub async fn event(
 #[utoipa::path(post, operation_id = "ingestReportedState", path = "/api/v1/ingest/state/reported", tag = "ingest",
     request_body(content = Object, description = "A JSON object of reported state"),
     responses((status = 202, description = "Published on devices/{id}/state/reported"),
-        (status = 400, body = Problem), (status = 401, body = Problem)))]
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 429, body = Problem, description = "The tenant is over its rate limit; see Retry-After")))]
 pub async fn state_reported(
     State(state): State<AppState>,
     caller: DeviceCaller,

@@ -25,6 +25,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::decisions::Decisions;
+use super::rate::ClientRate;
 use super::session::{Inflight, Outgoing, Session};
 use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer, observe};
 use crate::codec::{
@@ -477,6 +478,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             principal.clone(),
             Access::Publish,
         )),
+        rate: broker.rates.client(&tenant),
         bus: broker.router.tenant(&tenant),
         broker: broker.clone(),
         _slot: slot,
@@ -566,6 +568,8 @@ struct Connection {
     deferred_pubacks: usize,
     /// We ended the connection (DISCONNECT with a reason, or a close).
     server_closed: bool,
+    /// This client's and its tenant's rate limits.
+    rate: ClientRate,
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -651,6 +655,18 @@ impl Connection {
                             _ = tokio::time::sleep(BACKPRESSURE_PAUSE) => {}
                         }
                     }
+                    // Over its rate limit, the client is not read until its
+                    // tokens are there (its acknowledgements go out first).
+                    if self.rate.pending() {
+                        self.drain(&mut io.wbuf);
+                        if !io.wbuf.is_empty() && io.flush().await.is_err() {
+                            return End::Lost;
+                        }
+                        tokio::select! {
+                            _ = self.rate.settle() => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                    }
                 }
                 _ = session.wake.notified() => {}
                 Ok(()) = committed.changed(), if !self.deferred_acks.is_empty() => {
@@ -691,6 +707,7 @@ impl Connection {
     /// Decodes and handles every complete packet in the read buffer.
     fn handle_input<S>(&mut self, io: &mut Io<S>) -> Result<Option<End>, Violation> {
         let mut publishes = 0u64;
+        let unread = io.rbuf.len();
         let result = loop {
             let packet = match codec::decode(
                 &mut io.rbuf,
@@ -752,6 +769,7 @@ impl Connection {
         if publishes > 0 {
             observe::messages_in(publishes);
         }
+        self.rate.charge(publishes, unread - io.rbuf.len());
         result
     }
 

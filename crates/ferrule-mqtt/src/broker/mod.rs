@@ -11,6 +11,7 @@ mod decisions;
 pub mod listener;
 mod observe;
 pub mod persist;
+pub mod rate;
 mod session;
 pub mod tls;
 
@@ -61,6 +62,8 @@ pub struct BrokerConfig {
     pub max_connect_rate_per_ip: u32,
     /// How long a new connection has to send CONNECT.
     pub connect_timeout: Duration,
+    /// Messages and bytes per second, per client and per tenant.
+    pub rate_limits: rate::RateLimits,
 }
 
 impl Default for BrokerConfig {
@@ -79,6 +82,7 @@ impl Default for BrokerConfig {
             max_connections_per_tenant: 100_000,
             max_connect_rate_per_ip: 100_000,
             connect_timeout: Duration::from_secs(10),
+            rate_limits: rate::RateLimits::default(),
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct Broker {
     pub router: Arc<Router>,
     pub gate: Arc<dyn Gatekeeper>,
     pub sessions: SessionRegistry,
+    /// Each tenant's rate limits, shared with HTTP ingest.
+    pub rates: rate::TenantRates,
     connections: AtomicUsize,
     per_tenant: Mutex<HashMap<TenantId, usize>>,
     /// Where changes are reported, once persistence is on.
@@ -186,11 +192,13 @@ pub struct Purged {
 
 impl Broker {
     pub fn new(config: BrokerConfig, router: Arc<Router>, gate: Arc<dyn Gatekeeper>) -> Arc<Self> {
+        let rates = rate::TenantRates::new(config.rate_limits);
         Arc::new_cyclic(|me| Self {
             config,
             router,
             gate,
             sessions: SessionRegistry::default(),
+            rates,
             connections: AtomicUsize::new(0),
             per_tenant: Mutex::new(HashMap::new()),
             persister: OnceLock::new(),
@@ -321,7 +329,10 @@ impl Broker {
             Some(d) => self
                 .router
                 .clear_retained(tenant, &format!("devices/{d}/#")),
-            None => self.router.remove_tenant(tenant),
+            None => {
+                self.rates.remove(tenant);
+                self.router.remove_tenant(tenant)
+            }
         };
         // The sessions' ends were queued before: one ticket covers all.
         let ticket = self

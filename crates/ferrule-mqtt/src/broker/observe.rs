@@ -10,6 +10,7 @@ pub const MESSAGES_OUT: &str = "ferrule_mqtt_messages_sent_total";
 pub const DROPPED: &str = "ferrule_mqtt_messages_dropped_total";
 pub const PROTOCOL_ERRORS: &str = "ferrule_mqtt_protocol_errors_total";
 pub const DENIED: &str = "ferrule_mqtt_denied_total";
+pub const RATE_LIMITED: &str = "ferrule_rate_limited_total";
 
 /// Every metric the broker emits, for docs and tests.
 pub const METRIC_NAMES: &[&str] = &[
@@ -21,6 +22,7 @@ pub const METRIC_NAMES: &[&str] = &[
     DROPPED,
     PROTOCOL_ERRORS,
     DENIED,
+    RATE_LIMITED,
 ];
 
 pub fn connection_opened(protocol: &'static str) {
@@ -67,4 +69,20 @@ pub fn protocol_error(code: u8, detail: &str) {
 /// their way to a client (`receive`).
 pub fn denied(access: &'static str, tenant: &ferrule_core::TenantId, n: u64) {
     counter!(DENIED, "access" => access, "tenant" => tenant.to_string()).increment(n);
+}
+
+/// A client or tenant went over its rate limit: an MQTT connection paused
+/// reading until its tokens were available, or an HTTP ingest request was
+/// refused with 429. `scope`: `client` or `tenant`.
+pub struct RateLimited<'a> {
+    pub scope: &'static str,
+    pub tenant: &'a ferrule_core::TenantId,
+}
+
+impl RateLimited<'_> {
+    pub fn emit(self) {
+        counter!(RATE_LIMITED, "scope" => self.scope, "tenant" => self.tenant.to_string())
+            .increment(1);
+        tracing::debug!(scope = self.scope, tenant = %self.tenant, "rate limited");
+    }
 }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::bytes::BytesMut;
 
-use super::process::{http_and_mqtt_addrs, rss_kib, spawn_ferrule_with_env, terminate};
+use super::process::{http_and_mqtt_addrs, rss_kib, spawn_ferrule_with, terminate};
 use super::thousands;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,7 +91,7 @@ async fn once(args: &LoginFloodArgs, limits: bool) -> anyhow::Result<Figures> {
         ]
     };
     let mut child =
-        spawn_ferrule_with_env(&["--data-dir", data, "--http-listen", "127.0.0.1:0"], env)?;
+        spawn_ferrule_with(&["--data-dir", data, "--http-listen", "127.0.0.1:0"], env)?;
     let pid = child.id().context("pid")?;
     let (http, mqtt) = http_and_mqtt_addrs(child.stdout.take().context("stdout")?).await?;
     let base = format!("http://{http}/api/v1");

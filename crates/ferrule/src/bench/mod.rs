@@ -2,6 +2,7 @@
 //! where one exists, a baseline on the same machine in the same run, and prints
 //! a Markdown table ready for docs/BENCHMARKS.md.
 
+mod isolation;
 mod loadgen;
 mod login_flood;
 mod mqtt;
@@ -38,6 +39,9 @@ pub enum Scenario {
     /// Half-sent HTTP requests from one address while another measures API
     /// latency and MQTT connects; HTTP limits off, then on.
     SlowHttp(slow_http::SlowHttpArgs),
+    /// One tenant floods QoS 0 telemetry while another publishes QoS 1 at a
+    /// steady rate: the quiet tenant's latencies, rate limits off and on.
+    Isolation(isolation::IsolationArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -54,6 +58,10 @@ pub fn main(args: BenchArgs) -> ExitCode {
         Scenario::SlowHttp(a) => {
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             runtime.block_on(slow_http::run(a))
+        }
+        Scenario::Isolation(a) => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(isolation::run(a))
         }
     };
     match result {

@@ -33,13 +33,24 @@ pub async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitSt
         .context("waiting for exit")
 }
 
-/// Starts this binary's `serve` with the given arguments, stdout piped.
+/// Every `[limits]` rate limit off: the throughput benches measure the
+/// broker and the store, not the limiter (`bench isolation` measures both).
+pub const LIMITS_OFF: &[(&str, &str)] = &[
+    ("FERRULE_LIMITS_CLIENT_MESSAGES_PER_SEC", "0"),
+    ("FERRULE_LIMITS_CLIENT_BYTES_PER_SEC", "0"),
+    ("FERRULE_LIMITS_TENANT_MESSAGES_PER_SEC", "0"),
+    ("FERRULE_LIMITS_TENANT_BYTES_PER_SEC", "0"),
+];
+
+/// Starts this binary's `serve` with the given arguments, stdout piped,
+/// rate limits off.
 pub fn spawn_ferrule(args: &[&str]) -> anyhow::Result<Child> {
-    spawn_ferrule_with_env(args, &[])
+    spawn_ferrule_with(args, LIMITS_OFF)
 }
 
-/// [`spawn_ferrule`] with extra environment variables (config settings).
-pub fn spawn_ferrule_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Child> {
+/// [`spawn_ferrule`] with these environment variables instead of
+/// [`LIMITS_OFF`].
+pub fn spawn_ferrule_with(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the ferrule binary")?;
     Command::new(exe)
         .arg("serve")
