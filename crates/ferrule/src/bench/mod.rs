@@ -5,6 +5,7 @@
 mod loadgen;
 mod mqtt;
 mod process;
+mod slow_subscriber;
 mod startup;
 mod telemetry;
 
@@ -29,6 +30,10 @@ pub enum Scenario {
     /// store's disk and query times; SQLite with a row per point (ingest,
     /// disk, queries) as baseline, in the same run.
     Telemetry(telemetry::TelemetryArgs),
+    /// One subscriber that stops reading while publishers go on: the
+    /// broker's RSS and the messages it drops; mosquitto (with the same
+    /// `max_queued_bytes`) as baseline.
+    SlowSubscriber(slow_subscriber::SlowSubscriberArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -41,6 +46,10 @@ pub fn main(args: BenchArgs) -> ExitCode {
         Scenario::Mqtt(a) => mqtt::main(a),
         // Pins (with --cpu-pin) before building its own runtime, too.
         Scenario::Telemetry(a) => telemetry::main(a),
+        Scenario::SlowSubscriber(a) => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(slow_subscriber::run(a))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -133,16 +133,18 @@ pub fn main(args: MqttArgs) -> anyhow::Result<()> {
 }
 
 /// A broker under test, running as a child process.
-struct Broker {
-    name: &'static str,
+pub(super) struct Broker {
+    pub(super) name: &'static str,
     child: Child,
-    pid: u32,
-    addr: SocketAddr,
+    pub(super) pid: u32,
+    pub(super) addr: SocketAddr,
+    /// Ferrule's HTTP address (for /metrics).
+    pub(super) http: Option<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Broker {
-    async fn ferrule() -> anyhow::Result<Self> {
+    pub(super) async fn ferrule() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let data = data.to_str().context("temp path is not UTF-8")?;
@@ -180,11 +182,12 @@ impl Broker {
             child,
             pid,
             addr,
+            http: Some(http),
             _dir: dir,
         })
     }
 
-    async fn mosquitto(extra: &[String]) -> anyhow::Result<Self> {
+    pub(super) async fn mosquitto(extra: &[String]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let conf = dir.path().join("mosquitto.conf");
@@ -212,6 +215,7 @@ impl Broker {
             child,
             pid,
             addr,
+            http: None,
             _dir: dir,
         })
     }
@@ -232,7 +236,7 @@ impl Broker {
         Ok(())
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(super) async fn stop(mut self) -> anyhow::Result<()> {
         let status = terminate(&mut self.child).await?;
         if !status.success() {
             eprintln!("{} exited with {status} on SIGTERM", self.name);
