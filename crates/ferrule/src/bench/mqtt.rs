@@ -33,8 +33,8 @@ use tokio_util::bytes::Bytes;
 use super::loadgen::{self, Client};
 use super::process::{
     cpu_busy_seconds, cpu_seconds, cpus_allowed, free_port, http_addr, own_cpu_seconds,
-    pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule, spawn_on_cpu, tcp_ext_counter,
-    terminate, thread_count,
+    pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule_with_env, spawn_on_cpu,
+    tcp_ext_counter, terminate, thread_count,
 };
 use super::thousands;
 
@@ -145,21 +145,29 @@ pub(super) struct Broker {
 
 impl Broker {
     pub(super) async fn ferrule() -> anyhow::Result<Self> {
+        Self::ferrule_with_env(&[]).await
+    }
+
+    /// Ferrule with extra `FERRULE_*` settings.
+    pub(super) async fn ferrule_with_env(env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let data = data.to_str().context("temp path is not UTF-8")?;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let listen = addr.to_string();
         let mut child = spawn_on_cpu(BROKER_CPU, || {
-            spawn_ferrule(&[
-                "--data-dir",
-                data,
-                "--http-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                &listen,
-                "--mqtt-allow-anonymous=true",
-            ])
+            spawn_ferrule_with_env(
+                &[
+                    "--data-dir",
+                    data,
+                    "--http-listen",
+                    "127.0.0.1:0",
+                    "--mqtt-listen",
+                    &listen,
+                    "--mqtt-allow-anonymous=true",
+                ],
+                env,
+            )
         })?;
         let pid = child.id().context("ferrule pid")?;
         let http = http_addr(child.stdout.take().context("stdout")?).await?;

@@ -35,6 +35,11 @@ pub async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitSt
 
 /// Starts this binary's `serve` with the given arguments, stdout piped.
 pub fn spawn_ferrule(args: &[&str]) -> anyhow::Result<Child> {
+    spawn_ferrule_with_env(args, &[])
+}
+
+/// [`spawn_ferrule`] with extra environment (`FERRULE_*` settings).
+pub fn spawn_ferrule_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the ferrule binary")?;
     Command::new(exe)
         .arg("serve")
@@ -42,6 +47,7 @@ pub fn spawn_ferrule(args: &[&str]) -> anyhow::Result<Child> {
         .args(args)
         .env("FERRULE_ADMIN_PASSWORD", "bench-password")
         .env("FERRULE_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

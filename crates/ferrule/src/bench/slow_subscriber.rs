@@ -2,10 +2,12 @@
 //! costs the broker. One client subscribes at QoS 1 and never reads again
 //! (nor acknowledges); publishers go on publishing QoS 1 to its topic. The
 //! broker's RSS is sampled throughout; its peak and the messages it dropped
-//! are reported. Ferrule runs with its defaults (`mqtt.max_queued_bytes`
-//! 8 MiB); mosquitto with `max_queued_bytes 8388608`, as a user who wants
-//! the memory bounded would set it (its default is no byte bound), and the
-//! same message-count bound and window as in `bench mqtt`.
+//! are reported. Each broker runs twice, with the byte bound off and on:
+//! Ferrule with `mqtt.max_queued_bytes` at 1 TiB, then at its default
+//! (8 MiB); mosquitto with its default (no byte bound), then with
+//! `max_queued_bytes 8388608`, as a user who wants the memory bounded would
+//! set it. Both keep the message-count bound and window of `bench mqtt`
+//! (10,000 messages, 256 in flight).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,9 +48,14 @@ pub struct SlowSubscriberArgs {
     pub ferrule_only: bool,
 }
 
+/// `mqtt.max_queued_bytes` for Ferrule without a byte bound.
+const UNBOUNDED: &str = "1099511627776";
+
 /// One broker's figures.
 struct Row {
     broker: &'static str,
+    /// The byte bound, as configured.
+    bound: &'static str,
     rss_before_kib: u64,
     rss_peak_kib: u64,
     rss_end_kib: u64,
@@ -59,25 +66,34 @@ struct Row {
 
 pub async fn run(args: SlowSubscriberArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
-    let ferrule = Broker::ferrule().await?;
-    rows.push(scenario(&ferrule, &args).await?);
-    ferrule.stop().await?;
+    let off = Broker::ferrule_with_env(&[("FERRULE_MQTT_MAX_QUEUED_BYTES", UNBOUNDED)]).await?;
+    rows.push(scenario(&off, "off", &args).await?);
+    off.stop().await?;
+    let on = Broker::ferrule().await?;
+    rows.push(scenario(&on, "8 MiB (default)", &args).await?);
+    on.stop().await?;
     if !args.ferrule_only {
-        let mosquitto = Broker::mosquitto(&[format!("max_queued_bytes {QUEUED_BYTES}")]).await?;
-        rows.push(scenario(&mosquitto, &args).await?);
-        mosquitto.stop().await?;
+        let off = Broker::mosquitto(&[]).await?;
+        rows.push(scenario(&off, "off (default)", &args).await?);
+        off.stop().await?;
+        let on = Broker::mosquitto(&[format!("max_queued_bytes {QUEUED_BYTES}")]).await?;
+        rows.push(scenario(&on, "8 MiB", &args).await?);
+        on.stop().await?;
     }
     println!(
         "\n### Slow subscriber ({} publishers, QoS 1, {} B payloads, {} s)\n",
         args.publishers, args.payload, args.seconds
     );
-    println!("| broker | messages published | dropped | RSS before | RSS peak | RSS at end |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| broker | byte bound | messages published | dropped | RSS before | RSS peak | RSS at end |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for r in rows {
         let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.broker,
+            r.bound,
             thousands(r.published as f64),
             r.dropped
                 .map_or_else(|| "not exposed".to_owned(), |d| thousands(d as f64)),
@@ -89,8 +105,15 @@ pub async fn run(args: SlowSubscriberArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn scenario(broker: &Broker, args: &SlowSubscriberArgs) -> anyhow::Result<Row> {
-    eprintln!("{}: a subscriber that stops reading…", broker.name);
+async fn scenario(
+    broker: &Broker,
+    bound: &'static str,
+    args: &SlowSubscriberArgs,
+) -> anyhow::Result<Row> {
+    eprintln!(
+        "{} (byte bound {bound}): a subscriber that stops reading…",
+        broker.name
+    );
     let mut sleeper = Client::connect(broker.addr, "slow-subscriber", 0).await?;
     sleeper.subscribe(TOPIC, QoS::AtLeastOnce).await?;
     // From here on it neither reads nor acknowledges; it stays connected.
@@ -126,6 +149,7 @@ async fn scenario(broker: &Broker, args: &SlowSubscriberArgs) -> anyhow::Result<
     drop(sleeper);
     Ok(Row {
         broker: broker.name,
+        bound,
         rss_before_kib,
         rss_peak_kib,
         rss_end_kib,
