@@ -624,4 +624,46 @@ mod tests {
         big.enqueue(message(1));
         assert_eq!(big.state().queue.len(), 1);
     }
+
+    #[test]
+    fn a_session_resumed_after_its_connection_left_is_not_ended() {
+        let router = Router::new();
+        let registry = SessionRegistry::default();
+        let limits = QueueLimits {
+            messages: 10,
+            bytes: 1000,
+        };
+        let key = || (TenantId::default_tenant(), "o".into(), "c".into());
+        let attach = |id| {
+            move |st: &mut SessionState| {
+                st.connection = Some(id);
+                st.generation += 1;
+            }
+        };
+        let (session, _) = registry.open(&router, key(), true, limits, attach(1));
+        // The first connection leaves (expiry 0)…
+        let generation = {
+            let mut st = session.state();
+            st.connection = None;
+            st.generation
+        };
+        // …and before it ends the session, a client resumes it.
+        let (resumed, present) = registry.open(&router, key(), false, limits, attach(2));
+        assert!(present && Arc::ptr_eq(&session, &resumed));
+        assert!(!registry.end_if_idle(&router, &session, generation));
+        assert!(!session.state().ended);
+        assert_eq!(registry.len(), 1);
+        // Once the resumed connection leaves too, its own end goes ahead.
+        let generation = {
+            let mut st = session.state();
+            st.connection = None;
+            st.generation
+        };
+        assert!(registry.end_if_idle(&router, &session, generation));
+        assert!(session.state().ended);
+        assert!(registry.is_empty());
+        // A resume after the end finds no session.
+        let (fresh, present) = registry.open(&router, key(), false, limits, attach(3));
+        assert!(!present && !Arc::ptr_eq(&session, &fresh));
+    }
 }

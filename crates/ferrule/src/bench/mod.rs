@@ -8,6 +8,7 @@ mod login_flood;
 mod mqtt;
 mod process;
 mod slow_http;
+mod slow_subscriber;
 mod startup;
 mod telemetry;
 
@@ -42,6 +43,10 @@ pub enum Scenario {
     /// One tenant floods QoS 0 telemetry while another publishes QoS 1 at a
     /// steady rate: the quiet tenant's latencies, rate limits off and on.
     Isolation(isolation::IsolationArgs),
+    /// One subscriber that stops reading while publishers go on: the
+    /// broker's RSS and the messages it drops; mosquitto (with the same
+    /// `max_queued_bytes`) as baseline.
+    SlowSubscriber(slow_subscriber::SlowSubscriberArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -62,6 +67,10 @@ pub fn main(args: BenchArgs) -> ExitCode {
         Scenario::Isolation(a) => {
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             runtime.block_on(isolation::run(a))
+        }
+        Scenario::SlowSubscriber(a) => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(slow_subscriber::run(a))
         }
     };
     match result {

@@ -33,8 +33,8 @@ use tokio_util::bytes::Bytes;
 use super::loadgen::{self, Client};
 use super::process::{
     cpu_busy_seconds, cpu_seconds, cpus_allowed, free_port, http_addr, own_cpu_seconds,
-    pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule, spawn_on_cpu, tcp_ext_counter,
-    terminate, thread_count,
+    LIMITS_OFF, pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule_with, spawn_on_cpu,
+    tcp_ext_counter, terminate, thread_count,
 };
 use super::thousands;
 
@@ -139,31 +139,46 @@ pub fn main(args: MqttArgs) -> anyhow::Result<()> {
 }
 
 /// A broker under test, running as a child process.
-struct Broker {
-    name: &'static str,
+pub(super) struct Broker {
+    pub(super) name: &'static str,
     child: Child,
-    pid: u32,
-    addr: SocketAddr,
+    pub(super) pid: u32,
+    pub(super) addr: SocketAddr,
+    /// Ferrule's HTTP address (for /metrics).
+    pub(super) http: Option<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Broker {
     async fn ferrule(acl_rules: u16) -> anyhow::Result<Self> {
+        Self::ferrule_with_env(acl_rules, &[]).await
+    }
+
+    /// Ferrule with `acl_rules` ACL rules in force, rate limits off, and
+    /// extra `FERRULE_*` settings.
+    pub(super) async fn ferrule_with_env(
+        acl_rules: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let env: Vec<(&str, &str)> = LIMITS_OFF.iter().chain(env).copied().collect();
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let data = data.to_str().context("temp path is not UTF-8")?;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let listen = addr.to_string();
         let mut child = spawn_on_cpu(BROKER_CPU, || {
-            spawn_ferrule(&[
-                "--data-dir",
-                data,
-                "--http-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                &listen,
-                "--mqtt-allow-anonymous=true",
-            ])
+            spawn_ferrule_with(
+                &[
+                    "--data-dir",
+                    data,
+                    "--http-listen",
+                    "127.0.0.1:0",
+                    "--mqtt-listen",
+                    &listen,
+                    "--mqtt-allow-anonymous=true",
+                ],
+                &env,
+            )
         })?;
         let pid = child.id().context("ferrule pid")?;
         let http = http_addr(child.stdout.take().context("stdout")?).await?;
@@ -190,11 +205,12 @@ impl Broker {
             child,
             pid,
             addr,
+            http: Some(http),
             _dir: dir,
         })
     }
 
-    async fn mosquitto(extra: &[String]) -> anyhow::Result<Self> {
+    pub(super) async fn mosquitto(extra: &[String]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let conf = dir.path().join("mosquitto.conf");
@@ -222,6 +238,7 @@ impl Broker {
             child,
             pid,
             addr,
+            http: None,
             _dir: dir,
         })
     }
@@ -242,7 +259,7 @@ impl Broker {
         Ok(())
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(super) async fn stop(mut self) -> anyhow::Result<()> {
         let status = terminate(&mut self.child).await?;
         if !status.success() {
             eprintln!("{} exited with {status} on SIGTERM", self.name);

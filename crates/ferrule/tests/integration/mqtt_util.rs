@@ -328,6 +328,12 @@ impl Raw {
         raw
     }
 
+    /// The socket, for a test that reads and writes it on its own; bytes
+    /// already read and not yet decoded are lost.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     pub async fn send(&mut self, packet: Packet) {
         let mut out = BytesMut::new();
         codec::encode(&packet, self.version, &mut out).expect("encode");
