@@ -119,9 +119,17 @@ pub struct AuthConfig {
     pub throttle: Option<ThrottleConfig>,
 }
 
+/// Half the cores, 1 to 4: hashing must leave cores to everyone else's
+/// requests, and each thread holds 19 MiB.
+fn default_hash_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() / 2)
+        .clamp(1, 4)
+}
+
 fn auth_config(raw: &RawAuth) -> Result<AuthConfig, StartupError> {
     let d = ThrottleConfig::default();
-    let hash_pool = match raw.hash_workers.unwrap_or(2) {
+    let hash_pool = match raw.hash_workers.unwrap_or_else(default_hash_workers) {
         0 => None,
         workers if workers > 256 => {
             return Err(StartupError::new(
@@ -883,7 +891,7 @@ mod tests {
         assert_eq!(
             c.auth.hash_pool,
             Some(PoolConfig {
-                workers: 2,
+                workers: default_hash_workers(),
                 queue: 32
             })
         );
