@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::caps::Admitted;
@@ -48,12 +49,16 @@ impl Expired {
 #[derive(Debug)]
 pub struct Watch {
     phase: Mutex<Phase>,
+    /// Wakes the watchdog when the phase changes: a deadline it sleeps
+    /// towards may no longer be the one that applies.
+    changed: Notify,
 }
 
 impl Watch {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             phase: Mutex::new(Phase::Head(Instant::now())),
+            changed: Notify::new(),
         })
     }
 
@@ -70,15 +75,21 @@ impl Watch {
                 _ => Phase::Busy(1),
             }
         });
+        self.changed.notify_one();
         Busy(self.clone())
     }
 
     fn bytes_read(&self) {
-        self.with(|p| {
-            if let Phase::Idle(_) = p {
+        let started = self.with(|p| match p {
+            Phase::Idle(_) => {
                 *p = Phase::Head(Instant::now());
+                true
             }
+            _ => false,
         });
+        if started {
+            self.changed.notify_one();
+        }
     }
 
     /// Resolves when the connection has outlived its header or idle
@@ -97,7 +108,10 @@ impl Watch {
             {
                 return kind;
             }
-            tokio::time::sleep_until(at).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = self.changed.notified() => {}
+            }
         }
     }
 }
@@ -114,6 +128,7 @@ impl Drop for Busy {
                 _ => Phase::Idle(Instant::now()),
             }
         });
+        self.0.changed.notify_one();
     }
 }
 
@@ -204,6 +219,23 @@ mod tests {
         let start = Instant::now();
         assert_eq!(watch.expired(h, i).await, Expired::Header);
         assert_eq!(start.elapsed(), h);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_watchdog_follows_the_phase() {
+        let (h, i) = (Duration::from_secs(10), Duration::from_secs(1));
+        let watch = Watch::new();
+        let start = Instant::now();
+        let w = watch.clone();
+        let change = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(w.request());
+        });
+        // Waiting towards the 10 s header deadline when the request ends:
+        // the 1 s idle deadline applies from then.
+        assert_eq!(watch.expired(h, i).await, Expired::Idle);
+        assert_eq!(start.elapsed(), Duration::from_millis(1100));
+        change.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
