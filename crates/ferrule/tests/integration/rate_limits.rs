@@ -177,11 +177,11 @@ async fn http_ingest_over_the_tenant_limit_gets_429_with_retry_after() {
 #[tokio::test]
 async fn a_slowed_client_is_still_disconnected_at_once_when_its_device_is_deleted() {
     let w =
-        World::with(ServerBuilder::new().config_file("[limits]\nclient_messages_per_sec = 10\n"))
+        World::with(ServerBuilder::new().config_file("[limits]\nclient_messages_per_sec = 1\n"))
             .await;
     let token = create_device(&w.admin, "flood").await;
     let mut flood = Raw::login(&w.s.mqtt, V5, "flood", &token, None).await;
-    // 2,000 messages in one write: at 10/s, their tokens take minutes.
+    // 2,000 messages in one write: at 1/s, their tokens take minutes.
     let mut batch = tokio_util::bytes::BytesMut::new();
     for _ in 0..2_000 {
         ferrule_mqtt::codec::encode(
