@@ -662,9 +662,14 @@ impl Connection {
                         if !io.wbuf.is_empty() && io.flush().await.is_err() {
                             return End::Lost;
                         }
+                        // A takeover or a revocation does not wait for it.
                         tokio::select! {
                             _ = self.rate.settle() => {}
                             _ = shutdown.cancelled() => {}
+                            reason = &mut kick => {
+                                self.disconnect(&mut io.wbuf, reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
+                                return End::TakenOver;
+                            }
                         }
                     }
                 }

@@ -173,3 +173,43 @@ async fn http_ingest_over_the_tenant_limit_gets_429_with_retry_after() {
     assert_eq!(post().await.unwrap().status(), 204);
     w.s.stop().await;
 }
+
+#[tokio::test]
+async fn a_slowed_client_is_still_disconnected_at_once_when_its_device_is_deleted() {
+    let w =
+        World::with(ServerBuilder::new().config_file("[limits]\nclient_messages_per_sec = 1\n"))
+            .await;
+    let token = create_device(&w.admin, "flood").await;
+    let mut flood = Raw::login(&w.s.mqtt, V5, "flood", &token, None).await;
+    // 2,000 messages in one write: at 1/s, their tokens take minutes.
+    let mut batch = tokio_util::bytes::BytesMut::new();
+    for _ in 0..2_000 {
+        ferrule_mqtt::codec::encode(
+            &Packet::Publish(publish_packet(
+                "devices/flood/load",
+                b"x",
+                QoS::AtMostOnce,
+                None,
+            )),
+            V5,
+            &mut batch,
+        )
+        .unwrap();
+    }
+    flood.send_raw(&batch).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = w.admin.delete("/api/v1/devices/flood").await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let deleted = Instant::now();
+    let closed = flood.expect_close().await;
+    assert!(
+        deleted.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        deleted.elapsed()
+    );
+    assert!(
+        matches!(closed.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ferrule_mqtt::codec::ReasonCode::ADMINISTRATIVE_ACTION),
+        "{closed:?}"
+    );
+    w.s.stop().await;
+}
