@@ -1154,14 +1154,17 @@ impl Connection {
             let mut st = self.session.state();
             let mut denied = 0;
             let st = &mut *st;
-            if let Some(reader) = st.reader.as_mut() {
-                st.inflight.retain(|(_, f)| match f {
+            // Taken out for the while: `retain_inflight` (which keeps the
+            // session's byte count) borrows the whole state.
+            if let Some(mut reader) = st.reader.take() {
+                st.retain_inflight(|f| match f {
                     Inflight::Publish(out) if !reader.allows(&out.message.topic) => {
                         denied += 1;
                         false
                     }
                     _ => true,
                 });
+                st.reader = Some(reader);
             }
             if denied > 0 {
                 observe::denied("receive", &self.tenant, denied);

@@ -61,7 +61,8 @@ pub struct SessionState {
     /// [`SessionState::pop_queued`], which keep [`SessionState::held_bytes`].
     pub queue: VecDeque<Outgoing>,
     /// In send order, for redelivery on reconnect. Change it through
-    /// [`SessionState::push_inflight`] and [`SessionState::take_inflight`].
+    /// [`SessionState::push_inflight`], [`SessionState::take_inflight`] and
+    /// [`SessionState::retain_inflight`].
     pub inflight: VecDeque<(u16, Inflight)>,
     /// Bytes of the messages in `queue` and `inflight` (see [`held_size`]).
     held_bytes: usize,
@@ -126,6 +127,20 @@ impl SessionState {
         let out = self.queue.pop_front()?;
         self.held_bytes = self.held_bytes.saturating_sub(held_size(&out));
         Some(out)
+    }
+
+    /// Keeps only the in-flight messages `keep` accepts.
+    pub fn retain_inflight(&mut self, mut keep: impl FnMut(&Inflight) -> bool) {
+        let mut freed = 0;
+        self.inflight.retain(|(_, f)| {
+            let kept = keep(f);
+            if !kept {
+                let (Inflight::Publish(out) | Inflight::Release(out)) = f;
+                freed += held_size(out);
+            }
+            kept
+        });
+        self.held_bytes = self.held_bytes.saturating_sub(freed);
     }
 
     /// Records a message sent and waiting for its acknowledgement.
@@ -613,6 +628,16 @@ mod tests {
         assert_eq!(session.state().held_bytes(), 40);
         session.enqueue(message(37));
         assert_eq!(queued(&session), 2);
+        // Dropped from the in-flight list (a redelivery the client may no
+        // longer read), a message frees its bytes too.
+        {
+            let mut st = session.state();
+            let out = st.pop_queued().expect("queued");
+            st.push_inflight(8, Inflight::Publish(out));
+            assert_eq!(st.held_bytes(), 80);
+            st.retain_inflight(|_| false);
+            assert_eq!(st.held_bytes(), 40);
+        }
         // A session holding nothing takes a message larger than its bound.
         registry.end(&router, &session);
         assert_eq!(session.state().held_bytes(), 0);
