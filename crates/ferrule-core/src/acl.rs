@@ -862,6 +862,11 @@ mod tests {
             let under = |t: &str| t == "devices/d1" || t.starts_with("devices/d1/");
             prop_assert_eq!(p.allows(&d1, Publish, &n), under(&n), "publish {}", n);
             prop_assert_eq!(p.allows(&d1, Receive, &n), under(&n), "receive {}", n);
+            prop_assert_eq!(
+                p.allows(&d1, Subscribe, &f),
+                topic::intersects(&f, "devices/d1/#"),
+                "subscribe {}", f
+            );
         }
 
         #[test]

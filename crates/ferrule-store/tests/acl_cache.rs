@@ -160,3 +160,39 @@ async fn a_load_racing_a_change_never_leaves_a_stale_policy() {
         assert_eq!(p.rules().len(), i + 1, "round {i}");
     }
 }
+
+#[tokio::test]
+async fn the_policy_version_moves_after_the_new_rules_are_in_place() {
+    // The broker caches decisions under the version: it must move on every
+    // change, and not before `current` answers with the new rules.
+    let f = fixture().await;
+    let gw = gateway(&f.tenant);
+    let version = f.cache.version(&f.tenant);
+    f.cache.policy(&f.tenant).await.unwrap();
+    let before = version.load(std::sync::atomic::Ordering::Acquire);
+    f.cache
+        .create(&f.tenant, &gateway_rule("acl_1"))
+        .await
+        .unwrap();
+    let after_create = version.load(std::sync::atomic::Ordering::Acquire);
+    assert!(after_create > before);
+    assert!(
+        f.cache
+            .current(&f.tenant)
+            .allows(&gw, Access::Publish, CHILD_TELEMETRY)
+    );
+    f.cache.delete(&f.tenant, "acl_1").await.unwrap();
+    let after_delete = version.load(std::sync::atomic::Ordering::Acquire);
+    assert!(after_delete > after_create);
+    f.cache.touch(&f.tenant);
+    assert!(version.load(std::sync::atomic::Ordering::Acquire) > after_delete);
+    // Another tenant's changes leave it alone.
+    let other = TenantId::new("other").unwrap();
+    let unchanged = version.load(std::sync::atomic::Ordering::Acquire);
+    f.cache.touch(&other);
+    f.cache.invalidate(&other);
+    assert_eq!(
+        version.load(std::sync::atomic::Ordering::Acquire),
+        unchanged
+    );
+}
