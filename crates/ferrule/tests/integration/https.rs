@@ -91,3 +91,53 @@ async fn https_serves_the_api_and_mqtt_over_websocket() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn https_settings_are_checked_at_start() {
+    // A port in use: one line naming the setting, exit 2, nothing written.
+    let b = ServerBuilder::new();
+    let dir = b.dir().to_path_buf();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = b
+        .arg("--tls-cert")
+        .arg(dir.join("server.pem").to_str().unwrap())
+        .arg("--tls-key")
+        .arg(dir.join("server.key").to_str().unwrap())
+        .arg("--mqtts-listen")
+        .arg("127.0.0.1:0")
+        .arg("--https-listen")
+        .arg(taken.local_addr().unwrap().to_string())
+        .run_to_exit()
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("https.listen") && out.stderr.contains("already in use"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.join("data").exists(), "nothing written");
+
+    // HTTPS without a certificate.
+    let out = ServerBuilder::new()
+        .arg("--https-listen")
+        .arg("127.0.0.1:0")
+        .run_to_exit()
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("https.listen") && out.stderr.contains("--tls-cert"),
+        "{}",
+        out.stderr
+    );
+
+    // A limit that makes no sense names its setting.
+    let out = ServerBuilder::new()
+        .env("FERRULE_HTTP_IDLE_TIMEOUT", "never")
+        .run_to_exit()
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("http.idle_timeout"), "{}", out.stderr);
+}
