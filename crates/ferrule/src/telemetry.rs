@@ -85,7 +85,11 @@ impl TelemetryIntake {
         why: &str,
     ) {
         self.refused(&message.tenant, device.as_str(), reason, why);
-        if let Some(notices) = &self.notices {
+        // An HTTP caller reads the reason in its answer; only a device on
+        // MQTT (where 3.1.1 has no reason in its PUBACK) needs the notice.
+        if let Some(notices) = &self.notices
+            && !matches!(message.origin, Origin::Api)
+        {
             notices.refused(&message.tenant, device, &message.topic, reason, why);
         }
     }

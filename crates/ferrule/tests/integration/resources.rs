@@ -261,7 +261,7 @@ async fn users_and_tenants_crud() {
             json!({"email": "a2@x.io", "password": "password-1", "role": "admin"}),
         )
         .await
-        .assert_problem(400);
+        .assert_problem(403);
     assert_eq!(admin.delete("/api/v1/tenants/acme").await.status, 204);
     admin.get("/api/v1/tenants/acme").await.assert_problem(404);
     s.stop().await;
