@@ -76,7 +76,7 @@ impl TelemetryIntake {
     }
 
     /// Counts and logs a refusal of an existing device's data, and tells
-    /// the device why.
+    /// an MQTT device why.
     fn refused_device(
         &self,
         message: &Message,
@@ -85,7 +85,10 @@ impl TelemetryIntake {
         why: &str,
     ) {
         self.refused(&message.tenant, device.as_str(), reason, why);
-        if let Some(notices) = &self.notices {
+        // An HTTP caller has its answer in the response already.
+        if let Some(notices) = &self.notices
+            && matches!(message.origin, Origin::Mqtt { .. })
+        {
             notices.refused(&message.tenant, device, &message.topic, reason, why);
         }
     }
