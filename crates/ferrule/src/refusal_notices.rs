@@ -1,5 +1,5 @@
-//! Refusal notices: telemetry refused by the intake is explained to the
-//! device on `devices/{id}/rejected` (QoS 0, JSON `{"reason", "detail",
+//! Refusal notices: telemetry an MQTT device sent and the intake refused
+//! is explained to the device on `devices/{id}/rejected` (QoS 0, JSON `{"reason", "detail",
 //! "topic"}`), which it may subscribe to (its own subtree). An MQTT 5 device
 //! also gets the reason in its PUBACK; an MQTT 3.1.1 device, whose PUBACK
 //! carries nothing, learns why only here.

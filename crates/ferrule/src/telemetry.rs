@@ -76,7 +76,7 @@ impl TelemetryIntake {
     }
 
     /// Counts and logs a refusal of an existing device's data, and tells
-    /// the device why.
+    /// an MQTT device why.
     fn refused_device(
         &self,
         message: &Message,
@@ -85,10 +85,9 @@ impl TelemetryIntake {
         why: &str,
     ) {
         self.refused(&message.tenant, device.as_str(), reason, why);
-        // An HTTP caller reads the reason in its answer; only a device on
-        // MQTT (where 3.1.1 has no reason in its PUBACK) needs the notice.
+        // An HTTP caller has its answer in the response already.
         if let Some(notices) = &self.notices
-            && !matches!(message.origin, Origin::Api)
+            && matches!(message.origin, Origin::Mqtt { .. })
         {
             notices.refused(&message.tenant, device, &message.topic, reason, why);
         }
