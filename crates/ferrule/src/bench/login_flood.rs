@@ -90,8 +90,7 @@ async fn once(args: &LoginFloodArgs, limits: bool) -> anyhow::Result<Figures> {
             ("FERRULE_AUTH_SOURCE_FAILURES_BEFORE_BACKOFF", "0"),
         ]
     };
-    let mut child =
-        spawn_ferrule_with(&["--data-dir", data, "--http-listen", "127.0.0.1:0"], env)?;
+    let mut child = spawn_ferrule_with(&["--data-dir", data, "--http-listen", "127.0.0.1:0"], env)?;
     let pid = child.id().context("pid")?;
     let (http, mqtt) = http_and_mqtt_addrs(child.stdout.take().context("stdout")?).await?;
     let base = format!("http://{http}/api/v1");

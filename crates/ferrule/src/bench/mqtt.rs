@@ -32,8 +32,8 @@ use tokio_util::bytes::Bytes;
 
 use super::loadgen::{self, Client};
 use super::process::{
-    cpu_busy_seconds, cpu_seconds, cpus_allowed, free_port, http_addr, own_cpu_seconds,
-    LIMITS_OFF, pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule_with, spawn_on_cpu,
+    LIMITS_OFF, cpu_busy_seconds, cpu_seconds, cpus_allowed, free_port, http_addr, own_cpu_seconds,
+    pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule_with, spawn_on_cpu,
     tcp_ext_counter, terminate, thread_count,
 };
 use super::thousands;
