@@ -52,7 +52,9 @@ async fn ingest(
     if let Some(refused) = published.refused {
         return Err(match refused {
             Refused::Invalid(why) => ApiError::Invalid {
-                field: None,
+                // A refused timestamp names its field, as the payload
+                // contract's messages for `ts` start with it.
+                field: why.starts_with("`ts`").then(|| "ts".to_owned()),
                 detail: why,
             },
             Refused::UnknownDevice(_) => ApiError::NotFound("device"),

@@ -345,9 +345,12 @@ async fn invalid_telemetry_gets_400_over_http() {
     let cases = invalid_payloads();
     let before = refused_counts(&w, &cases).await;
     let t0 = now_ms() - 60_000;
-    for (i, (what, payload, _, why)) in cases.iter().enumerate() {
+    for (i, (what, payload, reason, why)) in cases.iter().enumerate() {
         let r = ingest(&w.s, &w.pump, payload).await;
         r.assert_problem(400);
+        if reason.starts_with("timestamp") || *reason == "bad_timestamp" {
+            assert_eq!(r.json["field"], "ts", "{what}: {}", r.text);
+        }
         let detail = r.json["detail"].as_str().unwrap();
         assert!(
             detail.contains(why.as_str()),
