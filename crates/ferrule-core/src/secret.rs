@@ -169,13 +169,6 @@ impl HashMemory {
     }
 }
 
-/// A hash to verify against when the account does not exist, so that a login
-/// for an unknown email takes as long as one with a wrong password.
-pub fn dummy_password_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("ferrule-timing-equaliser"))
-}
-
 /// The `sha256:HEX` fingerprint of a DER certificate, as devices register it.
 pub fn certificate_fingerprint(der: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(der)))

@@ -443,7 +443,9 @@ impl Identity {
             })
     }
 
-    /// The timing equaliser's hash, made once on the hashing pool.
+    /// A hash to verify against when the account does not exist, so that a
+    /// login for an unknown email takes as long as a wrong password; made
+    /// once, on the hashing pool.
     async fn dummy_hash(&self) -> Result<String, AuthError> {
         static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
         DUMMY
