@@ -856,7 +856,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2048))]
 
         #[test]
-        fn without_rules_a_device_gets_exactly_its_subtree(n in name()) {
+        fn without_rules_a_device_gets_exactly_its_subtree(n in name(), f in filter()) {
             let p = Policy::default();
             let d1 = device("d1");
             let under = |t: &str| t == "devices/d1" || t.starts_with("devices/d1/");

@@ -85,10 +85,10 @@ fn complete_operation(path: &str, op: &mut Operation) {
             .or_insert_with(|| RefOr::T(problem(description)));
     }
     for (status, response) in op.responses.responses.iter_mut() {
-        if status.starts_with('4') || status.starts_with('5') {
-            if let RefOr::T(response) = response {
-                as_problem(response);
-            }
+        if (status.starts_with('4') || status.starts_with('5'))
+            && let RefOr::T(response) = response
+        {
+            as_problem(response);
         }
     }
 }
