@@ -49,11 +49,13 @@ pub struct SettingsView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSettings {
+    #[serde(default, deserialize_with = "crate::extract::whole::option")]
     #[schema(minimum = 1, maximum = 36500)]
     pub retention_days: Option<u32>,
     #[serde(default)]
     pub profiles: BTreeMap<String, u32>,
     /// The owner's budget; at most the ceiling.
+    #[serde(default, deserialize_with = "crate::extract::whole::option")]
     pub disk_budget_bytes: Option<u64>,
     /// Only a server admin may change it (`X-Tenant` names the tenant).
     #[serde(default, deserialize_with = "present")]
@@ -115,7 +117,8 @@ pub async fn put(
     Ok(Json(view(&state, &caller).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/telemetry/settings", tag = "telemetry",
+/// Changes only the named settings of the tenant (JSON merge patch).
+#[utoipa::path(patch, operation_id = "patchTelemetrySettings", path = "/api/v1/telemetry/settings", tag = "telemetry",
     request_body(content = UpdateSettings, content_type = "application/merge-patch+json",
         description = "A JSON merge patch (RFC 7396) of the settings: fields left out are kept, \
             null clears a field (or a profile in `profiles`). `application/json` is accepted too."),

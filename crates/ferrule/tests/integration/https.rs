@@ -9,24 +9,7 @@ use serde_json::json;
 use crate::util::{Server, ServerBuilder};
 
 async fn peer(scenario: &str, env: &[(&str, String)]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/https.py");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        tokio::process::Command::new("python3")
-            .arg(script)
-            .arg(scenario)
-            .envs(env.iter().cloned())
-            .output(),
-    )
-    .await
-    .expect("peer timed out")
-    .expect("python3 with paho-mqtt (pip install paho-mqtt)");
-    assert!(
-        out.status.success(),
-        "{scenario}:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::util::python_peer("https.py", scenario, env).await;
 }
 
 /// `  HTTPS     https://127.0.0.1:PORT/api/v1` → `127.0.0.1:PORT`.

@@ -10,24 +10,7 @@ use crate::util::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, ServerBuilder};
 
 /// Runs a scenario of `tests/peers/transports.py`.
 async fn peer(scenario: &str, env: &[(&str, String)]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/transports.py");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        tokio::process::Command::new("python3")
-            .arg(script)
-            .arg(scenario)
-            .envs(env.iter().cloned())
-            .output(),
-    )
-    .await
-    .expect("peer timed out")
-    .expect("python3 with paho-mqtt (pip install paho-mqtt)");
-    assert!(
-        out.status.success(),
-        "{scenario}:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::util::python_peer("transports.py", scenario, env).await;
 }
 
 fn addr_line(server: &Server, label: &str, scheme: &str) -> String {

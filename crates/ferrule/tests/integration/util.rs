@@ -442,3 +442,29 @@ pub async fn tenant_with_owner(server: &Server, admin: &Api, tenant: &str) -> Ap
     let token = server.login(&email, "owner-password").await;
     server.api(&token)
 }
+
+/// Runs scenario `scenario` of the Python peer `tests/peers/SCRIPT` (paho-mqtt
+/// and the standard library) with `env`, failing the test with its output
+/// when it fails.
+pub async fn python_peer(script: &str, scenario: &str, env: &[(&str, String)]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers")
+        .join(script);
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(scenario)
+            .envs(env.iter().cloned())
+            .output(),
+    )
+    .await
+    .expect("peer timed out")
+    .expect("python3 with paho-mqtt (pip install paho-mqtt)");
+    assert!(
+        out.status.success(),
+        "{scenario}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -511,6 +511,24 @@ fn load_usage(
     Ok(usage)
 }
 
+/// The `(tenant, bytes)` rows of a budget table (`budgets`, `budget_ceilings`).
+fn tenant_bytes(conn: &Connection, table: &str) -> Result<Vec<(TenantId, u64)>> {
+    let mut q = conn
+        .prepare(&format!("SELECT tenant, bytes FROM {table}"))
+        .map_err(storage)?;
+    let rows = q
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(storage)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (tenant, bytes) = row.map_err(storage)?;
+        if let Ok(t) = TenantId::new(&tenant) {
+            out.push((t, bytes as u64));
+        }
+    }
+    Ok(out)
+}
+
 fn load_settings(conn: &Connection) -> Result<HashMap<TenantId, RetentionSettings>> {
     let mut settings: HashMap<TenantId, RetentionSettings> = HashMap::new();
     let mut q = conn
@@ -537,29 +555,11 @@ fn load_settings(conn: &Connection) -> Result<HashMap<TenantId, RetentionSetting
             s.profiles.insert(profile, days);
         }
     }
-    let mut q = conn
-        .prepare("SELECT tenant, bytes FROM budgets")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(storage)?;
-    for row in rows {
-        let (tenant, bytes) = row.map_err(storage)?;
-        if let Ok(t) = TenantId::new(&tenant) {
-            settings.entry(t).or_default().disk_budget_bytes = Some(bytes as u64);
-        }
+    for (t, bytes) in tenant_bytes(conn, "budgets")? {
+        settings.entry(t).or_default().disk_budget_bytes = Some(bytes);
     }
-    let mut q = conn
-        .prepare("SELECT tenant, bytes FROM budget_ceilings")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(storage)?;
-    for row in rows {
-        let (tenant, bytes) = row.map_err(storage)?;
-        if let Ok(t) = TenantId::new(&tenant) {
-            settings.entry(t).or_default().disk_budget_ceiling_bytes = Some(bytes as u64);
-        }
+    for (t, bytes) in tenant_bytes(conn, "budget_ceilings")? {
+        settings.entry(t).or_default().disk_budget_ceiling_bytes = Some(bytes);
     }
     Ok(settings)
 }
