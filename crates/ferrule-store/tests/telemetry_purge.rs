@@ -231,10 +231,12 @@ async fn a_crash_before_the_rows_are_deleted_brings_nothing_back_and_the_purge_r
         // The process dies here.
         std::mem::forget(s);
     }
+    // Reopened, the purge resumes at once (its first step is due at start),
+    // so whether rows are left at this instant is a race; what must hold is
+    // that nothing of the pump comes back and the valve keeps everything.
     let s = Store::open(dir.path(), reclaim_paused());
     s.assert_empty(&t, &pump).await;
     assert_eq!(s.timestamps(&t, &valve, "temp").await.len(), 20);
-    assert!(s.store.purge_leftovers().unwrap() > 0);
     std::mem::forget(s);
 
     let s = Store::open(dir.path(), TelemetryOptions::default());
