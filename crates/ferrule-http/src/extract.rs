@@ -136,6 +136,27 @@ pub mod whole {
             _ => Err(D::Error::custom(format!("expected an integer, found {n}"))),
         }
     }
+
+    /// A map whose values are integers, each read as by [`option`].
+    pub fn map<'de, D, T>(d: D) -> Result<std::collections::BTreeMap<String, T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i64> + TryFrom<u64>,
+    {
+        #[derive(serde::Deserialize)]
+        #[serde(transparent)]
+        struct Whole<T: TryFrom<i64> + TryFrom<u64>>(
+            #[serde(deserialize_with = "option")] Option<T>,
+        );
+        let raw = std::collections::BTreeMap::<String, Whole<T>>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, Whole(v))| {
+                v.map(|v| (k.clone(), v)).ok_or_else(|| {
+                    D::Error::custom(format!("{k}: expected an integer, found null"))
+                })
+            })
+            .collect()
+    }
 }
 
 /// A query string, failing as problem+json.

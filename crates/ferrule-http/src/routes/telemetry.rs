@@ -226,8 +226,13 @@ impl Read {
         let agg = match (agg, interval) {
             (Some(a), Some(i)) => Some((a, parse_interval(i)?)),
             (Some(a), None) => Some((a, range.to.saturating_sub(range.from).max(1))),
-            // A width means nothing without an aggregate to fill it.
-            (None, _) => None,
+            // A width means nothing without an aggregate to fill it; it is
+            // still checked, so a malformed one is not silently ignored.
+            (None, Some(i)) => {
+                parse_interval(i)?;
+                None
+            }
+            (None, None) => None,
         };
         if let Some((_, interval)) = agg {
             let buckets = (i128::from(range.to) - i128::from(range.from)) / i128::from(interval);

@@ -43,6 +43,26 @@ pub struct SettingsView {
     pub server_retention_days: Option<u32>,
 }
 
+/// A JSON merge patch of the settings (for the API document; the handler
+/// merges the JSON itself): every field may be `null`, which clears it, and
+/// so may each profile, which removes it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SettingsPatch {
+    #[schema(minimum = 1, maximum = 36500)]
+    retention_days: Option<u32>,
+    #[schema(schema_with = super::vocabulary::profiles_patch)]
+    profiles: Option<BTreeMap<String, Option<u32>>>,
+    #[schema(maximum = 9223372036854775807_u64)]
+    disk_budget_bytes: Option<u64>,
+    #[schema(maximum = 9223372036854775807_u64)]
+    disk_budget_ceiling_bytes: Option<u64>,
+}
+
+/// The largest budget or ceiling (stored as a signed 64-bit integer).
+const MAX_BUDGET: u64 = i64::MAX as u64;
+
 /// New settings. With `PUT` a field left out is cleared, except
 /// `disk_budget_ceiling_bytes`, which is kept unless given; with `PATCH` a
 /// field left out is kept and `null` clears it (in `profiles` too).
@@ -52,20 +72,22 @@ pub struct UpdateSettings {
     #[serde(default, deserialize_with = "crate::extract::whole::option")]
     #[schema(minimum = 1, maximum = 36500)]
     pub retention_days: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::whole::map")]
+    #[schema(schema_with = super::vocabulary::profiles_put)]
     pub profiles: BTreeMap<String, u32>,
-    /// The owner's budget; at most the ceiling.
+    /// The owner's budget; at most the ceiling (409 above it).
     #[serde(default, deserialize_with = "crate::extract::whole::option")]
+    #[schema(maximum = 9223372036854775807_u64)]
     pub disk_budget_bytes: Option<u64>,
     /// Only a server admin may change it (`X-Tenant` names the tenant).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>)]
+    #[schema(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     pub disk_budget_ceiling_bytes: Option<Option<u64>>,
 }
 
 /// A field that is present, even as `null`, is `Some`.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
-    Option::<u64>::deserialize(d).map(Some)
+    crate::extract::whole::option(d).map(Some)
 }
 
 fn days(field: &str, d: u32) -> Result<u32, ApiError> {
@@ -103,7 +125,8 @@ pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Jso
 #[utoipa::path(put, operation_id = "replaceTelemetrySettings", path = "/api/v1/telemetry/settings", tag = "telemetry",
     request_body = UpdateSettings,
     responses((status = 200, body = SettingsView), (status = 400, body = Problem),
-        (status = 403, body = Problem)))]
+        (status = 403, body = Problem),
+        (status = 409, body = Problem, description = "`disk_budget_bytes` above the ceiling an admin set")))]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -119,11 +142,12 @@ pub async fn put(
 
 /// Changes only the named settings of the tenant (JSON merge patch).
 #[utoipa::path(patch, operation_id = "patchTelemetrySettings", path = "/api/v1/telemetry/settings", tag = "telemetry",
-    request_body(content = UpdateSettings, content_type = "application/merge-patch+json",
+    request_body(content = SettingsPatch, content_type = "application/merge-patch+json",
         description = "A JSON merge patch (RFC 7396) of the settings: fields left out are kept, \
             null clears a field (or a profile in `profiles`). `application/json` is accepted too."),
     responses((status = 200, body = SettingsView), (status = 400, body = Problem),
-        (status = 403, body = Problem)))]
+        (status = 403, body = Problem),
+        (status = 409, body = Problem, description = "`disk_budget_bytes` above the ceiling an admin set")))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,10 +214,10 @@ fn validate(
 ) -> Result<RetentionSettings, ApiError> {
     let mut profiles = BTreeMap::new();
     for (profile, d) in body.profiles {
-        if profile.is_empty() || profile.len() > 256 {
+        if profile.is_empty() || profile.chars().count() > 256 {
             return Err(ApiError::invalid(
                 "profiles",
-                "profile names are 1 to 256 bytes",
+                "profile names are 1 to 256 characters",
             ));
         }
         let d = days(&format!("profiles.{profile}"), d)?;
@@ -211,16 +235,26 @@ fn validate(
         }
         _ => current.disk_budget_ceiling_bytes,
     };
+    for (field, bytes) in [
+        ("disk_budget_bytes", body.disk_budget_bytes),
+        ("disk_budget_ceiling_bytes", ceiling),
+    ] {
+        if bytes.is_some_and(|b| b > MAX_BUDGET) {
+            return Err(ApiError::invalid(
+                field,
+                format!("must be at most {MAX_BUDGET}"),
+            ));
+        }
+    }
+    // A conflict with the tenant's state (the ceiling it has now), not a
+    // malformed request: the same body is fine under another ceiling.
     if let (Some(own), Some(ceiling)) = (body.disk_budget_bytes, ceiling)
         && own > ceiling
     {
-        return Err(ApiError::invalid(
-            "disk_budget_bytes",
-            format!(
-                "{own} is above the ceiling of {ceiling} bytes a server admin set for this \
-                 tenant; the budget may only be lower"
-            ),
-        ));
+        return Err(ApiError::Conflict(format!(
+            "disk_budget_bytes {own} is above the ceiling of {ceiling} bytes a server admin \
+             set for this tenant; the budget may only be lower"
+        )));
     }
     Ok(RetentionSettings {
         default_days: body

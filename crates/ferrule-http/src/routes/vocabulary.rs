@@ -92,6 +92,76 @@ pub enum ExportFormat {
     Csv,
 }
 
+/// A retention in days, 1 to 36,500 (a hundred years).
+pub struct Days;
+
+impl utoipa::PartialSchema for Days {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(36_500))
+            .description(Some("Days, 1 to 36,500"))
+            .into()
+    }
+}
+
+impl ToSchema for Days {}
+
+/// [`Days`], or `null` (in a merge patch: remove it).
+pub struct DaysOrNull;
+
+impl utoipa::PartialSchema for DaysOrNull {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(1))
+            .maximum(Some(36_500))
+            .description(Some("Days, 1 to 36,500; null removes the profile"))
+            .into()
+    }
+}
+
+impl ToSchema for DaysOrNull {}
+
+/// A map of device profiles (1 to 256 characters) to [`Days`], or to
+/// [`DaysOrNull`] in a merge patch.
+fn profiles(nullable: bool) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let names = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(256));
+    let kinds: Vec<Type> = if nullable {
+        vec![Type::Object, Type::Null]
+    } else {
+        vec![Type::Object]
+    };
+    let days = if nullable {
+        <DaysOrNull as utoipa::PartialSchema>::schema()
+    } else {
+        <Days as utoipa::PartialSchema>::schema()
+    };
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter(kinds))
+        .property_names(Some(names))
+        .additional_properties(Some(days))
+        .description(Some("Retention in days per device profile"))
+        .into()
+}
+
+/// [`profiles`] as in `PUT`.
+pub fn profiles_put() -> utoipa::openapi::schema::Schema {
+    profiles(false)
+}
+
+/// [`profiles`] as in a merge patch.
+pub fn profiles_patch() -> utoipa::openapi::schema::Schema {
+    profiles(true)
+}
+
 /// A time parameter: milliseconds since the Unix epoch or RFC 3339.
 pub fn time_param() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};

@@ -114,8 +114,8 @@ async fn the_admins_budget_is_a_ceiling_the_owner_cannot_lift() {
     }
     // …nor set a budget above it, which says why…
     let r = patch(&owner, json!({"disk_budget_bytes": 150_000})).await;
-    r.assert_problem(400);
-    assert_eq!(r.json["field"], "disk_budget_bytes");
+    // 409: valid alone, it conflicts with the ceiling the tenant has now.
+    r.assert_problem(409);
     assert!(
         r.json["detail"]
             .as_str()
