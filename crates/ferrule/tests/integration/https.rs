@@ -2,8 +2,6 @@
 //! are served over TLS too (python's TLS stack and paho-mqtt as peers),
 //! with HSTS; plain HTTP goes on without it.
 
-use std::path::Path;
-
 use serde_json::json;
 
 use crate::util::{Server, ServerBuilder};
