@@ -18,11 +18,14 @@ fuzz_target!(|data: &[u8]| {
         max_key_bytes: 40,
         max_string_bytes: 30,
         max_future_skew_ms: 1000,
+        // Low, so that both sides of the era check are reachable.
+        min_ts_ms: 1000,
     };
     let sentinel = Reading {
         ts: -1,
         key: "kept".into(),
         value: TelemetryValue::Bool(true),
+        server_stamped: false,
     };
     let mut out = vec![sentinel.clone()];
     match parse_telemetry(data, RECEIVED, &limits, &mut out) {
@@ -32,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
             let readings = &out[1..];
             assert!(readings.len() <= limits.max_points);
             for r in readings {
-                assert!(r.ts >= 0 && r.ts <= RECEIVED + limits.max_future_skew_ms);
+                assert!(r.ts >= limits.min_ts_ms && r.ts <= RECEIVED + limits.max_future_skew_ms);
+                // Only a reading without its own ts is stamped, with the receive time.
+                assert!(!r.server_stamped || r.ts == RECEIVED);
                 assert!(!r.key.is_empty() && r.key.len() <= limits.max_key_bytes);
                 match &r.value {
                     TelemetryValue::Number(x) => assert!(x.is_finite()),
