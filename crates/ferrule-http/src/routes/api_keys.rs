@@ -105,9 +105,13 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKeyView>> {
     caller.require_access_admin()?;
-    Ok(Json(
-        state.store().get_api_key(&caller.tenant, &id).await?.into(),
-    ))
+    let key = state.store().get_api_key(&caller.tenant, &id).await?;
+    // A revoked (deleted) key is gone from the API, as after any DELETE;
+    // the listing keeps it, with `revoked_at`, for audit.
+    if key.revoked_at.is_some() {
+        return Err(ApiError::NotFound("api key"));
+    }
+    Ok(Json(key.into()))
 }
 
 /// Revoke a key, and the keys it created: they stop working at once and

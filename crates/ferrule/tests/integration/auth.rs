@@ -96,12 +96,20 @@ async fn revoked_and_expired_api_keys_are_refused() {
         204
     );
     key.get("/api/v1/devices").await.assert_problem(401);
-    let listed = admin.get(&format!("/api/v1/api-keys/{id}")).await;
-    assert!(
-        listed.json["revoked_at"].is_string(),
-        "revoked keys stay listed: {}",
-        listed.text
-    );
+    // Gone from the API like any deleted resource; the listing keeps it,
+    // with `revoked_at`, for audit.
+    admin
+        .get(&format!("/api/v1/api-keys/{id}"))
+        .await
+        .assert_problem(404);
+    let listed = admin.get("/api/v1/api-keys").await;
+    let item = listed.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .unwrap_or_else(|| panic!("revoked keys stay listed: {}", listed.text));
+    assert!(item["revoked_at"].is_string(), "{item}");
 
     let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
     let k = admin
