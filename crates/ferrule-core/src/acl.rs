@@ -679,7 +679,15 @@ mod tests {
     }
 
     fn filter_with(lvl: BoxedStrategy<String>) -> impl Strategy<Value = String> {
-        (prop::collection::vec(lvl, 1..5), any::<bool>())
+        filter_of_levels(lvl, 1..5)
+    }
+
+    /// A filter of `levels` levels drawn from `lvl`, perhaps ending in `#`.
+    fn filter_of_levels(
+        lvl: BoxedStrategy<String>,
+        levels: std::ops::Range<usize>,
+    ) -> impl Strategy<Value = String> {
+        (prop::collection::vec(lvl, levels), any::<bool>())
             .prop_map(|(mut v, hash)| {
                 if hash {
                     v.push("#".to_owned());
@@ -771,14 +779,7 @@ mod tests {
     /// Filters and patterns of up to 3 levels (and a `#`): every topic that
     /// tells them apart has at most 4 levels, so [`every_name`]`(4)` decides.
     fn short_filter_with(lvl: BoxedStrategy<String>) -> impl Strategy<Value = String> {
-        (prop::collection::vec(lvl, 1..4), any::<bool>())
-            .prop_map(|(mut v, hash)| {
-                if hash {
-                    v.push("#".to_owned());
-                }
-                v.join("/")
-            })
-            .prop_filter("non-empty", |s| !s.is_empty())
+        filter_of_levels(lvl, 1..4)
     }
 
     fn short_rule() -> impl Strategy<Value = AclRule> {
