@@ -30,15 +30,8 @@ fn https_addr(s: &Server) -> String {
 async fn https_serves_the_api_and_mqtt_over_websocket() {
     let b = ServerBuilder::new();
     let dir = b.dir().to_path_buf();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
     let s = b
-        .arg("--tls-cert")
-        .arg(dir.join("server.pem").to_str().unwrap())
-        .arg("--tls-key")
-        .arg(dir.join("server.key").to_str().unwrap())
+        .self_signed_tls(&["localhost", "127.0.0.1"])
         .arg("--mqtts-listen")
         .arg("127.0.0.1:0")
         .start()
@@ -78,15 +71,9 @@ async fn https_settings_are_checked_at_start() {
     // A port in use: one line naming the setting, exit 2, nothing written.
     let b = ServerBuilder::new();
     let dir = b.dir().to_path_buf();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let out = b
-        .arg("--tls-cert")
-        .arg(dir.join("server.pem").to_str().unwrap())
-        .arg("--tls-key")
-        .arg(dir.join("server.key").to_str().unwrap())
+        .self_signed_tls(&["localhost"])
         .arg("--mqtts-listen")
         .arg("127.0.0.1:0")
         .arg("--https-listen")

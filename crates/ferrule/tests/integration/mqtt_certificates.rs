@@ -73,10 +73,7 @@ impl Tls {
         std::fs::write(dir.join("server.pem"), server.cert.pem()).unwrap();
         std::fs::write(dir.join("server.key"), server.signing_key.serialize_pem()).unwrap();
         let s = b
-            .arg("--tls-cert")
-            .arg(dir.join("server.pem").to_str().unwrap())
-            .arg("--tls-key")
-            .arg(dir.join("server.key").to_str().unwrap())
+            .tls_from_dir()
             .arg("--mqtts-listen")
             .arg("127.0.0.1:0")
             .start()

@@ -50,10 +50,7 @@ async fn tls_and_websocket_carry_mqtt() {
     let dir = b.dir().to_path_buf();
     let pki = make_pki(&dir);
     let s = b
-        .arg("--tls-cert")
-        .arg(dir.join("server.pem").to_str().unwrap())
-        .arg("--tls-key")
-        .arg(dir.join("server.key").to_str().unwrap())
+        .tls_from_dir()
         .arg("--mqtts-listen")
         .arg("127.0.0.1:0")
         .start()
@@ -116,10 +113,7 @@ async fn mqtts_port_in_use_is_a_startup_error() {
     make_pki(&dir);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let out = b
-        .arg("--tls-cert")
-        .arg(dir.join("server.pem").to_str().unwrap())
-        .arg("--tls-key")
-        .arg(dir.join("server.key").to_str().unwrap())
+        .tls_from_dir()
         .arg("--mqtts-listen")
         .arg(taken.local_addr().unwrap().to_string())
         .run_to_exit()

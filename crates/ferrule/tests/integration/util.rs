@@ -62,6 +62,27 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS with `server.pem` and `server.key` of [`Self::dir`]
+    /// (written by the caller, or by [`Self::self_signed_tls`]).
+    pub fn tls_from_dir(self) -> Self {
+        let file = |name: &str| self.dir().join(name).to_str().unwrap().to_owned();
+        let (cert, key) = (file("server.pem"), file("server.key"));
+        self.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key)
+    }
+
+    /// Serves TLS with a fresh self-signed certificate for `names`.
+    pub fn self_signed_tls(self, names: &[&str]) -> Self {
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let cert = rcgen::generate_simple_self_signed(names).unwrap();
+        std::fs::write(self.dir().join("server.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(
+            self.dir().join("server.key"),
+            cert.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        self.tls_from_dir()
+    }
+
     pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.env.push((k.into(), v.into()));
         self
