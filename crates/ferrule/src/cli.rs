@@ -26,7 +26,8 @@ pub enum Command {
     /// Operator tasks on a data directory.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Run a benchmark scenario and print its figures.
+    /// Run a benchmark scenario and print its figures (`ferrule bench
+    /// --help` lists them; needs the `ferrule-bench` binary beside this one).
     Bench(crate::bench::BenchArgs),
 }
 

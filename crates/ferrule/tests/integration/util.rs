@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferrule_bench::launch::{Lines, Starting};
 use reqwest::Method;
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const ADMIN_EMAIL: &str = "admin@localhost";
@@ -164,83 +163,23 @@ impl ServerBuilder {
 
     /// Starts the server and waits until `/readyz` answers 200.
     pub async fn start(self) -> Server {
-        let mut child = self.command().spawn().expect("spawn ferrule");
-        let stdout = Arc::new(Mutex::new(Vec::<String>::new()));
-        let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
-        collect_lines(child.stdout.take().unwrap(), stdout.clone());
-        collect_lines(child.stderr.take().unwrap(), stderr.clone());
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        let (http, mqtt) = loop {
-            let found = {
-                let lines = stdout.lock().unwrap();
-                let http = lines
-                    .iter()
-                    .find_map(|l| parse_addr_line(l, "HTTP API", "http://"));
-                let mqtt = lines
-                    .iter()
-                    .find_map(|l| parse_addr_line(l, "MQTT", "mqtt://"));
-                http.zip(mqtt)
-            };
-            if let Some((http, mqtt)) = found {
-                break (format!("http://{http}"), mqtt);
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                panic!(
-                    "ferrule exited with {status} before it was ready; stderr:\n{}",
-                    stderr.lock().unwrap().join("\n")
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "ferrule did not print its address"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        let client = reqwest::Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{http}/readyz")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "ferrule never became ready"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let running = Starting::spawn(&mut self.command(), false)
+            .expect("spawn ferrule")
+            .ready(START_TIMEOUT)
+            .await
+            .expect("ferrule became ready");
         Server {
-            http,
-            mqtt,
+            http: format!("http://{}", running.http),
+            mqtt: running.mqtt,
             admin_password: self.admin_password,
             data_dir: self.data_dir,
             dir: self.dir,
-            child,
-            stdout,
-            stderr,
-            client,
+            child: running.child,
+            stdout: running.stdout,
+            stderr: running.stderr,
+            client: reqwest::Client::new(),
         }
     }
-}
-
-fn collect_lines(
-    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<Vec<String>>>,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().unwrap().push(line);
-        }
-    });
-}
-
-/// `  HTTP API  http://127.0.0.1:PORT/api/v1 ...` → `127.0.0.1:PORT`.
-fn parse_addr_line(line: &str, label: &str, scheme: &str) -> Option<String> {
-    let rest = line.trim().strip_prefix(label)?;
-    let url = rest.split_whitespace().next()?;
-    Some(url.strip_prefix(scheme)?.split('/').next()?.to_owned())
 }
 
 /// A server that exited on its own.
@@ -261,8 +200,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub dir: TempDir,
     child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
+    stdout: Lines,
+    stderr: Lines,
     client: reqwest::Client,
 }
 
@@ -272,11 +211,11 @@ impl Server {
     }
 
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().join("\n")
+        self.stdout.text()
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
+        self.stderr.text()
     }
 
     pub fn pid(&self) -> i32 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::WARMUP;
-use crate::bench::process::{cpu_busy_seconds, cpu_seconds, own_cpu_seconds};
+use crate::process::{cpu_busy_seconds, cpu_seconds, own_cpu_seconds};
 
 /// Longest wait, after a window, for the messages and requests in flight
 /// to be answered.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::process::{free_port, http_addr, rss_kib, spawn_ferrule, terminate};
+use super::process::{START_WITHIN, free_port, rss_kib, spawn_ferrule, terminate};
 
 #[derive(Debug, Args)]
 pub struct StartupArgs {
@@ -24,7 +24,6 @@ struct Sample {
 }
 
 pub async fn run(args: StartupArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
     let idle = Duration::from_secs(args.idle_secs);
     let mut first = Vec::new();
     let mut restart = Vec::new();
@@ -32,8 +31,8 @@ pub async fn run(args: StartupArgs) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let data = data.to_str().context("temp path is not UTF-8")?;
-        first.push(ferrule_once(&client, data, idle).await?);
-        restart.push(ferrule_once(&client, data, idle).await?);
+        first.push(ferrule_once(data, idle).await?);
+        restart.push(ferrule_once(data, idle).await?);
     }
     let mut baseline = Vec::new();
     for _ in 0..args.runs {
@@ -55,26 +54,12 @@ pub async fn run(args: StartupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ferrule_once(
-    client: &reqwest::Client,
-    data: &str,
-    idle: Duration,
-) -> anyhow::Result<Sample> {
+async fn ferrule_once(data: &str, idle: Duration) -> anyhow::Result<Sample> {
     let start = Instant::now();
-    let mut child = spawn_ferrule(&["--data-dir", data, "--http-listen", "127.0.0.1:0"])?;
-    let addr = http_addr(child.stdout.take().context("stdout")?).await?;
-    let url = format!("http://{addr}/readyz");
-    loop {
-        if let Ok(r) = client.get(&url).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            bail!("ferrule not ready after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let server = spawn_ferrule(&["--data-dir", data, "--http-listen", "127.0.0.1:0"])?
+        .ready(START_WITHIN)
+        .await?;
+    let mut child = server.child;
     let ready = start.elapsed();
     tokio::time::sleep(idle).await;
     let rss = rss_kib(child.id().context("pid")?)?;

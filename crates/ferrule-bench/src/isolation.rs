@@ -28,7 +28,7 @@ use ferrule_mqtt::codec::{
 };
 use tokio_util::bytes::BytesMut;
 
-use super::process::{http_and_mqtt_addrs, spawn_ferrule_with, terminate};
+use super::process::{start_ferrule_with, terminate};
 use super::thousands;
 
 const VERSION: ProtocolVersion = ProtocolVersion::V5;
@@ -125,23 +125,10 @@ impl Server {
         } else {
             super::process::LIMITS_OFF
         };
-        let mut child = spawn_ferrule_with(&args, env)?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let (http, mqtt) = http_and_mqtt_addrs(stdout).await?;
+        let server = start_ferrule_with(&args, env).await?;
+        let (child, http, mqtt) = (server.child, server.http, server.mqtt);
         let base = format!("http://{http}");
         let client = reqwest::Client::new();
-        let start = Instant::now();
-        while !client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("ferrule not ready after 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         let mut server = Server {
             child,
             base,

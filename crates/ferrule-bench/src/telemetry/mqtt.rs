@@ -18,7 +18,7 @@ use super::signal::DeviceSignal;
 use super::verify::verify_stored;
 use super::window::{drain, measure_window, wait_for_quiet};
 use super::{KEYS, TelemetryArgs};
-use crate::bench::loadgen::{DevicePublisher, PublishCounts};
+use crate::loadgen::{DevicePublisher, PublishCounts};
 
 /// MQTT handshakes in flight while connecting the devices: below Ferrule's
 /// listen backlog (128), so that no SYN is dropped and retried a second later.

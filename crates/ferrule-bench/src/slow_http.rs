@@ -15,11 +15,12 @@ use anyhow::Context;
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::loadgen::Client;
-use super::process::{http_and_mqtt_addrs, raise_nofile_limit, terminate};
+use super::process::{START_WITHIN, raise_nofile_limit, terminate};
+use crate::launch::{Starting, server_binary};
 
 #[derive(Debug, Args)]
 pub struct SlowHttpArgs {
@@ -85,12 +86,14 @@ pub async fn run(args: SlowHttpArgs) -> anyhow::Result<()> {
 async fn scenario(args: &SlowHttpArgs, env: &[(&str, &str)]) -> anyhow::Result<Figures> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let mut child = spawn(
+    let server = spawn(
         args.server_nofile,
         data.to_str().context("UTF-8 path")?,
         env,
-    )?;
-    let (http, mqtt) = http_and_mqtt_addrs(child.stdout.take().context("stdout")?).await?;
+    )?
+    .ready(START_WITHIN)
+    .await?;
+    let (mut child, http, mqtt) = (server.child, server.http, server.mqtt);
     let (http, mqtt): (SocketAddr, SocketAddr) = (http.parse()?, mqtt.parse()?);
     let stop = CancellationToken::new();
     let open = Arc::new(AtomicU64::new(0));
@@ -139,12 +142,12 @@ async fn scenario(args: &SlowHttpArgs, env: &[(&str, &str)]) -> anyhow::Result<F
 
 /// Starts `serve` under `ulimit -n nofile` (a shell sets it: no unsafe
 /// pre-exec hook), anonymous MQTT allowed for the probes.
-fn spawn(nofile: u64, data: &str, env: &[(&str, &str)]) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating the ferrule binary")?;
-    Command::new("sh")
+fn spawn(nofile: u64, data: &str, env: &[(&str, &str)]) -> anyhow::Result<Starting> {
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-        .arg(exe)
+        .arg(server_binary()?)
         .args([
             "serve",
             "--mqtt-listen",
@@ -158,12 +161,8 @@ fn spawn(nofile: u64, data: &str, env: &[(&str, &str)]) -> anyhow::Result<Child>
         // Probes connect at a steady pace; do not let MQTT's own per-IP
         // rate limit decide.
         .env("FERRULE_MQTT_MAX_CONNECT_RATE_PER_IP", "100000")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting ferrule serve")
+        .envs(env.iter().copied());
+    Starting::spawn(&mut command, true)
 }
 
 /// Keeps one half-sent request open: a partial head, then a header byte

@@ -5,7 +5,6 @@
 //! writes into.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::process::Child;
@@ -13,9 +12,7 @@ use tokio::task::JoinSet;
 
 use super::report::SectionReport;
 use super::{DAY_MS, FERRULE_CPU};
-use crate::bench::process::{
-    cpus_allowed, http_and_mqtt_addrs, rss_kib, spawn_ferrule, spawn_on_cpu, terminate,
-};
+use crate::process::{START_WITHIN, cpus_allowed, rss_kib, spawn_ferrule, spawn_on_cpu, terminate};
 
 /// API requests in flight while creating devices.
 const SETUP_PIPELINE: usize = 16;
@@ -72,17 +69,16 @@ impl Server {
         let data = dir.path().join("data");
         let data = data.to_str().context("temp path is not UTF-8")?;
         let args = ["--data-dir", data, "--http-listen", "127.0.0.1:0"];
-        let mut child = if pin {
+        let starting = if pin {
             spawn_on_cpu(FERRULE_CPU, || spawn_ferrule(&args))?
         } else {
             spawn_ferrule(&args)?
         };
+        let server = starting.ready(START_WITHIN).await?;
+        let (child, http, mqtt) = (server.child, server.http, server.mqtt);
         let pid = child.id().context("ferrule pid")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let (http, mqtt) = http_and_mqtt_addrs(stdout).await?;
         let base = format!("http://{http}");
         let client = reqwest::Client::new();
-        wait_ready(&client, &base).await?;
         let admin_token = login(&client, &base).await?;
         eprintln!(
             "ferrule: pid {pid}, HTTP {http}, MQTT {mqtt}, CPUs allowed {:?}",
@@ -150,21 +146,6 @@ impl Server {
             eprintln!("ferrule exited with {status} on SIGTERM");
         }
         Ok(())
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            bail!("ferrule not ready after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

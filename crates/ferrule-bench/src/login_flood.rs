@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::bytes::BytesMut;
 
-use super::process::{http_and_mqtt_addrs, rss_kib, spawn_ferrule_with, terminate};
+use super::process::{rss_kib, start_ferrule_with, terminate};
 use super::thousands;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,9 +90,11 @@ async fn once(args: &LoginFloodArgs, limits: bool) -> anyhow::Result<Figures> {
             ("FERRULE_AUTH_SOURCE_FAILURES_BEFORE_BACKOFF", "0"),
         ]
     };
-    let mut child = spawn_ferrule_with(&["--data-dir", data, "--http-listen", "127.0.0.1:0"], env)?;
+    let server =
+        start_ferrule_with(&["--data-dir", data, "--http-listen", "127.0.0.1:0"], env).await?;
+    let mut child = server.child;
     let pid = child.id().context("pid")?;
-    let (http, mqtt) = http_and_mqtt_addrs(child.stdout.take().context("stdout")?).await?;
+    let (http, mqtt) = (server.http, server.mqtt);
     let base = format!("http://{http}/api/v1");
     let client = reqwest::Client::new();
     let token = ready_and_login(&client, &base).await?;

@@ -1,8 +1,14 @@
 //! `ferrule bench`: the project's benchmark scenarios. Each runs Ferrule and,
 //! where one exists, a baseline on the same machine in the same run, and prints
 //! a Markdown table ready for docs/BENCHMARKS.md.
+//!
+//! A crate of its own, run as the `ferrule-bench` binary that `ferrule bench`
+//! hands over to, so the server carries none of the load generators, HTTP
+//! clients and baselines. [`launch`] starts a server process for the benches
+//! and for the integration tests.
 
 mod isolation;
+pub mod launch;
 mod loadgen;
 mod login_flood;
 mod mqtt;
@@ -14,10 +20,21 @@ mod telemetry;
 
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
+use clap::{Parser, Subcommand};
 
-#[derive(Debug, Args)]
+/// `ferrule bench [--server PATH] SCENARIO …`
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrule bench",
+    bin_name = "ferrule bench",
+    version,
+    about = "Run a benchmark scenario and print its figures"
+)]
 pub struct BenchArgs {
+    /// The `ferrule` binary to benchmark [default: the one beside this
+    /// executable].
+    #[arg(long, value_name = "PATH", global = true)]
+    pub server: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub scenario: Scenario,
 }
@@ -50,6 +67,9 @@ pub enum Scenario {
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
+    if let Some(server) = args.server {
+        launch::set_server_binary(server);
+    }
     let result = match args.scenario {
         Scenario::Startup(a) => {
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

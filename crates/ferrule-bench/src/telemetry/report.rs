@@ -213,7 +213,7 @@ impl Report {
     }
 }
 
-pub(super) use crate::bench::thousands;
+pub(super) use crate::thousands;
 
 #[cfg(test)]
 mod tests {

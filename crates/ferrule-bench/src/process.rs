@@ -1,11 +1,11 @@
 //! Child processes for benchmarks: spawn, watch memory, stop.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, Command};
+
+use crate::launch::{Running, Starting, server_binary};
 
 /// Resident set size of a process, in KiB, from /proc.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -42,76 +42,32 @@ pub const LIMITS_OFF: &[(&str, &str)] = &[
     ("FERRULE_LIMITS_TENANT_BYTES_PER_SEC", "0"),
 ];
 
-/// Starts this binary's `serve` with the given arguments, stdout piped,
-/// rate limits off.
-pub fn spawn_ferrule(args: &[&str]) -> anyhow::Result<Child> {
+/// How long a bench waits for a server to become ready.
+pub const START_WITHIN: Duration = Duration::from_secs(30);
+
+/// Spawns `ferrule serve` with the given arguments, rate limits off; its
+/// stderr is echoed to ours.
+pub fn spawn_ferrule(args: &[&str]) -> anyhow::Result<Starting> {
     spawn_ferrule_with(args, LIMITS_OFF)
 }
 
 /// [`spawn_ferrule`] with these environment variables instead of
 /// [`LIMITS_OFF`].
-pub fn spawn_ferrule_with(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating the ferrule binary")?;
-    Command::new(exe)
+pub fn spawn_ferrule_with(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Starting> {
+    let mut command = Command::new(server_binary()?);
+    command
         .arg("serve")
         .args(["--mqtt-listen", "127.0.0.1:0"])
         .args(args)
         .env("FERRULE_ADMIN_PASSWORD", "bench-password")
         .env("FERRULE_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting ferrule serve")
+        .envs(env.iter().copied());
+    Starting::spawn(&mut command, true)
 }
 
-/// Reads the child's stdout until the HTTP URL line; returns `host:port`.
-pub async fn http_addr(stdout: ChildStdout) -> anyhow::Result<String> {
-    let mut lines = BufReader::new(stdout).lines();
-    while let Some(line) = lines.next_line().await? {
-        if let Some(rest) = line.trim().strip_prefix("HTTP API") {
-            let url = rest.split_whitespace().next().unwrap_or_default();
-            let addr = url
-                .trim_start_matches("http://")
-                .split('/')
-                .next()
-                .unwrap_or_default();
-            // Keep draining so the child never blocks on a full pipe.
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok(addr.to_owned());
-        }
-    }
-    bail!("ferrule exited before printing its HTTP address")
-}
-
-/// Reads the child's stdout until both the HTTP API and the MQTT listener
-/// lines (`  HTTP API  http://ADDR/api/v1 …`, `  MQTT      mqtt://ADDR`);
-/// returns both `host:port`s, then keeps draining stdout.
-pub async fn http_and_mqtt_addrs(stdout: ChildStdout) -> anyhow::Result<(String, String)> {
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut http, mut mqtt) = (None, None);
-    while let Some(line) = lines.next_line().await? {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("HTTP API") {
-            http = listen_addr(rest, "http://");
-        } else if let Some(rest) = line.strip_prefix("MQTT ") {
-            mqtt = listen_addr(rest, "mqtt://");
-        }
-        if let (Some(http), Some(mqtt)) = (&http, &mqtt) {
-            let found = (http.clone(), mqtt.clone());
-            // Keep draining so the child never blocks on a full pipe.
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok(found);
-        }
-    }
-    bail!("ferrule exited before printing its HTTP and MQTT addresses")
-}
-
-/// `  http://127.0.0.1:PORT/api/v1 …` → `127.0.0.1:PORT`.
-fn listen_addr(rest: &str, scheme: &str) -> Option<String> {
-    let url = rest.split_whitespace().next()?;
-    Some(url.strip_prefix(scheme)?.split('/').next()?.to_owned())
+/// [`spawn_ferrule_with`], then waits until it is ready.
+pub async fn start_ferrule_with(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Running> {
+    spawn_ferrule_with(args, env)?.ready(START_WITHIN).await
 }
 
 /// Pins the calling thread to `cpu`; threads and processes it starts

@@ -32,9 +32,9 @@ use tokio_util::bytes::Bytes;
 
 use super::loadgen::{self, Client};
 use super::process::{
-    LIMITS_OFF, cpu_busy_seconds, cpu_seconds, cpus_allowed, free_port, http_addr, own_cpu_seconds,
-    pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule_with, spawn_on_cpu,
-    tcp_ext_counter, terminate, thread_count,
+    LIMITS_OFF, START_WITHIN, cpu_busy_seconds, cpu_seconds, cpus_allowed, free_port,
+    own_cpu_seconds, pin_current_thread, raise_nofile_limit, rss_kib, spawn_ferrule_with,
+    spawn_on_cpu, tcp_ext_counter, terminate, thread_count,
 };
 use super::thousands;
 
@@ -166,7 +166,7 @@ impl Broker {
         let data = data.to_str().context("temp path is not UTF-8")?;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let listen = addr.to_string();
-        let mut child = spawn_on_cpu(BROKER_CPU, || {
+        let starting = spawn_on_cpu(BROKER_CPU, || {
             spawn_ferrule_with(
                 &[
                     "--data-dir",
@@ -180,22 +180,10 @@ impl Broker {
                 &env,
             )
         })?;
+        let server = starting.ready(START_WITHIN).await?;
+        let (child, http) = (server.child, server.http);
         let pid = child.id().context("ferrule pid")?;
-        let http = http_addr(child.stdout.take().context("stdout")?).await?;
-        let url = format!("http://{http}/readyz");
         let client = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = client.get(&url).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("ferrule not ready after 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
         if acl_rules > 0 {
             create_acl_rules(&client, &http, acl_rules).await?;
             eprintln!("ferrule: {acl_rules} ACL rules in force");

@@ -21,7 +21,7 @@ use super::signal::{
     minute_buckets, realistic_series,
 };
 use super::{DAY_MS, KEYS};
-use crate::bench::process::own_cpu_seconds;
+use crate::process::own_cpu_seconds;
 
 const SCHEMA: &str = "CREATE TABLE points(
     series INTEGER NOT NULL,
