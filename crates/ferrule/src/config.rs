@@ -38,74 +38,44 @@ const SECTIONS: &[&str] = &[
 /// Environment variables that share the prefix but are not config keys.
 const NOT_CONFIG_ENV: &[&str] = &["log"];
 
+// Every `Raw*` section: unset keys are left out when a layer (the flags)
+// is serialized, so that a lower layer (file, env) shows through; missing
+// keys take their defaults; unknown keys are errors.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_path",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_path")]
     pub data_dir: Option<PathBuf>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub storage: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub nats: Option<String>,
-    #[serde(default)]
     pub http: RawHttp,
-    #[serde(default)]
     pub mqtt: RawMqtt,
-    #[serde(default)]
     pub mqtts: RawMqtts,
-    #[serde(default)]
     pub https: RawHttps,
-    #[serde(default)]
     pub tls: RawTls,
-    #[serde(default)]
     pub admin: RawAdmin,
-    #[serde(default)]
     pub log: RawLog,
-    #[serde(default)]
     pub telemetry: RawTelemetry,
-    #[serde(default)]
     pub auth: RawAuth,
-    #[serde(default)]
     pub limits: RawLimits,
 }
 
 /// `[auth]`: limits on password logins.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawAuth {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hash_workers: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hash_queue: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failures_before_backoff: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_failures_before_backoff: Option<u32>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub min_backoff: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub max_backoff: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tracked: Option<usize>,
 }
 
@@ -175,16 +145,13 @@ fn auth_config(raw: &RawAuth) -> Result<AuthConfig, StartupError> {
 
 /// `[limits]`: messages and bytes per second, per MQTT client and per
 /// tenant (MQTT and HTTP ingest together); 0 turns a limit off.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawLimits {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_messages_per_sec: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_bytes_per_sec: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_messages_per_sec: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_bytes_per_sec: Option<u32>,
 }
 
@@ -200,44 +167,22 @@ impl RawLimits {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawTelemetry {
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub durability: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub max_future_skew: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub retention_interval: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub seal_age: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub purge_interval: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal_notices_per_second: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_log_bytes: Option<u64>,
 }
 
@@ -332,138 +277,83 @@ fn telemetry_config(raw: &RawTelemetry) -> Result<TelemetryConfig, StartupError>
     })
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub listen: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub session_ttl: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub header_timeout: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub idle_timeout: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub body_timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_header_bytes: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_address: Option<usize>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawHttps {
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub listen: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawMqtt {
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub listen: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_anonymous: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_keepalive: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_packet_size: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_inflight: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queued: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queued_bytes: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_tenant: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connect_rate_per_ip: Option<u32>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawMqtts {
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub listen: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawTls {
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_path",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_path")]
     pub cert: Option<PathBuf>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_path",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_path")]
     pub key: Option<PathBuf>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub email: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_string",
-        default
-    )]
+    #[serde(deserialize_with = "lenient_string")]
     pub password: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawLog {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<LogFormat>,
 }
 
