@@ -6,8 +6,10 @@
 //! `/readyz` and `/metrics`. Requests are authenticated by the [`Caller`]
 //! extractor through the store's `Identity`; every error leaves as RFC 9457
 //! problem+json through the single mapping in [`error`]. Tenants and devices
-//! are created and deleted across every store by [`lifecycle`].
+//! are created and deleted across every store by [`lifecycle`]. The MQTT
+//! broker is reached through the [`MqttBroker`] trait.
 
+mod broker;
 pub mod error;
 mod extract;
 pub mod lifecycle;
@@ -17,6 +19,7 @@ pub mod routes;
 pub mod server;
 mod state;
 
+pub use broker::{BrokerPurge, MqttBroker};
 pub use extract::Caller;
 pub use routes::{app, openapi};
 pub use server::{ConnectionCaps, HttpLimits, Serving};

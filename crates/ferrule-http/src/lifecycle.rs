@@ -29,8 +29,8 @@
 
 use std::time::Duration;
 
+use crate::broker::BrokerPurge;
 use ferrule_core::{DeviceId, TenantId};
-use ferrule_mqtt::broker::Purged;
 use ferrule_store::telemetry::{PurgeQueued, PurgeScope, TelemetryError};
 use ferrule_store::{Changing, Device, NewDevice, PendingDeletion, StoreError, Tenant};
 
@@ -199,7 +199,7 @@ async fn finish(state: &AppState, deletion: PendingDeletion, change: Changing<'_
             )
             .await?
         }
-        None => Purged::default(),
+        None => BrokerPurge::default(),
     };
     if deletion.device.is_none() {
         state.acl.forget(tenant);

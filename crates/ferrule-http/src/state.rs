@@ -38,7 +38,7 @@ impl Readiness {
 /// What the `/mqtt` WebSocket endpoint needs to run MQTT connections.
 #[derive(Clone)]
 pub struct MqttEndpoint {
-    pub broker: Arc<ferrule_mqtt::broker::Broker>,
+    pub broker: Arc<dyn crate::broker::MqttBroker>,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub tasks: tokio_util::task::TaskTracker,
 }

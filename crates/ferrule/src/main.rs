@@ -2,6 +2,7 @@
 //! subcommand. Wiring lives in `serve`; the parts live in the library crates.
 
 mod admin;
+mod api_broker;
 mod bench;
 mod broker_state;
 mod cli;

@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api_broker::ApiBroker;
 use crate::broker_state::StoredBrokerState;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Storage};
@@ -231,7 +232,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stop_writer = CancellationToken::new();
     let writer = tokio::spawn(state_writer.run(stop_writer.clone()));
     state.mqtt = Some(MqttEndpoint {
-        broker: broker.clone(),
+        broker: Arc::new(ApiBroker(broker.clone())),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });

@@ -31,7 +31,7 @@ async fn ingest(
     // The tenant's rate limit, shared with its MQTT clients; HTTP cannot
     // be slowed by not reading, so it is told when to come back.
     if let Some(mqtt) = &state.mqtt
-        && let Err(wait) = mqtt.broker.rates.try_take(&caller.tenant, body.len())
+        && let Err(wait) = mqtt.broker.take_rate(&caller.tenant, body.len())
     {
         return Err(ApiError::TooManyRequests {
             detail: "the tenant is over its rate limit (limits.tenant_messages_per_sec, \

@@ -28,7 +28,7 @@ pub async fn upgrade(
     let Some(endpoint) = state.mqtt.clone() else {
         return ApiError::Unavailable("the MQTT broker is not running".into()).into_response();
     };
-    let max = endpoint.broker.config.max_packet_size;
+    let max = endpoint.broker.max_packet_size();
     ws.protocols(["mqtt"])
         .max_message_size(max + 8)
         .on_upgrade(move |socket| bridge(socket, endpoint, peer))
@@ -41,13 +41,7 @@ async fn bridge(socket: WebSocket, endpoint: MqttEndpoint, peer: SocketAddr) {
         shutdown,
         tasks,
     } = endpoint;
-    tasks.spawn(ferrule_mqtt::broker::serve_connection(
-        broker,
-        broker_side,
-        peer,
-        None,
-        shutdown,
-    ));
+    tasks.spawn(broker.serve(broker_side, peer, shutdown));
 
     let (mut from_broker, mut to_broker) = tokio::io::split(ws_side);
     let (mut ws_tx, mut ws_rx) = socket.split();

@@ -1,0 +1,53 @@
+//! What the HTTP API asks of the MQTT broker. The API depends on this
+//! trait, not on the broker's crate; the binary wires in the real broker.
+//! Messages the API sends (telemetry ingest, later commands) go through the
+//! router like any publisher's, not through the broker.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ferrule_core::{DeviceId, TenantId};
+use futures::future::BoxFuture;
+use tokio::io::DuplexStream;
+use tokio_util::sync::CancellationToken;
+
+/// The MQTT broker, as the HTTP API uses it.
+pub trait MqttBroker: Send + Sync + 'static {
+    /// Closes the connections of an identity whose access just changed
+    /// (`owner`: a device id, `user:ID`, `key:ID`); `None` closes every
+    /// connection of the tenant.
+    fn disconnect_identity(&self, tenant: &TenantId, owner: Option<&str>);
+
+    /// Forgets the sessions and retained messages of a deleted tenant (or
+    /// of one device) and closes its connections.
+    fn purge<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        device: Option<&'a DeviceId>,
+    ) -> BoxFuture<'a, BrokerPurge>;
+
+    /// Takes `bytes` of the tenant's rate (`[limits]`) for a message that
+    /// arrived over HTTP; `Err(wait)` when the tenant is over its limit.
+    fn take_rate(&self, tenant: &TenantId, bytes: usize) -> Result<(), Duration>;
+
+    /// Largest MQTT packet; a WebSocket message may not be larger.
+    fn max_packet_size(&self) -> usize;
+
+    /// Runs one MQTT connection over `stream` (a WebSocket's bytes) until
+    /// it ends or `shutdown` fires.
+    fn serve(
+        &self,
+        stream: DuplexStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// What [`MqttBroker::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerPurge {
+    /// Connections closed.
+    pub connections: usize,
+    pub sessions: usize,
+    pub retained: usize,
+}

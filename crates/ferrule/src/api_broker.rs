@@ -1,0 +1,62 @@
+//! The MQTT broker as the HTTP API sees it: the binary's side of
+//! [`ferrule_http::MqttBroker`], so that the API crate does not depend on
+//! the broker's.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrule_core::{DeviceId, TenantId};
+use ferrule_http::{BrokerPurge, MqttBroker};
+use ferrule_mqtt::broker::{Broker, serve_connection};
+use tokio::io::DuplexStream;
+use tokio_util::sync::CancellationToken;
+
+/// The broker behind the API.
+pub struct ApiBroker(pub Arc<Broker>);
+
+impl MqttBroker for ApiBroker {
+    fn disconnect_identity(&self, tenant: &TenantId, owner: Option<&str>) {
+        self.0.disconnect_identity(tenant, owner);
+    }
+
+    fn purge<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        device: Option<&'a DeviceId>,
+    ) -> Pin<Box<dyn Future<Output = BrokerPurge> + Send + 'a>> {
+        Box::pin(async move {
+            let purged = self.0.purge(tenant, device).await;
+            BrokerPurge {
+                connections: purged.connections,
+                sessions: purged.sessions,
+                retained: purged.retained,
+            }
+        })
+    }
+
+    fn take_rate(&self, tenant: &TenantId, bytes: usize) -> Result<(), Duration> {
+        self.0.rates.try_take(tenant, bytes)
+    }
+
+    fn max_packet_size(&self) -> usize {
+        self.0.config.max_packet_size
+    }
+
+    fn serve(
+        &self,
+        stream: DuplexStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(serve_connection(
+            self.0.clone(),
+            stream,
+            peer,
+            None,
+            shutdown,
+        ))
+    }
+}
