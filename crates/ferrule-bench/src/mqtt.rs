@@ -105,12 +105,80 @@ pub struct MqttArgs {
     /// a later line overrides the bench's own settings).
     #[arg(long, value_name = "LINE")]
     pub mosquitto_option: Vec<String>,
+    /// Baseline brokers, run in the same session on the same core. A
+    /// baseline that is not installed is left out with a note (mosquitto:
+    /// `apt-get install mosquitto`; rumqttd: `cargo install rumqttd
+    /// --locked`).
+    #[arg(long = "baseline", value_enum, value_delimiter = ',', default_values_t = [Baseline::Mosquitto, Baseline::Rumqttd])]
+    pub baselines: Vec<Baseline>,
     /// ACL rules in force in Ferrule's tenant during the traffic scenarios:
     /// a realistic mix of allows and denies, some applying to the bench's
     /// (anonymous) clients, none denying the benched topics. Every message
     /// is then checked on its way in and out.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1_000))]
     pub acl_rules: u16,
+}
+
+/// A broker Ferrule is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Baseline {
+    /// Eclipse mosquitto 2 (Debian's package), the reference broker.
+    Mosquitto,
+    /// rumqttd 0.20, a broker written in Rust.
+    Rumqttd,
+}
+
+impl Baseline {
+    fn name(self) -> &'static str {
+        match self {
+            Baseline::Mosquitto => "mosquitto",
+            Baseline::Rumqttd => "rumqttd",
+        }
+    }
+
+    /// The baseline's executable, if it is installed.
+    fn executable(self) -> Option<std::path::PathBuf> {
+        let candidates: Vec<std::path::PathBuf> = match self {
+            Baseline::Mosquitto => vec![MOSQUITTO.into()],
+            Baseline::Rumqttd => {
+                let mut paths: Vec<_> = std::env::var_os("PATH")
+                    .map(|p| {
+                        std::env::split_paths(&p)
+                            .map(|d| d.join("rumqttd"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(home) = std::env::var_os("HOME") {
+                    paths.push(std::path::Path::new(&home).join(".cargo/bin/rumqttd"));
+                }
+                paths
+            }
+        };
+        candidates.into_iter().find(|p| p.is_file())
+    }
+
+    /// Starts this baseline with the bench's configuration.
+    async fn start(self, args: &MqttArgs, connections: usize) -> anyhow::Result<Broker> {
+        match self {
+            Baseline::Mosquitto => Broker::mosquitto(&args.mosquitto_option).await,
+            Baseline::Rumqttd => Broker::rumqttd(connections).await,
+        }
+    }
+
+    /// Its version line, for the report.
+    fn version(self) -> String {
+        let (flag, fallback) = match self {
+            Baseline::Mosquitto => ("-h", "mosquitto (version unknown)"),
+            Baseline::Rumqttd => ("--version", "rumqttd (version unknown)"),
+        };
+        self.executable()
+            .and_then(|exe| std::process::Command::new(exe).arg(flag).output().ok())
+            .and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.lines().next().map(str::to_owned)
+            })
+            .unwrap_or_else(|| fallback.into())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -213,16 +281,48 @@ impl Broker {
                 .spawn()
                 .context("starting mosquitto (apt-get install mosquitto)")
         })?;
-        let pid = child.id().context("mosquitto pid")?;
+        Self::baseline_accepting("mosquitto", child, addr, dir).await
+    }
+
+    /// rumqttd with [`rumqttd_conf`], on the broker core.
+    async fn rumqttd(connections: usize) -> anyhow::Result<Self> {
+        let exe = Baseline::Rumqttd
+            .executable()
+            .context("rumqttd is not installed (cargo install rumqttd --locked)")?;
+        let dir = tempfile::tempdir()?;
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let conf = dir.path().join("rumqttd.toml");
+        std::fs::write(&conf, rumqttd_conf(addr.port(), connections))?;
+        let child = spawn_on_cpu(BROKER_CPU, || {
+            tokio::process::Command::new(&exe)
+                .arg("--config")
+                .arg(&conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting rumqttd")
+        })?;
+        Self::baseline_accepting("rumqttd", child, addr, dir).await
+    }
+
+    /// A baseline broker, once its port accepts connections.
+    async fn baseline_accepting(
+        name: &'static str,
+        child: Child,
+        addr: SocketAddr,
+        dir: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
+        let pid = child.id().with_context(|| format!("{name} pid"))?;
         let start = Instant::now();
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             if start.elapsed() > Duration::from_secs(30) {
-                bail!("mosquitto not accepting after 30 s");
+                bail!("{name} not accepting after 30 s");
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(Broker {
-            name: "mosquitto",
+            name,
             child,
             pid,
             addr,
@@ -334,6 +434,36 @@ fn mosquitto_conf(port: u16, extra: &[String]) -> String {
         let _ = writeln!(conf, "{line}");
     }
     conf
+}
+
+/// The rumqttd configuration: its example configuration (rumqttd.toml of
+/// the crate) except what the comparison needs; docs/BENCHMARKS.md lists
+/// each setting.
+fn rumqttd_conf(port: u16, connections: usize) -> String {
+    format!(
+        "# written by ferrule bench mqtt\n\
+         id = 0\n\
+         [router]\n\
+         id = 0\n\
+         # the idle scenario's connections and the bench's own (example: 10010)\n\
+         max_connections = {max_connections}\n\
+         # Ferrule's outgoing QoS 1/2 window (example: 200)\n\
+         max_outgoing_packet_count = 256\n\
+         max_segment_size = 104857600\n\
+         max_segment_count = 10\n\
+         [v4.1]\n\
+         name = \"v4-1\"\n\
+         listen = \"127.0.0.1:{port}\"\n\
+         # accept as fast as clients come (example: 1 ms between accepts)\n\
+         next_connection_delay_ms = 0\n\
+         [v4.1.connections]\n\
+         connection_timeout_ms = 60000\n\
+         max_payload_size = 20480\n\
+         # Ferrule's outgoing QoS 1/2 window (example: 100)\n\
+         max_inflight_count = 256\n\
+         dynamic_filters = true\n",
+        max_connections = connections + 1_000
+    )
 }
 
 /// CPU time of both sides and the message counters at one instant.
@@ -696,14 +826,36 @@ async fn idle(broker: &Broker, n: usize, pipeline: usize, prefix: &str) -> anyho
     })
 }
 
-/// Results of one scenario, for Ferrule and mosquitto.
+/// Results of each scenario, one per broker, in [`Results::brokers`] order
+/// (Ferrule first, then the baselines).
 #[derive(Default)]
 struct Results {
-    fanin0: Option<[Measured; 2]>,
-    fanin1: Option<[Measured; 2]>,
-    fanout0: Option<[Measured; 2]>,
-    latency: Option<[Latency; 2]>,
-    idle: Option<[Idle; 2]>,
+    brokers: Vec<&'static str>,
+    fanin0: Option<Vec<Measured>>,
+    fanin1: Option<Vec<Measured>>,
+    fanout0: Option<Vec<Measured>>,
+    latency: Option<Vec<Latency>>,
+    idle: Option<Vec<Idle>>,
+}
+
+/// Ferrule, then each baseline that is installed.
+enum Contender {
+    Ferrule,
+    Baseline(Baseline),
+}
+
+impl Contender {
+    async fn start(
+        &self,
+        args: &MqttArgs,
+        connections: usize,
+        acl_rules: u16,
+    ) -> anyhow::Result<Broker> {
+        match self {
+            Contender::Ferrule => Broker::ferrule(acl_rules).await,
+            Contender::Baseline(b) => b.start(args, connections).await,
+        }
+    }
 }
 
 async fn run(args: MqttArgs, nofile: u64) -> anyhow::Result<()> {
@@ -733,33 +885,48 @@ async fn run(args: MqttArgs, nofile: u64) -> anyhow::Result<()> {
         std::process::id(),
         cpus_allowed(std::process::id())?
     );
+    let mut contenders = vec![Contender::Ferrule];
+    for &b in &args.baselines {
+        if b.executable().is_some() {
+            contenders.push(Contender::Baseline(b));
+        } else {
+            eprintln!("note: {} is not installed; it is left out", b.name());
+        }
+    }
 
-    let mut results = Results::default();
+    let mut results = Results {
+        brokers: contenders
+            .iter()
+            .map(|c| match c {
+                Contender::Ferrule => "ferrule",
+                Contender::Baseline(b) => b.name(),
+            })
+            .collect(),
+        ..Results::default()
+    };
     let traffic = [Only::Fanin0, Only::Fanin1, Only::Fanout0, Only::Latency];
     if traffic.into_iter().any(wanted) {
-        let ferrule = Broker::ferrule(args.acl_rules).await?;
-        let mosquitto = Broker::mosquitto(&args.mosquitto_option).await?;
-        ferrule.check_pinned()?;
-        mosquitto.check_pinned()?;
-        traffic_scenarios(&args, [&ferrule, &mosquitto], &prefix, &mut results).await?;
-        ferrule.stop().await?;
-        mosquitto.stop().await?;
+        let mut brokers = Vec::new();
+        for c in &contenders {
+            let broker = c.start(&args, connections, args.acl_rules).await?;
+            broker.check_pinned()?;
+            brokers.push(broker);
+        }
+        traffic_scenarios(&args, &brokers, &prefix, &mut results).await?;
+        for broker in brokers {
+            broker.stop().await?;
+        }
     }
     if wanted(Only::Idle) {
         // Fresh brokers for each attempt: memory that earlier scenarios (or
         // attempts) freed would otherwise be reused by the new connections
         // and hide their cost.
-        let mut pair = [Idle::default(); 2];
-        for (k, slot) in pair.iter_mut().enumerate() {
-            let name = ["ferrule", "mosquitto"][k];
-            *slot = least_disturbed(
+        let mut all = Vec::new();
+        for (c, name) in contenders.iter().zip(&results.brokers) {
+            let measured = least_disturbed(
                 &format!("{name}: {connections} idle connections, fresh broker"),
                 async || {
-                    let broker = if k == 0 {
-                        Broker::ferrule(0).await?
-                    } else {
-                        Broker::mosquitto(&args.mosquitto_option).await?
-                    };
+                    let broker = c.start(&args, connections, 0).await?;
                     broker.check_pinned()?;
                     tokio::time::sleep(IDLE_WAIT).await;
                     let measured = idle(&broker, connections, args.connect_pipeline, &prefix).await;
@@ -769,11 +936,19 @@ async fn run(args: MqttArgs, nofile: u64) -> anyhow::Result<()> {
                 |i| i.cpu,
             )
             .await?;
-            eprintln!("  {slot:?}");
+            eprintln!("  {measured:?}");
+            all.push(measured);
         }
-        results.idle = Some(pair);
+        results.idle = Some(all);
     }
-    print!("{}", report(&results, &args, connections));
+    let versions: Vec<String> = contenders
+        .iter()
+        .filter_map(|c| match c {
+            Contender::Ferrule => None,
+            Contender::Baseline(b) => Some(b.version()),
+        })
+        .collect();
+    print!("{}", report(&results, &args, connections, &versions));
     Ok(())
 }
 
@@ -781,7 +956,7 @@ async fn run(args: MqttArgs, nofile: u64) -> anyhow::Result<()> {
 /// of them.
 async fn traffic_scenarios(
     args: &MqttArgs,
-    brokers: [&Broker; 2],
+    brokers: &[Broker],
     prefix: &str,
     results: &mut Results,
 ) -> anyhow::Result<()> {
@@ -796,21 +971,23 @@ async fn traffic_scenarios(
         if !wanted(scenario) {
             continue;
         }
-        let mut pair = [Measured::default(); 2];
-        for (m, b) in pair.iter_mut().zip(brokers) {
-            *m = least_disturbed(
-                &format!("{}: {}", b.name, flow.tag),
-                async || throughput(b, flow, args.window, measure, prefix).await,
-                |m| *m,
-            )
-            .await?;
+        let mut all = Vec::new();
+        for b in brokers {
+            all.push(
+                least_disturbed(
+                    &format!("{}: {}", b.name, flow.tag),
+                    async || throughput(b, flow, args.window, measure, prefix).await,
+                    |m| *m,
+                )
+                .await?,
+            );
         }
-        *slot = Some(pair);
+        *slot = Some(all);
     }
     if wanted(Only::Latency) {
         // Rounds alternate between the brokers so that a spell of outside
         // noise (this machine is a shared VM) does not land on one only.
-        let mut rounds: [Vec<LatencyRound>; 2] = [Vec::new(), Vec::new()];
+        let mut rounds: Vec<Vec<LatencyRound>> = brokers.iter().map(|_| Vec::new()).collect();
         for round in 1..=args.latency_rounds.max(1) {
             for (k, b) in brokers.iter().enumerate() {
                 let trace = args.latency_trace.as_ref().map(|p| {
@@ -827,10 +1004,9 @@ async fn traffic_scenarios(
                 rounds[k].push(r);
             }
         }
-        let [f, m] = &rounds;
-        let pair = [Latency::pooled(f), Latency::pooled(m)];
-        eprintln!("  {pair:?}");
-        results.latency = Some(pair);
+        let pooled: Vec<Latency> = rounds.iter().map(|r| Latency::pooled(r)).collect();
+        eprintln!("  {pooled:?}");
+        results.latency = Some(pooled);
     }
     Ok(())
 }
@@ -843,21 +1019,32 @@ fn percent(x: f64) -> String {
     format!("{:.0} %", x * 100.0)
 }
 
-fn report(r: &Results, args: &MqttArgs, connections: usize) -> String {
+/// One row of the main table: Ferrule's figure, each baseline's, Ferrule's
+/// ratio to each baseline, and the target (stated against mosquitto).
+struct Row<'a> {
+    scenario: &'a str,
+    values: Vec<f64>,
+    /// Decimals of the figures (0 → thousands separators).
+    decimals: usize,
+    target: &'a str,
+    met: Option<bool>,
+}
+
+fn figure(x: f64, decimals: usize) -> String {
+    if decimals == 0 && x >= 10_000.0 {
+        thousands(x)
+    } else {
+        format!("{x:.decimals$}")
+    }
+}
+
+fn report(r: &Results, args: &MqttArgs, connections: usize, versions: &[String]) -> String {
     let mut t = String::new();
-    let mosquitto = std::process::Command::new(MOSQUITTO)
-        .arg("-h")
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.lines().next().map(str::to_owned)
-        })
-        .unwrap_or_else(|| "mosquitto (version unknown)".into());
     let _ = writeln!(
         t,
-        "Ferrule {} against {mosquitto}; {} s measurement windows after a {} s warm-up.\n",
+        "Ferrule {} against {}; {} s measurement windows after a {} s warm-up.\n",
         env!("CARGO_PKG_VERSION"),
+        versions.join(" and "),
         args.seconds.max(1),
         WARMUP.as_secs()
     );
@@ -865,29 +1052,29 @@ fn report(r: &Results, args: &MqttArgs, connections: usize) -> String {
         let _ = writeln!(
             t,
             "Ferrule with {} ACL rules in force in the benched tenant (`--acl-rules`); \
-             mosquitto without an ACL.\n",
+             the baselines without an ACL.\n",
             args.acl_rules
         );
     }
-    let mut row = |scenario: &str, f: String, m: String, ratio: String, target: &str, met: &str| {
-        let _ = writeln!(t, "| {scenario} | {f} | {m} | {ratio} | {target} | {met} |");
-    };
-    row(
-        "scenario",
-        "ferrule".into(),
-        "mosquitto".into(),
-        "ratio".into(),
-        "target",
-        "met",
+    let baselines = &r.brokers[1..];
+    let mosquitto = r.brokers.iter().position(|b| *b == "mosquitto");
+    let _ = writeln!(
+        t,
+        "| scenario | {} | {} | target | met |",
+        r.brokers.join(" | "),
+        baselines
+            .iter()
+            .map(|b| format!("÷ {b}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
-    row(
-        "---",
-        "---:".into(),
-        "---:".into(),
-        "---:".into(),
-        "---",
-        "---",
+    let _ = writeln!(
+        t,
+        "|---|{}{}---|---|",
+        "---:|".repeat(r.brokers.len()),
+        "---:|".repeat(baselines.len())
     );
+    let mut rows: Vec<Row> = Vec::new();
     let fanin1 = format!(
         "fan-in QoS 1 (4 → 1, window {} per publisher), delivered msgs/s",
         args.window
@@ -907,64 +1094,90 @@ fn report(r: &Results, args: &MqttArgs, connections: usize) -> String {
             "≥ 5× mosquitto",
         ),
     ];
-    for (name, pair, want, target) in throughput_rows {
-        if let Some([f, m]) = pair {
-            let ratio = f.delivered / m.delivered;
-            row(
-                name,
-                thousands(f.delivered),
-                thousands(m.delivered),
-                format!("{ratio:.2}×"),
+    for (scenario, measured, want, target) in throughput_rows {
+        if let Some(measured) = measured {
+            let values: Vec<f64> = measured.iter().map(|m| m.delivered).collect();
+            rows.push(Row {
+                met: mosquitto.map(|i| values[0] / values[i] >= want),
+                scenario,
+                values,
+                decimals: 0,
                 target,
-                yes(ratio >= want),
-            );
+            });
         }
     }
-    if let Some([f, m]) = &r.latency {
-        let rate = thousands(f64::from(args.rate));
-        let lines = [
-            ("p50", f.p50, m.p50),
-            ("p99", f.p99, m.p99),
-            ("p99.9", f.p999, m.p999),
-            ("max", f.max, m.max),
-        ];
-        for (q, fv, mv) in lines {
-            let (target, met) = if q == "p99" {
-                ("≤ 1,000 µs and ≤ mosquitto", yes(fv <= 1000.0 && fv <= mv))
-            } else {
-                ("", "")
-            };
-            row(
-                &format!(
-                    "latency QoS 1 at {rate} msgs/s ({} × {} s), {q} µs",
-                    args.latency_rounds.max(1),
-                    args.seconds.max(1)
-                ),
-                format!("{fv:.0}"),
-                format!("{mv:.0}"),
-                format!("{:.2}×", fv / mv),
-                target,
-                met,
-            );
+    let latency_names: Vec<String> = ["p50", "p99", "p99.9", "max"]
+        .iter()
+        .map(|q| {
+            format!(
+                "latency QoS 1 at {} msgs/s ({} × {} s), {q} µs",
+                thousands(f64::from(args.rate)),
+                args.latency_rounds.max(1),
+                args.seconds.max(1)
+            )
+        })
+        .collect();
+    if let Some(latency) = &r.latency {
+        let quantiles: [fn(&Latency) -> f64; 4] = [|l| l.p50, |l| l.p99, |l| l.p999, |l| l.max];
+        for (k, (quantile, scenario)) in quantiles.iter().zip(&latency_names).enumerate() {
+            let values: Vec<f64> = latency.iter().map(quantile).collect();
+            let p99 = k == 1;
+            rows.push(Row {
+                met: (p99 && mosquitto.is_some()).then(|| {
+                    values[0] <= 1000.0 && mosquitto.is_some_and(|i| values[0] <= values[i])
+                }),
+                scenario,
+                values,
+                decimals: 0,
+                target: if p99 {
+                    "≤ 1,000 µs and ≤ mosquitto"
+                } else {
+                    ""
+                },
+            });
         }
     }
-    if let Some([f, m]) = &r.idle {
-        let n = thousands(connections as f64);
-        row(
-            &format!("{n} idle connections, broker RSS KiB per connection"),
-            format!("{:.2}", f.kib_per_connection),
-            format!("{:.2}", m.kib_per_connection),
-            format!("{:.2}×", f.kib_per_connection / m.kib_per_connection),
-            "≤ 4 KiB",
-            yes(f.kib_per_connection <= 4.0),
-        );
-        row(
-            &format!("{n} idle connections, connects/s over the ramp"),
-            thousands(f.connects_per_sec),
-            thousands(m.connects_per_sec),
-            format!("{:.2}×", f.connects_per_sec / m.connects_per_sec),
-            "≥ 10,000/s",
-            yes(f.connects_per_sec >= 10_000.0),
+    let n = thousands(connections as f64);
+    let idle_names = [
+        format!("{n} idle connections, broker RSS KiB per connection"),
+        format!("{n} idle connections, connects/s over the ramp"),
+    ];
+    if let Some(idle) = &r.idle {
+        let per_connection: Vec<f64> = idle.iter().map(|i| i.kib_per_connection).collect();
+        rows.push(Row {
+            met: Some(per_connection[0] <= 4.0),
+            scenario: &idle_names[0],
+            values: per_connection,
+            decimals: 2,
+            target: "≤ 4 KiB",
+        });
+        let rate: Vec<f64> = idle.iter().map(|i| i.connects_per_sec).collect();
+        rows.push(Row {
+            met: Some(rate[0] >= 10_000.0),
+            scenario: &idle_names[1],
+            values: rate,
+            decimals: 0,
+            target: "≥ 10,000/s",
+        });
+    }
+    for row in &rows {
+        let figures: Vec<String> = row
+            .values
+            .iter()
+            .map(|&v| figure(v, row.decimals))
+            .collect();
+        let ratios: Vec<String> = row.values[1..]
+            .iter()
+            .map(|&b| format!("{:.2}×", row.values[0] / b))
+            .collect();
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} |",
+            row.scenario,
+            figures.join(" | "),
+            ratios.join(" | "),
+            row.target,
+            row.met.map_or("", yes)
         );
     }
 
@@ -974,24 +1187,24 @@ fn report(r: &Results, args: &MqttArgs, connections: usize) -> String {
         "| scenario | broker | offered/s | delivered/s | broker CPU | core 0 busy | load generator CPU | core 1 busy |"
     );
     let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|");
-    let mut cpu_rows: Vec<(&str, [Measured; 2])> = Vec::new();
-    if let Some(p) = r.fanin0 {
-        cpu_rows.push(("fan-in QoS 0 (msgs)", p));
+    let mut cpu_rows: Vec<(&str, Vec<Measured>)> = Vec::new();
+    if let Some(m) = &r.fanin0 {
+        cpu_rows.push(("fan-in QoS 0 (msgs)", m.clone()));
     }
-    if let Some(p) = r.fanin1 {
-        cpu_rows.push(("fan-in QoS 1 (msgs)", p));
+    if let Some(m) = &r.fanin1 {
+        cpu_rows.push(("fan-in QoS 1 (msgs)", m.clone()));
     }
-    if let Some(p) = r.fanout0 {
-        cpu_rows.push(("fan-out QoS 0 (msgs)", p));
+    if let Some(m) = &r.fanout0 {
+        cpu_rows.push(("fan-out QoS 0 (msgs)", m.clone()));
     }
-    if let Some([f, m]) = r.latency {
-        cpu_rows.push(("latency (msgs)", [f.cpu, m.cpu]));
+    if let Some(l) = &r.latency {
+        cpu_rows.push(("latency (msgs)", l.iter().map(|l| l.cpu).collect()));
     }
-    if let Some([f, m]) = r.idle {
-        cpu_rows.push(("idle ramp (connects)", [f.cpu, m.cpu]));
+    if let Some(i) = &r.idle {
+        cpu_rows.push(("idle ramp (connects)", i.iter().map(|i| i.cpu).collect()));
     }
-    for (name, pair) in cpu_rows {
-        for (m, broker) in pair.iter().zip(["ferrule", "mosquitto"]) {
+    for (name, measured) in cpu_rows {
+        for (m, broker) in measured.iter().zip(&r.brokers) {
             let _ = writeln!(
                 t,
                 "| {name} | {broker} | {} | {} | {} | {} | {} | {} |",
@@ -1004,26 +1217,38 @@ fn report(r: &Results, args: &MqttArgs, connections: usize) -> String {
             );
         }
     }
-    if let Some([f, m]) = &r.latency {
-        let _ = writeln!(
-            t,
-            "\nLatency samples: ferrule {} ({} lost), mosquitto {} ({} lost).",
-            f.samples, f.lost, m.samples, m.lost
-        );
+    if let Some(latency) = &r.latency {
+        let each: Vec<String> = latency
+            .iter()
+            .zip(&r.brokers)
+            .map(|(l, b)| format!("{b} {} ({} lost)", l.samples, l.lost))
+            .collect();
+        let _ = writeln!(t, "\nLatency samples: {}.", each.join(", "));
     }
-    if let Some([f, m]) = &r.idle {
+    if let Some(idle) = &r.idle {
+        let rss: Vec<String> = idle
+            .iter()
+            .zip(&r.brokers)
+            .map(|(i, b)| {
+                format!(
+                    "{b} {:.1} → {:.1} MiB",
+                    i.rss_before_kib as f64 / 1024.0,
+                    i.rss_after_kib as f64 / 1024.0
+                )
+            })
+            .collect();
+        let overflows: Vec<String> = idle
+            .iter()
+            .zip(&r.brokers)
+            .map(|(i, b)| format!("{b} {}", i.listen_overflows))
+            .collect();
         let _ = writeln!(
             t,
-            "Idle RSS before → after: ferrule {:.1} → {:.1} MiB, mosquitto {:.1} → {:.1} MiB. \
-             Connects {} at a time; SYNs dropped on a full listen backlog during the ramp: \
-             ferrule {}, mosquitto {}.",
-            f.rss_before_kib as f64 / 1024.0,
-            f.rss_after_kib as f64 / 1024.0,
-            m.rss_before_kib as f64 / 1024.0,
-            m.rss_after_kib as f64 / 1024.0,
+            "Idle RSS before → after: {}. Connects {} at a time; SYNs dropped on a full \
+             listen backlog during the ramp: {}.",
+            rss.join(", "),
             args.connect_pipeline,
-            f.listen_overflows,
-            m.listen_overflows
+            overflows.join(", ")
         );
     }
     t
