@@ -13,6 +13,7 @@ mod loadgen;
 mod login_flood;
 mod mqtt;
 mod process;
+pub mod signal;
 mod slow_http;
 mod slow_subscriber;
 mod startup;

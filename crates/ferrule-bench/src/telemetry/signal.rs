@@ -2,7 +2,7 @@
 //! temperature every second for 30 days) that both storage sections store
 //! and query, with its origin [`T0`] and the two query ranges; and
 //! [`DeviceSignal`], the readings the simulated devices send, written as
-//! their JSON payload. Deterministic ([`Rng`], splitmix64), so every run and
+//! their JSON payload. Deterministic ([`Rng`](crate::signal::Rng), splitmix64), so every run and
 //! both engines see the same values.
 
 use std::io::Write as _;
@@ -10,12 +10,13 @@ use std::io::Write as _;
 use anyhow::bail;
 
 use super::{DAY_MS, KEYS};
+use crate::signal::{DAY_SECONDS, Rng, Temperature};
 
 /// 2026-01-01T00:00:00Z: where the realistic series starts (the same
-/// origin as `crates/ferrule-tsdb/examples/measure.rs`).
+/// origin as `crates/ferrule-tsdb/examples/examples/tsdb.rs`).
 pub(super) const T0: i64 = 1_767_225_600_000;
 /// The realistic series both storage sections use: 30 days at 1 s, seed 42
-/// (as `measure.rs`).
+/// (as `examples/tsdb.rs`).
 pub(super) const SERIES_SEED: u64 = 42;
 pub(super) const SERIES_POINTS: usize = 30 * DAY_SECONDS;
 /// The end of the series' last second, where both queries end.
@@ -37,68 +38,17 @@ pub(super) fn minute_buckets((from, to): (i64, i64)) -> usize {
     usize::try_from((to - from) / MINUTE_MS).unwrap_or(0)
 }
 
-/// splitmix64: deterministic and dependency-free, as in
-/// `crates/ferrule-tsdb/examples/measure.rs`, so the signals here are the
-/// ones measured there.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform().max(1e-300), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
-    /// Integer in [-r, r].
-    fn jitter(&mut self, r: i64) -> i64 {
-        (self.next_u64() % (2 * r as u64 + 1)) as i64 - r
-    }
-}
-
-/// Seconds in a day, the period of the temperature's daily swing.
-const DAY_SECONDS: usize = 86_400;
 /// A sensor's reporting jitter, in ms, around its 1 s interval.
 pub(super) const JITTER_MS: i64 = 5;
 
-/// Room temperature around 21 °C: a daily swing, a slow random drift and a
-/// little sensor noise, quantised to the sensor's 0.1 °C resolution
-/// (signal (a) of `measure.rs`).
-struct Temperature {
-    drift: f64,
-}
-
-impl Temperature {
-    fn sample(&mut self, rng: &mut Rng, second: usize) -> f64 {
-        self.drift = (self.drift + rng.normal() * 0.002) * 0.99999;
-        let day = (second % DAY_SECONDS) as f64 / DAY_SECONDS as f64;
-        let x = 21.0 + 1.5 * (std::f64::consts::TAU * day).sin() + self.drift + rng.normal() * 0.03;
-        (x * 10.0).round() / 10.0
-    }
-}
-
 /// `n` readings of one realistic series: the room temperature of
-/// `measure.rs` (0.1 °C resolution), every 1000 ms ± 5 ms from `start_ms`.
+/// `examples/tsdb.rs` (0.1 °C resolution), every 1000 ms ± 5 ms from `start_ms`.
 /// Generated a day at a time (that day's timestamps, then its values), as
-/// `measure.rs` does, so `realistic_series(42, T0, 86_400)` is exactly its
+/// `examples/tsdb.rs` does, so `realistic_series(42, T0, 86_400)` is exactly its
 /// signal (a). The baseline and Ferrule's store are fed the same series.
 pub(super) fn realistic_series(seed: u64, start_ms: i64, n: usize) -> Vec<(i64, f64)> {
     let mut rng = Rng::new(seed);
-    let mut temperature = Temperature { drift: 0.0 };
+    let mut temperature = Temperature::default();
     let mut series = Vec::with_capacity(n);
     let mut day_start = 0;
     while day_start < n {

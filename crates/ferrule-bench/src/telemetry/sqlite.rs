@@ -66,7 +66,7 @@ pub(super) fn method(
          transactions over a {} s window after a {} s warm-up, starting from an empty table. \
          No parsing and no network: a lenient baseline for Ferrule's end-to-end figures. \
          Disk: one realistic series (room temperature at 0.1 °C resolution, every 1000 ms ± \
-         5 ms, 30 days = {} points; `realistic_series`, as `ferrule-tsdb/examples/measure.rs`) \
+         5 ms, 30 days = {} points; `realistic_series`, as `ferrule-bench/examples/tsdb.rs`) \
          in its own database, file size after `VACUUM` and `wal_checkpoint(TRUNCATE)`. \
          Queries on it: `SELECT (ts - from) / 60000 AS b, avg(value) … GROUP BY b` over the \
          last 24 h and over the 30 days, every row read, median of {query_runs} runs after one \

@@ -1,59 +1,20 @@
 //! Prints bytes/point for three signals and decode+aggregate timings.
 //!
-//! Run: `cargo run --release -p ferrule-tsdb --example measure`
+//! Run: `cargo run --release -p ferrule-bench --example tsdb`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use ferrule_bench::signal::{DAY_SECONDS as DAY, Rng, Temperature};
 use ferrule_tsdb::{Aggregator, Chunk, ChunkBuilder, Kind};
 
-const DAY: usize = 86_400;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-
-/// splitmix64: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform().max(1e-300), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-    /// Integer in [-r, r].
-    fn jitter(&mut self, r: i64) -> i64 {
-        (self.next_u64() % (2 * r as u64 + 1)) as i64 - r
-    }
-}
 
 /// Reports every 1000 ms ± `jitter` ms, starting at second `start`.
 fn timestamps(rng: &mut Rng, start: usize, n: usize, jitter: i64) -> Vec<i64> {
     (start..start + n)
         .map(|i| T0 + 1000 * i as i64 + rng.jitter(jitter))
         .collect()
-}
-
-/// Room temperature around 21 °C: a daily swing, a slow random drift and a
-/// little sensor noise, quantised to the sensor's 0.1 °C resolution.
-struct Temperature {
-    drift: f64,
-}
-
-impl Temperature {
-    fn sample(&mut self, rng: &mut Rng, second: usize) -> f64 {
-        self.drift = (self.drift + rng.normal() * 0.002) * 0.99999;
-        let day = (second % DAY) as f64 / DAY as f64;
-        let x = 21.0 + 1.5 * (std::f64::consts::TAU * day).sin() + self.drift + rng.normal() * 0.03;
-        (x * 10.0).round() / 10.0
-    }
 }
 
 fn build(ts: &[i64], vals: &[f64]) -> Chunk {
@@ -97,10 +58,10 @@ fn time<F: FnMut()>(runs: usize, mut f: F) -> (Duration, Duration) {
 }
 
 fn main() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     println!("== bytes per point, {DAY} points at 1000 ms ± 5 ms ==");
     let ts = timestamps(&mut rng, 0, DAY, 5);
-    let mut temp = Temperature { drift: 0.0 };
+    let mut temp = Temperature::default();
     let a: Vec<f64> = (0..DAY).map(|i| temp.sample(&mut rng, i)).collect();
     let chunk_a = build(&ts, &a);
     report("(a) temperature, 0.1 resolution", &chunk_a);
@@ -134,7 +95,7 @@ fn main() {
         "(a) interval 1000±5 ms, accumulating",
         &build(&drift_ts, &a),
     );
-    let mut temp2 = Temperature { drift: 0.0 };
+    let mut temp2 = Temperature::default();
     let a2: Vec<f64> = (0..DAY)
         .map(|i| {
             let x = temp2.sample(&mut rng, i) + rng.normal() * 0.1;
@@ -178,7 +139,7 @@ fn main() {
 
     // 30 days as 30 daily chunks of the same kind of signal.
     let days = 30;
-    let mut temp = Temperature { drift: 0.0 };
+    let mut temp = Temperature::default();
     let month: Vec<Vec<u8>> = (0..days)
         .map(|d| {
             let ts = timestamps(&mut rng, d * DAY, DAY, 5);
