@@ -1,6 +1,7 @@
-//! Ferrule's embedded time-series store: compressed per-series chunks.
-//!
-//! This crate currently holds the chunk codec, [`chunk`]:
+//! The chunk codec of Ferrule's embedded time-series store: how one series'
+//! points are compressed. The store itself (files, write-ahead log, sealing,
+//! queries, retention) is `ferrule_store::telemetry::embedded`; this crate
+//! knows nothing of devices or files. It holds [`chunk`]:
 //!
 //! - [`ChunkBuilder`]: collects one series' points in any order, then sorts,
 //!   deduplicates (last write wins) and encodes them.
