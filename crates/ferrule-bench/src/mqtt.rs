@@ -58,8 +58,6 @@ const IDLE_KEEPALIVE: u16 = 600;
 const ATTEMPTS: usize = 3;
 /// Share of a core used by others above which a run counts as disturbed.
 const DISTURBED: f64 = 0.15;
-/// Longest wait for both cores to go quiet before a run.
-const QUIET_WAIT: Duration = Duration::from_secs(120);
 /// Busy fraction of a core, over one second, below which it counts as quiet.
 const QUIET_BELOW: f64 = 0.10;
 /// Idle connections per loopback source address (see `idle_source`).
@@ -97,6 +95,10 @@ pub struct MqttArgs {
     /// percentiles are over the samples of all rounds.
     #[arg(long, default_value_t = 3)]
     pub latency_rounds: usize,
+    /// Longest wait, in seconds, for both cores to go quiet before each run
+    /// (a run that others disturbed is repeated up to three times anyway).
+    #[arg(long, default_value_t = 120)]
+    pub quiet_wait_secs: u64,
     /// Write each latency sample (send time, latency; µs) to
     /// FILE.BROKER.ROUND.csv.
     #[arg(long, value_name = "FILE")]
@@ -531,13 +533,14 @@ impl Measured {
 /// `ATTEMPTS` times, each after waiting for the machine to go quiet) and
 /// keeps the least disturbed result.
 async fn least_disturbed<T>(
+    quiet_wait: Duration,
     what: &str,
     mut run: impl AsyncFnMut() -> anyhow::Result<T>,
     cpu: impl Fn(&T) -> Measured,
 ) -> anyhow::Result<T> {
     let mut best: Option<(f64, T)> = None;
     for attempt in 1..=ATTEMPTS {
-        wait_for_quiet().await?;
+        wait_for_quiet(quiet_wait).await?;
         eprintln!("{what} (attempt {attempt})…");
         let result = run().await?;
         let disturbance = cpu(&result).disturbance();
@@ -561,10 +564,10 @@ async fn least_disturbed<T>(
     Ok(result)
 }
 
-/// Waits (up to `QUIET_WAIT`) until neither core is busier than
+/// Waits (up to `quiet_wait`) until neither core is busier than
 /// `QUIET_BELOW` over a second, so that a run does not start while other
 /// work shares the machine; the brokers idle meanwhile.
-async fn wait_for_quiet() -> anyhow::Result<()> {
+async fn wait_for_quiet(quiet_wait: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         let before = cpu_busy_seconds()?;
@@ -577,7 +580,7 @@ async fn wait_for_quiet() -> anyhow::Result<()> {
         if busiest < QUIET_BELOW {
             return Ok(());
         }
-        if start.elapsed() > QUIET_WAIT {
+        if start.elapsed() > quiet_wait {
             eprintln!(
                 "warning: the machine is still busy ({:.0} % on a core); running anyway",
                 busiest * 100.0
@@ -924,6 +927,7 @@ async fn run(args: MqttArgs, nofile: u64) -> anyhow::Result<()> {
         let mut all = Vec::new();
         for (c, name) in contenders.iter().zip(&results.brokers) {
             let measured = least_disturbed(
+                Duration::from_secs(args.quiet_wait_secs),
                 &format!("{name}: {connections} idle connections, fresh broker"),
                 async || {
                     let broker = c.start(&args, connections, 0).await?;
@@ -975,6 +979,7 @@ async fn traffic_scenarios(
         for b in brokers {
             all.push(
                 least_disturbed(
+                    Duration::from_secs(args.quiet_wait_secs),
                     &format!("{}: {}", b.name, flow.tag),
                     async || throughput(b, flow, args.window, measure, prefix).await,
                     |m| *m,
@@ -996,6 +1001,7 @@ async fn traffic_scenarios(
                     std::path::PathBuf::from(file)
                 });
                 let r = least_disturbed(
+                    Duration::from_secs(args.quiet_wait_secs),
                     &format!("{}: latency round {round}", b.name),
                     async || latency(b, args.rate, measure, prefix, trace.clone()).await,
                     |r| r.cpu,
