@@ -30,6 +30,11 @@ use tokio_util::bytes::{Buf, Bytes, BytesMut};
 /// Both brokers speak MQTT 3.1.1 equally well; the throughput and latency
 /// scenarios use it.
 pub const VERSION: ProtocolVersion = ProtocolVersion::V311;
+
+/// Keep alive of the traffic scenarios' clients, in seconds: long enough
+/// that no PINGREQ falls due during a run, and not 0 (no keep alive), which
+/// rumqttd refuses.
+pub const RUN_KEEPALIVE: u16 = 600;
 /// Largest packet we accept from a broker.
 const MAX_PACKET: usize = 1 << 20;
 /// Spare room kept in a read buffer before each read.
@@ -468,7 +473,7 @@ impl SyncClient {
         stream.set_nodelay(true)?;
         let mut wbuf = BytesMut::new();
         codec::encode(
-            &Connect::new(VERSION, MqttStr::new(client_id)?, 0).into(),
+            &Connect::new(VERSION, MqttStr::new(client_id)?, RUN_KEEPALIVE).into(),
             VERSION,
             &mut wbuf,
         )?;

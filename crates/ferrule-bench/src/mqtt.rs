@@ -635,14 +635,14 @@ async fn throughput(
     let mut tasks = JoinSet::new();
     for i in 0..flow.subscribers {
         let id = format!("{prefix}-{}-s{i}", flow.tag);
-        let mut client = Client::connect(broker.addr, &id, 0).await?;
+        let mut client = Client::connect(broker.addr, &id, loadgen::RUN_KEEPALIVE).await?;
         client.subscribe(flow.topic, flow.qos).await?;
         tasks.spawn(client.run_subscriber(received.clone()));
     }
     let payload = Bytes::from(vec![0x5a; PAYLOAD_LEN]);
     for i in 0..flow.publishers {
         let id = format!("{prefix}-{}-p{i}", flow.tag);
-        let client = Client::connect(broker.addr, &id, 0).await?;
+        let client = Client::connect(broker.addr, &id, loadgen::RUN_KEEPALIVE).await?;
         let (payload, sent) = (payload.clone(), sent.clone());
         if flow.qos == QoS::AtMostOnce {
             tasks.spawn(client.run_publisher_qos0(flow.topic, payload, sent));
