@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ferrule_mqtt::codec::{
-    self, Ack, Connect, MqttStr, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
-    Subscribe, Subscription, SubscriptionOptions,
+    self, Ack, Connect, MqttStr, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscribe, Subscription, SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -105,29 +105,13 @@ fn check_connack(packet: Packet) -> anyhow::Result<()> {
 /// messages a second cheap; it stops at any other packet, or at a frame that
 /// is incomplete or odd, for [`codec::decode`] to handle (and judge).
 fn skip_qos0_publishes(rbuf: &mut BytesMut) -> u64 {
-    let buf = &rbuf[..];
     let (mut pos, mut count) = (0, 0);
-    // 0x30 | retain: PUBLISH, DUP 0, QoS 0.
-    while let Some(&first) = buf.get(pos)
-        && first & 0xfe == 0x30
+    // Flags 0b000x: DUP 0, QoS 0, any retain.
+    while let Ok(Some((PacketType::Publish, flags, len))) = codec::peek_frame(&rbuf[pos..], VERSION)
+        && flags & 0b1110 == 0
+        && rbuf.len() - pos >= len
     {
-        let mut len = 0usize;
-        let mut i = pos + 1;
-        let mut complete = false;
-        while let Some(&b) = buf.get(i)
-            && i < pos + 5
-        {
-            len |= usize::from(b & 0x7f) << (7 * (i - pos - 1));
-            i += 1;
-            if b & 0x80 == 0 {
-                complete = true;
-                break;
-            }
-        }
-        if !complete || buf.len() - i < len {
-            break;
-        }
-        pos = i + len;
+        pos += len;
         count += 1;
     }
     rbuf.advance(pos);
@@ -493,6 +477,28 @@ impl SyncClient {
         Ok(n)
     }
 
+    /// Reads more bytes, each read waiting at most the socket's read
+    /// timeout; `Ok(false)` once `stop` is set and nothing arrived.
+    fn fill_until(&mut self, stop: &AtomicBool, who: &str) -> anyhow::Result<bool> {
+        loop {
+            match self.fill() {
+                Ok(0) => bail!("the broker closed the {who}"),
+                Ok(_) => return Ok(true),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     fn recv(&mut self) -> anyhow::Result<Packet> {
         loop {
             if let Some(packet) = decode(&mut self.rbuf)? {
@@ -561,23 +567,7 @@ pub fn latency(
             let mut latencies = Vec::with_capacity(usize::try_from(total)?);
             let mut acks = BytesMut::new();
             let mut client = subscriber;
-            loop {
-                match client.fill() {
-                    Ok(0) => bail!("the broker closed the latency subscriber"),
-                    Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        if stop.load(Ordering::Relaxed) {
-                            return Ok(latencies);
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+            while client.fill_until(&stop, "latency subscriber")? {
                 let now = nanos_since(epoch);
                 while let Some(packet) = decode(&mut client.rbuf)? {
                     let Packet::Publish(p) = packet else {
@@ -596,6 +586,7 @@ pub fn latency(
                     acks.clear();
                 }
             }
+            Ok(latencies)
         });
 
         // The publisher's PUBACKs: read and dropped, so its window never fills.
@@ -608,29 +599,14 @@ pub fn latency(
             .set_read_timeout(Some(Duration::from_millis(100)))?;
         let acks = s.spawn(|| -> anyhow::Result<()> {
             let mut client = ack_reader;
-            loop {
-                match client.fill() {
-                    Ok(0) => bail!("the broker closed the latency publisher"),
-                    Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        if stop.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+            while client.fill_until(&stop, "latency publisher")? {
                 while let Some(packet) = decode(&mut client.rbuf)? {
                     if !matches!(packet, Packet::PubAck(_)) {
                         bail!("latency publisher got an unexpected {packet:?}");
                     }
                 }
             }
+            Ok(())
         });
 
         // The publisher, on this thread: absolute deadlines every `period`,

@@ -272,6 +272,18 @@ pub fn decode(
     Ok(Some(packet))
 }
 
+/// The frame at the front of `buf`, from its fixed header alone: its packet
+/// type, the flags of the first byte's low nibble, and its whole length in
+/// bytes (`Ok(None)` while the fixed header is incomplete). Nothing else is
+/// checked, so a client that only counts frames (a load generator's
+/// subscriber) can skip them without decoding; [`decode`] judges the rest.
+pub fn peek_frame(
+    buf: &[u8],
+    version: ProtocolVersion,
+) -> Result<Option<(PacketType, u8, usize)>, DecodeError> {
+    Ok(frame::parse_fixed_header(buf, version)?.map(|h| (h.packet_type, h.flags, h.frame_len())))
+}
+
 /// Parses a complete frame's variable header and payload.
 fn decode_body(
     header: frame::FixedHeader,
