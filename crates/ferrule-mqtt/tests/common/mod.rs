@@ -1,6 +1,6 @@
-//! The decode → encode → decode check shared by the property tests and the
-//! fuzz regression test. `fuzz/fuzz_targets/decode_packet.rs` runs the same
-//! logic under libFuzzer; keep the two in step.
+//! The decode → encode → decode check shared by the property tests, the
+//! fuzz regression test and the fuzz target itself
+//! (`fuzz/fuzz_targets/decode_packet.rs` includes this file).
 
 use bytes::BytesMut;
 use ferrule_mqtt::codec::{ProtocolVersion, decode, encode, encoded_len};
