@@ -9,6 +9,7 @@ mod config;
 mod data_dir;
 mod gate;
 mod logging;
+mod observe;
 mod refusal_notices;
 mod serve;
 mod startup;

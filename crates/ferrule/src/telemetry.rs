@@ -4,7 +4,6 @@
 //! do not exist; and the background retention pass.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferrule_bus::{Accepted, Intake, Ledger, Refused, Ticket};
@@ -15,6 +14,7 @@ use ferrule_store::telemetry::{NewEvent, TelemetryError, TelemetryStore, retenti
 use ferrule_store::{Directory, MetaStore};
 use tokio_util::sync::CancellationToken;
 
+use crate::observe::{RefusalLog, RefusalReason, TelemetryReceived, TelemetryRefused};
 use crate::refusal_notices::Notices;
 
 /// What a topic means to the telemetry store.
@@ -46,8 +46,7 @@ pub struct TelemetryIntake {
     limits: PayloadLimits,
     /// Explains refusals to the device on `devices/{id}/rejected`.
     notices: Option<Notices>,
-    last_warning_ms: AtomicI64,
-    quiet_refusals: AtomicU64,
+    refusal_log: RefusalLog,
 }
 
 impl TelemetryIntake {
@@ -64,8 +63,7 @@ impl TelemetryIntake {
                 ..PayloadLimits::default()
             },
             notices: None,
-            last_warning_ms: AtomicI64::new(0),
-            quiet_refusals: AtomicU64::new(0),
+            refusal_log: RefusalLog::default(),
         }
     }
 
@@ -81,7 +79,7 @@ impl TelemetryIntake {
         &self,
         message: &Message,
         device: &DeviceId,
-        reason: &'static str,
+        reason: RefusalReason,
         why: &str,
     ) {
         self.refused(&message.tenant, device.as_str(), reason, why);
@@ -93,23 +91,14 @@ impl TelemetryIntake {
         }
     }
 
-    /// Logs a refusal at most once a second (a misbehaving fleet must not
-    /// flood the log); the counter has every one.
-    fn refused(&self, tenant: &TenantId, device: &str, reason: &'static str, why: &str) {
-        metrics::counter!("ferrule_telemetry_refused_total", "reason" => reason).increment(1);
-        let now = now_ms();
-        let last = self.last_warning_ms.load(Ordering::Relaxed);
-        if now - last >= 1000
-            && self
-                .last_warning_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let suppressed = self.quiet_refusals.swap(0, Ordering::Relaxed);
-            tracing::warn!(%tenant, device, reason, suppressed, "telemetry refused: {why}");
-        } else {
-            self.quiet_refusals.fetch_add(1, Ordering::Relaxed);
+    fn refused(&self, tenant: &TenantId, device: &str, reason: RefusalReason, why: &str) {
+        TelemetryRefused {
+            tenant,
+            device,
+            reason,
+            why,
         }
+        .emit(&self.refusal_log);
     }
 }
 
@@ -131,7 +120,7 @@ impl Intake for TelemetryIntake {
             let why = format!(
                 "no such device {device_str} in this tenant: create it before sending its data"
             );
-            self.refused(tenant, device_str, "unknown_device", &why);
+            self.refused(tenant, device_str, RefusalReason::UnknownDevice, &why);
             Err(Refused::UnknownDevice(why))
         };
         if !self.directory.has_device(tenant, &device) {
@@ -142,7 +131,7 @@ impl Intake for TelemetryIntake {
         // be, so it is asked to retry (503 with Retry-After).
         if matches!(message.origin, Origin::Api) && self.store.busy() {
             let why = "telemetry storage is behind; retry shortly";
-            self.refused(tenant, device_str, "busy", why);
+            self.refused(tenant, device_str, RefusalReason::Busy, why);
             return Err(Refused::Unavailable(why.into()));
         }
         let (readings, events) = match target {
@@ -155,11 +144,13 @@ impl Intake for TelemetryIntake {
                     &mut readings,
                 ) {
                     let why = e.to_string();
-                    self.refused_device(message, &device, e.kind(), &why);
+                    self.refused_device(message, &device, RefusalReason::Payload(e.kind()), &why);
                     return Err(Refused::Invalid(why));
                 }
-                metrics::counter!("ferrule_telemetry_points_received_total")
-                    .increment(readings.len() as u64);
+                TelemetryReceived {
+                    points: readings.len() as u64,
+                }
+                .emit();
                 (readings, Vec::new())
             }
             Target::Event(_, event_type) => (
@@ -191,11 +182,16 @@ impl Intake for TelemetryIntake {
                 backpressure: appended.backpressure,
             }),
             Err(e @ TelemetryError::QuotaExceeded { .. }) => {
-                self.refused_device(message, &device, "quota_exceeded", &e.to_string());
+                self.refused_device(
+                    message,
+                    &device,
+                    RefusalReason::QuotaExceeded,
+                    &e.to_string(),
+                );
                 Err(Refused::QuotaExceeded(e.to_string()))
             }
             Err(e) => {
-                self.refused_device(message, &device, "unavailable", &e.to_string());
+                self.refused_device(message, &device, RefusalReason::Unavailable, &e.to_string());
                 Err(Refused::Unavailable(e.to_string()))
             }
         }

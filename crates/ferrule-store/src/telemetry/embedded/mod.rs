@@ -42,7 +42,7 @@ use self::chunks::storage;
 use self::writer::{Request, Writer};
 use super::{
     Agg, Appended, Deleted, Event, ExportRecord, NewEvent, Order, Point, PurgeQueued, PurgeScope,
-    Range, Result, RetentionSettings, TelemetryError, TelemetryStore,
+    Range, Result, RetentionSettings, TelemetryError, TelemetryStore, observe,
 };
 
 /// The file in the data directory.
@@ -151,28 +151,15 @@ impl Inner {
             .and_then(RetentionSettings::effective_budget)
     }
 
-    /// Gauges for the tenant's disk use and budget; warns once use passes
-    /// 80 % so operators act before ingest is refused.
+    /// Gauges for the tenant's disk use and budget, whose warning turns on
+    /// at 80 % so operators act before ingest is refused.
     fn publish_usage(&self, tenant: &TenantId) {
-        let used = self.bytes(tenant);
-        let t = tenant.to_string();
-        metrics::gauge!("ferrule_telemetry_tenant_bytes", "tenant" => t.clone()).set(used as f64);
-        if let Some(budget) = self.budget(tenant) {
-            let ratio = used as f64 / budget.max(1) as f64;
-            metrics::gauge!("ferrule_telemetry_tenant_budget_bytes", "tenant" => t.clone())
-                .set(budget as f64);
-            metrics::gauge!("ferrule_telemetry_tenant_budget_used_ratio", "tenant" => t.clone())
-                .set(ratio);
-            metrics::gauge!("ferrule_telemetry_tenant_budget_warning", "tenant" => t)
-                .set(if ratio >= WARN_RATIO { 1.0 } else { 0.0 });
-        } else {
-            // No budget (any more): nothing to warn about.
-            metrics::gauge!("ferrule_telemetry_tenant_budget_bytes", "tenant" => t.clone())
-                .set(0.0);
-            metrics::gauge!("ferrule_telemetry_tenant_budget_used_ratio", "tenant" => t.clone())
-                .set(0.0);
-            metrics::gauge!("ferrule_telemetry_tenant_budget_warning", "tenant" => t).set(0.0);
+        observe::TenantDiskUse {
+            tenant,
+            used: self.bytes(tenant),
+            budget: self.budget(tenant),
         }
+        .emit();
     }
 
     fn send(&self, request: Request) -> Result<()> {
@@ -210,8 +197,6 @@ impl Inner {
     }
 }
 
-/// Share of the disk budget at which the warning gauge turns on.
-pub const WARN_RATIO: f64 = 0.8;
 /// Idle read connections kept open.
 const READERS_KEPT: usize = 8;
 
@@ -615,8 +600,10 @@ impl TelemetryStore for EmbeddedTelemetry {
         };
         let log_full = inner.log_is_full();
         if log_full {
-            metrics::counter!("ferrule_telemetry_backpressure_total", "reason" => "log_full")
-                .increment(1);
+            observe::IngestSlowed {
+                because: observe::SlowedBecause::LogFull,
+            }
+            .emit();
         }
         Ok(Appended {
             ticket: if inner.options.sync { ticket } else { 0 },

@@ -25,7 +25,7 @@ use super::catalog::{Series, SeriesId, kind_of, point_cost};
 use super::chunks::{self, storage};
 use super::lanes::Lanes;
 use super::{Inner, logbody, purge};
-use crate::telemetry::{Deleted, NewEvent, PurgeScope, Result, RetentionSettings};
+use crate::telemetry::{Deleted, NewEvent, PurgeScope, Result, RetentionSettings, observe};
 
 /// How often the writer looks for heads due for sealing when idle.
 const TICK: Duration = Duration::from_millis(250);
@@ -247,9 +247,6 @@ impl Writer {
             }
             *usage.entry(tenant).or_default() += bytes;
         }
-        if expired > 0 {
-            metrics::counter!("ferrule_telemetry_points_expired_total").increment(expired);
-        }
         self.make_room(body.len() as u64);
         let mut wait = Duration::from_millis(50);
         while let Err(e) = self.write_batch(seq, &body, &events) {
@@ -280,8 +277,12 @@ impl Writer {
         for (tenant, bytes) in &usage {
             self.inner.add_usage(tenant, *bytes);
         }
-        metrics::counter!("ferrule_telemetry_points_stored_total").increment(stored);
-        metrics::counter!("ferrule_telemetry_events_stored_total").increment(events.len() as u64);
+        observe::BatchCommitted {
+            points: stored,
+            events: events.len() as u64,
+            expired,
+        }
+        .emit();
         self.inner
             .durability
             .committed_out_of_order(Ledger::Telemetry, &tickets, mark);
@@ -558,7 +559,10 @@ impl Writer {
         };
         self.inner
             .add_usage(&tenant, new_bytes as i64 - old_bytes as i64 - head_bytes);
-        metrics::counter!("ferrule_telemetry_chunks_sealed_total").increment(sealed.len() as u64);
+        observe::SeriesSealed {
+            chunks: sealed.len() as u64,
+        }
+        .emit();
         Ok(())
     }
 
@@ -591,7 +595,7 @@ impl Writer {
     fn log_changed(&self) {
         let bytes: u64 = self.log_rows.values().sum();
         self.inner.log_bytes.store(bytes, Ordering::Release);
-        metrics::gauge!("ferrule_telemetry_log_bytes").set(bytes as f64);
+        observe::log_bytes(bytes);
         if !self.inner.log_is_full() {
             self.inner.drained.notify_waiters();
         }
@@ -626,7 +630,10 @@ impl Writer {
             .filter(|(_, s)| !s.head.is_empty() && s.head_min_seq < cutoff)
             .map(|(id, _)| *id)
             .collect();
-        metrics::counter!("ferrule_telemetry_forced_seals_total").increment(due.len() as u64);
+        observe::SealsForced {
+            series: due.len() as u64,
+        }
+        .emit();
         for id in due {
             if let Err(e) = self.seal(id) {
                 tracing::error!(error = %e, "sealing telemetry early failed; will retry");
