@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferrule_bus::{Durability, Ledger, Ticket};
 use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
+use ferrule_core::{Durability, Ledger, Ticket};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::telemetry::{Agg, NewEvent, Order, Range, TelemetryStore};
 use proptest::prelude::*;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrule_bus::{Durability, Ledger, Ticket};
 use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
+use ferrule_core::{Durability, Ledger, Ticket};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::telemetry::{
     NewEvent, Order, PurgeScope, Range, RetentionSettings, TelemetryStore,

@@ -3,7 +3,7 @@
 //!
 //! [`TelemetryStore`] is what the rest of Ferrule sees: `append` queues a
 //! device's readings and events and returns a write number on
-//! [`Ledger::Telemetry`](ferrule_bus::Ledger) (acknowledge once it is
+//! [`Ledger::Telemetry`](ferrule_core::Ledger) (acknowledge once it is
 //! committed); the queries answer raw points, bucketed aggregates, latest
 //! values, keys, events and exports. [`embedded::EmbeddedTelemetry`]
 //! implements it in the data directory; a PostgreSQL backend will implement

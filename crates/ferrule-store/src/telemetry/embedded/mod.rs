@@ -29,7 +29,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ferrule_bus::Durability;
+use ferrule_core::Durability;
 use ferrule_core::telemetry::Reading;
 use ferrule_core::{DeviceId, TenantId};
 use ferrule_tsdb::Kind;

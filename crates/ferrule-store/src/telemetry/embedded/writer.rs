@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use ferrule_bus::Ledger;
+use ferrule_core::Ledger;
 use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
 use rusqlite::{Connection, params};
