@@ -10,8 +10,10 @@
 //! the same trait. [`retention`] applies tenants' retention settings through
 //! the trait, whatever the backend. [`purge`](TelemetryStore::purge) removes
 //! what a deleted device or tenant kept, so that a new one of the same id
-//! starts empty.
+//! starts empty. [`conformance`] is the test suite every backend must pass.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod embedded;
 pub mod observe;
 pub mod retention;

@@ -780,3 +780,25 @@ impl TelemetryStore for EmbeddedTelemetry {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::conformance::Subject;
+
+    crate::telemetry_store_conformance!(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let durability = Durability::default();
+        let store =
+            EmbeddedTelemetry::open(dir.path(), TelemetryOptions::default(), durability.clone())
+                .unwrap();
+        // Keep the directory alive as long as the store.
+        (
+            Subject {
+                store: Arc::new(store),
+                durability,
+            },
+            dir,
+        )
+    });
+}
