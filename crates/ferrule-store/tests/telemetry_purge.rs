@@ -13,7 +13,7 @@ use ferrule_core::{DeviceId, TenantId};
 use ferrule_core::{Durability, Ledger, Ticket};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::telemetry::{
-    NewEvent, Order, PurgeScope, Range, RetentionSettings, TelemetryStore,
+    NewEvent, Order, PurgeScope, Range, RetentionSettings, SeriesQuery, TelemetryStore,
 };
 
 fn tenant(s: &str) -> TenantId {
@@ -62,7 +62,11 @@ impl Store {
 
     async fn timestamps(&self, t: &TenantId, d: &DeviceId, key: &str) -> Vec<i64> {
         self.store
-            .raw(t, d, key, Range::ALL, Order::Oldest, usize::MAX)
+            .raw(
+                SeriesQuery::new(t, d, key, Range::ALL),
+                Order::Oldest,
+                usize::MAX,
+            )
             .await
             .unwrap()
             .into_iter()

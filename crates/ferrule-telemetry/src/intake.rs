@@ -179,7 +179,7 @@ mod tests {
     use ferrule_core::QoS;
     use ferrule_store::telemetry::{
         Agg, Appended, Deleted, Event, ExportRecord, Order, Point, PurgeQueued, PurgeScope, Range,
-        Reading, Result, RetentionSettings,
+        Reading, Result, RetentionSettings, SeriesQuery,
     };
     use parking_lot::Mutex;
     use tokio::sync::mpsc;
@@ -221,26 +221,10 @@ mod tests {
         fn busy(&self) -> bool {
             self.busy
         }
-        async fn raw(
-            &self,
-            _: &TenantId,
-            _: &DeviceId,
-            _: &str,
-            _: Range,
-            _: Order,
-            _: usize,
-        ) -> Result<Vec<Point>> {
+        async fn raw(&self, _: SeriesQuery, _: Order, _: usize) -> Result<Vec<Point>> {
             unreachable!()
         }
-        async fn aggregate(
-            &self,
-            _: &TenantId,
-            _: &DeviceId,
-            _: &str,
-            _: Range,
-            _: i64,
-            _: Agg,
-        ) -> Result<Vec<(i64, f64)>> {
+        async fn aggregate(&self, _: SeriesQuery, _: i64, _: Agg) -> Result<Vec<(i64, f64)>> {
             unreachable!()
         }
         async fn latest(

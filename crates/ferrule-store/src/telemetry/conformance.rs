@@ -16,7 +16,7 @@ use ferrule_core::{DeviceId, TenantId};
 
 use super::{
     Agg, Deleted, ExportRecord, NewEvent, Order, Point, PurgeScope, Range, RetentionSettings,
-    TelemetryError, TelemetryStore,
+    SeriesQuery, TelemetryError, TelemetryStore,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -115,10 +115,8 @@ impl Subject {
         order: Order,
         limit: usize,
     ) -> Vec<Point> {
-        self.store
-            .raw(t, d, key, range, order, limit)
-            .await
-            .unwrap()
+        let series = SeriesQuery::new(t, d, key, range);
+        self.store.raw(series, order, limit).await.unwrap()
     }
 
     async fn times(&self, t: &TenantId, d: &DeviceId, key: &str) -> Vec<i64> {
@@ -138,9 +136,8 @@ impl Subject {
         interval_ms: i64,
         agg: Agg,
     ) -> Result<Vec<(i64, f64)>, TelemetryError> {
-        self.store
-            .aggregate(t, d, key, range, interval_ms, agg)
-            .await
+        let series = SeriesQuery::new(t, d, key, range);
+        self.store.aggregate(series, interval_ms, agg).await
     }
 
     async fn event_times(&self, t: &TenantId, d: &DeviceId) -> Vec<i64> {

@@ -53,6 +53,27 @@ impl Range {
     }
 }
 
+/// One series — a device's key — over a time range: what raw and
+/// aggregate queries read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesQuery {
+    pub tenant: TenantId,
+    pub device: DeviceId,
+    pub key: String,
+    pub range: Range,
+}
+
+impl SeriesQuery {
+    pub fn new(tenant: &TenantId, device: &DeviceId, key: &str, range: Range) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            device: device.clone(),
+            key: key.to_owned(),
+            range,
+        }
+    }
+}
+
 /// Which end of a range raw points come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
@@ -214,27 +235,16 @@ pub trait TelemetryStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> Result<Appended>;
 
-    /// Up to `limit` points of `key` in `range`, from the end `order` says,
+    /// Up to `limit` points of the series, from the end `order` says,
     /// returned in ascending time order either way.
-    async fn raw(
-        &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        key: &str,
-        range: Range,
-        order: Order,
-        limit: usize,
-    ) -> Result<Vec<Point>>;
+    async fn raw(&self, series: SeriesQuery, order: Order, limit: usize) -> Result<Vec<Point>>;
 
-    /// `agg` of `key` per bucket `[range.from + i·interval, …)`; empty
-    /// buckets are left out. Strings have no numeric aggregate and are
-    /// skipped.
+    /// `agg` of the series per bucket `[range.from + i·interval, …)`;
+    /// empty buckets are left out. Strings have no numeric aggregate and
+    /// are skipped.
     async fn aggregate(
         &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        key: &str,
-        range: Range,
+        series: SeriesQuery,
         interval_ms: i64,
         agg: Agg,
     ) -> Result<Vec<(i64, f64)>>;

@@ -42,7 +42,7 @@ use self::chunks::storage;
 use self::writer::{Request, Writer};
 use super::{
     Agg, Appended, Deleted, Event, ExportRecord, NewEvent, Order, Point, PurgeQueued, PurgeScope,
-    Range, Result, RetentionSettings, TelemetryError, TelemetryStore, observe,
+    Range, Result, RetentionSettings, SeriesQuery, TelemetryError, TelemetryStore, observe,
 };
 
 /// The file in the data directory.
@@ -612,36 +612,19 @@ impl TelemetryStore for EmbeddedTelemetry {
         })
     }
 
-    async fn raw(
-        &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        key: &str,
-        range: Range,
-        order: Order,
-        limit: usize,
-    ) -> Result<Vec<Point>> {
-        let (tenant, device, key) = (tenant.clone(), device.clone(), key.to_owned());
-        self.read(move |inner, conn| {
-            read::raw(inner, conn, &tenant, &device, &key, range, order, limit)
-        })
-        .await
+    async fn raw(&self, series: SeriesQuery, order: Order, limit: usize) -> Result<Vec<Point>> {
+        self.read(move |inner, conn| read::raw(inner, conn, &series, order, limit))
+            .await
     }
 
     async fn aggregate(
         &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        key: &str,
-        range: Range,
+        series: SeriesQuery,
         interval_ms: i64,
         agg: Agg,
     ) -> Result<Vec<(i64, f64)>> {
-        let (tenant, device, key) = (tenant.clone(), device.clone(), key.to_owned());
-        self.read(move |inner, conn| {
-            read::aggregate(inner, conn, &tenant, &device, &key, range, interval_ms, agg)
-        })
-        .await
+        self.read(move |inner, conn| read::aggregate(inner, conn, &series, interval_ms, agg))
+            .await
     }
 
     async fn latest(

@@ -14,19 +14,16 @@ use rusqlite::{Connection, params};
 use super::Inner;
 use super::catalog::{Points, SeriesId};
 use super::chunks::{self, storage};
-use crate::telemetry::{Agg, Event, ExportRecord, Order, Point, Range, Result, TelemetryError};
+use crate::telemetry::{
+    Agg, Event, ExportRecord, Order, Point, Range, Result, SeriesQuery, TelemetryError,
+};
 
-/// The series of a key with their kinds and head points in `range`.
-fn snapshot(
-    inner: &Inner,
-    tenant: &TenantId,
-    device: &DeviceId,
-    key: &str,
-    range: Range,
-) -> Vec<(SeriesId, Kind, Points)> {
-    let catalog = inner.catalog.read();
+/// The series of a key (one per kind) with their kinds and head points in
+/// the query's range.
+fn snapshot(inner: &Inner, series: &SeriesQuery) -> Vec<(SeriesId, Kind, Points)> {
+    let (range, catalog) = (series.range, inner.catalog.read());
     catalog
-        .of_key(tenant, device, key)
+        .of_key(&series.tenant, &series.device, &series.key)
         .iter()
         .filter_map(|id| {
             let s = catalog.series.get(id)?;
@@ -101,19 +98,16 @@ fn cut(
     pts
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn raw(
     inner: &Inner,
     conn: &Connection,
-    tenant: &TenantId,
-    device: &DeviceId,
-    key: &str,
-    range: Range,
+    series: &SeriesQuery,
     order: Order,
     limit: usize,
 ) -> Result<Vec<Point>> {
+    let range = series.range;
     let mut all = Vec::new();
-    for (id, _, head) in snapshot(inner, tenant, device, key, range) {
+    for (id, _, head) in snapshot(inner, series) {
         all.extend(cut(
             series_points(conn, id, head, range, order, limit)?,
             order,
@@ -128,20 +122,17 @@ pub fn raw(
         .collect())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn aggregate(
     inner: &Inner,
     conn: &Connection,
-    tenant: &TenantId,
-    device: &DeviceId,
-    key: &str,
-    range: Range,
+    series: &SeriesQuery,
     interval_ms: i64,
     agg: Agg,
 ) -> Result<Vec<(i64, f64)>> {
+    let range = series.range;
     let mut aggregator = Aggregator::new(range.from, range.to, interval_ms)
         .map_err(|e| TelemetryError::InvalidQuery(e.to_string()))?;
-    for (id, kind, head) in snapshot(inner, tenant, device, key, range) {
+    for (id, kind, head) in snapshot(inner, series) {
         if kind == Kind::Str {
             continue;
         }
@@ -264,7 +255,8 @@ pub fn latest(
     let mut out = BTreeMap::new();
     for key in keys {
         let mut best: Option<(i64, TelemetryValue)> = None;
-        for (id, _, head) in snapshot(inner, tenant, device, &key, Range::ALL) {
+        let series = SeriesQuery::new(tenant, device, &key, Range::ALL);
+        for (id, _, head) in snapshot(inner, &series) {
             let mut candidate = head.into_iter().max_by_key(|p| p.0);
             let newest = chunk_rows_last(conn, id)?;
             if let Some(data) = newest {
