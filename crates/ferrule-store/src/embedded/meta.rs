@@ -489,9 +489,7 @@ impl MetaStore for EmbeddedStore {
             let mut out = Vec::new();
             for row in rows {
                 let (tenant, device) = row?;
-                let bad = |e: ferrule_core::IdError| {
-                    StoreError::Backend(format!("pending deletion: {e}"))
-                };
+                let bad = |e: ferrule_core::IdError| StoreError::backend("pending deletion", e);
                 out.push(PendingDeletion {
                     tenant: TenantId::new(tenant).map_err(bad)?,
                     device: match device.as_str() {
@@ -771,8 +769,7 @@ fn ms(t: Timestamp) -> i64 {
 }
 
 fn from_ms(v: i64) -> Result<Timestamp> {
-    Timestamp::from_millisecond(v)
-        .map_err(|e| StoreError::Backend(format!("bad timestamp {v}: {e}")))
+    Timestamp::from_millisecond(v).map_err(|e| StoreError::backend(format!("bad timestamp {v}"), e))
 }
 
 /// Converts a column that fails to parse into a rusqlite conversion error, so
@@ -850,7 +847,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Result<Device>> {
     let attributes: String = r.get(4)?;
     let attributes = match serde_json::from_str(&attributes) {
         Ok(v) => v,
-        Err(e) => return Ok(Err(StoreError::Backend(format!("device attributes: {e}")))),
+        Err(e) => return Ok(Err(StoreError::backend("device attributes", e))),
     };
     Ok(Ok(Device {
         tenant: tenant_col(r, 0)?,
@@ -867,7 +864,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Result<Device>> {
 fn credential_row(r: &Row<'_>) -> rusqlite::Result<Result<Credential>> {
     let kind: String = r.get(2)?;
     let Some(kind) = CredentialKind::parse(&kind) else {
-        return Ok(Err(StoreError::Backend(format!(
+        return Ok(Err(StoreError::corrupt(format!(
             "unknown credential kind {kind:?}"
         ))));
     };

@@ -26,6 +26,8 @@ use bytes::Bytes;
 use ferrule_core::{DeviceId, TenantId};
 use serde::{Deserialize, Serialize};
 
+use crate::error::BoxError;
+
 pub use ferrule_core::telemetry::{Reading, TelemetryValue};
 
 /// One stored point of a key.
@@ -196,7 +198,7 @@ pub struct Deleted {
 }
 
 /// Why a telemetry operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("the tenant's telemetry disk budget of {budget} bytes is used up")]
     QuotaExceeded { budget: u64 },
@@ -204,13 +206,47 @@ pub enum TelemetryError {
     Overloaded,
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The backend failed (I/O, corruption, a lost thread); its error is
+    /// kept as the source.
     #[error("telemetry storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] BoxError),
     #[error("telemetry storage is closed")]
     Closed,
 }
 
 pub type Result<T, E = TelemetryError> = std::result::Result<T, E>;
+
+impl TelemetryError {
+    /// The backend failed for a reason it states (stored data it cannot
+    /// read, a lost thread) rather than an error of its own.
+    pub fn storage(what: impl Into<String>) -> Self {
+        TelemetryError::Storage(what.into().into())
+    }
+}
+
+impl From<rusqlite::Error> for TelemetryError {
+    fn from(e: rusqlite::Error) -> Self {
+        TelemetryError::Storage(Box::new(e))
+    }
+}
+
+impl From<std::io::Error> for TelemetryError {
+    fn from(e: std::io::Error) -> Self {
+        TelemetryError::Storage(Box::new(e))
+    }
+}
+
+impl From<tokio::task::JoinError> for TelemetryError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        TelemetryError::Storage(Box::new(e))
+    }
+}
+
+impl From<ferrule_tsdb::ChunkError> for TelemetryError {
+    fn from(e: ferrule_tsdb::ChunkError) -> Self {
+        TelemetryError::Storage(Box::new(e))
+    }
+}
 
 /// The result of queueing an append.
 #[derive(Debug)]

@@ -38,7 +38,6 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 
 use self::catalog::{Catalog, Series};
-use self::chunks::storage;
 use self::writer::{Request, Writer};
 use super::{
     Agg, Appended, Deleted, Event, ExportRecord, NewEvent, Order, Point, PurgeQueued, PurgeScope,
@@ -201,8 +200,8 @@ impl Inner {
 const READERS_KEPT: usize = 8;
 
 fn open_connection(path: &Path, sync: bool) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(storage)?;
-    schema::configure(&conn, sync).map_err(storage)?;
+    let conn = Connection::open(path)?;
+    schema::configure(&conn, sync)?;
     Ok(conn)
 }
 
@@ -218,7 +217,7 @@ impl EmbeddedTelemetry {
     pub fn open(dir: &Path, options: TelemetryOptions, durability: Durability) -> Result<Self> {
         let path = dir.join(FILE);
         let conn = open_connection(&path, options.sync)?;
-        schema::migrate(&conn).map_err(TelemetryError::Storage)?;
+        schema::migrate(&conn)?;
         let (pending, horizons) = purge::load(&conn)?;
         let (catalog, last_seq) = load(&conn, &pending)?;
         let usage = load_usage(&conn, &catalog, &horizons)?;
@@ -263,8 +262,7 @@ impl EmbeddedTelemetry {
         };
         let handle = std::thread::Builder::new()
             .name("telemetry-writer".into())
-            .spawn(move || writer.run())
-            .map_err(storage)?;
+            .spawn(move || writer.run())?;
         Ok(Self {
             inner,
             writer: Mutex::new(Some(handle)),
@@ -286,30 +284,21 @@ impl EmbeddedTelemetry {
                 [],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n as u64)
-            .map_err(storage)
+            .map(|n| n as u64).map_err(TelemetryError::from)
         })
     }
 
     /// Bytes of sealed chunk data and of the database file, for benchmarks.
     pub fn footprint(&self) -> Result<(u64, u64)> {
         self.inner.with_reader(|c| {
-            let chunk_bytes: i64 = c
-                .query_row(
-                    "SELECT coalesce(sum(length(data)), 0) FROM chunks",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(storage)?;
-            let pages: i64 = c
-                .query_row("PRAGMA page_count", [], |r| r.get(0))
-                .map_err(storage)?;
-            let free: i64 = c
-                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
-                .map_err(storage)?;
-            let size: i64 = c
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(storage)?;
+            let chunk_bytes: i64 = c.query_row(
+                "SELECT coalesce(sum(length(data)), 0) FROM chunks",
+                [],
+                |r| r.get(0),
+            )?;
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let free: i64 = c.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
             Ok((chunk_bytes as u64, ((pages - free) * size) as u64))
         })
     }
@@ -328,9 +317,7 @@ impl EmbeddedTelemetry {
         f: impl FnOnce(&Inner, &Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.with_reader(|c| f(&inner, c)))
-            .await
-            .map_err(storage)?
+        tokio::task::spawn_blocking(move || inner.with_reader(|c| f(&inner, c))).await?
     }
 }
 
@@ -348,36 +335,34 @@ fn load(conn: &Connection, purged: &purge::Pending) -> Result<(Catalog, u64)> {
         last_seq = last_seq.max(p.last_seq);
     }
     {
-        let mut q = conn
-            .prepare("SELECT id, tenant, device, key, kind, sealed_seq, deleted_before FROM series")
-            .map_err(storage)?;
-        let mut rows = q.query([]).map_err(storage)?;
-        while let Some(r) = rows.next().map_err(storage)? {
-            let id: i64 = r.get(0).map_err(storage)?;
-            let tenant: String = r.get(1).map_err(storage)?;
-            let device: String = r.get(2).map_err(storage)?;
-            let key: String = r.get(3).map_err(storage)?;
-            let kind = kind_from_code(r.get(4).map_err(storage)?)
-                .ok_or_else(|| TelemetryError::Storage("unknown series kind".into()))?;
-            let sealed_seq: i64 = r.get(5).map_err(storage)?;
+        let mut q = conn.prepare(
+            "SELECT id, tenant, device, key, kind, sealed_seq, deleted_before FROM series",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let tenant: String = r.get(1)?;
+            let device: String = r.get(2)?;
+            let key: String = r.get(3)?;
+            let kind = kind_from_code(r.get(4)?)
+                .ok_or_else(|| TelemetryError::storage("unknown series kind"))?;
+            let sealed_seq: i64 = r.get(5)?;
             let (Ok(tenant), Ok(device)) = (TenantId::new(&tenant), DeviceId::new(&device)) else {
                 continue;
             };
             let mut s = Series::new(tenant, device, key.into(), kind);
-            s.deleted_before = r.get(6).map_err(storage)?;
+            s.deleted_before = r.get(6)?;
             sealed.insert(id as u64, sealed_seq as u64);
             last_seq = last_seq.max(sealed_seq as u64);
             catalog.insert(id as u64, s);
         }
     }
-    let mut q = conn
-        .prepare("SELECT seq, body FROM log ORDER BY seq")
-        .map_err(storage)?;
-    let mut rows = q.query([]).map_err(storage)?;
+    let mut q = conn.prepare("SELECT seq, body FROM log ORDER BY seq")?;
+    let mut rows = q.query([])?;
     let mut replayed = 0usize;
-    while let Some(r) = rows.next().map_err(storage)? {
-        let seq = r.get::<_, i64>(0).map_err(storage)? as u64;
-        let body: Vec<u8> = r.get(1).map_err(storage)?;
+    while let Some(r) = rows.next()? {
+        let seq = r.get::<_, i64>(0)? as u64;
+        let body: Vec<u8> = r.get(1)?;
         last_seq = last_seq.max(seq);
         let kind_of = |id| {
             catalog
@@ -387,7 +372,7 @@ fn load(conn: &Connection, purged: &purge::Pending) -> Result<(Catalog, u64)> {
                 .or_else(|| purged.series.get(&id).map(|p| p.kind))
         };
         let points = logbody::points(&body, kind_of)
-            .ok_or_else(|| TelemetryError::Storage(format!("log batch {seq} is malformed")))?;
+            .ok_or_else(|| TelemetryError::storage(format!("log batch {seq} is malformed")))?;
         for (id, ts, value) in points {
             // Purged series are not in the catalog.
             let Some(s) = catalog.series.get_mut(&id) else {
@@ -413,15 +398,12 @@ fn load(conn: &Connection, purged: &purge::Pending) -> Result<(Catalog, u64)> {
 
 /// The size of every recent-log row, by batch number.
 fn log_rows(conn: &Connection) -> Result<std::collections::BTreeMap<u64, u64>> {
-    let mut q = conn
-        .prepare("SELECT seq, length(body) FROM log")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })
-        .map_err(storage)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    let mut q = conn.prepare("SELECT seq, length(body) FROM log")?;
+    let rows = q.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(TelemetryError::from)
 }
 
 /// The next event id: above every event, and above every purge horizon, so
@@ -433,7 +415,7 @@ fn next_event_id(conn: &Connection) -> Result<i64> {
         [],
         |r| r.get(0),
     )
-    .map_err(storage)
+    .map_err(TelemetryError::from)
 }
 
 fn load_usage(
@@ -445,51 +427,42 @@ fn load_usage(
     for s in catalog.series.values() {
         *usage.entry(s.tenant.clone()).or_default() += s.head_bytes as i64;
     }
-    let mut q = conn
-        .prepare("SELECT series, coalesce(sum(length(data)), 0) FROM chunks GROUP BY series")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(storage)?;
+    let mut q =
+        conn.prepare("SELECT series, coalesce(sum(length(data)), 0) FROM chunks GROUP BY series")?;
+    let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
     for row in rows {
-        let (id, bytes) = row.map_err(storage)?;
+        let (id, bytes) = row?;
         if let Some(s) = catalog.series.get(&(id as u64)) {
             *usage.entry(s.tenant.clone()).or_default() += bytes;
         }
     }
-    let mut q = conn
-        .prepare(
-            "SELECT tenant, device, min(id), count(*), coalesce(sum(length(payload) + length(type)), 0)
+    let mut q = conn.prepare(
+        "SELECT tenant, device, min(id), count(*), coalesce(sum(length(payload) + length(type)), 0)
              FROM events GROUP BY tenant, device",
-        )
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .map_err(storage)?;
+    )?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
     for row in rows {
-        let (tenant, device, min_id, mut n, mut bytes) = row.map_err(storage)?;
+        let (tenant, device, min_id, mut n, mut bytes) = row?;
         let (Ok(t), Ok(d)) = (TenantId::new(&tenant), DeviceId::new(&device)) else {
             continue;
         };
         let hidden = horizons.of(&t, &d);
         if min_id <= hidden {
             // A purge is still removing some: count only the others.
-            (n, bytes) = conn
-                .query_row(
-                    "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
+            (n, bytes) = conn.query_row(
+                "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
                      WHERE tenant = ?1 AND device = ?2 AND id > ?3",
-                    rusqlite::params![tenant, device, hidden],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(storage)?;
+                rusqlite::params![tenant, device, hidden],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
         }
         *usage.entry(t).or_default() += bytes + n * writer::EVENT_OVERHEAD;
     }
@@ -498,15 +471,11 @@ fn load_usage(
 
 /// The `(tenant, bytes)` rows of a budget table (`budgets`, `budget_ceilings`).
 fn tenant_bytes(conn: &Connection, table: &str) -> Result<Vec<(TenantId, u64)>> {
-    let mut q = conn
-        .prepare(&format!("SELECT tenant, bytes FROM {table}"))
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(storage)?;
+    let mut q = conn.prepare(&format!("SELECT tenant, bytes FROM {table}"))?;
+    let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
-        let (tenant, bytes) = row.map_err(storage)?;
+        let (tenant, bytes) = row?;
         if let Ok(t) = TenantId::new(&tenant) {
             out.push((t, bytes as u64));
         }
@@ -516,20 +485,16 @@ fn tenant_bytes(conn: &Connection, table: &str) -> Result<Vec<(TenantId, u64)>> 
 
 fn load_settings(conn: &Connection) -> Result<HashMap<TenantId, RetentionSettings>> {
     let mut settings: HashMap<TenantId, RetentionSettings> = HashMap::new();
-    let mut q = conn
-        .prepare("SELECT tenant, profile, days FROM retention")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-            ))
-        })
-        .map_err(storage)?;
+    let mut q = conn.prepare("SELECT tenant, profile, days FROM retention")?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+        ))
+    })?;
     for row in rows {
-        let (tenant, profile, days) = row.map_err(storage)?;
+        let (tenant, profile, days) = row?;
         let Ok(t) = TenantId::new(&tenant) else {
             continue;
         };

@@ -22,7 +22,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::catalog::{Series, SeriesId, kind_of, point_cost};
-use super::chunks::{self, storage};
+use super::chunks;
 use super::lanes::Lanes;
 use super::{Inner, logbody, purge};
 use crate::telemetry::{Deleted, NewEvent, PurgeScope, Result, RetentionSettings, observe};
@@ -465,7 +465,7 @@ impl Writer {
         }
         let lo = head.iter().map(|p| p.0).min().unwrap_or(0);
         let hi = head.iter().map(|p| p.0).max().unwrap_or(0);
-        let tx = self.conn.transaction().map_err(storage)?;
+        let tx = self.conn.transaction()?;
         let mut old_ids = Vec::new();
         let mut old_points = Vec::new();
         let mut old_bytes = 0u64;
@@ -473,15 +473,12 @@ impl Writer {
             let mut q = tx
                 .prepare_cached(
                     "SELECT id, data FROM chunks WHERE series = ?1 AND min_ts <= ?3 AND max_ts >= ?2 ORDER BY min_ts",
-                )
-                .map_err(storage)?;
-            let rows = q
-                .query_map(params![id as i64, lo, hi], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
-                .map_err(storage)?;
+                )?;
+            let rows = q.query_map(params![id as i64, lo, hi], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
             for row in rows {
-                let (cid, data) = row.map_err(storage)?;
+                let (cid, data) = row?;
                 old_bytes += data.len() as u64;
                 old_points.extend(chunks::decode(data, i64::MIN, i64::MAX)?);
                 old_ids.push(cid);
@@ -493,19 +490,16 @@ impl Writer {
                 .prepare_cached(
                     "SELECT id, data FROM chunks WHERE series = ?1 AND min_ts < ?2 AND points < ?3 \
                      AND min_ts = (SELECT max(min_ts) FROM chunks WHERE series = ?1 AND min_ts < ?2)",
-                )
-                .map_err(storage)?;
-            let mut rows = q
-                .query(params![
-                    id as i64,
-                    lo,
-                    (self.inner.options.chunk_points / 2) as i64
-                ])
-                .map_err(storage)?;
-            if let Some(r) = rows.next().map_err(storage)? {
-                let cid: i64 = r.get(0).map_err(storage)?;
+                )?;
+            let mut rows = q.query(params![
+                id as i64,
+                lo,
+                (self.inner.options.chunk_points / 2) as i64
+            ])?;
+            if let Some(r) = rows.next()? {
+                let cid: i64 = r.get(0)?;
                 if !old_ids.contains(&cid) {
-                    let data: Vec<u8> = r.get(1).map_err(storage)?;
+                    let data: Vec<u8> = r.get(1)?;
                     old_bytes += data.len() as u64;
                     let mut before = chunks::decode(data, i64::MIN, i64::MAX)?;
                     before.append(&mut old_points);
@@ -518,17 +512,14 @@ impl Writer {
         let sealed = chunks::encode(kind, &merged, self.inner.options.chunk_points)?;
         let mut new_bytes = 0u64;
         {
-            let mut del = tx
-                .prepare_cached("DELETE FROM chunks WHERE id = ?1")
-                .map_err(storage)?;
+            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
             for cid in old_ids {
-                del.execute([cid]).map_err(storage)?;
+                del.execute([cid])?;
             }
             let mut ins = tx
                 .prepare_cached(
                     "INSERT INTO chunks (series, min_ts, max_ts, points, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(storage)?;
+                )?;
             for c in &sealed {
                 new_bytes += c.as_bytes().len() as u64;
                 ins.execute(params![
@@ -537,15 +528,12 @@ impl Writer {
                     c.max_ts(),
                     c.len() as i64,
                     c.as_bytes()
-                ])
-                .map_err(storage)?;
+                ])?;
             }
-            tx.prepare_cached("UPDATE series SET sealed_seq = ?2 WHERE id = ?1")
-                .map_err(storage)?
-                .execute(params![id as i64, max_seq as i64])
-                .map_err(storage)?;
+            tx.prepare_cached("UPDATE series SET sealed_seq = ?2 WHERE id = ?1")?
+                .execute(params![id as i64, max_seq as i64])?;
         }
-        tx.commit().map_err(storage)?;
+        tx.commit()?;
         let head_bytes = {
             let mut catalog = self.inner.catalog.write();
             let (mut removed, mut bytes) = (0, 0);
@@ -581,7 +569,7 @@ impl Writer {
             Some(low) => format!("DELETE FROM log WHERE seq < {low}"),
             None => "DELETE FROM log".to_owned(),
         };
-        self.conn.execute(&sql, []).map_err(storage)?;
+        self.conn.execute(&sql, [])?;
         self.log_rows = match low {
             Some(low) => self.log_rows.split_off(&low),
             None => BTreeMap::new(),
@@ -656,7 +644,7 @@ impl Writer {
         let ids = self.inner.catalog.read().of_device(tenant, device);
         let mut deleted = Deleted::default();
         let mut freed = 0i64;
-        let tx = self.conn.transaction().map_err(storage)?;
+        let tx = self.conn.transaction()?;
         for &id in &ids {
             let kind = match self.inner.catalog.read().series.get(&id) {
                 Some(s) => s.kind,
@@ -664,57 +652,47 @@ impl Writer {
             };
             let mut doomed: Vec<(i64, i64, Vec<u8>)> = Vec::new();
             {
-                let mut q = tx
-                    .prepare_cached(
-                        "SELECT id, points, data FROM chunks WHERE series = ?1 AND min_ts < ?2",
-                    )
-                    .map_err(storage)?;
-                let rows = q
-                    .query_map(params![id as i64, cutoff], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .map_err(storage)?;
+                let mut q = tx.prepare_cached(
+                    "SELECT id, points, data FROM chunks WHERE series = ?1 AND min_ts < ?2",
+                )?;
+                let rows = q.query_map(params![id as i64, cutoff], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
                 for row in rows {
-                    doomed.push(row.map_err(storage)?);
+                    doomed.push(row?);
                 }
             }
             for (cid, points, data) in doomed {
                 freed += data.len() as i64;
                 let kept = chunks::decode(data, cutoff, i64::MAX)?;
                 deleted.points += points as u64 - kept.len() as u64;
-                tx.execute("DELETE FROM chunks WHERE id = ?1", [cid])
-                    .map_err(storage)?;
+                tx.execute("DELETE FROM chunks WHERE id = ?1", [cid])?;
                 for c in chunks::encode(kind, &kept, self.inner.options.chunk_points)? {
                     freed -= c.as_bytes().len() as i64;
                     tx.execute(
                         "INSERT INTO chunks (series, min_ts, max_ts, points, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![id as i64, c.min_ts(), c.max_ts(), c.len() as i64, c.as_bytes()],
-                    )
-                    .map_err(storage)?;
+                    )?;
                 }
             }
             tx.execute(
                 "UPDATE series SET deleted_before = max(deleted_before, ?2) WHERE id = ?1",
                 params![id as i64, cutoff],
-            )
-            .map_err(storage)?;
+            )?;
         }
         // Purged events are the purge's to delete: they count no more.
         let hidden = self.inner.horizons.read().of(tenant, device);
-        let (events, event_bytes): (i64, i64) = tx
-            .query_row(
-                "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
+        let (events, event_bytes): (i64, i64) = tx.query_row(
+            "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
                  WHERE tenant = ?1 AND device = ?2 AND ts < ?3 AND id > ?4",
-                params![tenant.as_str(), device.as_str(), cutoff, hidden],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(storage)?;
+            params![tenant.as_str(), device.as_str(), cutoff, hidden],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         tx.execute(
             "DELETE FROM events WHERE tenant = ?1 AND device = ?2 AND ts < ?3 AND id > ?4",
             params![tenant.as_str(), device.as_str(), cutoff, hidden],
-        )
-        .map_err(storage)?;
-        tx.commit().map_err(storage)?;
+        )?;
+        tx.commit()?;
         deleted.events = events as u64;
         freed += event_bytes + events * EVENT_OVERHEAD;
         {
@@ -739,45 +717,38 @@ impl Writer {
     }
 
     fn set_retention(&mut self, tenant: &TenantId, settings: RetentionSettings) -> Result<()> {
-        let tx = self.conn.transaction().map_err(storage)?;
-        tx.execute("DELETE FROM retention WHERE tenant = ?1", [tenant.as_str()])
-            .map_err(storage)?;
-        tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])
-            .map_err(storage)?;
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM retention WHERE tenant = ?1", [tenant.as_str()])?;
+        tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])?;
         tx.execute(
             "DELETE FROM budget_ceilings WHERE tenant = ?1",
             [tenant.as_str()],
-        )
-        .map_err(storage)?;
+        )?;
         if let Some(bytes) = settings.disk_budget_ceiling_bytes {
             tx.execute(
                 "INSERT INTO budget_ceilings (tenant, bytes) VALUES (?1, ?2)",
                 params![tenant.as_str(), bytes as i64],
-            )
-            .map_err(storage)?;
+            )?;
         }
         if let Some(days) = settings.default_days {
             tx.execute(
                 "INSERT INTO retention (tenant, profile, days) VALUES (?1, '', ?2)",
                 params![tenant.as_str(), days],
-            )
-            .map_err(storage)?;
+            )?;
         }
         for (profile, days) in &settings.profiles {
             tx.execute(
                 "INSERT INTO retention (tenant, profile, days) VALUES (?1, ?2, ?3)",
                 params![tenant.as_str(), profile, days],
-            )
-            .map_err(storage)?;
+            )?;
         }
         if let Some(bytes) = settings.disk_budget_bytes {
             tx.execute(
                 "INSERT INTO budgets (tenant, bytes) VALUES (?1, ?2)",
                 params![tenant.as_str(), bytes as i64],
-            )
-            .map_err(storage)?;
+            )?;
         }
-        tx.commit().map_err(storage)?;
+        tx.commit()?;
         self.inner.settings.write().insert(tenant.clone(), settings);
         self.inner.publish_usage(tenant);
         Ok(())
