@@ -9,7 +9,9 @@ use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
 use ferrule_core::{Durability, Ledger, Ticket};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
-use ferrule_store::telemetry::{Agg, NewEvent, Order, Range, SeriesQuery, TelemetryStore};
+use ferrule_store::telemetry::{
+    Agg, EventQuery, NewEvent, Order, Range, SeriesQuery, TelemetryStore,
+};
 use proptest::prelude::*;
 
 fn ids() -> (TenantId, DeviceId) {
@@ -216,7 +218,7 @@ async fn retention_deletes_exactly_what_is_older_than_the_cutoff() {
     let kept: Vec<(i64, f64)> = pts.iter().copied().filter(|p| p.0 >= cutoff).collect();
     assert_eq!(all(&store, "a").await, kept);
     let events = store
-        .events(&t, &d, None, Range::ALL, None, 10)
+        .events(EventQuery::new(&t, &d, Range::ALL, 10))
         .await
         .unwrap();
     assert_eq!(

@@ -13,7 +13,7 @@ use ferrule_core::{DeviceId, TenantId};
 use ferrule_core::{Durability, Ledger, Ticket};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::telemetry::{
-    NewEvent, Order, PurgeScope, Range, RetentionSettings, SeriesQuery, TelemetryStore,
+    EventQuery, NewEvent, Order, PurgeScope, Range, RetentionSettings, SeriesQuery, TelemetryStore,
 };
 
 fn tenant(s: &str) -> TenantId {
@@ -76,7 +76,7 @@ impl Store {
 
     async fn event_times(&self, t: &TenantId, d: &DeviceId) -> Vec<i64> {
         self.store
-            .events(t, d, None, Range::ALL, None, 1000)
+            .events(EventQuery::new(t, d, Range::ALL, 1000))
             .await
             .unwrap()
             .into_iter()

@@ -178,8 +178,8 @@ mod tests {
     use async_trait::async_trait;
     use ferrule_core::QoS;
     use ferrule_store::telemetry::{
-        Agg, Appended, Deleted, Event, ExportRecord, Order, Point, PurgeQueued, PurgeScope, Range,
-        Reading, Result, RetentionSettings, SeriesQuery,
+        Agg, Appended, Deleted, Event, EventQuery, ExportRecord, Order, Point, PurgeQueued,
+        PurgeScope, Range, Reading, Result, RetentionSettings, SeriesQuery,
     };
     use parking_lot::Mutex;
     use tokio::sync::mpsc;
@@ -241,15 +241,7 @@ mod tests {
         async fn devices(&self, _: &TenantId) -> Result<Vec<DeviceId>> {
             unreachable!()
         }
-        async fn events(
-            &self,
-            _: &TenantId,
-            _: &DeviceId,
-            _: Option<&str>,
-            _: Range,
-            _: Option<i64>,
-            _: usize,
-        ) -> Result<Vec<Event>> {
+        async fn events(&self, _: EventQuery) -> Result<Vec<Event>> {
             unreachable!()
         }
         fn export(

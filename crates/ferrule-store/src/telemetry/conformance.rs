@@ -15,8 +15,8 @@ use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
 
 use super::{
-    Agg, Deleted, ExportRecord, NewEvent, Order, Point, PurgeScope, Range, RetentionSettings,
-    SeriesQuery, TelemetryError, TelemetryStore,
+    Agg, Deleted, EventQuery, ExportRecord, NewEvent, Order, Point, PurgeScope, Range,
+    RetentionSettings, SeriesQuery, TelemetryError, TelemetryStore,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case.
@@ -142,7 +142,7 @@ impl Subject {
 
     async fn event_times(&self, t: &TenantId, d: &DeviceId) -> Vec<i64> {
         self.store
-            .events(t, d, None, Range::ALL, None, 1000)
+            .events(EventQuery::new(t, d, Range::ALL, 1000))
             .await
             .unwrap()
             .iter()
@@ -368,7 +368,12 @@ pub async fn events_filter_by_type_and_range_and_page_by_id(s: &Subject) {
         .map(|ts| event(ts, if ts % 2 == 0 { "boot" } else { "alarm" }))
         .collect();
     s.put(&t, &d, Vec::new(), events).await;
-    let page = |after, limit| s.store.events(&t, &d, None, Range::ALL, after, limit);
+    let page = |after, limit| {
+        s.store.events(EventQuery {
+            after,
+            ..EventQuery::new(&t, &d, Range::ALL, limit)
+        })
+    };
     let first = page(None, 4).await.unwrap();
     assert_eq!(first.iter().map(|e| e.ts).collect::<Vec<_>>(), [0, 1, 2, 3]);
     assert_eq!(first[1].event_type, "alarm");
@@ -378,7 +383,10 @@ pub async fn events_filter_by_type_and_range_and_page_by_id(s: &Subject) {
     assert_eq!(rest.iter().map(|e| e.ts).collect::<Vec<_>>(), [4, 5]);
     let boots = s
         .store
-        .events(&t, &d, Some("boot"), Range { from: 1, to: 5 }, None, 10)
+        .events(EventQuery {
+            event_type: Some("boot".into()),
+            ..EventQuery::new(&t, &d, Range { from: 1, to: 5 }, 10)
+        })
         .await
         .unwrap();
     assert_eq!(boots.iter().map(|e| e.ts).collect::<Vec<_>>(), [2, 4]);

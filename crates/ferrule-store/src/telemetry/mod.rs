@@ -76,6 +76,33 @@ impl SeriesQuery {
     }
 }
 
+/// A device's events in a time range, oldest first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    pub tenant: TenantId,
+    pub device: DeviceId,
+    /// Only events of this type; every type when `None`.
+    pub event_type: Option<String>,
+    pub range: Range,
+    /// Only events after this event id (the last one of the previous page).
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// The first `limit` events of any type in `range`.
+    pub fn new(tenant: &TenantId, device: &DeviceId, range: Range, limit: usize) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            device: device.clone(),
+            event_type: None,
+            range,
+            after: None,
+            limit,
+        }
+    }
+}
+
 /// Which end of a range raw points come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
@@ -299,16 +326,8 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// Devices of the tenant that have telemetry or events, sorted.
     async fn devices(&self, tenant: &TenantId) -> Result<Vec<DeviceId>>;
 
-    /// Events of a device in `range`, oldest first, after event id `after`.
-    async fn events(
-        &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        event_type: Option<&str>,
-        range: Range,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Event>>;
+    /// The events the query selects, oldest (lowest id) first.
+    async fn events(&self, query: EventQuery) -> Result<Vec<Event>>;
 
     /// Streams a tenant's points and events in `range` into `sink`, a
     /// series at a time (memory stays bounded); stops early when `sink`

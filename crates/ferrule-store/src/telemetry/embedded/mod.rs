@@ -40,8 +40,9 @@ use tokio::sync::{Notify, oneshot};
 use self::catalog::{Catalog, Series};
 use self::writer::{Request, Writer};
 use super::{
-    Agg, Appended, Deleted, Event, ExportRecord, NewEvent, Order, Point, PurgeQueued, PurgeScope,
-    Range, Result, RetentionSettings, SeriesQuery, TelemetryError, TelemetryStore, observe,
+    Agg, Appended, Deleted, Event, EventQuery, ExportRecord, NewEvent, Order, Point, PurgeQueued,
+    PurgeScope, Range, Result, RetentionSettings, SeriesQuery, TelemetryError, TelemetryStore,
+    observe,
 };
 
 /// The file in the data directory.
@@ -613,30 +614,9 @@ impl TelemetryStore for EmbeddedTelemetry {
             .await
     }
 
-    async fn events(
-        &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        event_type: Option<&str>,
-        range: Range,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Event>> {
-        let (tenant, device) = (tenant.clone(), device.clone());
-        let event_type = event_type.map(str::to_owned);
-        self.read(move |inner, conn| {
-            read::events(
-                inner,
-                conn,
-                &tenant,
-                &device,
-                event_type.as_deref(),
-                range,
-                after,
-                limit,
-            )
-        })
-        .await
+    async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {
+        self.read(move |inner, conn| read::events(inner, conn, &query))
+            .await
     }
 
     fn export(

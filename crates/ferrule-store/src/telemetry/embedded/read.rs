@@ -15,7 +15,7 @@ use super::Inner;
 use super::catalog::{Points, SeriesId};
 use super::chunks;
 use crate::telemetry::{
-    Agg, Event, ExportRecord, Order, Point, Range, Result, SeriesQuery, TelemetryError,
+    Agg, Event, EventQuery, ExportRecord, Order, Point, Range, Result, SeriesQuery, TelemetryError,
 };
 
 /// The series of a key (one per kind) with their kinds and head points in
@@ -309,17 +309,15 @@ pub fn devices(inner: &Inner, conn: &Connection, tenant: &TenantId) -> Result<Ve
     Ok(devices)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn events(
-    inner: &Inner,
-    conn: &Connection,
-    tenant: &TenantId,
-    device: &DeviceId,
-    event_type: Option<&str>,
-    range: Range,
-    after: Option<i64>,
-    limit: usize,
-) -> Result<Vec<Event>> {
+pub fn events(inner: &Inner, conn: &Connection, query: &EventQuery) -> Result<Vec<Event>> {
+    let EventQuery {
+        tenant,
+        device,
+        event_type,
+        range,
+        after,
+        limit,
+    } = query;
     let mut q = conn.prepare_cached(
         "SELECT id, ts, type, payload FROM events
              WHERE tenant = ?1 AND device = ?2 AND ts >= ?3 AND ts < ?4 AND id > ?5
@@ -336,7 +334,7 @@ pub fn events(
                 .unwrap_or(0)
                 .max(inner.horizons.read().of(tenant, device)),
             event_type,
-            limit as i64
+            *limit as i64
         ],
         |r| {
             Ok(Event {
