@@ -3,9 +3,8 @@
 //!
 //! - [`MetaStore`] holds tenants, users, sessions, API keys, devices and their
 //!   credentials, and tenants' ACL rules. [`embedded::EmbeddedStore`]
-//!   implements it on SQLite in the data directory; a PostgreSQL backend
-//!   implements the same trait, and [`conformance`] is the one test suite both
-//!   must pass.
+//!   implements it on SQLite in the data directory; [`conformance`] is the
+//!   test suite every backend must pass (a PostgreSQL backend is planned).
 //! - [`BrokerStateStore`] keeps the MQTT broker's persistent sessions and
 //!   retained messages across restarts.
 //! - [`Identity`] turns presented secrets (passwords, bearer tokens, device
@@ -16,7 +15,10 @@
 //! - [`Directory`] knows in memory which tenants and devices exist, for the
 //!   hot paths that must not ask the store (telemetry intake, authorisation).
 //! - [`telemetry::TelemetryStore`] keeps devices' time series and events;
-//!   [`telemetry::embedded::EmbeddedTelemetry`] is its embedded backend.
+//!   [`telemetry::embedded::EmbeddedTelemetry`] is its embedded backend and
+//!   [`telemetry::conformance`] the suite every backend must pass. It reports
+//!   its commits on the durability ledger of `ferrule-core`; the store knows
+//!   nothing of the router (`ferrule-telemetry` joins the two).
 
 mod acl;
 pub mod auth;

@@ -1,4 +1,11 @@
 //! [`TelemetryIntake`]: the refusal policy in front of the telemetry store.
+//!
+//! For a device's telemetry or event topic it refuses, in this order: a
+//! device the tenant does not have, an HTTP publish while the store is
+//! behind (MQTT publishers are slowed instead), a payload that breaks the
+//! parsing rules, and whatever the store refuses (a used-up budget, a
+//! failure). What it accepts is appended, and the publisher's
+//! acknowledgement waits for the append's ticket.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +31,7 @@ pub struct TelemetryIntake {
     notices: Option<Notices>,
     refusal_log: RefusalLog,
 }
+
 impl TelemetryIntake {
     pub fn new(
         store: Arc<dyn TelemetryStore>,
@@ -42,7 +50,7 @@ impl TelemetryIntake {
         }
     }
 
-    /// Sends refusal notices to devices (see `refusal_notices`).
+    /// Sends refusal notices to devices (see [`notices`](crate::notices)).
     pub fn with_notices(mut self, notices: Notices) -> Self {
         self.notices = Some(notices);
         self
