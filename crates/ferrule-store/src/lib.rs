@@ -3,8 +3,9 @@
 //!
 //! - [`MetaStore`] holds tenants, users, sessions, API keys, devices and their
 //!   credentials, and tenants' ACL rules. [`embedded::EmbeddedStore`]
-//!   implements it on SQLite in the data directory; [`conformance`] is the
-//!   test suite every backend must pass (a PostgreSQL backend is planned).
+//!   implements it on SQLite in the data directory; a PostgreSQL backend
+//!   implements the same trait, and [`conformance`] is the one test suite both
+//!   must pass.
 //! - [`BrokerStateStore`] keeps the MQTT broker's persistent sessions and
 //!   retained messages across restarts.
 //! - [`Identity`] turns presented secrets (passwords, bearer tokens, device

@@ -1,8 +1,6 @@
-//! The compressed chunk format of Ferrule's telemetry series. The store
-//! that keeps the chunks is `ferrule-store`'s telemetry backend; this crate
-//! only encodes, decodes and aggregates them, with no I/O.
+//! Ferrule's embedded time-series store: compressed per-series chunks.
 //!
-//! The chunk codec, [`chunk`]:
+//! This crate currently holds the chunk codec, [`chunk`]:
 //!
 //! - [`ChunkBuilder`]: collects one series' points in any order, then sorts,
 //!   deduplicates (last write wins) and encodes them.
