@@ -38,7 +38,7 @@ pub mod conformance;
 pub use acl::AclCache;
 pub use broker_state::BrokerStateStore;
 pub use directory::{Changing, Directory};
-pub use error::{BoxError, Result, StoreError};
+pub use error::{Result, StoreError};
 pub use identity::{AuthError, Bootstrap, CertificateLogin, Identity, IssuedSession, UserChange};
 pub use meta::MetaStore;
 pub use model::*;
