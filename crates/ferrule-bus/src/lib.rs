@@ -11,12 +11,13 @@
 //! the message or refuse it; [`Durability`] tells publishers when what they
 //! sent is committed, whichever stores it reached.
 
-mod durability;
 mod intake;
 mod router;
 mod tree;
 
-pub use durability::{Durability, Ledger, Ticket};
+/// The durability ledger lives in the core (stores report to it without
+/// knowing the router); re-exported for the router's users.
+pub use ferrule_core::durability::{Durability, Ledger, Ticket};
 pub use intake::{Accepted, Intake, Refused};
 pub use router::{RetainedSink, Router, TenantBus};
 pub use tree::{Entry, Matched, SubscriberId, SubscriptionOptions, SubscriptionTree};

@@ -3,6 +3,8 @@
 //! - [`id`]: validated identifiers ([`TenantId`], [`DeviceId`]) that are safe to
 //!   embed in topics and in `DEVICE@TENANT` logins.
 //! - [`message`]: [`Message`], the one thing the router moves.
+//! - [`durability`]: the ledgers of committed writes that acknowledgements
+//!   wait on ([`Durability`], [`Ticket`]), shared by stores and publishers.
 //! - [`role`]: the four roles and what each may do.
 //! - [`principal`]: who is calling — a user, an API key or a device — once
 //!   authenticated, whatever the transport.
@@ -16,6 +18,7 @@
 //!   rules they must follow.
 
 pub mod acl;
+pub mod durability;
 pub mod id;
 pub mod message;
 pub mod principal;
@@ -25,6 +28,7 @@ pub mod stored;
 pub mod telemetry;
 pub mod topic;
 
+pub use durability::{Durability, Ledger, Ticket};
 pub use id::{DeviceId, ID_PATTERN, IdError, MAX_ID_LEN, TenantId};
 pub use message::{Message, MessageProperties, Origin, QoS};
 pub use principal::{Principal, PrincipalKind};

@@ -192,7 +192,7 @@ impl From<StoreError> for ApiError {
                 detail: StoreError::Busy.to_string(),
                 retry_after: 1,
             },
-            StoreError::Backend(cause) => ApiError::Internal(cause),
+            StoreError::Backend(cause) => ApiError::Internal(cause.to_string()),
         }
     }
 }
@@ -262,7 +262,7 @@ impl From<ferrule_store::telemetry::TelemetryError> for ApiError {
             },
             e @ E::QuotaExceeded { .. } => ApiError::InsufficientStorage(e.to_string()),
             e @ (E::Overloaded | E::Closed) => ApiError::Unavailable(e.to_string()),
-            E::Storage(cause) => ApiError::Internal(cause),
+            E::Storage(cause) => ApiError::Internal(cause.to_string()),
         }
     }
 }

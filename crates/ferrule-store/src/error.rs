@@ -1,5 +1,8 @@
 //! The storage error type, shared by all backends.
 
+/// A backend's own error, kept whole as the source of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What went wrong in a store call. Backends map their own errors into these so
 /// callers (HTTP, MQTT) never see a backend's vocabulary.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +29,47 @@ pub enum StoreError {
     /// Password hashing is at its bound (`auth.hash_queue`): retry shortly.
     #[error("password hashing is busy; retry shortly")]
     Busy,
-    /// The backend failed (I/O, corruption, connection).
+    /// The backend failed (I/O, corruption, connection); its error is kept
+    /// as the source.
     #[error("storage backend: {0}")]
-    Backend(String),
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// The backend failed while doing `what`.
+    pub fn backend(what: impl Into<String>, cause: impl Into<BoxError>) -> Self {
+        StoreError::Backend(Box::new(BackendFailure {
+            what: what.into(),
+            cause: cause.into(),
+        }))
+    }
+
+    /// Stored data that cannot be what it is.
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        StoreError::Backend(what.into().into())
+    }
+
+    /// Whether the backend refused a write for breaking a foreign key (the
+    /// row it points to is gone).
+    pub(crate) fn is_foreign_key_violation(&self) -> bool {
+        let StoreError::Backend(cause) = self else {
+            return false;
+        };
+        matches!(
+            cause.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+        )
+    }
+}
+
+/// A backend's error with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {cause}")]
+struct BackendFailure {
+    what: String,
+    #[source]
+    cause: BoxError,
 }
 
 /// Results of store calls.
@@ -36,6 +77,6 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::Backend(Box::new(e))
     }
 }

@@ -16,7 +16,10 @@
 //! - [`Directory`] knows in memory which tenants and devices exist, for the
 //!   hot paths that must not ask the store (telemetry intake, authorisation).
 //! - [`telemetry::TelemetryStore`] keeps devices' time series and events;
-//!   [`telemetry::embedded::EmbeddedTelemetry`] is its embedded backend.
+//!   [`telemetry::embedded::EmbeddedTelemetry`] is its embedded backend and
+//!   [`telemetry::conformance`] the suite every backend must pass. It reports
+//!   its commits on the durability ledger of `ferrule-core`; the store knows
+//!   nothing of the router (`ferrule-telemetry` joins the two).
 
 mod acl;
 pub mod auth;

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferrule_bus::{Durability, Ledger, Ticket};
 use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
+use ferrule_core::{Durability, Ledger, Ticket};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
-use ferrule_store::telemetry::{Agg, NewEvent, Order, Range, TelemetryStore};
+use ferrule_store::telemetry::{
+    Agg, EventQuery, NewEvent, Order, Range, SeriesQuery, TelemetryStore,
+};
 use proptest::prelude::*;
 
 fn ids() -> (TenantId, DeviceId) {
@@ -49,7 +51,11 @@ async fn put(store: &EmbeddedTelemetry, durability: &Durability, key: &str, pts:
 async fn all(store: &EmbeddedTelemetry, key: &str) -> Vec<(i64, f64)> {
     let (t, d) = ids();
     store
-        .raw(&t, &d, key, Range::ALL, Order::Oldest, usize::MAX)
+        .raw(
+            SeriesQuery::new(&t, &d, key, Range::ALL),
+            Order::Oldest,
+            usize::MAX,
+        )
         .await
         .unwrap()
         .into_iter()
@@ -132,7 +138,7 @@ proptest! {
             for (from, len, w) in &queries {
                 let to = from + len;
                 for agg in [Agg::Avg, Agg::Min, Agg::Max, Agg::Sum, Agg::Count, Agg::First, Agg::Last] {
-                    let got = store.aggregate(&t, &d, "k", Range { from: *from, to }, *w, agg).await.unwrap();
+                    let got = store.aggregate(SeriesQuery::new(&t, &d, "k", Range { from: *from, to }), *w, agg).await.unwrap();
                     let want = naive(&model, *from, to, *w, agg);
                     prop_assert_eq!(got.len(), want.len(), "{:?} buckets", agg);
                     for (g, w) in got.iter().zip(&want) {
@@ -212,7 +218,7 @@ async fn retention_deletes_exactly_what_is_older_than_the_cutoff() {
     let kept: Vec<(i64, f64)> = pts.iter().copied().filter(|p| p.0 >= cutoff).collect();
     assert_eq!(all(&store, "a").await, kept);
     let events = store
-        .events(&t, &d, None, Range::ALL, None, 10)
+        .events(EventQuery::new(&t, &d, Range::ALL, 10))
         .await
         .unwrap();
     assert_eq!(
@@ -273,7 +279,11 @@ async fn latest_keys_kinds_and_export() {
     assert_eq!(latest["temp"].ts, 20, "a late point is not the latest");
     assert_eq!(latest["fw"].value, TelemetryValue::Text("1.2.3".into()));
     let newest = store
-        .raw(&t, &d, "temp", Range::ALL, Order::Newest, 2)
+        .raw(
+            SeriesQuery::new(&t, &d, "temp", Range::ALL),
+            Order::Newest,
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -322,7 +332,7 @@ async fn a_long_series_aggregates_on_threads_exactly() {
         Agg::Last,
     ] {
         let got = store
-            .aggregate(&t, &d, "k", range, 3_600_000, agg)
+            .aggregate(SeriesQuery::new(&t, &d, "k", range), 3_600_000, agg)
             .await
             .unwrap();
         assert_eq!(

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use ferrule_bus::{Durability, Ledger, Ticket};
 use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
+use ferrule_core::{Durability, Ledger, Ticket};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
-use ferrule_store::telemetry::{Order, Range, TelemetryStore};
+use ferrule_store::telemetry::{Order, Range, SeriesQuery, TelemetryStore};
 
 fn readings(from: i64, n: i64) -> Vec<Reading> {
     (from..from + n)
@@ -85,12 +85,20 @@ async fn a_flooding_tenant_does_not_hold_up_another_tenants_commit() {
     durability.wait(telemetry(last)).await;
     // Nothing lost.
     let points = store
-        .raw(&flood, &d, "x", Range::ALL, Order::Oldest, usize::MAX)
+        .raw(
+            SeriesQuery::new(&flood, &d, "x", Range::ALL),
+            Order::Oldest,
+            usize::MAX,
+        )
         .await
         .unwrap();
     assert_eq!(points.len(), 400_000);
     let points = store
-        .raw(&quiet, &d, "x", Range::ALL, Order::Oldest, usize::MAX)
+        .raw(
+            SeriesQuery::new(&quiet, &d, "x", Range::ALL),
+            Order::Oldest,
+            usize::MAX,
+        )
         .await
         .unwrap();
     assert_eq!(points.len(), 1);

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrule_bus::{Durability, Ledger, Ticket};
 use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
+use ferrule_core::{Durability, Ledger, Ticket};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::telemetry::{
-    NewEvent, Order, PurgeScope, Range, RetentionSettings, TelemetryStore,
+    EventQuery, NewEvent, Order, PurgeScope, Range, RetentionSettings, SeriesQuery, TelemetryStore,
 };
 
 fn tenant(s: &str) -> TenantId {
@@ -62,7 +62,11 @@ impl Store {
 
     async fn timestamps(&self, t: &TenantId, d: &DeviceId, key: &str) -> Vec<i64> {
         self.store
-            .raw(t, d, key, Range::ALL, Order::Oldest, usize::MAX)
+            .raw(
+                SeriesQuery::new(t, d, key, Range::ALL),
+                Order::Oldest,
+                usize::MAX,
+            )
             .await
             .unwrap()
             .into_iter()
@@ -72,7 +76,7 @@ impl Store {
 
     async fn event_times(&self, t: &TenantId, d: &DeviceId) -> Vec<i64> {
         self.store
-            .events(t, d, None, Range::ALL, None, 1000)
+            .events(EventQuery::new(t, d, Range::ALL, 1000))
             .await
             .unwrap()
             .into_iter()

@@ -8,16 +8,17 @@ use crate::bits::{BitReader, BitWriter, ESC};
 pub(crate) const MAX_K: u32 = 56;
 
 #[inline]
-pub(crate) fn zigzag(v: i64) -> u64 {
+pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
 #[inline]
-pub(crate) fn unzigzag(u: u64) -> i64 {
+pub fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
-pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as an unsigned LEB128 varint.
+pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -27,7 +28,7 @@ pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// Reads a LEB128 varint at `*pos`, advancing it; `None` if truncated or
 /// longer than a u64.
-pub(crate) fn read_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+pub fn read_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for i in 0..10 {
         let b = *bytes.get(*pos)?;

@@ -16,6 +16,8 @@
 //!   inside one bucket.
 //! - [`ChunkHeader`]: parse just a chunk's header to decide whether to load
 //!   it; [`ChunkError`]: everything that can go wrong.
+//! - [`varint`]: the LEB128 and zigzag integer coding the format uses, for
+//!   other byte formats to share.
 //!
 //! The byte format is documented in `FORMAT.md` next to this crate's
 //! `Cargo.toml`.
@@ -29,3 +31,8 @@ pub use chunk::{
     Aggregator, Bucket, Chunk, ChunkBuilder, ChunkError, ChunkHeader, Kind, Points, Summary, Value,
 };
 pub use crc::crc32c;
+
+/// LEB128 varints and zigzag, as the chunk format writes them.
+pub mod varint {
+    pub use crate::intcode::{read_varint, unzigzag, write_varint, zigzag};
+}

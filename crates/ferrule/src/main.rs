@@ -10,10 +10,8 @@ mod config;
 mod data_dir;
 mod gate;
 mod logging;
-mod refusal_notices;
 mod serve;
 mod startup;
-mod telemetry;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,7 @@ use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::telemetry::TelemetryStore;
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::{Bootstrap, Directory, Identity, MetaStore, StoreError};
+use ferrule_telemetry::{Notices, TelemetryIntake};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +27,6 @@ use crate::config::{Config, Storage};
 use crate::data_dir::{self, LockError};
 use crate::gate::StoreGatekeeper;
 use crate::startup::{self, StartupError};
-use crate::telemetry::TelemetryIntake;
 
 /// Longest a graceful shutdown may take before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -199,8 +199,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let router = Router::new();
     let telemetry = open_telemetry(&config, &router)?;
-    let (notices, notices_rx) =
-        crate::refusal_notices::Notices::new(config.telemetry.refusal_notices_per_second);
+    let (notices, notices_rx) = Notices::new(config.telemetry.refusal_notices_per_second);
     router.set_intake(Arc::new(
         TelemetryIntake::new(
             telemetry.clone(),
@@ -291,12 +290,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     tasks.spawn(purge_sessions(store.clone(), shutdown.clone()));
-    tasks.spawn(crate::refusal_notices::run(
+    tasks.spawn(ferrule_telemetry::notices::run(
         router.clone(),
         notices_rx,
         shutdown.clone(),
     ));
-    tasks.spawn(crate::telemetry::retention_loop(
+    tasks.spawn(ferrule_telemetry::retention::retention_loop(
         store.clone(),
         telemetry.clone(),
         config.telemetry.retention_days,

@@ -17,7 +17,7 @@ use ferrule_bus::{Durability, Ledger, Ticket};
 use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, FILE, TelemetryOptions};
-use ferrule_store::telemetry::{Agg, Range, TelemetryStore};
+use ferrule_store::telemetry::{Agg, Range, SeriesQuery, TelemetryStore};
 
 use super::report::{Measure, SectionReport, System, thousands};
 use super::signal::{
@@ -207,16 +207,15 @@ async fn time_query(
     range: Range,
     runs: usize,
 ) -> anyhow::Result<QueryTime> {
+    let temp = SeriesQuery::new(tenant, device, "temp", range);
     let mut buckets = store
-        .aggregate(tenant, device, "temp", range, MINUTE_MS, Agg::Avg)
+        .aggregate(temp.clone(), MINUTE_MS, Agg::Avg)
         .await?
         .len();
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        let got = store
-            .aggregate(tenant, device, "temp", range, MINUTE_MS, Agg::Avg)
-            .await?;
+        let got = store.aggregate(temp.clone(), MINUTE_MS, Agg::Avg).await?;
         times.push(t.elapsed());
         buckets = std::hint::black_box(got).len();
     }

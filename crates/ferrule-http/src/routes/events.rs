@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ferrule_store::telemetry::Event;
+use ferrule_store::telemetry::{self, Event};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -104,14 +104,11 @@ pub async fn list(
     // One more than asked tells whether another page follows.
     let mut events = t
         .store
-        .events(
-            &caller.tenant,
-            &device,
-            q.event_type.as_deref(),
-            range,
+        .events(telemetry::EventQuery {
+            event_type: q.event_type.clone(),
             after,
-            limit as usize + 1,
-        )
+            ..telemetry::EventQuery::new(&caller.tenant, &device, range, limit as usize + 1)
+        })
         .await?;
     let more = events.len() > limit as usize;
     events.truncate(limit as usize);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use ferrule_core::{DeviceId, TenantId};
-use ferrule_store::telemetry::{Agg, Order, Point, Range, TelemetryValue};
+use ferrule_store::telemetry::{Agg, Order, Point, Range, SeriesQuery, TelemetryValue};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -276,7 +276,11 @@ impl Read {
         Ok(match self.agg {
             Some((agg, interval)) => t
                 .store
-                .aggregate(tenant, device, key, self.range, interval, agg)
+                .aggregate(
+                    SeriesQuery::new(tenant, device, key, self.range),
+                    interval,
+                    agg,
+                )
                 .await?
                 .into_iter()
                 .map(|(ts, v)| PointView {
@@ -286,7 +290,11 @@ impl Read {
                 .collect(),
             None => t
                 .store
-                .raw(tenant, device, key, self.range, self.order, self.limit)
+                .raw(
+                    SeriesQuery::new(tenant, device, key, self.range),
+                    self.order,
+                    self.limit,
+                )
                 .await?
                 .iter()
                 .map(view)

@@ -47,7 +47,7 @@ fn properties_json(p: &Option<MessageProperties>) -> Option<String> {
 fn parse_properties(text: Option<String>) -> Result<Option<MessageProperties>> {
     let Some(text) = text else { return Ok(None) };
     let j: PropertiesJson = serde_json::from_str(&text)
-        .map_err(|e| StoreError::Backend(format!("stored message properties: {e}")))?;
+        .map_err(|e| StoreError::backend("stored message properties", e))?;
     Ok(Some(MessageProperties {
         payload_format_indicator: j.payload_format_indicator,
         content_type: j.content_type.map(Into::into),
@@ -74,11 +74,11 @@ struct SubscriptionJson {
 }
 
 fn qos(v: u8) -> Result<QoS> {
-    QoS::from_u8(v).ok_or_else(|| StoreError::Backend(format!("stored QoS {v}")))
+    QoS::from_u8(v).ok_or_else(|| StoreError::corrupt(format!("stored QoS {v}")))
 }
 
 fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("stored broker state: {e}"))
+    StoreError::backend("stored broker state", e)
 }
 
 fn save_session(tx: &Transaction<'_>, s: &StoredSession) -> Result<()> {
@@ -190,7 +190,7 @@ impl BrokerStateStore for EmbeddedStore {
             for s in &sessions {
                 // A session of a deleted tenant has nowhere to live.
                 match save_session(tx, s) {
-                    Err(StoreError::Backend(e)) if e.contains("FOREIGN KEY") => {}
+                    Err(e) if e.is_foreign_key_violation() => {}
                     other => other?,
                 }
             }
@@ -249,7 +249,7 @@ impl BrokerStateStore for EmbeddedStore {
             })?;
             for row in rows {
                 let (tenant, client_id, expires_at_ms, expiry_secs, subs, inbound, owner) = row?;
-                let tenant = TenantId::new(tenant).map_err(|e| StoreError::Backend(e.to_string()))?;
+                let tenant = TenantId::new(tenant).map_err(|e| StoreError::Backend(e.into()))?;
                 let subs: Vec<SubscriptionJson> = serde_json::from_str(&subs).map_err(json_err)?;
                 let subscriptions = subs
                     .into_iter()
@@ -315,7 +315,7 @@ impl BrokerStateStore for EmbeddedStore {
             let mut out = Vec::new();
             for row in rows {
                 let (tenant, topic, payload, q, props, expires_at_ms, origin_client, received_at_ms) = row?;
-                let tenant = TenantId::new(tenant).map_err(|e| StoreError::Backend(e.to_string()))?;
+                let tenant = TenantId::new(tenant).map_err(|e| StoreError::Backend(e.into()))?;
                 out.push((
                     tenant,
                     StoredMessage {

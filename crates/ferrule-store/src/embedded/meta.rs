@@ -145,16 +145,8 @@ impl MetaStore for EmbeddedStore {
 
     async fn list_users(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<User>> {
         let (tenant, page) = (tenant.clone(), page.clone());
-        self.read(move |c| {
-            paged(&page, |after, limit| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {USER_COLS} FROM users WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-                ))?;
-                let rows = st.query_map(params![tenant.as_str(), after, limit], user_row)?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-        })
-        .await
+        self.read(move |c| tenant_page(c, "users", USER_COLS, &tenant, &page, user_row))
+            .await
     }
 
     async fn update_user(&self, tenant: &TenantId, id: &str, update: &UserUpdate) -> Result<User> {
@@ -309,16 +301,8 @@ impl MetaStore for EmbeddedStore {
 
     async fn list_api_keys(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<ApiKey>> {
         let (tenant, page) = (tenant.clone(), page.clone());
-        self.read(move |c| {
-            paged(&page, |after, limit| {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT {KEY_COLS} FROM api_keys WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-                ))?;
-                let rows = st.query_map(params![tenant.as_str(), after, limit], api_key_row)?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-        })
-        .await
+        self.read(move |c| tenant_page(c, "api_keys", KEY_COLS, &tenant, &page, api_key_row))
+            .await
     }
 
     async fn revoke_api_key(&self, tenant: &TenantId, id: &str, at: Timestamp) -> Result<ApiKey> {
@@ -489,9 +473,7 @@ impl MetaStore for EmbeddedStore {
             let mut out = Vec::new();
             for row in rows {
                 let (tenant, device) = row?;
-                let bad = |e: ferrule_core::IdError| {
-                    StoreError::Backend(format!("pending deletion: {e}"))
-                };
+                let bad = |e: ferrule_core::IdError| StoreError::backend("pending deletion", e);
                 out.push(PendingDeletion {
                     tenant: TenantId::new(tenant).map_err(bad)?,
                     device: match device.as_str() {
@@ -771,8 +753,7 @@ fn ms(t: Timestamp) -> i64 {
 }
 
 fn from_ms(v: i64) -> Result<Timestamp> {
-    Timestamp::from_millisecond(v)
-        .map_err(|e| StoreError::Backend(format!("bad timestamp {v}: {e}")))
+    Timestamp::from_millisecond(v).map_err(|e| StoreError::backend(format!("bad timestamp {v}"), e))
 }
 
 /// Converts a column that fails to parse into a rusqlite conversion error, so
@@ -850,7 +831,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Result<Device>> {
     let attributes: String = r.get(4)?;
     let attributes = match serde_json::from_str(&attributes) {
         Ok(v) => v,
-        Err(e) => return Ok(Err(StoreError::Backend(format!("device attributes: {e}")))),
+        Err(e) => return Ok(Err(StoreError::backend("device attributes", e))),
     };
     Ok(Ok(Device {
         tenant: tenant_col(r, 0)?,
@@ -867,7 +848,7 @@ fn device_row(r: &Row<'_>) -> rusqlite::Result<Result<Device>> {
 fn credential_row(r: &Row<'_>) -> rusqlite::Result<Result<Credential>> {
     let kind: String = r.get(2)?;
     let Some(kind) = CredentialKind::parse(&kind) else {
-        return Ok(Err(StoreError::Backend(format!(
+        return Ok(Err(StoreError::corrupt(format!(
             "unknown credential kind {kind:?}"
         ))));
     };
@@ -1046,6 +1027,25 @@ fn paged<T: HasId>(
         None
     };
     Ok(Page { items, next })
+}
+
+/// One page of a tenant's rows of `table` (columns `cols`, read by `row`)
+/// in id order.
+fn tenant_page<T: HasId>(
+    c: &Connection,
+    table: &str,
+    cols: &str,
+    tenant: &TenantId,
+    page: &PageRequest,
+    row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Page<T>> {
+    paged(page, |after, limit| {
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {cols} FROM {table} WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))?;
+        let rows = st.query_map(params![tenant.as_str(), after, limit], row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
 }
 
 trait HasId {

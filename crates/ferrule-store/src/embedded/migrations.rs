@@ -42,7 +42,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction()?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.execute_batch(sql)
-            .map_err(|e| StoreError::Backend(format!("migration {}: {e}", i + 1)))?;
+            .map_err(|e| StoreError::backend(format!("migration {}", i + 1), e))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -41,7 +41,7 @@ impl EmbeddedStore {
     /// to date. Refuses a data directory written by a newer binary.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("create {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::backend(format!("create {}", dir.display()), e))?;
         let path = dir.join(META_DB);
         let mut writer = open_connection(&path)?;
         migrations::migrate(&mut writer)?;
@@ -98,7 +98,7 @@ impl EmbeddedStore {
 
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)
-        .map_err(|e| StoreError::Backend(format!("open {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::backend(format!("open {}", path.display()), e))?;
     // FULL: a 2xx from the API means the change survives power loss, not only
     // a process crash. Metadata writes are rare enough to afford it.
     conn.execute_batch(
@@ -121,7 +121,7 @@ async fn run_blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::backend("store task failed", e))?
 }
 
 #[cfg(test)]

@@ -3,15 +3,17 @@
 //!
 //! [`TelemetryStore`] is what the rest of Ferrule sees: `append` queues a
 //! device's readings and events and returns a write number on
-//! [`Ledger::Telemetry`](ferrule_bus::Ledger) (acknowledge once it is
+//! [`Ledger::Telemetry`](ferrule_core::Ledger) (acknowledge once it is
 //! committed); the queries answer raw points, bucketed aggregates, latest
 //! values, keys, events and exports. [`embedded::EmbeddedTelemetry`]
 //! implements it in the data directory; a PostgreSQL backend will implement
 //! the same trait. [`retention`] applies tenants' retention settings through
 //! the trait, whatever the backend. [`purge`](TelemetryStore::purge) removes
 //! what a deleted device or tenant kept, so that a new one of the same id
-//! starts empty.
+//! starts empty. [`conformance`] is the test suite every backend must pass.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod embedded;
 pub mod observe;
 pub mod retention;
@@ -23,6 +25,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ferrule_core::{DeviceId, TenantId};
 use serde::{Deserialize, Serialize};
+
+use crate::error::BoxError;
 
 pub use ferrule_core::telemetry::{Reading, TelemetryValue};
 
@@ -48,6 +52,54 @@ impl Range {
 
     pub fn contains(&self, ts: i64) -> bool {
         self.from <= ts && ts < self.to
+    }
+}
+
+/// One series — a device's key — over a time range: what raw and
+/// aggregate queries read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesQuery {
+    pub tenant: TenantId,
+    pub device: DeviceId,
+    pub key: String,
+    pub range: Range,
+}
+
+impl SeriesQuery {
+    pub fn new(tenant: &TenantId, device: &DeviceId, key: &str, range: Range) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            device: device.clone(),
+            key: key.to_owned(),
+            range,
+        }
+    }
+}
+
+/// A device's events in a time range, oldest first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    pub tenant: TenantId,
+    pub device: DeviceId,
+    /// Only events of this type; every type when `None`.
+    pub event_type: Option<String>,
+    pub range: Range,
+    /// Only events after this event id (the last one of the previous page).
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// The first `limit` events of any type in `range`.
+    pub fn new(tenant: &TenantId, device: &DeviceId, range: Range, limit: usize) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            device: device.clone(),
+            event_type: None,
+            range,
+            after: None,
+            limit,
+        }
     }
 }
 
@@ -173,7 +225,7 @@ pub struct Deleted {
 }
 
 /// Why a telemetry operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("the tenant's telemetry disk budget of {budget} bytes is used up")]
     QuotaExceeded { budget: u64 },
@@ -181,13 +233,47 @@ pub enum TelemetryError {
     Overloaded,
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The backend failed (I/O, corruption, a lost thread); its error is
+    /// kept as the source.
     #[error("telemetry storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] BoxError),
     #[error("telemetry storage is closed")]
     Closed,
 }
 
 pub type Result<T, E = TelemetryError> = std::result::Result<T, E>;
+
+impl TelemetryError {
+    /// The backend failed for a reason it states (stored data it cannot
+    /// read, a lost thread) rather than an error of its own.
+    pub fn storage(what: impl Into<String>) -> Self {
+        TelemetryError::Storage(what.into().into())
+    }
+}
+
+impl From<rusqlite::Error> for TelemetryError {
+    fn from(e: rusqlite::Error) -> Self {
+        TelemetryError::Storage(Box::new(e))
+    }
+}
+
+impl From<std::io::Error> for TelemetryError {
+    fn from(e: std::io::Error) -> Self {
+        TelemetryError::Storage(Box::new(e))
+    }
+}
+
+impl From<tokio::task::JoinError> for TelemetryError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        TelemetryError::Storage(Box::new(e))
+    }
+}
+
+impl From<ferrule_tsdb::ChunkError> for TelemetryError {
+    fn from(e: ferrule_tsdb::ChunkError) -> Self {
+        TelemetryError::Storage(Box::new(e))
+    }
+}
 
 /// The result of queueing an append.
 #[derive(Debug)]
@@ -212,27 +298,16 @@ pub trait TelemetryStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> Result<Appended>;
 
-    /// Up to `limit` points of `key` in `range`, from the end `order` says,
+    /// Up to `limit` points of the series, from the end `order` says,
     /// returned in ascending time order either way.
-    async fn raw(
-        &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        key: &str,
-        range: Range,
-        order: Order,
-        limit: usize,
-    ) -> Result<Vec<Point>>;
+    async fn raw(&self, series: SeriesQuery, order: Order, limit: usize) -> Result<Vec<Point>>;
 
-    /// `agg` of `key` per bucket `[range.from + i·interval, …)`; empty
-    /// buckets are left out. Strings have no numeric aggregate and are
-    /// skipped.
+    /// `agg` of the series per bucket `[range.from + i·interval, …)`;
+    /// empty buckets are left out. Strings have no numeric aggregate and
+    /// are skipped.
     async fn aggregate(
         &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        key: &str,
-        range: Range,
+        series: SeriesQuery,
         interval_ms: i64,
         agg: Agg,
     ) -> Result<Vec<(i64, f64)>>;
@@ -251,16 +326,8 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// Devices of the tenant that have telemetry or events, sorted.
     async fn devices(&self, tenant: &TenantId) -> Result<Vec<DeviceId>>;
 
-    /// Events of a device in `range`, oldest first, after event id `after`.
-    async fn events(
-        &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        event_type: Option<&str>,
-        range: Range,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Event>>;
+    /// The events the query selects, oldest (lowest id) first.
+    async fn events(&self, query: EventQuery) -> Result<Vec<Event>>;
 
     /// Streams a tenant's points and events in `range` into `sink`, a
     /// series at a time (memory stays bounded); stops early when `sink`

@@ -3,7 +3,7 @@
 
 use ferrule_core::TenantId;
 
-use super::{Deleted, RetentionSettings, TelemetryStore};
+use super::{Deleted, RetentionSettings, TelemetryStore, observe};
 use crate::{MetaStore, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -54,13 +54,11 @@ pub async fn apply(
         total.points += d.points;
         total.events += d.events;
     }
-    if total.points + total.events > 0 {
-        metrics::counter!("ferrule_telemetry_retention_deleted_points_total")
-            .increment(total.points);
-        metrics::counter!("ferrule_telemetry_retention_deleted_events_total")
-            .increment(total.events);
-        tracing::info!(tenant = %tenant, points = total.points, events = total.events, "retention removed expired telemetry");
+    observe::RetentionApplied {
+        tenant,
+        deleted: total,
     }
+    .emit();
     Ok(total)
 }
 

@@ -14,6 +14,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_util::bytes::BytesMut;
 
 use crate::mqtt_util::{V5, World, connect_packet, publish_packet};
@@ -32,7 +33,13 @@ const HTTP_BATCH: usize = 10;
 
 /// The HTTP twin of [`publish_round`]: one request at a time of HTTP_BATCH
 /// readings; a 204 acknowledges them all.
-async fn http_round(base: &str, token: &str, ledger: &mut Ledger, new: bool) -> Vec<u64> {
+async fn http_round(
+    base: &str,
+    token: &str,
+    ledger: &mut Ledger,
+    new: bool,
+    mut first_ack: FirstAck,
+) -> Vec<u64> {
     let client = reqwest::Client::new();
     let url = format!("{base}/api/v1/ingest/telemetry");
     let mut queue: VecDeque<u64> = ledger.pending.iter().copied().collect();
@@ -59,6 +66,7 @@ async fn http_round(base: &str, token: &str, ledger: &mut Ledger, new: bool) -> 
                     ledger.ack(seq);
                     acked_now.push(seq);
                 }
+                first_ack.arrived();
             }
             Ok(r) => panic!(
                 "ingest answered {}: {}",
@@ -68,6 +76,29 @@ async fn http_round(base: &str, token: &str, ledger: &mut Ledger, new: bool) -> 
             Err(e) if e.is_timeout() => panic!("ingest hung: {e}"),
             // The server is gone.
             Err(_) => return acked_now,
+        }
+    }
+}
+
+/// Tells the killer that a round has had its first acknowledgement, so
+/// that every round kills a server that was acknowledging (not one still
+/// starting or accepting the connection).
+struct FirstAck(Option<oneshot::Sender<()>>);
+
+impl FirstAck {
+    fn new() -> (Self, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (FirstAck(Some(tx)), rx)
+    }
+
+    /// For a round that nothing waits on.
+    fn none() -> Self {
+        FirstAck(None)
+    }
+
+    fn arrived(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
         }
     }
 }
@@ -133,7 +164,13 @@ impl Ledger {
 /// publishes new readings, WINDOW in flight, until the server goes away —
 /// or, without `new`, until everything pending is acknowledged. Returns the
 /// seqs acknowledged in this round.
-async fn publish_round(addr: &str, token: &str, ledger: &mut Ledger, new: bool) -> Vec<u64> {
+async fn publish_round(
+    addr: &str,
+    token: &str,
+    ledger: &mut Ledger,
+    new: bool,
+    mut first_ack: FirstAck,
+) -> Vec<u64> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).ok();
     let mut out = BytesMut::new();
@@ -204,6 +241,7 @@ async fn publish_round(addr: &str, token: &str, ledger: &mut Ledger, new: bool) 
                     assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "seq {seq}: {ack:?}");
                     ledger.ack(seq);
                     acked_now.push(seq);
+                    first_ack.arrived();
                 }
                 // A server going down in an orderly way says so; not here.
                 other => panic!("unexpected {other:?}"),
@@ -253,10 +291,11 @@ async fn stored_seqs(api: &Api, ledger: &Ledger, lo: u64, hi: u64) -> Vec<u64> {
     seqs
 }
 
-/// Checks that every seq acknowledged in a round is stored.
+/// Checks that the round acknowledged something and that every seq it
+/// acknowledged is stored.
 async fn assert_acked_stored(api: &Api, ledger: &Ledger, acked: &[u64], what: &str) {
     let (Some(lo), Some(hi)) = (acked.iter().min(), acked.iter().max()) else {
-        return;
+        panic!("{what}: nothing of {} was acknowledged", ledger.key);
     };
     let stored: BTreeSet<u64> = stored_seqs(api, ledger, *lo, *hi)
         .await
@@ -291,9 +330,10 @@ async fn assert_all_stored_once(api: &Api, ledger: &Ledger) {
 #[tokio::test]
 async fn every_acknowledged_point_survives_kill_9_exactly_once() {
     // Two clients at once: MQTT 5 QoS 1 (PUBACK) on key `seq` and HTTP
-    // ingest (204) on key `hseq`. Each round the server is killed 50–400 ms
-    // into the load and restarted on the same data directory; the clients
-    // reconnect and send again what was not acknowledged.
+    // ingest (204) on key `hseq`. Each round the server is killed 0–300 ms
+    // after both clients had their first acknowledgement and restarted on
+    // the same data directory; the clients reconnect and send again what
+    // was not acknowledged.
     let started = std::time::Instant::now();
     let w = World::start().await;
     let (admin_token, pump) = (w.admin.token.clone().unwrap(), w.pump.clone());
@@ -306,16 +346,27 @@ async fn every_acknowledged_point_survives_kill_9_exactly_once() {
     let mut delays = Vec::new();
     let mut per_round = Vec::new();
     for round in 0..KILL_ROUNDS {
-        let delay = rng.random_range(50..=400);
+        let delay = rng.random_range(0..=300);
         delays.push(delay);
         let pid = Pid::from_raw(s.pid());
+        let (mqtt_acked, mqtt_first) = FirstAck::new();
+        let (http_acked, http_first) = FirstAck::new();
         let killer = async move {
+            // A round that fails before its first acknowledgement drops
+            // its sender; it reports why itself.
+            let first = async { tokio::join!(mqtt_first, http_first) };
+            if tokio::time::timeout(Duration::from_secs(10), first)
+                .await
+                .is_err()
+            {
+                panic!("round {round}: no first acknowledgement within 10 s");
+            }
             tokio::time::sleep(Duration::from_millis(delay)).await;
             kill(pid, Signal::SIGKILL).expect("kill -9");
         };
         let (by_mqtt, by_http, ()) = tokio::join!(
-            publish_round(&s.mqtt, &pump, &mut mqtt, true),
-            http_round(&s.http, &pump, &mut http, true),
+            publish_round(&s.mqtt, &pump, &mut mqtt, true, mqtt_acked),
+            http_round(&s.http, &pump, &mut http, true, http_acked),
             killer
         );
         per_round.push((by_mqtt.len(), by_http.len()));
@@ -325,14 +376,16 @@ async fn every_acknowledged_point_survives_kill_9_exactly_once() {
         // What this round acknowledged is there — read before anything is
         // sent again.
         let api = s.api(&admin_token);
-        let what = format!("round {round} (killed {delay} ms in; delays so far {delays:?})");
+        let what = format!(
+            "round {round} (killed {delay} ms after acknowledging; delays so far {delays:?})"
+        );
         assert_acked_stored(&api, &mqtt, &by_mqtt, &what).await;
         assert_acked_stored(&api, &http, &by_http, &what).await;
     }
     // A last round without a kill sends what is pending until acknowledged.
     tokio::join!(
-        publish_round(&s.mqtt, &pump, &mut mqtt, false),
-        http_round(&s.http, &pump, &mut http, false)
+        publish_round(&s.mqtt, &pump, &mut mqtt, false, FirstAck::none()),
+        http_round(&s.http, &pump, &mut http, false, FirstAck::none())
     );
     let api = s.api(&admin_token);
     assert_all_stored_once(&api, &mqtt).await;

@@ -5,16 +5,12 @@ use ferrule_tsdb::{Chunk, ChunkBuilder, Kind, Value};
 
 use crate::telemetry::{Result, TelemetryError};
 
-pub fn storage(e: impl std::fmt::Display) -> TelemetryError {
-    TelemetryError::Storage(e.to_string())
-}
-
 /// Decodes a stored chunk's points in `[from, to)`.
 pub fn decode(data: Vec<u8>, from: i64, to: i64) -> Result<Vec<(i64, TelemetryValue)>> {
-    let chunk = Chunk::from_vec(data).map_err(storage)?;
+    let chunk = Chunk::from_vec(data)?;
     let mut out = Vec::with_capacity(chunk.len());
     for p in chunk.range(from, to) {
-        let (ts, v) = p.map_err(storage)?;
+        let (ts, v) = p?;
         out.push((ts, owned(v)));
     }
     Ok(out)
@@ -64,9 +60,9 @@ pub fn encode(kind: Kind, points: &[(i64, TelemetryValue)], max: usize) -> Resul
         .map(|piece| {
             let mut b = ChunkBuilder::new(kind);
             for (ts, v) in piece {
-                b.push(*ts, borrowed(v)).map_err(storage)?;
+                b.push(*ts, borrowed(v))?;
             }
-            b.finish().map_err(storage)
+            b.finish().map_err(TelemetryError::from)
         })
         .collect()
 }

@@ -6,35 +6,16 @@
 //! byte, string as a varint length and its UTF-8 bytes. The log is short
 //! lived (rows go once sealed), so it favours speed over size.
 
-use ferrule_tsdb::Kind;
-
 use ferrule_core::telemetry::TelemetryValue as HeadValue;
-
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
+use ferrule_tsdb::Kind;
+use ferrule_tsdb::varint::{
+    read_varint as get_varint, unzigzag, write_varint as put_varint, zigzag,
+};
 
 /// Appends one point.
 pub fn put_point(out: &mut Vec<u8>, series: u64, ts: i64, value: &HeadValue) {
     put_varint(out, series);
-    put_varint(out, ((ts << 1) ^ (ts >> 63)) as u64);
+    put_varint(out, zigzag(ts));
     match value {
         HeadValue::Number(v) => out.extend_from_slice(&v.to_le_bytes()),
         HeadValue::Bool(b) => out.push(u8::from(*b)),
@@ -55,8 +36,7 @@ pub fn points(
     let mut pos = 0;
     while pos < body.len() {
         let series = get_varint(body, &mut pos)?;
-        let z = get_varint(body, &mut pos)?;
-        let ts = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        let ts = unzigzag(get_varint(body, &mut pos)?);
         let value = match kind_of(series)? {
             Kind::F64 => {
                 let bytes = body.get(pos..pos + 8)?;

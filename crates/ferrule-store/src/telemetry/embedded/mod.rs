@@ -29,7 +29,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ferrule_bus::Durability;
+use ferrule_core::Durability;
 use ferrule_core::telemetry::Reading;
 use ferrule_core::{DeviceId, TenantId};
 use ferrule_tsdb::Kind;
@@ -38,11 +38,11 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 
 use self::catalog::{Catalog, Series};
-use self::chunks::storage;
 use self::writer::{Request, Writer};
 use super::{
-    Agg, Appended, Deleted, Event, ExportRecord, NewEvent, Order, Point, PurgeQueued, PurgeScope,
-    Range, Result, RetentionSettings, TelemetryError, TelemetryStore,
+    Agg, Appended, Deleted, Event, EventQuery, ExportRecord, NewEvent, Order, Point, PurgeQueued,
+    PurgeScope, Range, Result, RetentionSettings, SeriesQuery, TelemetryError, TelemetryStore,
+    observe,
 };
 
 /// The file in the data directory.
@@ -151,28 +151,15 @@ impl Inner {
             .and_then(RetentionSettings::effective_budget)
     }
 
-    /// Gauges for the tenant's disk use and budget; warns once use passes
-    /// 80 % so operators act before ingest is refused.
+    /// Gauges for the tenant's disk use and budget, whose warning turns on
+    /// at 80 % so operators act before ingest is refused.
     fn publish_usage(&self, tenant: &TenantId) {
-        let used = self.bytes(tenant);
-        let t = tenant.to_string();
-        metrics::gauge!("ferrule_telemetry_tenant_bytes", "tenant" => t.clone()).set(used as f64);
-        if let Some(budget) = self.budget(tenant) {
-            let ratio = used as f64 / budget.max(1) as f64;
-            metrics::gauge!("ferrule_telemetry_tenant_budget_bytes", "tenant" => t.clone())
-                .set(budget as f64);
-            metrics::gauge!("ferrule_telemetry_tenant_budget_used_ratio", "tenant" => t.clone())
-                .set(ratio);
-            metrics::gauge!("ferrule_telemetry_tenant_budget_warning", "tenant" => t)
-                .set(if ratio >= WARN_RATIO { 1.0 } else { 0.0 });
-        } else {
-            // No budget (any more): nothing to warn about.
-            metrics::gauge!("ferrule_telemetry_tenant_budget_bytes", "tenant" => t.clone())
-                .set(0.0);
-            metrics::gauge!("ferrule_telemetry_tenant_budget_used_ratio", "tenant" => t.clone())
-                .set(0.0);
-            metrics::gauge!("ferrule_telemetry_tenant_budget_warning", "tenant" => t).set(0.0);
+        observe::TenantDiskUse {
+            tenant,
+            used: self.bytes(tenant),
+            budget: self.budget(tenant),
         }
+        .emit();
     }
 
     fn send(&self, request: Request) -> Result<()> {
@@ -210,14 +197,12 @@ impl Inner {
     }
 }
 
-/// Share of the disk budget at which the warning gauge turns on.
-pub const WARN_RATIO: f64 = 0.8;
 /// Idle read connections kept open.
 const READERS_KEPT: usize = 8;
 
 fn open_connection(path: &Path, sync: bool) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(storage)?;
-    schema::configure(&conn, sync).map_err(storage)?;
+    let conn = Connection::open(path)?;
+    schema::configure(&conn, sync)?;
     Ok(conn)
 }
 
@@ -233,7 +218,7 @@ impl EmbeddedTelemetry {
     pub fn open(dir: &Path, options: TelemetryOptions, durability: Durability) -> Result<Self> {
         let path = dir.join(FILE);
         let conn = open_connection(&path, options.sync)?;
-        schema::migrate(&conn).map_err(TelemetryError::Storage)?;
+        schema::migrate(&conn)?;
         let (pending, horizons) = purge::load(&conn)?;
         let (catalog, last_seq) = load(&conn, &pending)?;
         let usage = load_usage(&conn, &catalog, &horizons)?;
@@ -278,8 +263,7 @@ impl EmbeddedTelemetry {
         };
         let handle = std::thread::Builder::new()
             .name("telemetry-writer".into())
-            .spawn(move || writer.run())
-            .map_err(storage)?;
+            .spawn(move || writer.run())?;
         Ok(Self {
             inner,
             writer: Mutex::new(Some(handle)),
@@ -301,30 +285,21 @@ impl EmbeddedTelemetry {
                 [],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n as u64)
-            .map_err(storage)
+            .map(|n| n as u64).map_err(TelemetryError::from)
         })
     }
 
     /// Bytes of sealed chunk data and of the database file, for benchmarks.
     pub fn footprint(&self) -> Result<(u64, u64)> {
         self.inner.with_reader(|c| {
-            let chunk_bytes: i64 = c
-                .query_row(
-                    "SELECT coalesce(sum(length(data)), 0) FROM chunks",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(storage)?;
-            let pages: i64 = c
-                .query_row("PRAGMA page_count", [], |r| r.get(0))
-                .map_err(storage)?;
-            let free: i64 = c
-                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
-                .map_err(storage)?;
-            let size: i64 = c
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(storage)?;
+            let chunk_bytes: i64 = c.query_row(
+                "SELECT coalesce(sum(length(data)), 0) FROM chunks",
+                [],
+                |r| r.get(0),
+            )?;
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let free: i64 = c.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
             Ok((chunk_bytes as u64, ((pages - free) * size) as u64))
         })
     }
@@ -343,9 +318,7 @@ impl EmbeddedTelemetry {
         f: impl FnOnce(&Inner, &Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.with_reader(|c| f(&inner, c)))
-            .await
-            .map_err(storage)?
+        tokio::task::spawn_blocking(move || inner.with_reader(|c| f(&inner, c))).await?
     }
 }
 
@@ -363,36 +336,34 @@ fn load(conn: &Connection, purged: &purge::Pending) -> Result<(Catalog, u64)> {
         last_seq = last_seq.max(p.last_seq);
     }
     {
-        let mut q = conn
-            .prepare("SELECT id, tenant, device, key, kind, sealed_seq, deleted_before FROM series")
-            .map_err(storage)?;
-        let mut rows = q.query([]).map_err(storage)?;
-        while let Some(r) = rows.next().map_err(storage)? {
-            let id: i64 = r.get(0).map_err(storage)?;
-            let tenant: String = r.get(1).map_err(storage)?;
-            let device: String = r.get(2).map_err(storage)?;
-            let key: String = r.get(3).map_err(storage)?;
-            let kind = kind_from_code(r.get(4).map_err(storage)?)
-                .ok_or_else(|| TelemetryError::Storage("unknown series kind".into()))?;
-            let sealed_seq: i64 = r.get(5).map_err(storage)?;
+        let mut q = conn.prepare(
+            "SELECT id, tenant, device, key, kind, sealed_seq, deleted_before FROM series",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let tenant: String = r.get(1)?;
+            let device: String = r.get(2)?;
+            let key: String = r.get(3)?;
+            let kind = kind_from_code(r.get(4)?)
+                .ok_or_else(|| TelemetryError::storage("unknown series kind"))?;
+            let sealed_seq: i64 = r.get(5)?;
             let (Ok(tenant), Ok(device)) = (TenantId::new(&tenant), DeviceId::new(&device)) else {
                 continue;
             };
             let mut s = Series::new(tenant, device, key.into(), kind);
-            s.deleted_before = r.get(6).map_err(storage)?;
+            s.deleted_before = r.get(6)?;
             sealed.insert(id as u64, sealed_seq as u64);
             last_seq = last_seq.max(sealed_seq as u64);
             catalog.insert(id as u64, s);
         }
     }
-    let mut q = conn
-        .prepare("SELECT seq, body FROM log ORDER BY seq")
-        .map_err(storage)?;
-    let mut rows = q.query([]).map_err(storage)?;
+    let mut q = conn.prepare("SELECT seq, body FROM log ORDER BY seq")?;
+    let mut rows = q.query([])?;
     let mut replayed = 0usize;
-    while let Some(r) = rows.next().map_err(storage)? {
-        let seq = r.get::<_, i64>(0).map_err(storage)? as u64;
-        let body: Vec<u8> = r.get(1).map_err(storage)?;
+    while let Some(r) = rows.next()? {
+        let seq = r.get::<_, i64>(0)? as u64;
+        let body: Vec<u8> = r.get(1)?;
         last_seq = last_seq.max(seq);
         let kind_of = |id| {
             catalog
@@ -402,7 +373,7 @@ fn load(conn: &Connection, purged: &purge::Pending) -> Result<(Catalog, u64)> {
                 .or_else(|| purged.series.get(&id).map(|p| p.kind))
         };
         let points = logbody::points(&body, kind_of)
-            .ok_or_else(|| TelemetryError::Storage(format!("log batch {seq} is malformed")))?;
+            .ok_or_else(|| TelemetryError::storage(format!("log batch {seq} is malformed")))?;
         for (id, ts, value) in points {
             // Purged series are not in the catalog.
             let Some(s) = catalog.series.get_mut(&id) else {
@@ -428,15 +399,12 @@ fn load(conn: &Connection, purged: &purge::Pending) -> Result<(Catalog, u64)> {
 
 /// The size of every recent-log row, by batch number.
 fn log_rows(conn: &Connection) -> Result<std::collections::BTreeMap<u64, u64>> {
-    let mut q = conn
-        .prepare("SELECT seq, length(body) FROM log")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })
-        .map_err(storage)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(storage)
+    let mut q = conn.prepare("SELECT seq, length(body) FROM log")?;
+    let rows = q.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(TelemetryError::from)
 }
 
 /// The next event id: above every event, and above every purge horizon, so
@@ -448,7 +416,7 @@ fn next_event_id(conn: &Connection) -> Result<i64> {
         [],
         |r| r.get(0),
     )
-    .map_err(storage)
+    .map_err(TelemetryError::from)
 }
 
 fn load_usage(
@@ -460,51 +428,42 @@ fn load_usage(
     for s in catalog.series.values() {
         *usage.entry(s.tenant.clone()).or_default() += s.head_bytes as i64;
     }
-    let mut q = conn
-        .prepare("SELECT series, coalesce(sum(length(data)), 0) FROM chunks GROUP BY series")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(storage)?;
+    let mut q =
+        conn.prepare("SELECT series, coalesce(sum(length(data)), 0) FROM chunks GROUP BY series")?;
+    let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
     for row in rows {
-        let (id, bytes) = row.map_err(storage)?;
+        let (id, bytes) = row?;
         if let Some(s) = catalog.series.get(&(id as u64)) {
             *usage.entry(s.tenant.clone()).or_default() += bytes;
         }
     }
-    let mut q = conn
-        .prepare(
-            "SELECT tenant, device, min(id), count(*), coalesce(sum(length(payload) + length(type)), 0)
+    let mut q = conn.prepare(
+        "SELECT tenant, device, min(id), count(*), coalesce(sum(length(payload) + length(type)), 0)
              FROM events GROUP BY tenant, device",
-        )
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .map_err(storage)?;
+    )?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
     for row in rows {
-        let (tenant, device, min_id, mut n, mut bytes) = row.map_err(storage)?;
+        let (tenant, device, min_id, mut n, mut bytes) = row?;
         let (Ok(t), Ok(d)) = (TenantId::new(&tenant), DeviceId::new(&device)) else {
             continue;
         };
         let hidden = horizons.of(&t, &d);
         if min_id <= hidden {
             // A purge is still removing some: count only the others.
-            (n, bytes) = conn
-                .query_row(
-                    "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
+            (n, bytes) = conn.query_row(
+                "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
                      WHERE tenant = ?1 AND device = ?2 AND id > ?3",
-                    rusqlite::params![tenant, device, hidden],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(storage)?;
+                rusqlite::params![tenant, device, hidden],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
         }
         *usage.entry(t).or_default() += bytes + n * writer::EVENT_OVERHEAD;
     }
@@ -513,15 +472,11 @@ fn load_usage(
 
 /// The `(tenant, bytes)` rows of a budget table (`budgets`, `budget_ceilings`).
 fn tenant_bytes(conn: &Connection, table: &str) -> Result<Vec<(TenantId, u64)>> {
-    let mut q = conn
-        .prepare(&format!("SELECT tenant, bytes FROM {table}"))
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(storage)?;
+    let mut q = conn.prepare(&format!("SELECT tenant, bytes FROM {table}"))?;
+    let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
-        let (tenant, bytes) = row.map_err(storage)?;
+        let (tenant, bytes) = row?;
         if let Ok(t) = TenantId::new(&tenant) {
             out.push((t, bytes as u64));
         }
@@ -531,20 +486,16 @@ fn tenant_bytes(conn: &Connection, table: &str) -> Result<Vec<(TenantId, u64)>> 
 
 fn load_settings(conn: &Connection) -> Result<HashMap<TenantId, RetentionSettings>> {
     let mut settings: HashMap<TenantId, RetentionSettings> = HashMap::new();
-    let mut q = conn
-        .prepare("SELECT tenant, profile, days FROM retention")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-            ))
-        })
-        .map_err(storage)?;
+    let mut q = conn.prepare("SELECT tenant, profile, days FROM retention")?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+        ))
+    })?;
     for row in rows {
-        let (tenant, profile, days) = row.map_err(storage)?;
+        let (tenant, profile, days) = row?;
         let Ok(t) = TenantId::new(&tenant) else {
             continue;
         };
@@ -615,8 +566,10 @@ impl TelemetryStore for EmbeddedTelemetry {
         };
         let log_full = inner.log_is_full();
         if log_full {
-            metrics::counter!("ferrule_telemetry_backpressure_total", "reason" => "log_full")
-                .increment(1);
+            observe::IngestSlowed {
+                because: observe::SlowedBecause::LogFull,
+            }
+            .emit();
         }
         Ok(Appended {
             ticket: if inner.options.sync { ticket } else { 0 },
@@ -625,36 +578,19 @@ impl TelemetryStore for EmbeddedTelemetry {
         })
     }
 
-    async fn raw(
-        &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        key: &str,
-        range: Range,
-        order: Order,
-        limit: usize,
-    ) -> Result<Vec<Point>> {
-        let (tenant, device, key) = (tenant.clone(), device.clone(), key.to_owned());
-        self.read(move |inner, conn| {
-            read::raw(inner, conn, &tenant, &device, &key, range, order, limit)
-        })
-        .await
+    async fn raw(&self, series: SeriesQuery, order: Order, limit: usize) -> Result<Vec<Point>> {
+        self.read(move |inner, conn| read::raw(inner, conn, &series, order, limit))
+            .await
     }
 
     async fn aggregate(
         &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        key: &str,
-        range: Range,
+        series: SeriesQuery,
         interval_ms: i64,
         agg: Agg,
     ) -> Result<Vec<(i64, f64)>> {
-        let (tenant, device, key) = (tenant.clone(), device.clone(), key.to_owned());
-        self.read(move |inner, conn| {
-            read::aggregate(inner, conn, &tenant, &device, &key, range, interval_ms, agg)
-        })
-        .await
+        self.read(move |inner, conn| read::aggregate(inner, conn, &series, interval_ms, agg))
+            .await
     }
 
     async fn latest(
@@ -678,30 +614,9 @@ impl TelemetryStore for EmbeddedTelemetry {
             .await
     }
 
-    async fn events(
-        &self,
-        tenant: &TenantId,
-        device: &DeviceId,
-        event_type: Option<&str>,
-        range: Range,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<Event>> {
-        let (tenant, device) = (tenant.clone(), device.clone());
-        let event_type = event_type.map(str::to_owned);
-        self.read(move |inner, conn| {
-            read::events(
-                inner,
-                conn,
-                &tenant,
-                &device,
-                event_type.as_deref(),
-                range,
-                after,
-                limit,
-            )
-        })
-        .await
+    async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {
+        self.read(move |inner, conn| read::events(inner, conn, &query))
+            .await
     }
 
     fn export(
@@ -792,4 +707,26 @@ impl TelemetryStore for EmbeddedTelemetry {
         }
         result
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::conformance::Subject;
+
+    crate::telemetry_store_conformance!(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let durability = Durability::default();
+        let store =
+            EmbeddedTelemetry::open(dir.path(), TelemetryOptions::default(), durability.clone())
+                .unwrap();
+        // Keep the directory alive as long as the store.
+        (
+            Subject {
+                store: Arc::new(store),
+                durability,
+            },
+            dir,
+        )
+    });
 }

@@ -25,7 +25,6 @@ use ferrule_tsdb::Kind;
 use rusqlite::{Connection, params};
 
 use super::catalog::SeriesId;
-use super::chunks::storage;
 use super::writer::{EVENT_OVERHEAD, Writer};
 use super::{kind_code, kind_from_code};
 use crate::telemetry::observe;
@@ -127,15 +126,13 @@ impl Horizons {
 /// The purges a previous run left unfinished.
 pub fn load(conn: &Connection) -> Result<(Pending, Horizons)> {
     let mut pending = Pending::default();
-    let mut q = conn
-        .prepare("SELECT id, kind, last_seq FROM purged_series")
-        .map_err(storage)?;
-    let mut rows = q.query([]).map_err(storage)?;
-    while let Some(r) = rows.next().map_err(storage)? {
-        let id: i64 = r.get(0).map_err(storage)?;
-        let kind = kind_from_code(r.get(1).map_err(storage)?)
-            .ok_or_else(|| TelemetryError::Storage("unknown purged series kind".into()))?;
-        let last_seq: i64 = r.get(2).map_err(storage)?;
+    let mut q = conn.prepare("SELECT id, kind, last_seq FROM purged_series")?;
+    let mut rows = q.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let kind = kind_from_code(r.get(1)?)
+            .ok_or_else(|| TelemetryError::storage("unknown purged series kind"))?;
+        let last_seq: i64 = r.get(2)?;
         pending.series.insert(
             id as SeriesId,
             PurgedSeries {
@@ -147,14 +144,12 @@ pub fn load(conn: &Connection) -> Result<(Pending, Horizons)> {
         );
     }
     let mut horizons = Horizons::default();
-    let mut q = conn
-        .prepare("SELECT tenant, device, last_id FROM purged_events")
-        .map_err(storage)?;
-    let mut rows = q.query([]).map_err(storage)?;
-    while let Some(r) = rows.next().map_err(storage)? {
-        let tenant: String = r.get(0).map_err(storage)?;
-        let device: String = r.get(1).map_err(storage)?;
-        let last_id: i64 = r.get(2).map_err(storage)?;
+    let mut q = conn.prepare("SELECT tenant, device, last_id FROM purged_events")?;
+    let mut rows = q.query([])?;
+    while let Some(r) = rows.next()? {
+        let tenant: String = r.get(0)?;
+        let device: String = r.get(1)?;
+        let last_id: i64 = r.get(2)?;
         let Ok(tenant) = TenantId::new(&tenant) else {
             continue;
         };
@@ -207,7 +202,7 @@ impl Writer {
         };
         let last_event = self.next_event_id - 1;
         let has_settings = self.inner.settings.read().contains_key(tenant);
-        let tx = self.conn.transaction().map_err(storage)?;
+        let tx = self.conn.transaction()?;
         let events: Option<(i64, i64)> = {
             let sql = if device.is_some() {
                 "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
@@ -217,13 +212,11 @@ impl Writer {
                 // matters.
                 "SELECT count(*), 0 FROM (SELECT 1 FROM events WHERE tenant = ?1 AND ?2 = '' AND id > ?3 LIMIT 1)"
             };
-            let (n, bytes): (i64, i64) = tx
-                .query_row(
-                    sql,
-                    params![tenant.as_str(), device_key(&device), hidden],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(storage)?;
+            let (n, bytes): (i64, i64) = tx.query_row(
+                sql,
+                params![tenant.as_str(), device_key(&device), hidden],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             (n > 0).then_some((n, bytes))
         };
         if series.is_empty() && events.is_none() && !(device.is_none() && has_settings) {
@@ -236,24 +229,20 @@ impl Writer {
                 let bytes: i64 = tx
                     .prepare_cached(
                         "SELECT coalesce(sum(length(data)), 0) FROM chunks WHERE series = ?1",
-                    )
-                    .map_err(storage)?
-                    .query_row([*id as i64], |r| r.get(0))
-                    .map_err(storage)?;
+                    )?
+                    .query_row([*id as i64], |r| r.get(0))?;
                 freed += bytes;
             }
-            tx.prepare_cached("INSERT INTO purged_series (id, kind, last_seq) VALUES (?1, ?2, ?3)")
-                .map_err(storage)?
-                .execute(params![
-                    *id as i64,
-                    kind_code(*kind),
-                    self.committed_seq as i64
-                ])
-                .map_err(storage)?;
-            tx.prepare_cached("DELETE FROM series WHERE id = ?1")
-                .map_err(storage)?
-                .execute([*id as i64])
-                .map_err(storage)?;
+            tx.prepare_cached(
+                "INSERT INTO purged_series (id, kind, last_seq) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![
+                *id as i64,
+                kind_code(*kind),
+                self.committed_seq as i64
+            ])?;
+            tx.prepare_cached("DELETE FROM series WHERE id = ?1")?
+                .execute([*id as i64])?;
         }
         if let Some((n, bytes)) = events {
             freed += bytes + n * EVENT_OVERHEAD;
@@ -261,21 +250,17 @@ impl Writer {
                 "INSERT INTO purged_events (tenant, device, last_id) VALUES (?1, ?2, ?3)
                  ON CONFLICT (tenant, device) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
                 params![tenant.as_str(), device_key(&device), last_event],
-            )
-            .map_err(storage)?;
+            )?;
         }
         if device.is_none() {
-            tx.execute("DELETE FROM retention WHERE tenant = ?1", [tenant.as_str()])
-                .map_err(storage)?;
+            tx.execute("DELETE FROM retention WHERE tenant = ?1", [tenant.as_str()])?;
             tx.execute(
                 "DELETE FROM budget_ceilings WHERE tenant = ?1",
                 [tenant.as_str()],
-            )
-            .map_err(storage)?;
-            tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])
-                .map_err(storage)?;
+            )?;
+            tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])?;
         }
-        tx.commit().map_err(storage)?;
+        tx.commit()?;
 
         {
             let mut catalog = self.inner.catalog.write();
@@ -330,8 +315,7 @@ impl Writer {
         }
         let oldest_log: Option<i64> = self
             .conn
-            .query_row("SELECT min(seq) FROM log", [], |r| r.get(0))
-            .map_err(storage)?;
+            .query_row("SELECT min(seq) FROM log", [], |r| r.get(0))?;
         let gone: Vec<SeriesId> = self
             .pending
             .series
@@ -342,14 +326,12 @@ impl Writer {
         if gone.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction().map_err(storage)?;
+        let tx = self.conn.transaction()?;
         for id in &gone {
-            tx.prepare_cached("DELETE FROM purged_series WHERE id = ?1")
-                .map_err(storage)?
-                .execute([*id as i64])
-                .map_err(storage)?;
+            tx.prepare_cached("DELETE FROM purged_series WHERE id = ?1")?
+                .execute([*id as i64])?;
         }
-        tx.commit().map_err(storage)?;
+        tx.commit()?;
         for id in gone {
             self.pending.series.remove(&id);
         }
@@ -368,7 +350,7 @@ impl Writer {
     }
 
     fn reclaim_step(&mut self) -> Result<()> {
-        let tx = self.conn.transaction().map_err(storage)?;
+        let tx = self.conn.transaction()?;
         let mut chunks_left = RECLAIM_CHUNKS;
         let mut done_series = Vec::new();
         for (id, _) in self.pending.series.iter().filter(|(_, s)| s.chunks_left) {
@@ -378,10 +360,8 @@ impl Writer {
             let n = tx
                 .prepare_cached(
                     "DELETE FROM chunks WHERE id IN (SELECT id FROM chunks WHERE series = ?1 LIMIT ?2)",
-                )
-                .map_err(storage)?
-                .execute(params![*id as i64, chunks_left as i64])
-                .map_err(storage)?;
+                )?
+                .execute(params![*id as i64, chunks_left as i64])?;
             if n < chunks_left {
                 done_series.push(*id);
             }
@@ -399,34 +379,29 @@ impl Writer {
                     .prepare_cached(
                         "DELETE FROM events WHERE id IN
                          (SELECT id FROM events WHERE tenant = ?1 AND id <= ?2 LIMIT ?3)",
-                    )
-                    .map_err(storage)?
+                    )?
                     .execute(params![tenant.as_str(), last_id, events_left as i64]),
                 Some(d) => tx
                     .prepare_cached(
                         "DELETE FROM events WHERE id IN (SELECT id FROM events
                          WHERE tenant = ?1 AND device = ?2 AND id <= ?3 LIMIT ?4)",
-                    )
-                    .map_err(storage)?
+                    )?
                     .execute(params![
                         tenant.as_str(),
                         d.as_str(),
                         last_id,
                         events_left as i64
                     ]),
-            }
-            .map_err(storage)?;
+            }?;
             let all_deleted = n < events_left;
             events_left -= n;
             if all_deleted {
-                tx.prepare_cached("DELETE FROM purged_events WHERE tenant = ?1 AND device = ?2")
-                    .map_err(storage)?
-                    .execute(params![tenant.as_str(), device_key(device)])
-                    .map_err(storage)?;
+                tx.prepare_cached("DELETE FROM purged_events WHERE tenant = ?1 AND device = ?2")?
+                    .execute(params![tenant.as_str(), device_key(device)])?;
                 done_events.push(scope.clone());
             }
         }
-        tx.commit().map_err(storage)?;
+        tx.commit()?;
         for id in done_series {
             if let Some(s) = self.pending.series.get_mut(&id) {
                 s.chunks_left = false;

@@ -13,20 +13,17 @@ use rusqlite::{Connection, params};
 
 use super::Inner;
 use super::catalog::{Points, SeriesId};
-use super::chunks::{self, storage};
-use crate::telemetry::{Agg, Event, ExportRecord, Order, Point, Range, Result, TelemetryError};
+use super::chunks;
+use crate::telemetry::{
+    Agg, Event, EventQuery, ExportRecord, Order, Point, Range, Result, SeriesQuery, TelemetryError,
+};
 
-/// The series of a key with their kinds and head points in `range`.
-fn snapshot(
-    inner: &Inner,
-    tenant: &TenantId,
-    device: &DeviceId,
-    key: &str,
-    range: Range,
-) -> Vec<(SeriesId, Kind, Points)> {
-    let catalog = inner.catalog.read();
+/// The series of a key (one per kind) with their kinds and head points in
+/// the query's range.
+fn snapshot(inner: &Inner, series: &SeriesQuery) -> Vec<(SeriesId, Kind, Points)> {
+    let (range, catalog) = (series.range, inner.catalog.read());
     catalog
-        .of_key(tenant, device, key)
+        .of_key(&series.tenant, &series.device, &series.key)
         .iter()
         .filter_map(|id| {
             let s = catalog.series.get(id)?;
@@ -47,12 +44,10 @@ fn chunk_rows(
     } else {
         "SELECT data FROM chunks WHERE series = ?1 AND max_ts >= ?2 AND min_ts < ?3 ORDER BY min_ts"
     };
-    let mut q = conn.prepare_cached(sql).map_err(storage)?;
-    let rows = q
-        .query_map(params![id as i64, range.from, range.to], |r| r.get(0))
-        .map_err(storage)?;
+    let mut q = conn.prepare_cached(sql)?;
+    let rows = q.query_map(params![id as i64, range.from, range.to], |r| r.get(0))?;
     rows.collect::<rusqlite::Result<Vec<Vec<u8>>>>()
-        .map_err(storage)
+        .map_err(TelemetryError::from)
 }
 
 /// Points of one series in `range`: all of them, or enough chunks to hold
@@ -101,19 +96,16 @@ fn cut(
     pts
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn raw(
     inner: &Inner,
     conn: &Connection,
-    tenant: &TenantId,
-    device: &DeviceId,
-    key: &str,
-    range: Range,
+    series: &SeriesQuery,
     order: Order,
     limit: usize,
 ) -> Result<Vec<Point>> {
+    let range = series.range;
     let mut all = Vec::new();
-    for (id, _, head) in snapshot(inner, tenant, device, key, range) {
+    for (id, _, head) in snapshot(inner, series) {
         all.extend(cut(
             series_points(conn, id, head, range, order, limit)?,
             order,
@@ -128,20 +120,17 @@ pub fn raw(
         .collect())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn aggregate(
     inner: &Inner,
     conn: &Connection,
-    tenant: &TenantId,
-    device: &DeviceId,
-    key: &str,
-    range: Range,
+    series: &SeriesQuery,
     interval_ms: i64,
     agg: Agg,
 ) -> Result<Vec<(i64, f64)>> {
+    let range = series.range;
     let mut aggregator = Aggregator::new(range.from, range.to, interval_ms)
         .map_err(|e| TelemetryError::InvalidQuery(e.to_string()))?;
-    for (id, kind, head) in snapshot(inner, tenant, device, key, range) {
+    for (id, kind, head) in snapshot(inner, series) {
         if kind == Kind::Str {
             continue;
         }
@@ -155,20 +144,20 @@ pub fn aggregate(
         let mut whole = Vec::new();
         for data in rows {
             let overlaps = !head.is_empty() && {
-                let header = ChunkHeader::parse(&data).map_err(storage)?;
+                let header = ChunkHeader::parse(&data)?;
                 header.min_ts <= hi && header.max_ts >= lo
             };
             if overlaps {
                 overlapped.extend(chunks::decode(data, range.from, range.to)?);
             } else {
-                whole.push(Chunk::from_vec(data).map_err(storage)?);
+                whole.push(Chunk::from_vec(data)?);
             }
         }
         add_chunks(&mut aggregator, &whole, range, interval_ms)?;
         if !head.is_empty() {
             let merged = chunks::merge(overlapped, head);
             for c in chunks::encode(kind, &merged, usize::MAX)? {
-                aggregator.add_chunk(&c).map_err(storage)?;
+                aggregator.add_chunk(&c)?;
             }
         }
     }
@@ -211,7 +200,7 @@ fn add_chunks(
         .min(chunks.len());
     if threads < 2 || points < PARALLEL_POINTS {
         for c in chunks {
-            agg.add_chunk(c).map_err(storage)?;
+            agg.add_chunk(c)?;
         }
         return Ok(());
     }
@@ -221,30 +210,29 @@ fn add_chunks(
         let handles: Vec<_> = shares
             .map(|share| {
                 s.spawn(move || {
-                    let mut a =
-                        Aggregator::new(range.from, range.to, interval_ms).map_err(storage)?;
+                    let mut a = Aggregator::new(range.from, range.to, interval_ms)?;
                     for c in share {
-                        a.add_chunk(c).map_err(storage)?;
+                        a.add_chunk(c)?;
                     }
                     Ok(a)
                 })
             })
             .collect();
         for c in mine {
-            agg.add_chunk(c).map_err(storage)?;
+            agg.add_chunk(c)?;
         }
         Ok::<_, TelemetryError>(
             handles
                 .into_iter()
                 .map(|h| {
                     h.join()
-                        .unwrap_or_else(|_| Err(storage("a query thread panicked")))
+                        .unwrap_or_else(|_| Err(TelemetryError::storage("a query thread panicked")))
                 })
                 .collect(),
         )
     })?;
     for other in others {
-        agg.merge(&other?).map_err(storage)?;
+        agg.merge(&other?)?;
     }
     Ok(())
 }
@@ -264,11 +252,12 @@ pub fn latest(
     let mut out = BTreeMap::new();
     for key in keys {
         let mut best: Option<(i64, TelemetryValue)> = None;
-        for (id, _, head) in snapshot(inner, tenant, device, &key, Range::ALL) {
+        let series = SeriesQuery::new(tenant, device, &key, Range::ALL);
+        for (id, _, head) in snapshot(inner, &series) {
             let mut candidate = head.into_iter().max_by_key(|p| p.0);
             let newest = chunk_rows_last(conn, id)?;
             if let Some(data) = newest {
-                let chunk = Chunk::from_vec(data).map_err(storage)?;
+                let chunk = Chunk::from_vec(data)?;
                 let stored = (chunk.max_ts(), chunks::owned(chunk.last_value()));
                 // The head wins a tie: it is the later write.
                 if candidate.as_ref().is_none_or(|c| c.0 < stored.0) {
@@ -290,11 +279,10 @@ pub fn latest(
 
 fn chunk_rows_last(conn: &Connection, id: SeriesId) -> Result<Option<Vec<u8>>> {
     let mut q = conn
-        .prepare_cached("SELECT data FROM chunks WHERE series = ?1 ORDER BY min_ts DESC LIMIT 1")
-        .map_err(storage)?;
-    let mut rows = q.query([id as i64]).map_err(storage)?;
-    match rows.next().map_err(storage)? {
-        Some(r) => Ok(Some(r.get(0).map_err(storage)?)),
+        .prepare_cached("SELECT data FROM chunks WHERE series = ?1 ORDER BY min_ts DESC LIMIT 1")?;
+    let mut rows = q.query([id as i64])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(r.get(0)?)),
         None => Ok(None),
     }
 }
@@ -304,15 +292,12 @@ pub fn devices(inner: &Inner, conn: &Connection, tenant: &TenantId) -> Result<Ve
     let mut devices = inner.catalog.read().devices(tenant);
     let hidden = inner.horizons.read().tenant(tenant);
     let mut q = conn
-        .prepare_cached("SELECT device, max(id) FROM events WHERE tenant = ?1 GROUP BY device")
-        .map_err(storage)?;
-    let rows = q
-        .query_map([tenant.as_str()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })
-        .map_err(storage)?;
+        .prepare_cached("SELECT device, max(id) FROM events WHERE tenant = ?1 GROUP BY device")?;
+    let rows = q.query_map([tenant.as_str()], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
     for row in rows {
-        let (device, newest) = row.map_err(storage)?;
+        let (device, newest) = row?;
         if let Ok(d) = DeviceId::new(&device)
             && newest > hidden.of(&d)
         {
@@ -324,51 +309,45 @@ pub fn devices(inner: &Inner, conn: &Connection, tenant: &TenantId) -> Result<Ve
     Ok(devices)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn events(
-    inner: &Inner,
-    conn: &Connection,
-    tenant: &TenantId,
-    device: &DeviceId,
-    event_type: Option<&str>,
-    range: Range,
-    after: Option<i64>,
-    limit: usize,
-) -> Result<Vec<Event>> {
-    let mut q = conn
-        .prepare_cached(
-            "SELECT id, ts, type, payload FROM events
+pub fn events(inner: &Inner, conn: &Connection, query: &EventQuery) -> Result<Vec<Event>> {
+    let EventQuery {
+        tenant,
+        device,
+        event_type,
+        range,
+        after,
+        limit,
+    } = query;
+    let mut q = conn.prepare_cached(
+        "SELECT id, ts, type, payload FROM events
              WHERE tenant = ?1 AND device = ?2 AND ts >= ?3 AND ts < ?4 AND id > ?5
                AND (?6 IS NULL OR type = ?6)
              ORDER BY id LIMIT ?7",
-        )
-        .map_err(storage)?;
-    let rows = q
-        .query_map(
-            params![
-                tenant.as_str(),
-                device.as_str(),
-                range.from,
-                range.to,
-                after
-                    .unwrap_or(0)
-                    .max(inner.horizons.read().of(tenant, device)),
-                event_type,
-                limit as i64
-            ],
-            |r| {
-                Ok(Event {
-                    id: r.get(0)?,
-                    device: device.clone(),
-                    ts: r.get(1)?,
-                    event_type: r.get(2)?,
-                    payload: r.get(3)?,
-                })
-            },
-        )
-        .map_err(storage)?;
+    )?;
+    let rows = q.query_map(
+        params![
+            tenant.as_str(),
+            device.as_str(),
+            range.from,
+            range.to,
+            after
+                .unwrap_or(0)
+                .max(inner.horizons.read().of(tenant, device)),
+            event_type,
+            *limit as i64
+        ],
+        |r| {
+            Ok(Event {
+                id: r.get(0)?,
+                device: device.clone(),
+                ts: r.get(1)?,
+                event_type: r.get(2)?,
+                payload: r.get(3)?,
+            })
+        },
+    )?;
     rows.collect::<rusqlite::Result<Vec<Event>>>()
-        .map_err(storage)
+        .map_err(TelemetryError::from)
 }
 
 /// Streams a tenant's data: each series in (device, key) order a chunk at a
@@ -426,26 +405,20 @@ pub fn export(
     let hidden = inner.horizons.read().tenant(tenant);
     let mut after = 0i64;
     loop {
-        let mut q = conn
-            .prepare_cached(
-                "SELECT id, device, ts, type, payload FROM events
+        let mut q = conn.prepare_cached(
+            "SELECT id, device, ts, type, payload FROM events
                  WHERE tenant = ?1 AND ts >= ?2 AND ts < ?3 AND id > ?4 ORDER BY id LIMIT 1000",
-            )
-            .map_err(storage)?;
-        let rows = q
-            .query_map(params![tenant.as_str(), range.from, range.to, after], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                ))
-            })
-            .map_err(storage)?;
-        let page = rows
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(storage)?;
+        )?;
+        let rows = q.query_map(params![tenant.as_str(), range.from, range.to, after], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+            ))
+        })?;
+        let page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         if page.is_empty() {
             return Ok(());
         }

@@ -24,6 +24,8 @@
 
 use rusqlite::Connection;
 
+use crate::telemetry::{Result, TelemetryError};
+
 /// Schema version kept in `user_version`.
 pub const VERSION: i64 = 3;
 
@@ -104,15 +106,13 @@ pub fn configure(conn: &Connection, sync: bool) -> rusqlite::Result<()> {
 
 /// Creates the schema on an empty database, upgrades an older one in place;
 /// refuses one from a newer binary.
-pub fn migrate(conn: &Connection) -> Result<(), String> {
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+pub fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
-        return Err(format!(
+        return Err(TelemetryError::storage(format!(
             "telemetry.db has schema version {version}, newer than this binary's {VERSION}: \
              run a newer ferrule"
-        ));
+        )));
     }
     if version == VERSION {
         return Ok(());
@@ -120,8 +120,7 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
     let steps = if version == 0 {
         // Incremental auto-vacuum lets retention give disk space back; it
         // can only be chosen before the first table exists.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         format!("{SCHEMA}{PURGES}{CEILINGS}")
     } else if version == 1 {
         format!("{PURGES}{CEILINGS}{CEILINGS_FROM_BUDGETS}")
@@ -130,8 +129,8 @@ pub fn migrate(conn: &Connection) -> Result<(), String> {
     };
     conn.execute_batch(&format!(
         "BEGIN; {steps} PRAGMA user_version = {VERSION}; COMMIT;"
-    ))
-    .map_err(|e| e.to_string())
+    ))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -186,6 +185,6 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", VERSION + 1)
             .unwrap();
-        assert!(migrate(&conn).unwrap_err().contains("newer"));
+        assert!(migrate(&conn).unwrap_err().to_string().contains("newer"));
     }
 }

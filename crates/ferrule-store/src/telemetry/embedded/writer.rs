@@ -15,17 +15,17 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use ferrule_bus::Ledger;
+use ferrule_core::Ledger;
 use ferrule_core::telemetry::{Reading, TelemetryValue};
 use ferrule_core::{DeviceId, TenantId};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::catalog::{Series, SeriesId, kind_of, point_cost};
-use super::chunks::{self, storage};
+use super::chunks;
 use super::lanes::Lanes;
 use super::{Inner, logbody, purge};
-use crate::telemetry::{Deleted, NewEvent, PurgeScope, Result, RetentionSettings};
+use crate::telemetry::{Deleted, NewEvent, PurgeScope, Result, RetentionSettings, observe};
 
 /// How often the writer looks for heads due for sealing when idle.
 const TICK: Duration = Duration::from_millis(250);
@@ -247,9 +247,6 @@ impl Writer {
             }
             *usage.entry(tenant).or_default() += bytes;
         }
-        if expired > 0 {
-            metrics::counter!("ferrule_telemetry_points_expired_total").increment(expired);
-        }
         self.make_room(body.len() as u64);
         let mut wait = Duration::from_millis(50);
         while let Err(e) = self.write_batch(seq, &body, &events) {
@@ -280,8 +277,12 @@ impl Writer {
         for (tenant, bytes) in &usage {
             self.inner.add_usage(tenant, *bytes);
         }
-        metrics::counter!("ferrule_telemetry_points_stored_total").increment(stored);
-        metrics::counter!("ferrule_telemetry_events_stored_total").increment(events.len() as u64);
+        observe::BatchCommitted {
+            points: stored,
+            events: events.len() as u64,
+            expired,
+        }
+        .emit();
         self.inner
             .durability
             .committed_out_of_order(Ledger::Telemetry, &tickets, mark);
@@ -464,7 +465,7 @@ impl Writer {
         }
         let lo = head.iter().map(|p| p.0).min().unwrap_or(0);
         let hi = head.iter().map(|p| p.0).max().unwrap_or(0);
-        let tx = self.conn.transaction().map_err(storage)?;
+        let tx = self.conn.transaction()?;
         let mut old_ids = Vec::new();
         let mut old_points = Vec::new();
         let mut old_bytes = 0u64;
@@ -472,15 +473,12 @@ impl Writer {
             let mut q = tx
                 .prepare_cached(
                     "SELECT id, data FROM chunks WHERE series = ?1 AND min_ts <= ?3 AND max_ts >= ?2 ORDER BY min_ts",
-                )
-                .map_err(storage)?;
-            let rows = q
-                .query_map(params![id as i64, lo, hi], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
-                .map_err(storage)?;
+                )?;
+            let rows = q.query_map(params![id as i64, lo, hi], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
             for row in rows {
-                let (cid, data) = row.map_err(storage)?;
+                let (cid, data) = row?;
                 old_bytes += data.len() as u64;
                 old_points.extend(chunks::decode(data, i64::MIN, i64::MAX)?);
                 old_ids.push(cid);
@@ -492,19 +490,16 @@ impl Writer {
                 .prepare_cached(
                     "SELECT id, data FROM chunks WHERE series = ?1 AND min_ts < ?2 AND points < ?3 \
                      AND min_ts = (SELECT max(min_ts) FROM chunks WHERE series = ?1 AND min_ts < ?2)",
-                )
-                .map_err(storage)?;
-            let mut rows = q
-                .query(params![
-                    id as i64,
-                    lo,
-                    (self.inner.options.chunk_points / 2) as i64
-                ])
-                .map_err(storage)?;
-            if let Some(r) = rows.next().map_err(storage)? {
-                let cid: i64 = r.get(0).map_err(storage)?;
+                )?;
+            let mut rows = q.query(params![
+                id as i64,
+                lo,
+                (self.inner.options.chunk_points / 2) as i64
+            ])?;
+            if let Some(r) = rows.next()? {
+                let cid: i64 = r.get(0)?;
                 if !old_ids.contains(&cid) {
-                    let data: Vec<u8> = r.get(1).map_err(storage)?;
+                    let data: Vec<u8> = r.get(1)?;
                     old_bytes += data.len() as u64;
                     let mut before = chunks::decode(data, i64::MIN, i64::MAX)?;
                     before.append(&mut old_points);
@@ -517,17 +512,14 @@ impl Writer {
         let sealed = chunks::encode(kind, &merged, self.inner.options.chunk_points)?;
         let mut new_bytes = 0u64;
         {
-            let mut del = tx
-                .prepare_cached("DELETE FROM chunks WHERE id = ?1")
-                .map_err(storage)?;
+            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
             for cid in old_ids {
-                del.execute([cid]).map_err(storage)?;
+                del.execute([cid])?;
             }
             let mut ins = tx
                 .prepare_cached(
                     "INSERT INTO chunks (series, min_ts, max_ts, points, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(storage)?;
+                )?;
             for c in &sealed {
                 new_bytes += c.as_bytes().len() as u64;
                 ins.execute(params![
@@ -536,15 +528,12 @@ impl Writer {
                     c.max_ts(),
                     c.len() as i64,
                     c.as_bytes()
-                ])
-                .map_err(storage)?;
+                ])?;
             }
-            tx.prepare_cached("UPDATE series SET sealed_seq = ?2 WHERE id = ?1")
-                .map_err(storage)?
-                .execute(params![id as i64, max_seq as i64])
-                .map_err(storage)?;
+            tx.prepare_cached("UPDATE series SET sealed_seq = ?2 WHERE id = ?1")?
+                .execute(params![id as i64, max_seq as i64])?;
         }
-        tx.commit().map_err(storage)?;
+        tx.commit()?;
         let head_bytes = {
             let mut catalog = self.inner.catalog.write();
             let (mut removed, mut bytes) = (0, 0);
@@ -558,7 +547,10 @@ impl Writer {
         };
         self.inner
             .add_usage(&tenant, new_bytes as i64 - old_bytes as i64 - head_bytes);
-        metrics::counter!("ferrule_telemetry_chunks_sealed_total").increment(sealed.len() as u64);
+        observe::SeriesSealed {
+            chunks: sealed.len() as u64,
+        }
+        .emit();
         Ok(())
     }
 
@@ -577,7 +569,7 @@ impl Writer {
             Some(low) => format!("DELETE FROM log WHERE seq < {low}"),
             None => "DELETE FROM log".to_owned(),
         };
-        self.conn.execute(&sql, []).map_err(storage)?;
+        self.conn.execute(&sql, [])?;
         self.log_rows = match low {
             Some(low) => self.log_rows.split_off(&low),
             None => BTreeMap::new(),
@@ -591,7 +583,7 @@ impl Writer {
     fn log_changed(&self) {
         let bytes: u64 = self.log_rows.values().sum();
         self.inner.log_bytes.store(bytes, Ordering::Release);
-        metrics::gauge!("ferrule_telemetry_log_bytes").set(bytes as f64);
+        observe::log_bytes(bytes);
         if !self.inner.log_is_full() {
             self.inner.drained.notify_waiters();
         }
@@ -626,7 +618,10 @@ impl Writer {
             .filter(|(_, s)| !s.head.is_empty() && s.head_min_seq < cutoff)
             .map(|(id, _)| *id)
             .collect();
-        metrics::counter!("ferrule_telemetry_forced_seals_total").increment(due.len() as u64);
+        observe::SealsForced {
+            series: due.len() as u64,
+        }
+        .emit();
         for id in due {
             if let Err(e) = self.seal(id) {
                 tracing::error!(error = %e, "sealing telemetry early failed; will retry");
@@ -649,7 +644,7 @@ impl Writer {
         let ids = self.inner.catalog.read().of_device(tenant, device);
         let mut deleted = Deleted::default();
         let mut freed = 0i64;
-        let tx = self.conn.transaction().map_err(storage)?;
+        let tx = self.conn.transaction()?;
         for &id in &ids {
             let kind = match self.inner.catalog.read().series.get(&id) {
                 Some(s) => s.kind,
@@ -657,57 +652,47 @@ impl Writer {
             };
             let mut doomed: Vec<(i64, i64, Vec<u8>)> = Vec::new();
             {
-                let mut q = tx
-                    .prepare_cached(
-                        "SELECT id, points, data FROM chunks WHERE series = ?1 AND min_ts < ?2",
-                    )
-                    .map_err(storage)?;
-                let rows = q
-                    .query_map(params![id as i64, cutoff], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .map_err(storage)?;
+                let mut q = tx.prepare_cached(
+                    "SELECT id, points, data FROM chunks WHERE series = ?1 AND min_ts < ?2",
+                )?;
+                let rows = q.query_map(params![id as i64, cutoff], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
                 for row in rows {
-                    doomed.push(row.map_err(storage)?);
+                    doomed.push(row?);
                 }
             }
             for (cid, points, data) in doomed {
                 freed += data.len() as i64;
                 let kept = chunks::decode(data, cutoff, i64::MAX)?;
                 deleted.points += points as u64 - kept.len() as u64;
-                tx.execute("DELETE FROM chunks WHERE id = ?1", [cid])
-                    .map_err(storage)?;
+                tx.execute("DELETE FROM chunks WHERE id = ?1", [cid])?;
                 for c in chunks::encode(kind, &kept, self.inner.options.chunk_points)? {
                     freed -= c.as_bytes().len() as i64;
                     tx.execute(
                         "INSERT INTO chunks (series, min_ts, max_ts, points, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![id as i64, c.min_ts(), c.max_ts(), c.len() as i64, c.as_bytes()],
-                    )
-                    .map_err(storage)?;
+                    )?;
                 }
             }
             tx.execute(
                 "UPDATE series SET deleted_before = max(deleted_before, ?2) WHERE id = ?1",
                 params![id as i64, cutoff],
-            )
-            .map_err(storage)?;
+            )?;
         }
         // Purged events are the purge's to delete: they count no more.
         let hidden = self.inner.horizons.read().of(tenant, device);
-        let (events, event_bytes): (i64, i64) = tx
-            .query_row(
-                "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
+        let (events, event_bytes): (i64, i64) = tx.query_row(
+            "SELECT count(*), coalesce(sum(length(payload) + length(type)), 0) FROM events
                  WHERE tenant = ?1 AND device = ?2 AND ts < ?3 AND id > ?4",
-                params![tenant.as_str(), device.as_str(), cutoff, hidden],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(storage)?;
+            params![tenant.as_str(), device.as_str(), cutoff, hidden],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         tx.execute(
             "DELETE FROM events WHERE tenant = ?1 AND device = ?2 AND ts < ?3 AND id > ?4",
             params![tenant.as_str(), device.as_str(), cutoff, hidden],
-        )
-        .map_err(storage)?;
-        tx.commit().map_err(storage)?;
+        )?;
+        tx.commit()?;
         deleted.events = events as u64;
         freed += event_bytes + events * EVENT_OVERHEAD;
         {
@@ -732,45 +717,38 @@ impl Writer {
     }
 
     fn set_retention(&mut self, tenant: &TenantId, settings: RetentionSettings) -> Result<()> {
-        let tx = self.conn.transaction().map_err(storage)?;
-        tx.execute("DELETE FROM retention WHERE tenant = ?1", [tenant.as_str()])
-            .map_err(storage)?;
-        tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])
-            .map_err(storage)?;
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM retention WHERE tenant = ?1", [tenant.as_str()])?;
+        tx.execute("DELETE FROM budgets WHERE tenant = ?1", [tenant.as_str()])?;
         tx.execute(
             "DELETE FROM budget_ceilings WHERE tenant = ?1",
             [tenant.as_str()],
-        )
-        .map_err(storage)?;
+        )?;
         if let Some(bytes) = settings.disk_budget_ceiling_bytes {
             tx.execute(
                 "INSERT INTO budget_ceilings (tenant, bytes) VALUES (?1, ?2)",
                 params![tenant.as_str(), bytes as i64],
-            )
-            .map_err(storage)?;
+            )?;
         }
         if let Some(days) = settings.default_days {
             tx.execute(
                 "INSERT INTO retention (tenant, profile, days) VALUES (?1, '', ?2)",
                 params![tenant.as_str(), days],
-            )
-            .map_err(storage)?;
+            )?;
         }
         for (profile, days) in &settings.profiles {
             tx.execute(
                 "INSERT INTO retention (tenant, profile, days) VALUES (?1, ?2, ?3)",
                 params![tenant.as_str(), profile, days],
-            )
-            .map_err(storage)?;
+            )?;
         }
         if let Some(bytes) = settings.disk_budget_bytes {
             tx.execute(
                 "INSERT INTO budgets (tenant, bytes) VALUES (?1, ?2)",
                 params![tenant.as_str(), bytes as i64],
-            )
-            .map_err(storage)?;
+            )?;
         }
-        tx.commit().map_err(storage)?;
+        tx.commit()?;
         self.inner.settings.write().insert(tenant.clone(), settings);
         self.inner.publish_usage(tenant);
         Ok(())

@@ -1,5 +1,9 @@
 //! Durable acknowledgements across stores.
 //!
+//! Here in the core, not in the router, so that a store reports its
+//! commits without knowing the router, and the broker and the HTTP API
+//! wait on them without knowing the stores.
+//!
 //! A PUBACK or an HTTP 2xx promises that what it acknowledges survives a
 //! crash. Each store that keeps messages (the broker's session store, the
 //! telemetry store) numbers its writes on its own [`Ledger`] and reports the

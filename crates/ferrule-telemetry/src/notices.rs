@@ -19,6 +19,8 @@ use ferrule_core::{DeviceId, Message, Origin, QoS, TenantId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::observe::{NoticeOutcome, RefusalNoticed, RefusalReason};
+
 /// Notices waiting for the publishing task at most; more are dropped.
 const QUEUE: usize = 1024;
 /// Devices tracked before windows of past seconds are forgotten.
@@ -51,7 +53,7 @@ impl Notices {
         tenant: &TenantId,
         device: &DeviceId,
         topic: &str,
-        reason: &str,
+        reason: RefusalReason,
         detail: &str,
     ) {
         if self.per_second == 0 {
@@ -59,7 +61,7 @@ impl Notices {
         }
         let outcome = if self.allow(tenant, device) {
             let payload = serde_json::json!({
-                "reason": reason,
+                "reason": reason.label(),
                 "detail": detail,
                 "topic": topic,
             });
@@ -71,15 +73,13 @@ impl Notices {
                 Origin::System,
             );
             match self.tx.try_send(Arc::new(message)) {
-                Ok(()) => "sent",
-                Err(_) => "dropped",
+                Ok(()) => NoticeOutcome::Sent,
+                Err(_) => NoticeOutcome::Dropped,
             }
         } else {
-            "rate_limited"
+            NoticeOutcome::RateLimited
         };
-        metrics::counter!("ferrule_telemetry_refusal_notices_total",
-            "tenant" => tenant.to_string(), "outcome" => outcome)
-        .increment(1);
+        RefusalNoticed { tenant, outcome }.emit();
     }
 
     fn allow(&self, tenant: &TenantId, device: &DeviceId) -> bool {
@@ -124,15 +124,17 @@ pub async fn run(
 mod tests {
     use super::*;
 
+    const NOT_JSON: RefusalReason = RefusalReason::Payload("not_json");
+
     #[test]
     fn notices_are_limited_per_device_and_second() {
         let (n, mut rx) = Notices::new(2);
         let t = TenantId::new("default").unwrap();
         let (a, b) = (DeviceId::new("a").unwrap(), DeviceId::new("b").unwrap());
         for _ in 0..5 {
-            n.refused(&t, &a, "devices/a/telemetry", "not_json", "bad");
+            n.refused(&t, &a, "devices/a/telemetry", NOT_JSON, "bad");
         }
-        n.refused(&t, &b, "devices/b/telemetry", "not_json", "bad");
+        n.refused(&t, &b, "devices/b/telemetry", NOT_JSON, "bad");
         let mut topics = Vec::new();
         while let Ok(m) = rx.try_recv() {
             topics.push(m.topic.to_string());
@@ -142,7 +144,7 @@ mod tests {
         assert_eq!(topics.last().unwrap(), "devices/b/rejected");
         let first: serde_json::Value = {
             let (n, mut rx) = Notices::new(1);
-            n.refused(&t, &a, "devices/a/telemetry", "not_json", "why");
+            n.refused(&t, &a, "devices/a/telemetry", NOT_JSON, "why");
             serde_json::from_slice(&rx.try_recv().unwrap().payload).unwrap()
         };
         assert_eq!(
