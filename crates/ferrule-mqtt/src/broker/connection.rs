@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use ferrule_bus::{Entry, Refused, SubscriptionOptions, Ticket};
+use ferrule_bus::{Entry, SubscriptionOptions, Ticket};
 use ferrule_core::topic::parse_subscription;
 use ferrule_core::{Message, MessageProperties, Origin, Principal, PrincipalKind, QoS, TenantId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -25,9 +25,11 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::decisions::Decisions;
+use super::observe::{self, DeniedAccess, DropReason, RefusedReason};
 use super::rate::ClientRate;
+use super::refusal::{ConnectRefusal, PublishRefusal};
 use super::session::{Inflight, Outgoing, Session};
-use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer, observe};
+use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer};
 use crate::codec::{
     self, Ack, ConnAck, Connect, DecodeError, Disconnect, MqttStr, Packet, PacketId, Properties,
     ProtocolVersion, Publish, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -82,7 +84,10 @@ pub async fn serve_connection<S>(
         linger(&mut io, &shutdown).await;
         return;
     };
-    observe::connection_opened(if conn.v5 { "5" } else { "3.1.1" });
+    observe::ConnectionOpened {
+        version: conn.version,
+    }
+    .emit();
     let end = conn.run(&mut io, &shutdown).await;
     observe::connection_closed();
     let _ = io.flush().await;
@@ -177,34 +182,40 @@ async fn read_connect<S: AsyncRead + AsyncWrite + Unpin>(
         ) {
             Ok(Some(Packet::Connect(c))) => return Some(c),
             Ok(Some(other)) => {
-                observe::protocol_error(
-                    0x82,
-                    &format!("first packet was {:?}, not CONNECT", other.packet_type()),
-                );
+                observe::ProtocolViolated {
+                    code: ReasonCode::PROTOCOL_ERROR,
+                    detail: &format!("first packet was {:?}, not CONNECT", other.packet_type()),
+                }
+                .emit();
                 return None;
             }
             Ok(None) => {}
             Err(e) if e.is_unsupported_protocol() => {
                 // MQTT 3.1.1 §3.1.2.2: answer return code 1 and close; an
                 // MQTT 5 CONNACK would be unreadable to an older client.
-                observe::refused("protocol_version");
-                let ack = ConnAck {
-                    session_present: false,
-                    reason_code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
-                    properties: Properties::default(),
-                };
-                let _ = codec::encode(&Packet::ConnAck(ack), ProtocolVersion::V311, &mut io.wbuf);
+                refuse(
+                    &mut io.wbuf,
+                    ProtocolVersion::V311,
+                    ConnectRefusal::UnsupportedProtocol,
+                );
                 let _ = io.flush().await;
                 return None;
             }
             Err(e) => {
-                observe::protocol_error(e.reason_code().0, &e.to_string());
+                observe::ProtocolViolated {
+                    code: e.reason_code(),
+                    detail: &e.to_string(),
+                }
+                .emit();
                 return None;
             }
         }
         tokio::select! {
             _ = &mut deadline => {
-                observe::refused("connect_timeout");
+                observe::ConnectionRefused {
+                    reason: RefusedReason::ConnectTimeout,
+                }
+                .emit();
                 return None;
             }
             _ = shutdown.cancelled() => return None,
@@ -242,24 +253,12 @@ fn mqtt_str(s: &ByteString) -> MqttStr {
 }
 
 /// Sends a CONNACK refusal and counts it.
-fn refuse(
-    io_wbuf: &mut BytesMut,
-    version: ProtocolVersion,
-    code: ReasonCode,
-    why: &'static str,
-    detail: &str,
-) {
-    observe::refused(why);
-    let mut properties = Properties::default();
-    if version == ProtocolVersion::V5 {
-        properties.reason_string = MqttStr::new(detail).ok();
+fn refuse(wbuf: &mut BytesMut, version: ProtocolVersion, refusal: ConnectRefusal) {
+    observe::ConnectionRefused {
+        reason: refusal.observed(),
     }
-    let ack = ConnAck {
-        session_present: false,
-        reason_code: code,
-        properties,
-    };
-    let _ = codec::encode(&Packet::ConnAck(ack), version, io_wbuf);
+    .emit();
+    let _ = codec::encode(&Packet::ConnAck(refusal.connack(version)), version, wbuf);
 }
 
 /// Authenticates the CONNECT, opens the session and answers CONNACK.
@@ -273,13 +272,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let version = connect.protocol_version;
     let v5 = version == ProtocolVersion::V5;
     if v5 && connect.properties.authentication_method.is_some() {
-        refuse(
-            &mut io.wbuf,
-            version,
-            ReasonCode::BAD_AUTHENTICATION_METHOD,
-            "auth_method",
-            "no enhanced authentication method is configured",
-        );
+        refuse(&mut io.wbuf, version, ConnectRefusal::AuthMethod);
         return None;
     }
     let principal = {
@@ -313,44 +306,8 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let principal = match principal {
         Ok(p) => p,
         Err(r) => {
-            let (code, why, detail) = match r {
-                Refusal::BadCredentials => (
-                    ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-                    "bad_credentials",
-                    "bad user name or password",
-                ),
-                Refusal::NotAuthorized => (
-                    ReasonCode::NOT_AUTHORIZED,
-                    "not_authorized",
-                    "credentials are required",
-                ),
-                Refusal::Unavailable => (
-                    ReasonCode::SERVER_UNAVAILABLE,
-                    "unavailable",
-                    "the identity store is unavailable; try again",
-                ),
-                // 3.1.1 has no "rate exceeded": its "not authorized" is the
-                // nearest answer to "not now, for these credentials".
-                Refusal::Throttled { .. } if !v5 => (ReasonCode::NOT_AUTHORIZED, "throttled", ""),
-                Refusal::Throttled { .. } => (
-                    ReasonCode::CONNECTION_RATE_EXCEEDED,
-                    "throttled",
-                    "too many failed logins",
-                ),
-                Refusal::Busy => (
-                    ReasonCode::SERVER_BUSY,
-                    "busy",
-                    "the server is busy checking passwords; retry shortly",
-                ),
-            };
             tracing::debug!(%peer, ?r, "MQTT login refused");
-            let detail = match r {
-                Refusal::Throttled { retry_after_secs } => {
-                    format!("{detail}; retry in {retry_after_secs} s")
-                }
-                _ => detail.to_owned(),
-            };
-            refuse(&mut io.wbuf, version, code, why, &detail);
+            refuse(&mut io.wbuf, version, ConnectRefusal::Login(r));
             return None;
         }
     };
@@ -362,13 +319,7 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let mut assigned = None;
     let client_id = if connect.client_id.is_empty() {
         if !v5 && !connect.clean_start {
-            refuse(
-                &mut io.wbuf,
-                version,
-                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                "client_id",
-                "an empty client id needs clean session",
-            );
+            refuse(&mut io.wbuf, version, ConnectRefusal::EmptyClientId);
             return None;
         }
         let id = format!("auto-{:016x}", rand::random::<u64>());
@@ -382,19 +333,8 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 
     let slot = match broker.admit(&tenant) {
         Ok(s) => s,
-        Err(which) => {
-            let why = if which == "global" {
-                "max_connections"
-            } else {
-                "max_connections_tenant"
-            };
-            refuse(
-                &mut io.wbuf,
-                version,
-                ReasonCode::QUOTA_EXCEEDED,
-                why,
-                "connection limit reached",
-            );
+        Err(limit) => {
+            refuse(&mut io.wbuf, version, ConnectRefusal::Admission(limit));
             return None;
         }
     };
@@ -634,7 +574,7 @@ impl Connection {
                         Ok(None) => {}
                         Ok(Some(end)) => return end,
                         Err(Violation(code, detail)) => {
-                            observe::protocol_error(code.0, detail);
+                            observe::ProtocolViolated { code, detail }.emit();
                             self.disconnect(&mut io.wbuf, code);
                             return End::Lost;
                         }
@@ -678,7 +618,11 @@ impl Connection {
                     self.release_acks(&mut io.wbuf);
                 }
                 _ = &mut keepalive, if !self.keep_alive.is_zero() => {
-                    observe::protocol_error(ReasonCode::KEEP_ALIVE_TIMEOUT.0, "keep alive expired");
+                    observe::ProtocolViolated {
+                        code: ReasonCode::KEEP_ALIVE_TIMEOUT,
+                        detail: "keep alive expired",
+                    }
+                    .emit();
                     self.disconnect(&mut io.wbuf, ReasonCode::KEEP_ALIVE_TIMEOUT);
                     return End::Lost;
                 }
@@ -815,18 +759,18 @@ impl Connection {
         let format_ok = p.properties.payload_format_indicator != Some(true)
             || std::str::from_utf8(&p.payload).is_ok();
         let allowed = !topic_str.starts_with('$') && self.publishing.allows(&byte_string(&topic));
-        // The reason code, and for the intake's refusals why (kept off the
-        // connection's state: every idle connection would pay for it).
-        let mut why = None;
+        // Kept off the connection's state: every idle connection would pay
+        // for the intake's reason string.
         let mut refusal = if !allowed {
-            observe::denied("publish", &self.tenant, 1);
-            Some(ReasonCode::NOT_AUTHORIZED)
+            Some(PublishRefusal::Denied)
         } else if !format_ok {
-            observe::dropped("payload_format_invalid", 1);
-            Some(ReasonCode::PAYLOAD_FORMAT_INVALID)
+            Some(PublishRefusal::PayloadFormatInvalid)
         } else {
             None
         };
+        if let Some(r) = &refusal {
+            r.observe(&self.tenant);
+        }
 
         // Only deferred PUBACKs can pile up, so with none the client is
         // within the window (the QoS 2 check below keeps its own count).
@@ -854,7 +798,7 @@ impl Connection {
             }
             drop(st);
             if !duplicate && refusal.is_none() {
-                (refusal, why) = self.route(topic, p);
+                refusal = self.route(topic, p);
                 if refusal.is_some() {
                     // Refused: the exchange ends with the PUBREC, so a
                     // retry with the same id is a new message.
@@ -862,20 +806,21 @@ impl Connection {
                 }
             }
         } else if refusal.is_none() {
-            (refusal, why) = self.route(topic, p);
+            refusal = self.route(topic, p);
         }
 
         if let Some(id) = packet_id {
             // SPEC: a denied publish is refused with 0x87 in MQTT 5 and
             // acknowledged silently in 3.1.1 (which has no way to say no).
             let mut ack = Ack::new(id);
-            if let Some(code) = refusal {
-                ack.reason_code = code;
+            if let Some(refusal) = refusal {
+                ack.reason_code = refusal.reason_code();
                 // A reason string is optional: leave it out rather than
                 // risk exceeding a small client maximum packet size.
                 if self.client_max_packet.is_none_or(|max| max >= 512) {
-                    ack.properties.reason_string =
-                        why.and_then(|w| MqttStr::new(truncate(&w, 256)).ok());
+                    ack.properties.reason_string = refusal
+                        .reason_string()
+                        .and_then(|w| MqttStr::new(truncate(&w, 256)).ok());
                 }
             }
             let packet = if qos == QoS::ExactlyOnce {
@@ -947,10 +892,9 @@ impl Connection {
         }
     }
 
-    /// Hands a client's message to the router; when the router's intake
-    /// refused it (an invalid telemetry payload), returns the reason code and
-    /// why, for the acknowledgement's reason string.
-    fn route(&mut self, topic: MqttStr, p: Publish) -> (Option<ReasonCode>, Option<String>) {
+    /// Hands a client's message to the router; returns the refusal when the
+    /// router's intake refused it (an invalid telemetry payload).
+    fn route(&mut self, topic: MqttStr, p: Publish) -> Option<PublishRefusal> {
         let props = &p.properties;
         let message = Message {
             tenant: self.tenant.clone(),
@@ -973,16 +917,7 @@ impl Connection {
             self.backpressure = published.backpressure;
         }
         self.durable_after = published.durable_after;
-        let Some(refused) = published.refused else {
-            return (None, None);
-        };
-        let code = match &refused {
-            Refused::Invalid(_) => ReasonCode::PAYLOAD_FORMAT_INVALID,
-            Refused::UnknownDevice(_) => ReasonCode::TOPIC_NAME_INVALID,
-            Refused::QuotaExceeded(_) => ReasonCode::QUOTA_EXCEEDED,
-            Refused::Unavailable(_) => ReasonCode::UNSPECIFIED_ERROR,
-        };
-        (Some(code), Some(refused.to_string()))
+        published.refused.map(PublishRefusal::Intake)
     }
 
     fn on_pubrec(&self, wbuf: &mut BytesMut, a: Ack) {
@@ -1045,7 +980,12 @@ impl Connection {
                 .gate
                 .allows(&self.principal, Access::Subscribe, parsed.filter)
             {
-                observe::denied("subscribe", &self.tenant, 1);
+                observe::Denied {
+                    access: DeniedAccess::Subscribe,
+                    tenant: &self.tenant,
+                    n: 1,
+                }
+                .emit();
                 codes.push(ReasonCode::UNSPECIFIED_ERROR);
                 continue;
             }
@@ -1167,7 +1107,12 @@ impl Connection {
                 st.reader = Some(reader);
             }
             if denied > 0 {
-                observe::denied("receive", &self.tenant, denied);
+                observe::Denied {
+                    access: DeniedAccess::Receive,
+                    tenant: &self.tenant,
+                    n: denied,
+                }
+                .emit();
                 self.session.mark_dirty();
             }
             st.inflight.iter().cloned().collect()
@@ -1240,10 +1185,19 @@ impl Connection {
             observe::messages_out(sent);
         }
         if expired > 0 {
-            observe::dropped("expired", expired);
+            observe::MessagesDropped {
+                reason: DropReason::Expired,
+                n: expired,
+            }
+            .emit();
         }
         if denied > 0 {
-            observe::denied("receive", &self.tenant, denied);
+            observe::Denied {
+                access: DeniedAccess::Receive,
+                tenant: &self.tenant,
+                n: denied,
+            }
+            .emit();
         }
         let left = self.session.state().queue.len();
         self.session.relieve_if_drained(left);
@@ -1316,7 +1270,11 @@ impl Connection {
                 {
                     self.aliases_out.remove(&m.topic);
                 }
-                observe::dropped("too_large", 1);
+                observe::MessagesDropped {
+                    reason: DropReason::TooLarge,
+                    n: 1,
+                }
+                .emit();
                 return None;
             }
         }
@@ -1398,7 +1356,12 @@ impl Connection {
                 .gate
                 .allows(&self.principal, Access::Publish, &message.topic)
         {
-            observe::denied("will", &self.tenant, 1);
+            observe::Denied {
+                access: DeniedAccess::Will,
+                tenant: &self.tenant,
+                n: 1,
+            }
+            .emit();
             return;
         }
         let props = &will.properties;

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Broker, observe, serve_connection};
+use super::observe::{self, RefusedReason};
+use super::{Broker, serve_connection};
 
 /// Counts connections per source IP in one-second windows.
 pub struct ConnectRate {
@@ -64,7 +65,10 @@ pub async fn serve_tcp(
             }
         };
         if !rate.admit(peer.ip(), broker.config.max_connect_rate_per_ip) {
-            observe::refused("connect_rate");
+            observe::ConnectionRefused {
+                reason: RefusedReason::ConnectRate,
+            }
+            .emit();
             drop(stream);
             continue;
         }
