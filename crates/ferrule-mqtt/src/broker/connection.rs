@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -29,7 +29,7 @@ use super::observe::{self, DeniedAccess, DropReason, RefusedReason};
 use super::rate::ClientRate;
 use super::refusal::{ConnectRefusal, PublishRefusal};
 use super::session::{Inflight, Outgoing, Session};
-use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer};
+use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer, monotonic_now};
 use crate::codec::{
     self, Ack, ConnAck, Connect, DecodeError, Disconnect, MqttStr, Packet, PacketId, Properties,
     ProtocolVersion, Publish, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -1046,7 +1046,7 @@ impl Connection {
             properties: application_properties(props),
             expires_at: props
                 .message_expiry_interval
-                .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
+                .map(|s| monotonic_now() + Duration::from_secs(u64::from(s))),
             origin: Origin::Mqtt {
                 client_id: self.client_id.clone(),
                 session: self.session.subscriber_id,
@@ -1278,7 +1278,7 @@ impl Connection {
         let mut sent = 0u64;
         let mut expired = 0u64;
         let mut denied = 0u64;
-        let now = Instant::now();
+        let now = monotonic_now();
         loop {
             let (out, packet_id) = {
                 let mut st = self.session.state();
@@ -1370,7 +1370,7 @@ impl Connection {
             }
             if let Some(at) = m.expires_at {
                 let left = at
-                    .saturating_duration_since(Instant::now())
+                    .saturating_duration_since(monotonic_now())
                     .as_secs()
                     .max(1);
                 properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(u32::MAX));
@@ -1509,7 +1509,7 @@ impl Connection {
         message.properties = application_properties(props);
         message.expires_at = props
             .message_expiry_interval
-            .map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
+            .map(|s| monotonic_now() + Duration::from_secs(u64::from(s)));
         let delay = Duration::from_secs(u64::from(props.will_delay_interval.unwrap_or(0)))
             .min(session_expiry);
         let router = self.broker.router.clone();

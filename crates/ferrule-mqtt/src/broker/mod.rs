@@ -33,6 +33,14 @@ pub use observe::METRIC_NAMES;
 pub use refusal::Refusal;
 pub use session::{QueueLimits, Session, SessionRegistry};
 
+/// Now, for message expiry (`Message::expires_at`), on tokio's clock: the
+/// broker's timers (keep alive, will delay, session expiry) run on it too,
+/// so a test that pauses and advances tokio's time sees messages expire in
+/// step with them. Outside such tests it is the system's monotonic clock.
+pub(crate) fn monotonic_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Broker settings, from configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
