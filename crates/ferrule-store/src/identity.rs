@@ -737,10 +737,7 @@ fn device_principal(login: DeviceLogin, now: Timestamp) -> Result<Principal, Aut
     if !login.enabled {
         return Err(AuthError::Disabled);
     }
-    if login
-        .credential_expires_at
-        .is_some_and(|e| e <= now)
-    {
+    if login.credential_expires_at.is_some_and(|e| e <= now) {
         return Err(AuthError::Expired);
     }
     Ok(Principal {

@@ -227,22 +227,6 @@ async fn read_connect<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn to_core_qos(q: codec::QoS) -> QoS {
-    match q {
-        codec::QoS::AtMostOnce => QoS::AtMostOnce,
-        codec::QoS::AtLeastOnce => QoS::AtLeastOnce,
-        codec::QoS::ExactlyOnce => QoS::ExactlyOnce,
-    }
-}
-
-fn to_codec_qos(q: QoS) -> codec::QoS {
-    match q {
-        QoS::AtMostOnce => codec::QoS::AtMostOnce,
-        QoS::AtLeastOnce => codec::QoS::AtLeastOnce,
-        QoS::ExactlyOnce => codec::QoS::ExactlyOnce,
-    }
-}
-
 fn byte_string(s: &MqttStr) -> ByteString {
     // MqttStr is valid UTF-8 by construction, so this cannot fail.
     ByteString::try_from(s.clone().into_bytes()).unwrap_or_default()
@@ -892,7 +876,7 @@ impl Connection {
             }
             None => p.topic.clone(),
         };
-        let qos = to_core_qos(p.qos);
+        let qos = p.qos;
         let packet_id = p.packet_id;
         let topic_str = topic.as_str();
 
@@ -1041,7 +1025,7 @@ impl Connection {
             tenant: self.tenant.clone(),
             topic: byte_string(&topic),
             payload: p.payload,
-            qos: to_core_qos(p.qos),
+            qos: p.qos,
             retain: p.retain,
             properties: application_properties(props),
             expires_at: props
@@ -1131,7 +1115,7 @@ impl Connection {
                 continue;
             }
             let options = SubscriptionOptions {
-                qos: to_core_qos(sub.options.qos),
+                qos: sub.options.qos,
                 no_local: sub.options.no_local,
                 retain_as_published: sub.options.retain_as_published,
                 subscription_id,
@@ -1394,7 +1378,7 @@ impl Connection {
         }
         let packet = Packet::Publish(Publish {
             dup,
-            qos: to_codec_qos(out.qos),
+            qos: out.qos,
             retain: out.retain,
             topic,
             packet_id,
@@ -1482,7 +1466,7 @@ impl Connection {
             self.tenant.clone(),
             byte_string(&will.topic),
             will.payload.clone(),
-            to_core_qos(will.qos),
+            will.qos,
             Origin::Mqtt {
                 client_id: self.client_id.clone(),
                 session: self.session.subscriber_id,

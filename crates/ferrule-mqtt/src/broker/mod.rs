@@ -29,6 +29,9 @@ use std::collections::HashMap;
 
 pub use connection::serve_connection;
 pub use decisions::{Check, Decisions};
+/// Publish, subscribe, or receive a message, for authorisation: the ACL's
+/// own vocabulary, so the gatekeeper passes it through.
+pub use ferrule_core::acl::Access;
 pub use observe::METRIC_NAMES;
 pub use refusal::Refusal;
 pub use session::{QueueLimits, Session, SessionRegistry};
@@ -129,16 +132,6 @@ pub struct TlsPeer {
     pub cert_fingerprint: Option<String>,
     /// The server name (SNI) the client asked for, when it sent one.
     pub server_name: Option<String>,
-}
-
-/// Publish, subscribe, or receive a message, for authorisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Publish,
-    /// Granted when some topic the filter matches may be received.
-    Subscribe,
-    /// A message on its way to the client, through a subscription.
-    Receive,
 }
 
 /// Authentication and authorisation, implemented outside the MQTT crate.
