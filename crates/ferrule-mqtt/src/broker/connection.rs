@@ -1232,12 +1232,7 @@ impl Connection {
                 st.reader = Some(reader);
             }
             if denied > 0 {
-                observe::Denied {
-                    access: DeniedAccess::Receive,
-                    tenant: &self.tenant,
-                    n: denied,
-                }
-                .emit();
+                self.denied_receive(denied);
                 self.session.mark_dirty();
             }
             st.inflight.iter().cloned().collect()
@@ -1255,6 +1250,16 @@ impl Connection {
                 Inflight::Release(_) => self.send(wbuf, Packet::PubRel(Ack::new(pid))),
             }
         }
+    }
+
+    /// Counts `n` messages the client's read rules kept from it.
+    fn denied_receive(&self, n: u64) {
+        observe::Denied {
+            access: DeniedAccess::Receive,
+            tenant: &self.tenant,
+            n,
+        }
+        .emit();
     }
 
     /// Moves queued messages into the socket buffer, within the window.
@@ -1317,12 +1322,7 @@ impl Connection {
             .emit();
         }
         if denied > 0 {
-            observe::Denied {
-                access: DeniedAccess::Receive,
-                tenant: &self.tenant,
-                n: denied,
-            }
-            .emit();
+            self.denied_receive(denied);
         }
         let left = self.session.state().queue.len();
         self.session.relieve_if_drained(left);

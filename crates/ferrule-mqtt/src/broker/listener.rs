@@ -19,7 +19,8 @@ pub struct ConnectRate {
 }
 
 impl ConnectRate {
-    /// Whether one more connection from `ip` fits within `limit` per second.
+    /// Whether one more connection from `ip` fits within `limit` per second;
+    /// one that does not is counted as refused.
     pub fn admit(&self, ip: IpAddr, limit: u32) -> bool {
         let mut guard = self.windows.lock();
         let (start, counts) = &mut *guard;
@@ -29,7 +30,14 @@ impl ConnectRate {
         }
         let n = counts.entry(ip).or_default();
         *n += 1;
-        *n <= limit
+        let admitted = *n <= limit;
+        if !admitted {
+            observe::ConnectionRefused {
+                reason: RefusedReason::ConnectRate,
+            }
+            .emit();
+        }
+        admitted
     }
 }
 
@@ -65,10 +73,6 @@ pub async fn serve_tcp(
             }
         };
         if !rate.admit(peer.ip(), broker.config.max_connect_rate_per_ip) {
-            observe::ConnectionRefused {
-                reason: RefusedReason::ConnectRate,
-            }
-            .emit();
             drop(stream);
             continue;
         }

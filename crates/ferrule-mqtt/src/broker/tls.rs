@@ -127,10 +127,6 @@ pub async fn serve_tls(
             continue;
         };
         if !rate.admit(peer.ip(), broker.config.max_connect_rate_per_ip) {
-            observe::ConnectionRefused {
-                reason: RefusedReason::ConnectRate,
-            }
-            .emit();
             continue;
         }
         let _ = stream.set_nodelay(true);

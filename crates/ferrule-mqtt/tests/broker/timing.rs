@@ -1,17 +1,15 @@
-//! The broker's timing, in-process on paused tokio time: keep alive, will
+//! The broker's timing on paused tokio time: keep alive, will
 //! delay, message expiry and session expiry. Time only moves when every
 //! task waits (tokio advances it to the next timer), so a test that spans
 //! minutes of protocol time takes milliseconds, and the durations it
 //! asserts are exact.
 
-mod harness;
-
 use std::time::Duration;
 
+use crate::harness::{self, TestBroker, connect_v5, persistent_v5, s};
 use ferrule_mqtt::codec::{
     Connect, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode, Will,
 };
-use harness::{TestBroker, connect_v5, persistent_v5, s};
 use tokio::time::{Instant, sleep};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -227,15 +225,30 @@ async fn a_session_with_expiry_zero_ends_at_the_disconnect() {
     assert!(!session_present(&broker, "zero").await);
 }
 
+/// Connects `client_id` with session expiry `at_connect`, subscribes, and
+/// disconnects with session expiry `at_disconnect`; returns what the broker
+/// sent before it closed.
+async fn disconnect_with_expiry(
+    broker: &TestBroker,
+    client_id: &str,
+    at_connect: u32,
+    at_disconnect: u32,
+) -> Vec<Packet> {
+    let (mut c, _) = broker
+        .connect(persistent_v5(client_id, true, at_connect))
+        .await;
+    c.subscribe("e").await;
+    let mut bye = Disconnect::new(ReasonCode::SUCCESS);
+    bye.properties.session_expiry_interval = Some(at_disconnect);
+    c.send(Packet::Disconnect(bye)).await;
+    c.until_closed().await
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_disconnect_may_shorten_the_session_expiry() {
     let broker = TestBroker::start();
-    let (mut c, _) = broker.connect(persistent_v5("shorter", true, 60)).await;
-    c.subscribe("e").await;
-    let mut bye = Disconnect::new(ReasonCode::SUCCESS);
-    bye.properties.session_expiry_interval = Some(0);
-    c.send(Packet::Disconnect(bye)).await;
-    c.until_closed().await;
+    let got = disconnect_with_expiry(&broker, "shorter", 60, 0).await;
+    assert!(got.is_empty(), "{got:?}");
     assert!(!session_present(&broker, "shorter").await);
 }
 
@@ -244,12 +257,7 @@ async fn the_disconnect_cannot_revive_a_session_that_ends_with_its_connection() 
     // MQTT 5 §3.14.2.2.2: expiry 0 at CONNECT, then non-zero at DISCONNECT,
     // is a Protocol Error, and the session still ends.
     let broker = TestBroker::start();
-    let (mut c, _) = broker.connect(persistent_v5("revive", true, 0)).await;
-    c.subscribe("e").await;
-    let mut bye = Disconnect::new(ReasonCode::SUCCESS);
-    bye.properties.session_expiry_interval = Some(30);
-    c.send(Packet::Disconnect(bye)).await;
-    let got = c.until_closed().await;
+    let got = disconnect_with_expiry(&broker, "revive", 0, 30).await;
     assert!(
         matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::PROTOCOL_ERROR),
         "expected DISCONNECT 0x82, got {got:?}"

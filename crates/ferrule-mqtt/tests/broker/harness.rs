@@ -65,6 +65,10 @@ impl TestBroker {
         }
     }
 
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
     /// Opens a connection, sends `connect`, and returns the client with the
     /// broker's CONNACK.
     pub async fn connect(&self, connect: Connect) -> (Client, ConnAck) {
