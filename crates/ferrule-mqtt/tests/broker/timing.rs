@@ -101,14 +101,26 @@ async fn the_servers_keep_alive_cap_is_announced_and_enforced() {
 
 // ------------------------------------------------------------- will delay
 
+/// Connects `client_id` with a session of `session_expiry_secs` and a will
+/// delayed by `will_delay_secs`, then loses the connection (no DISCONNECT).
+async fn lose_connection_with_will(
+    broker: &TestBroker,
+    client_id: &str,
+    session_expiry_secs: u32,
+    payload: &'static [u8],
+    will_delay_secs: u32,
+) {
+    let mut c = persistent_v5(client_id, true, session_expiry_secs);
+    c.will = Some(will(payload, will_delay_secs));
+    let (client, _) = broker.connect(c).await;
+    drop(client);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_delayed_will_comes_after_its_delay() {
     let broker = TestBroker::start();
     let mut obs = observer(&broker).await;
-    let mut c = persistent_v5("late", true, 60);
-    c.will = Some(will(b"late", 5));
-    let (client, _) = broker.connect(c).await;
-    drop(client);
+    lose_connection_with_will(&broker, "late", 60, b"late", 5).await;
     let t0 = Instant::now();
     obs.expect_silence(5 * SECOND - Duration::from_millis(1))
         .await;
@@ -121,10 +133,7 @@ async fn a_delayed_will_comes_after_its_delay() {
 async fn reconnecting_within_the_will_delay_cancels_the_will() {
     let broker = TestBroker::start();
     let mut obs = observer(&broker).await;
-    let mut c = persistent_v5("back-soon", true, 60);
-    c.will = Some(will(b"late", 5));
-    let (client, _) = broker.connect(c).await;
-    drop(client);
+    lose_connection_with_will(&broker, "back-soon", 60, b"late", 5).await;
     sleep(4 * SECOND).await;
     let (_back, ack) = broker.connect(persistent_v5("back-soon", false, 60)).await;
     assert!(ack.session_present, "the session must be resumed");
@@ -137,10 +146,7 @@ async fn a_will_delay_longer_than_the_session_ends_with_the_session() {
     // end, whichever comes first.
     let broker = TestBroker::start();
     let mut obs = observer(&broker).await;
-    let mut c = persistent_v5("short-lived", true, 2);
-    c.will = Some(will(b"session over", 30));
-    let (client, _) = broker.connect(c).await;
-    drop(client);
+    lose_connection_with_will(&broker, "short-lived", 2, b"session over", 30).await;
     let t0 = Instant::now();
     let w = obs.recv_publish(5 * SECOND).await;
     assert_eq!(&w.payload[..], b"session over");
