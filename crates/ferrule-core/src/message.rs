@@ -13,23 +13,34 @@ use bytestring::ByteString;
 
 use crate::TenantId;
 
-/// MQTT quality of service, shared by every transport.
+/// MQTT quality of service (MQTT 5 §4.3), shared by every transport; the
+/// MQTT codec encodes this same type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(u8)]
 pub enum QoS {
+    /// QoS 0: at most once delivery.
     #[default]
     AtMostOnce = 0,
+    /// QoS 1: at least once delivery.
     AtLeastOnce = 1,
+    /// QoS 2: exactly once delivery.
     ExactlyOnce = 2,
 }
 
 impl QoS {
-    pub fn from_u8(v: u8) -> Option<QoS> {
-        match v {
+    /// The QoS for a two-bit wire value; `None` for the invalid value 3.
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
             0 => Some(QoS::AtMostOnce),
             1 => Some(QoS::AtLeastOnce),
             2 => Some(QoS::ExactlyOnce),
             _ => None,
         }
+    }
+
+    /// The wire value.
+    pub const fn as_u8(self) -> u8 {
+        self as u8
     }
 }
 

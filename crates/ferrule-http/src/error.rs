@@ -208,6 +208,30 @@ impl From<crate::lifecycle::LifecycleError> for ApiError {
     }
 }
 
+/// The router's intake refused a message (HTTP ingest): the same refusals
+/// an MQTT publisher reads in its PUBACK, in HTTP terms.
+impl From<ferrule_bus::Refused> for ApiError {
+    fn from(refused: ferrule_bus::Refused) -> Self {
+        use ferrule_bus::Refused;
+        match refused {
+            Refused::Invalid(why) => ApiError::Invalid {
+                // A refused timestamp names its field, as the payload
+                // contract's messages for `ts` start with it.
+                field: why.starts_with("`ts`").then(|| "ts".to_owned()),
+                detail: why,
+            },
+            Refused::UnknownDevice(_) => ApiError::NotFound("device"),
+            Refused::QuotaExceeded(why) => ApiError::InsufficientStorage(why),
+            // Storage is behind: the client retries shortly, by which time
+            // sealing has caught up (telemetry backpressure).
+            Refused::Unavailable(why) => ApiError::Busy {
+                detail: why,
+                retry_after: 1,
+            },
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         crate::observe::AuthFailed {

@@ -115,6 +115,27 @@ pub struct CertificateLogin<'a> {
     pub server_name: Option<&'a str>,
 }
 
+/// Where the identity service reads the time to judge expiry (sessions,
+/// API keys, device credentials): the system clock, or in tests one they
+/// move, so expiry is checked without sleeping.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> Timestamp + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(Arc::new(Timestamp::now))
+    }
+
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        (self.0)()
+    }
+}
+
 /// Authenticates callers and mints secrets, over any [`MetaStore`].
 #[derive(Clone)]
 pub struct Identity {
@@ -122,6 +143,7 @@ pub struct Identity {
     session_ttl: Duration,
     hasher: Hasher,
     throttle: Option<Arc<Throttle>>,
+    clock: Clock,
 }
 
 impl Identity {
@@ -133,7 +155,14 @@ impl Identity {
             session_ttl,
             hasher: Hasher::Blocking,
             throttle: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// Reads the time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Checks passwords on `hasher` and, with a throttle, backs off after
@@ -275,7 +304,7 @@ impl Identity {
     ) -> Result<IssuedSession, AuthError> {
         let user = self.verify_user_password(email, password, source).await?;
         let token = secret::generate_token(TokenKind::Session);
-        let expires_at = Timestamp::now()
+        let expires_at = self.clock.now()
             + jiff::SignedDuration::try_from(self.session_ttl).unwrap_or(jiff::SignedDuration::MAX);
         let session = Session {
             token_hash: secret::hash_token(&token),
@@ -311,7 +340,7 @@ impl Identity {
             .find_session(&secret::hash_token(token))
             .await?
             .ok_or(AuthError::Invalid)?;
-        if session.expires_at <= Timestamp::now() {
+        if session.expires_at <= self.clock.now() {
             return Err(AuthError::Expired);
         }
         Ok(Principal {
@@ -332,7 +361,7 @@ impl Identity {
         if key.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
-        if !key.is_active(Timestamp::now()) {
+        if !key.is_active(self.clock.now()) {
             return Err(AuthError::Expired);
         }
         let role = key.role.min(self.key_ceiling(&key.id).await?);
@@ -353,7 +382,7 @@ impl Identity {
         if chain.len() > MAX_KEY_CHAIN {
             return Err(AuthError::Revoked);
         }
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let mut ceiling = Role::Admin;
         for link in chain {
             match link {
@@ -472,7 +501,7 @@ impl Identity {
             .find_device_by_token(&secret::hash_token(token))
             .await?
             .ok_or(AuthError::Invalid)?;
-        device_principal(login)
+        device_principal(login, self.clock.now())
     }
 
     /// MQTT `DEVICE@TENANT` + password.
@@ -498,7 +527,7 @@ impl Identity {
         for (hash, login) in candidates {
             if self.hasher.verify(password, hash).await? {
                 settle(attempt, true);
-                return device_principal(login);
+                return device_principal(login, self.clock.now());
             }
         }
         settle(attempt, false);
@@ -531,7 +560,7 @@ impl Identity {
         };
         let Some(tenant) = named else {
             let registrations = self.store.find_device_by_fingerprint(&fp, None).await?;
-            return device_principal(resolve_unnamed(registrations)?.login);
+            return device_principal(resolve_unnamed(registrations)?.login, self.clock.now());
         };
         let found = self
             .store
@@ -546,7 +575,7 @@ impl Identity {
         {
             return Err(AuthError::Invalid);
         }
-        let principal = device_principal(found.login)?;
+        let principal = device_principal(found.login, self.clock.now())?;
         if !found.claimed {
             self.store
                 .claim_certificate(&tenant, &found.credential_id)
@@ -672,7 +701,7 @@ impl Identity {
             tenant: tenant.clone(),
             name: name.to_owned(),
             role,
-            created_at: Timestamp::now(),
+            created_at: self.clock.now(),
             expires_at,
             revoked_at: None,
             created_by: Some(created_by.to_owned()),
@@ -702,14 +731,13 @@ fn resolve_unnamed(
     }
 }
 
-fn device_principal(login: DeviceLogin) -> Result<Principal, AuthError> {
+/// The device a login names, unless it is disabled or its credential
+/// expired by `now`.
+fn device_principal(login: DeviceLogin, now: Timestamp) -> Result<Principal, AuthError> {
     if !login.enabled {
         return Err(AuthError::Disabled);
     }
-    if login
-        .credential_expires_at
-        .is_some_and(|e| e <= Timestamp::now())
-    {
+    if login.credential_expires_at.is_some_and(|e| e <= now) {
         return Err(AuthError::Expired);
     }
     Ok(Principal {

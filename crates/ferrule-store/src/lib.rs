@@ -39,6 +39,8 @@ pub use acl::AclCache;
 pub use broker_state::BrokerStateStore;
 pub use directory::{Changing, Directory};
 pub use error::{Result, StoreError};
-pub use identity::{AuthError, Bootstrap, CertificateLogin, Identity, IssuedSession, UserChange};
+pub use identity::{
+    AuthError, Bootstrap, CertificateLogin, Clock, Identity, IssuedSession, UserChange,
+};
 pub use meta::MetaStore;
 pub use model::*;

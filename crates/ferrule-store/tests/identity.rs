@@ -1,13 +1,13 @@
 //! The identity service over the embedded store: every way a device, user or
 //! key proves who it is, and what rotation, revocation and expiry do to it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferrule_core::{DeviceId, PrincipalKind, Role, TenantId};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::{
-    AuthError, Bootstrap, CertificateLogin, DeviceUpdate, Identity, MetaStore, NewDevice,
+    AuthError, Bootstrap, CertificateLogin, Clock, DeviceUpdate, Identity, MetaStore, NewDevice,
     UserChange,
 };
 use jiff::{SignedDuration, Timestamp};
@@ -17,13 +17,34 @@ struct Fixture {
     store: Arc<dyn MetaStore>,
     tenant: TenantId,
     device: DeviceId,
+    /// The identity service's clock, which the test moves.
+    clock: TestClock,
     _dir: tempfile::TempDir,
+}
+
+/// A clock that stands still until the test moves it.
+#[derive(Clone)]
+struct TestClock(Arc<Mutex<Timestamp>>);
+
+impl TestClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+
+    fn advance(&self, by: SignedDuration) {
+        let mut now = self.0.lock().unwrap();
+        *now += by;
+    }
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let identity = Identity::new(store.clone(), Duration::from_secs(3600));
+    let clock = TestClock(Arc::new(Mutex::new(Timestamp::now())));
+    let identity = Identity::new(store.clone(), Duration::from_secs(3600)).with_clock({
+        let clock = clock.clone();
+        Clock::new(move || clock.now())
+    });
     let first = identity.bootstrap("admin@localhost", None).await.unwrap();
     assert!(
         matches!(
@@ -58,6 +79,7 @@ async fn fixture() -> Fixture {
         store,
         tenant,
         device,
+        clock,
         _dir: dir,
     }
 }
@@ -111,7 +133,7 @@ async fn device_tokens_authenticate_until_rotated_or_revoked() {
 #[tokio::test]
 async fn disabled_devices_and_expired_credentials_are_refused() {
     let f = fixture().await;
-    let soon = Timestamp::now() + SignedDuration::from_millis(300);
+    let soon = f.clock.now() + SignedDuration::from_secs(300);
     let (_, brief) = f
         .identity
         .issue_device_token(&f.tenant, &f.device, Some(soon))
@@ -123,7 +145,9 @@ async fn disabled_devices_and_expired_credentials_are_refused() {
         .await
         .unwrap();
     assert!(f.identity.authenticate_device_token(&brief).await.is_ok());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    f.clock.advance(SignedDuration::from_secs(299));
+    assert!(f.identity.authenticate_device_token(&brief).await.is_ok());
+    f.clock.advance(SignedDuration::from_secs(1));
     assert!(matches!(
         f.identity.authenticate_device_token(&brief).await,
         Err(AuthError::Expired)
@@ -453,4 +477,51 @@ async fn a_key_without_a_recorded_creator_keeps_its_role() {
         .unwrap();
     let p = f.identity.authenticate_bearer(secret).await.unwrap();
     assert_eq!(p.role(), Some(Role::Owner));
+}
+
+#[tokio::test]
+async fn sessions_and_api_keys_expire_by_the_identity_clock() {
+    let f = fixture().await;
+    let user = f
+        .identity
+        .create_user(&f.tenant, "bo@acme.example", "bo-password", Role::Editor)
+        .await
+        .unwrap();
+    let session = f
+        .identity
+        .login("bo@acme.example", "bo-password", None)
+        .await
+        .unwrap();
+    // The session lives the configured hour from the clock's now.
+    assert_eq!(
+        session.expires_at,
+        f.clock.now() + SignedDuration::from_secs(3600)
+    );
+    let expiring = f.clock.now() + SignedDuration::from_secs(600);
+    let (_, key) = f
+        .identity
+        .create_api_key(&f.tenant, "ci", Role::Viewer, Some(expiring), &user.id)
+        .await
+        .unwrap();
+    let (_, lasting_key) = f
+        .identity
+        .create_api_key(&f.tenant, "ops", Role::Viewer, None, &user.id)
+        .await
+        .unwrap();
+
+    f.clock.advance(SignedDuration::from_secs(599));
+    assert!(f.identity.authenticate_bearer(&key).await.is_ok());
+    f.clock.advance(SignedDuration::from_secs(1));
+    assert!(matches!(
+        f.identity.authenticate_bearer(&key).await,
+        Err(AuthError::Expired)
+    ));
+    assert!(f.identity.authenticate_bearer(&session.token).await.is_ok());
+
+    f.clock.advance(SignedDuration::from_secs(3000));
+    assert!(matches!(
+        f.identity.authenticate_bearer(&session.token).await,
+        Err(AuthError::Expired)
+    ));
+    assert!(f.identity.authenticate_bearer(&lasting_key).await.is_ok());
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
-use ferrule_core::acl;
 use ferrule_core::secret::TokenKind;
 use ferrule_core::{Principal, TenantId};
 use ferrule_mqtt::broker::{Access, Check, Gatekeeper, Login, Refusal};
@@ -124,9 +123,7 @@ impl Gatekeeper for StoreGatekeeper {
         if !self.directory.may_act(who) {
             return false;
         }
-        self.acl
-            .current(&who.tenant)
-            .allows(who, acl_access(access), topic)
+        self.acl.current(&who.tenant).allows(who, access, topic)
     }
 
     fn policy_version(&self, tenant: &TenantId) -> Arc<AtomicU64> {
@@ -140,19 +137,10 @@ impl Gatekeeper for StoreGatekeeper {
             return Check::Nothing;
         }
         let policy = self.acl.current(&who.tenant);
-        let access = acl_access(access);
-        if access == acl::Access::Receive && policy.receives_everything(who) {
+        if access == Access::Receive && policy.receives_everything(who) {
             return Check::Everything;
         }
         let who = who.clone();
         Check::Each(Box::new(move |topic| policy.allows(&who, access, topic)))
-    }
-}
-
-fn acl_access(access: Access) -> acl::Access {
-    match access {
-        Access::Publish => acl::Access::Publish,
-        Access::Subscribe => acl::Access::Subscribe,
-        Access::Receive => acl::Access::Receive,
     }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
-use ferrule_bus::Refused;
 use ferrule_core::{Message, Origin, QoS};
 
 use crate::error::{ApiError, ApiResult, Problem};
@@ -50,22 +49,7 @@ async fn ingest(
     );
     let published = t.router.publish(Arc::new(message));
     if let Some(refused) = published.refused {
-        return Err(match refused {
-            Refused::Invalid(why) => ApiError::Invalid {
-                // A refused timestamp names its field, as the payload
-                // contract's messages for `ts` start with it.
-                field: why.starts_with("`ts`").then(|| "ts".to_owned()),
-                detail: why,
-            },
-            Refused::UnknownDevice(_) => ApiError::NotFound("device"),
-            Refused::QuotaExceeded(why) => ApiError::InsufficientStorage(why),
-            // Storage is behind: the client retries shortly, by which time
-            // sealing has caught up (telemetry backpressure).
-            Refused::Unavailable(why) => ApiError::Busy {
-                detail: why,
-                retry_after: 1,
-            },
-        });
+        return Err(refused.into());
     }
     tokio::time::timeout(
         DURABLE_WAIT,

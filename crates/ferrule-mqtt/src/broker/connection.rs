@@ -5,33 +5,37 @@
 //! drains the session's queue within the in-flight window, and writes all
 //! the resulting bytes with one write. Batching this way is what makes the
 //! broker fast: a busy client costs one read and one write per batch, not per
-//! packet.
+//! packet. Before that, [`handshake`] turns the stream's CONNECT into an open
+//! connection, or refuses it.
+
+mod handshake;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::num::{NonZeroU16, NonZeroU32};
+use std::num::NonZeroU16;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use ferrule_bus::{Entry, Refused, SubscriptionOptions, Ticket};
+use ferrule_bus::{Entry, SubscriptionOptions, Ticket};
 use ferrule_core::topic::parse_subscription;
-use ferrule_core::{Message, MessageProperties, Origin, Principal, PrincipalKind, QoS, TenantId};
+use ferrule_core::{Message, MessageProperties, Origin, Principal, QoS, TenantId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::decisions::Decisions;
+use super::observe::{self, DeniedAccess, DropReason};
 use super::rate::ClientRate;
+use super::refusal::PublishRefusal;
 use super::session::{Inflight, Outgoing, Session};
-use super::{Access, Broker, ConnectionSlot, Login, Refusal, TlsPeer, observe};
+use super::{Access, Broker, ConnectionSlot, TlsPeer, monotonic_now};
 use crate::codec::{
-    self, Ack, ConnAck, Connect, DecodeError, Disconnect, MqttStr, Packet, PacketId, Properties,
-    ProtocolVersion, Publish, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
-    Will,
+    self, Ack, DecodeError, Disconnect, MqttStr, Packet, PacketId, Properties, ProtocolVersion,
+    Publish, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 
 /// Read sizes adapt between these: an idle connection holds a small buffer,
@@ -70,11 +74,18 @@ pub async fn serve_connection<S>(
     // The handshake's futures are boxed: they are large and short-lived, and
     // inline they would size the task for its whole life — thousands of idle
     // connections would each carry them.
-    let connect = match Box::pin(read_connect(&broker, &mut io, &shutdown)).await {
+    let connect = match Box::pin(handshake::read_connect(&broker, &mut io, &shutdown)).await {
         Some(c) => c,
         None => return,
     };
-    let Some(mut conn) = Box::pin(accept(&broker, &mut io, *connect, tls.as_ref(), peer)).await
+    let Some(mut conn) = Box::pin(handshake::accept(
+        &broker,
+        &mut io,
+        *connect,
+        tls.as_ref(),
+        peer,
+    ))
+    .await
     else {
         // A refusing CONNACK: the client may have sent more behind CONNECT.
         let _ = io.flush().await;
@@ -82,7 +93,10 @@ pub async fn serve_connection<S>(
         linger(&mut io, &shutdown).await;
         return;
     };
-    observe::connection_opened(if conn.v5 { "5" } else { "3.1.1" });
+    observe::ConnectionOpened {
+        version: conn.version,
+    }
+    .emit();
     let end = conn.run(&mut io, &shutdown).await;
     observe::connection_closed();
     let _ = io.flush().await;
@@ -159,79 +173,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     }
 }
 
-/// Waits for the first packet, which must be CONNECT.
-async fn read_connect<S: AsyncRead + AsyncWrite + Unpin>(
-    broker: &Broker,
-    io: &mut Io<S>,
-    shutdown: &CancellationToken,
-) -> Option<Box<Connect>> {
-    let deadline = tokio::time::sleep(broker.config.connect_timeout);
-    tokio::pin!(deadline);
-    loop {
-        // CONNECT decodes by its own protocol level; the version argument
-        // only matters for other packets, which are refused here anyway.
-        match codec::decode(
-            &mut io.rbuf,
-            ProtocolVersion::V5,
-            broker.config.max_packet_size,
-        ) {
-            Ok(Some(Packet::Connect(c))) => return Some(c),
-            Ok(Some(other)) => {
-                observe::protocol_error(
-                    0x82,
-                    &format!("first packet was {:?}, not CONNECT", other.packet_type()),
-                );
-                return None;
-            }
-            Ok(None) => {}
-            Err(e) if e.is_unsupported_protocol() => {
-                // MQTT 3.1.1 §3.1.2.2: answer return code 1 and close; an
-                // MQTT 5 CONNACK would be unreadable to an older client.
-                observe::refused("protocol_version");
-                let ack = ConnAck {
-                    session_present: false,
-                    reason_code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
-                    properties: Properties::default(),
-                };
-                let _ = codec::encode(&Packet::ConnAck(ack), ProtocolVersion::V311, &mut io.wbuf);
-                let _ = io.flush().await;
-                return None;
-            }
-            Err(e) => {
-                observe::protocol_error(e.reason_code().0, &e.to_string());
-                return None;
-            }
-        }
-        tokio::select! {
-            _ = &mut deadline => {
-                observe::refused("connect_timeout");
-                return None;
-            }
-            _ = shutdown.cancelled() => return None,
-            n = io.read() => match n {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-}
-
-fn to_core_qos(q: codec::QoS) -> QoS {
-    match q {
-        codec::QoS::AtMostOnce => QoS::AtMostOnce,
-        codec::QoS::AtLeastOnce => QoS::AtLeastOnce,
-        codec::QoS::ExactlyOnce => QoS::ExactlyOnce,
-    }
-}
-
-fn to_codec_qos(q: QoS) -> codec::QoS {
-    match q {
-        QoS::AtMostOnce => codec::QoS::AtMostOnce,
-        QoS::AtLeastOnce => codec::QoS::AtLeastOnce,
-        QoS::ExactlyOnce => codec::QoS::ExactlyOnce,
-    }
-}
-
 fn byte_string(s: &MqttStr) -> ByteString {
     // MqttStr is valid UTF-8 by construction, so this cannot fail.
     ByteString::try_from(s.clone().into_bytes()).unwrap_or_default()
@@ -239,279 +180,6 @@ fn byte_string(s: &MqttStr) -> ByteString {
 
 fn mqtt_str(s: &ByteString) -> MqttStr {
     MqttStr::from_bytes(s.as_bytes().clone()).unwrap_or_default()
-}
-
-/// Sends a CONNACK refusal and counts it.
-fn refuse(
-    io_wbuf: &mut BytesMut,
-    version: ProtocolVersion,
-    code: ReasonCode,
-    why: &'static str,
-    detail: &str,
-) {
-    observe::refused(why);
-    let mut properties = Properties::default();
-    if version == ProtocolVersion::V5 {
-        properties.reason_string = MqttStr::new(detail).ok();
-    }
-    let ack = ConnAck {
-        session_present: false,
-        reason_code: code,
-        properties,
-    };
-    let _ = codec::encode(&Packet::ConnAck(ack), version, io_wbuf);
-}
-
-/// Authenticates the CONNECT, opens the session and answers CONNACK.
-async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
-    broker: &Arc<Broker>,
-    io: &mut Io<S>,
-    connect: Connect,
-    tls: Option<&TlsPeer>,
-    peer: SocketAddr,
-) -> Option<Connection> {
-    let version = connect.protocol_version;
-    let v5 = version == ProtocolVersion::V5;
-    if v5 && connect.properties.authentication_method.is_some() {
-        refuse(
-            &mut io.wbuf,
-            version,
-            ReasonCode::BAD_AUTHENTICATION_METHOD,
-            "auth_method",
-            "no enhanced authentication method is configured",
-        );
-        return None;
-    }
-    let principal = {
-        // An empty user name without a password is no credential at all.
-        let username = connect
-            .username
-            .as_ref()
-            .map(|u| u.as_str())
-            .filter(|u| !u.is_empty() || connect.password.is_some());
-        let cert_fingerprint = tls.and_then(|t| t.cert_fingerprint.as_deref());
-        let login = Login {
-            username,
-            password: connect.password.as_deref(),
-            cert_fingerprint,
-            server_name: tls.and_then(|t| t.server_name.as_deref()),
-            peer: peer.ip(),
-        };
-        if username.is_none() && connect.password.is_none() && cert_fingerprint.is_none() {
-            if broker.config.allow_anonymous {
-                Ok(Principal {
-                    tenant: TenantId::default_tenant(),
-                    kind: PrincipalKind::Anonymous,
-                })
-            } else {
-                Err(Refusal::NotAuthorized)
-            }
-        } else {
-            broker.gate.authenticate(login).await
-        }
-    };
-    let principal = match principal {
-        Ok(p) => p,
-        Err(r) => {
-            let (code, why, detail) = match r {
-                Refusal::BadCredentials => (
-                    ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-                    "bad_credentials",
-                    "bad user name or password",
-                ),
-                Refusal::NotAuthorized => (
-                    ReasonCode::NOT_AUTHORIZED,
-                    "not_authorized",
-                    "credentials are required",
-                ),
-                Refusal::Unavailable => (
-                    ReasonCode::SERVER_UNAVAILABLE,
-                    "unavailable",
-                    "the identity store is unavailable; try again",
-                ),
-                // 3.1.1 has no "rate exceeded": its "not authorized" is the
-                // nearest answer to "not now, for these credentials".
-                Refusal::Throttled { .. } if !v5 => (ReasonCode::NOT_AUTHORIZED, "throttled", ""),
-                Refusal::Throttled { .. } => (
-                    ReasonCode::CONNECTION_RATE_EXCEEDED,
-                    "throttled",
-                    "too many failed logins",
-                ),
-                Refusal::Busy => (
-                    ReasonCode::SERVER_BUSY,
-                    "busy",
-                    "the server is busy checking passwords; retry shortly",
-                ),
-            };
-            tracing::debug!(%peer, ?r, "MQTT login refused");
-            let detail = match r {
-                Refusal::Throttled { retry_after_secs } => {
-                    format!("{detail}; retry in {retry_after_secs} s")
-                }
-                _ => detail.to_owned(),
-            };
-            refuse(&mut io.wbuf, version, code, why, &detail);
-            return None;
-        }
-    };
-    let tenant = principal.tenant.clone();
-    broker.gate.prepare(&tenant).await;
-
-    // Client identifier (MQTT 5 §3.1.3.1): empty means "assign one", which
-    // 3.1.1 allows only with a clean session.
-    let mut assigned = None;
-    let client_id = if connect.client_id.is_empty() {
-        if !v5 && !connect.clean_start {
-            refuse(
-                &mut io.wbuf,
-                version,
-                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                "client_id",
-                "an empty client id needs clean session",
-            );
-            return None;
-        }
-        let id = format!("auto-{:016x}", rand::random::<u64>());
-        assigned = Some(id.clone());
-        ByteString::from(id)
-    } else {
-        // A copy: a slice would pin the whole CONNECT read buffer for the
-        // connection's life.
-        ByteString::from(connect.client_id.as_str().to_owned())
-    };
-
-    let slot = match broker.admit(&tenant) {
-        Ok(s) => s,
-        Err(which) => {
-            let why = if which == "global" {
-                "max_connections"
-            } else {
-                "max_connections_tenant"
-            };
-            refuse(
-                &mut io.wbuf,
-                version,
-                ReasonCode::QUOTA_EXCEEDED,
-                why,
-                "connection limit reached",
-            );
-            return None;
-        }
-    };
-
-    let requested_expiry = if v5 {
-        Duration::from_secs(u64::from(
-            connect.properties.session_expiry_interval.unwrap_or(0),
-        ))
-    } else if connect.clean_start {
-        Duration::ZERO
-    } else {
-        Duration::MAX
-    };
-    let expiry = requested_expiry.min(broker.config.max_session_expiry);
-
-    let mut keep_alive = connect.keep_alive;
-    let mut server_keep_alive = None;
-    let cap = broker.config.max_keepalive;
-    if cap > 0 && v5 && (keep_alive == 0 || keep_alive > cap) {
-        keep_alive = cap;
-        server_keep_alive = Some(cap);
-    }
-
-    let owner = ByteString::from(principal.session_owner());
-    let (kick_tx, kick_rx) = oneshot::channel();
-    let connection_id = rand::random::<u64>();
-    // The identity as it is now decides what the session may receive, also
-    // what it queued before.
-    let reader = Decisions::new(broker.gate.clone(), principal.clone(), Access::Receive);
-    let (session, present) = broker.sessions.open(
-        &broker.router,
-        (tenant.clone(), owner, client_id.clone()),
-        connect.clean_start,
-        broker.config.queue_limits(),
-        |st| {
-            // Takeover (MQTT 5 §3.1.4): the connection already attached leaves.
-            if let Some(old) = st.kick.take() {
-                let _ = old.send(ReasonCode::SESSION_TAKEN_OVER);
-            }
-            st.connection = Some(connection_id);
-            st.kick = Some(kick_tx);
-            st.generation += 1;
-            st.expiry = expiry;
-            // Resuming within the will delay cancels the pending will.
-            st.pending_will = None;
-            st.reader = Some(reader);
-        },
-    );
-    session.mark_dirty();
-
-    let mut properties = Properties::default();
-    if v5 {
-        properties.receive_maximum = NonZeroU16::new(broker.config.receive_maximum);
-        properties.maximum_packet_size = u32::try_from(broker.config.max_packet_size)
-            .ok()
-            .and_then(NonZeroU32::new);
-        properties.topic_alias_maximum = Some(broker.config.topic_alias_maximum);
-        properties.assigned_client_identifier =
-            assigned.as_deref().and_then(|a| MqttStr::new(a).ok());
-        properties.server_keep_alive = server_keep_alive;
-        if expiry != requested_expiry {
-            properties.session_expiry_interval =
-                Some(u32::try_from(expiry.as_secs()).unwrap_or(u32::MAX));
-        }
-    }
-    let ack = ConnAck {
-        session_present: present,
-        reason_code: ReasonCode::SUCCESS,
-        properties,
-    };
-    let _ = codec::encode(&Packet::ConnAck(ack), version, &mut io.wbuf);
-
-    let client_receive_max = connect
-        .properties
-        .receive_maximum
-        .map_or(u16::MAX, NonZeroU16::get);
-    tracing::debug!(%peer, tenant = %tenant, client_id = %client_id, present, "MQTT client connected");
-    Some(Connection {
-        publishing: Box::new(Decisions::new(
-            broker.gate.clone(),
-            principal.clone(),
-            Access::Publish,
-        )),
-        rate: broker.rates.client(&tenant),
-        bus: broker.router.tenant(&tenant),
-        broker: broker.clone(),
-        _slot: slot,
-        version,
-        v5,
-        principal,
-        tenant,
-        client_id,
-        session,
-        connection_id,
-        kick: Some(kick_rx),
-        will: connect.will.map(Box::new),
-        keep_alive: Duration::from_secs(u64::from(keep_alive)),
-        window: client_receive_max.min(broker.config.max_inflight).max(1) as usize,
-        client_max_packet: connect
-            .properties
-            .maximum_packet_size
-            .map(|m| m.get() as usize),
-        client_alias_max: if v5 {
-            connect.properties.topic_alias_maximum.unwrap_or(0)
-        } else {
-            0
-        },
-        aliases_in: HashMap::new(),
-        aliases_out: HashMap::new(),
-        resend: present,
-        backpressure: None,
-        durable_after: Ticket::NONE,
-        committed: broker.router.durability().watch(),
-        deferred_acks: std::collections::VecDeque::new(),
-        deferred_pubacks: 0,
-        server_closed: false,
-    })
 }
 
 /// Why a connection ended; decides the will and the session's fate.
@@ -634,7 +302,7 @@ impl Connection {
                         Ok(None) => {}
                         Ok(Some(end)) => return end,
                         Err(Violation(code, detail)) => {
-                            observe::protocol_error(code.0, detail);
+                            observe::ProtocolViolated { code, detail }.emit();
                             self.disconnect(&mut io.wbuf, code);
                             return End::Lost;
                         }
@@ -678,7 +346,11 @@ impl Connection {
                     self.release_acks(&mut io.wbuf);
                 }
                 _ = &mut keepalive, if !self.keep_alive.is_zero() => {
-                    observe::protocol_error(ReasonCode::KEEP_ALIVE_TIMEOUT.0, "keep alive expired");
+                    observe::ProtocolViolated {
+                        code: ReasonCode::KEEP_ALIVE_TIMEOUT,
+                        detail: "keep alive expired",
+                    }
+                    .emit();
                     self.disconnect(&mut io.wbuf, ReasonCode::KEEP_ALIVE_TIMEOUT);
                     return End::Lost;
                 }
@@ -807,7 +479,7 @@ impl Connection {
             }
             None => p.topic.clone(),
         };
-        let qos = to_core_qos(p.qos);
+        let qos = p.qos;
         let packet_id = p.packet_id;
         let topic_str = topic.as_str();
 
@@ -815,18 +487,18 @@ impl Connection {
         let format_ok = p.properties.payload_format_indicator != Some(true)
             || std::str::from_utf8(&p.payload).is_ok();
         let allowed = !topic_str.starts_with('$') && self.publishing.allows(&byte_string(&topic));
-        // The reason code, and for the intake's refusals why (kept off the
-        // connection's state: every idle connection would pay for it).
-        let mut why = None;
+        // Kept off the connection's state: every idle connection would pay
+        // for the intake's reason string.
         let mut refusal = if !allowed {
-            observe::denied("publish", &self.tenant, 1);
-            Some(ReasonCode::NOT_AUTHORIZED)
+            Some(PublishRefusal::Denied)
         } else if !format_ok {
-            observe::dropped("payload_format_invalid", 1);
-            Some(ReasonCode::PAYLOAD_FORMAT_INVALID)
+            Some(PublishRefusal::PayloadFormatInvalid)
         } else {
             None
         };
+        if let Some(r) = &refusal {
+            r.observe(&self.tenant);
+        }
 
         // Only deferred PUBACKs can pile up, so with none the client is
         // within the window (the QoS 2 check below keeps its own count).
@@ -854,7 +526,7 @@ impl Connection {
             }
             drop(st);
             if !duplicate && refusal.is_none() {
-                (refusal, why) = self.route(topic, p);
+                refusal = self.route(topic, p);
                 if refusal.is_some() {
                     // Refused: the exchange ends with the PUBREC, so a
                     // retry with the same id is a new message.
@@ -862,20 +534,21 @@ impl Connection {
                 }
             }
         } else if refusal.is_none() {
-            (refusal, why) = self.route(topic, p);
+            refusal = self.route(topic, p);
         }
 
         if let Some(id) = packet_id {
             // SPEC: a denied publish is refused with 0x87 in MQTT 5 and
             // acknowledged silently in 3.1.1 (which has no way to say no).
             let mut ack = Ack::new(id);
-            if let Some(code) = refusal {
-                ack.reason_code = code;
+            if let Some(refusal) = refusal {
+                ack.reason_code = refusal.reason_code();
                 // A reason string is optional: leave it out rather than
                 // risk exceeding a small client maximum packet size.
                 if self.client_max_packet.is_none_or(|max| max >= 512) {
-                    ack.properties.reason_string =
-                        why.and_then(|w| MqttStr::new(truncate(&w, 256)).ok());
+                    ack.properties.reason_string = refusal
+                        .reason_string()
+                        .and_then(|w| MqttStr::new(truncate(&w, 256)).ok());
                 }
             }
             let packet = if qos == QoS::ExactlyOnce {
@@ -947,21 +620,20 @@ impl Connection {
         }
     }
 
-    /// Hands a client's message to the router; when the router's intake
-    /// refused it (an invalid telemetry payload), returns the reason code and
-    /// why, for the acknowledgement's reason string.
-    fn route(&mut self, topic: MqttStr, p: Publish) -> (Option<ReasonCode>, Option<String>) {
+    /// Hands a client's message to the router; returns the refusal when the
+    /// router's intake refused it (an invalid telemetry payload).
+    fn route(&mut self, topic: MqttStr, p: Publish) -> Option<PublishRefusal> {
         let props = &p.properties;
         let message = Message {
             tenant: self.tenant.clone(),
             topic: byte_string(&topic),
             payload: p.payload,
-            qos: to_core_qos(p.qos),
+            qos: p.qos,
             retain: p.retain,
             properties: application_properties(props),
             expires_at: props
                 .message_expiry_interval
-                .map(|s| Instant::now() + Duration::from_secs(u64::from(s))),
+                .map(|s| monotonic_now() + Duration::from_secs(u64::from(s))),
             origin: Origin::Mqtt {
                 client_id: self.client_id.clone(),
                 session: self.session.subscriber_id,
@@ -973,16 +645,7 @@ impl Connection {
             self.backpressure = published.backpressure;
         }
         self.durable_after = published.durable_after;
-        let Some(refused) = published.refused else {
-            return (None, None);
-        };
-        let code = match &refused {
-            Refused::Invalid(_) => ReasonCode::PAYLOAD_FORMAT_INVALID,
-            Refused::UnknownDevice(_) => ReasonCode::TOPIC_NAME_INVALID,
-            Refused::QuotaExceeded(_) => ReasonCode::QUOTA_EXCEEDED,
-            Refused::Unavailable(_) => ReasonCode::UNSPECIFIED_ERROR,
-        };
-        (Some(code), Some(refused.to_string()))
+        published.refused.map(PublishRefusal::Intake)
     }
 
     fn on_pubrec(&self, wbuf: &mut BytesMut, a: Ack) {
@@ -1045,12 +708,17 @@ impl Connection {
                 .gate
                 .allows(&self.principal, Access::Subscribe, parsed.filter)
             {
-                observe::denied("subscribe", &self.tenant, 1);
+                observe::Denied {
+                    access: DeniedAccess::Subscribe,
+                    tenant: &self.tenant,
+                    n: 1,
+                }
+                .emit();
                 codes.push(ReasonCode::UNSPECIFIED_ERROR);
                 continue;
             }
             let options = SubscriptionOptions {
-                qos: to_core_qos(sub.options.qos),
+                qos: sub.options.qos,
                 no_local: sub.options.no_local,
                 retain_as_published: sub.options.retain_as_published,
                 subscription_id,
@@ -1167,7 +835,7 @@ impl Connection {
                 st.reader = Some(reader);
             }
             if denied > 0 {
-                observe::denied("receive", &self.tenant, denied);
+                self.denied_receive(denied);
                 self.session.mark_dirty();
             }
             st.inflight.iter().cloned().collect()
@@ -1187,12 +855,22 @@ impl Connection {
         }
     }
 
+    /// Counts `n` messages the client's read rules kept from it.
+    fn denied_receive(&self, n: u64) {
+        observe::Denied {
+            access: DeniedAccess::Receive,
+            tenant: &self.tenant,
+            n,
+        }
+        .emit();
+    }
+
     /// Moves queued messages into the socket buffer, within the window.
     fn drain(&mut self, wbuf: &mut BytesMut) {
         let mut sent = 0u64;
         let mut expired = 0u64;
         let mut denied = 0u64;
-        let now = Instant::now();
+        let now = monotonic_now();
         loop {
             let (out, packet_id) = {
                 let mut st = self.session.state();
@@ -1240,10 +918,14 @@ impl Connection {
             observe::messages_out(sent);
         }
         if expired > 0 {
-            observe::dropped("expired", expired);
+            observe::MessagesDropped {
+                reason: DropReason::Expired,
+                n: expired,
+            }
+            .emit();
         }
         if denied > 0 {
-            observe::denied("receive", &self.tenant, denied);
+            self.denied_receive(denied);
         }
         let left = self.session.state().queue.len();
         self.session.relieve_if_drained(left);
@@ -1275,7 +957,7 @@ impl Connection {
             }
             if let Some(at) = m.expires_at {
                 let left = at
-                    .saturating_duration_since(Instant::now())
+                    .saturating_duration_since(monotonic_now())
                     .as_secs()
                     .max(1);
                 properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(u32::MAX));
@@ -1299,7 +981,7 @@ impl Connection {
         }
         let packet = Packet::Publish(Publish {
             dup,
-            qos: to_codec_qos(out.qos),
+            qos: out.qos,
             retain: out.retain,
             topic,
             packet_id,
@@ -1316,7 +998,11 @@ impl Connection {
                 {
                     self.aliases_out.remove(&m.topic);
                 }
-                observe::dropped("too_large", 1);
+                observe::MessagesDropped {
+                    reason: DropReason::TooLarge,
+                    n: 1,
+                }
+                .emit();
                 return None;
             }
         }
@@ -1383,7 +1069,7 @@ impl Connection {
             self.tenant.clone(),
             byte_string(&will.topic),
             will.payload.clone(),
-            to_core_qos(will.qos),
+            will.qos,
             Origin::Mqtt {
                 client_id: self.client_id.clone(),
                 session: self.session.subscriber_id,
@@ -1398,14 +1084,19 @@ impl Connection {
                 .gate
                 .allows(&self.principal, Access::Publish, &message.topic)
         {
-            observe::denied("will", &self.tenant, 1);
+            observe::Denied {
+                access: DeniedAccess::Will,
+                tenant: &self.tenant,
+                n: 1,
+            }
+            .emit();
             return;
         }
         let props = &will.properties;
         message.properties = application_properties(props);
         message.expires_at = props
             .message_expiry_interval
-            .map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
+            .map(|s| monotonic_now() + Duration::from_secs(u64::from(s)));
         let delay = Duration::from_secs(u64::from(props.will_delay_interval.unwrap_or(0)))
             .min(session_expiry);
         let router = self.broker.router.clone();

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Broker, observe, serve_connection};
+use super::observe::{self, RefusedReason};
+use super::{Broker, serve_connection};
 
 /// Counts connections per source IP in one-second windows.
 pub struct ConnectRate {
@@ -18,7 +19,8 @@ pub struct ConnectRate {
 }
 
 impl ConnectRate {
-    /// Whether one more connection from `ip` fits within `limit` per second.
+    /// Whether one more connection from `ip` fits within `limit` per second;
+    /// one that does not is counted as refused.
     pub fn admit(&self, ip: IpAddr, limit: u32) -> bool {
         let mut guard = self.windows.lock();
         let (start, counts) = &mut *guard;
@@ -28,7 +30,14 @@ impl ConnectRate {
         }
         let n = counts.entry(ip).or_default();
         *n += 1;
-        *n <= limit
+        let admitted = *n <= limit;
+        if !admitted {
+            observe::ConnectionRefused {
+                reason: RefusedReason::ConnectRate,
+            }
+            .emit();
+        }
+        admitted
     }
 }
 
@@ -64,7 +73,6 @@ pub async fn serve_tcp(
             }
         };
         if !rate.admit(peer.ip(), broker.config.max_connect_rate_per_ip) {
-            observe::refused("connect_rate");
             drop(stream);
             continue;
         }

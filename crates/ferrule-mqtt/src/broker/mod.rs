@@ -12,6 +12,7 @@ pub mod listener;
 mod observe;
 pub mod persist;
 pub mod rate;
+mod refusal;
 mod session;
 pub mod tls;
 
@@ -23,12 +24,25 @@ use async_trait::async_trait;
 use ferrule_bus::{Router, Ticket};
 use ferrule_core::{DeviceId, Principal, PrincipalKind, TenantId};
 use parking_lot::Mutex;
+use refusal::ConnectionLimit;
 use std::collections::HashMap;
 
 pub use connection::serve_connection;
 pub use decisions::{Check, Decisions};
+/// Publish, subscribe, or receive a message, for authorisation: the ACL's
+/// own vocabulary, so the gatekeeper passes it through.
+pub use ferrule_core::acl::Access;
 pub use observe::METRIC_NAMES;
+pub use refusal::Refusal;
 pub use session::{QueueLimits, Session, SessionRegistry};
+
+/// Now, for message expiry (`Message::expires_at`), on tokio's clock: the
+/// broker's timers (keep alive, will delay, session expiry) run on it too,
+/// so a test that pauses and advances tokio's time sees messages expire in
+/// step with them. Outside such tests it is the system's monotonic clock.
+pub(crate) fn monotonic_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// Broker settings, from configuration.
 #[derive(Debug, Clone)]
@@ -118,32 +132,6 @@ pub struct TlsPeer {
     pub cert_fingerprint: Option<String>,
     /// The server name (SNI) the client asked for, when it sent one.
     pub server_name: Option<String>,
-}
-
-/// Why a login was refused; mapped to CONNACK codes by the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// 0x86 / 3.1.1 code 4.
-    BadCredentials,
-    /// 0x87 / 3.1.1 code 5.
-    NotAuthorized,
-    /// 0x88 / 3.1.1 code 3 (storage unreachable).
-    Unavailable,
-    /// Too many failed logins for this account or address: 0x9F
-    /// (connection rate exceeded) / 3.1.1 code 5.
-    Throttled { retry_after_secs: u64 },
-    /// Password checking is at its bound: 0x89 (server busy) / 3.1.1 code 3.
-    Busy,
-}
-
-/// Publish, subscribe, or receive a message, for authorisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Publish,
-    /// Granted when some topic the filter matches may be received.
-    Subscribe,
-    /// A message on its way to the client, through a subscription.
-    Receive,
 }
 
 /// Authentication and authorisation, implemented outside the MQTT crate.
@@ -353,17 +341,17 @@ impl Broker {
     }
 
     /// Claims a connection slot for the tenant, or says which limit is hit.
-    fn admit(self: &Arc<Self>, tenant: &TenantId) -> Result<ConnectionSlot, &'static str> {
+    fn admit(self: &Arc<Self>, tenant: &TenantId) -> Result<ConnectionSlot, ConnectionLimit> {
         if self.connections.fetch_add(1, Ordering::AcqRel) >= self.config.max_connections {
             self.connections.fetch_sub(1, Ordering::AcqRel);
-            return Err("global");
+            return Err(ConnectionLimit::Global);
         }
         let mut per = self.per_tenant.lock();
         let n = per.entry(tenant.clone()).or_default();
         if *n >= self.config.max_connections_per_tenant {
             drop(per);
             self.connections.fetch_sub(1, Ordering::AcqRel);
-            return Err("tenant");
+            return Err(ConnectionLimit::Tenant);
         }
         *n += 1;
         Ok(ConnectionSlot {

@@ -218,7 +218,7 @@ pub(crate) async fn write_batch(store: &dyn SessionStore, batch: Vec<Change>) ->
 
 fn wall_ms(at: Option<Instant>) -> Option<i64> {
     let at = at?;
-    let now = Instant::now();
+    let now = super::monotonic_now();
     let now_ms = ferrule_core::message::now_ms();
     Some(if at >= now {
         now_ms + at.duration_since(now).as_millis() as i64
@@ -230,7 +230,7 @@ fn wall_ms(at: Option<Instant>) -> Option<i64> {
 fn instant(ms: Option<i64>) -> Option<Instant> {
     let ms = ms?;
     let left = ms - ferrule_core::message::now_ms();
-    Some(Instant::now() + Duration::from_millis(left.max(0) as u64))
+    Some(super::monotonic_now() + Duration::from_millis(left.max(0) as u64))
 }
 
 pub(crate) fn stored_message(m: &Message) -> StoredMessage {

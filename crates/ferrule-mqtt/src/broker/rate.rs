@@ -20,7 +20,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use parking_lot::Mutex;
 
-use super::observe::RateLimited;
+use super::observe::{RateLimited, RateScope};
 
 /// Limits per second; 0 turns one off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +195,7 @@ impl TenantRates {
             None => Ok(()),
             Some(wait) => {
                 RateLimited {
-                    scope: "tenant",
+                    scope: RateScope::Tenant,
                     tenant,
                 }
                 .emit();
@@ -253,7 +253,7 @@ impl ClientRate {
             && own.take_waiting(messages, bytes).await
         {
             RateLimited {
-                scope: "client",
+                scope: RateScope::Client,
                 tenant: &self.tenant_id,
             }
             .emit();
@@ -262,7 +262,7 @@ impl ClientRate {
             && tenant.take_waiting(messages, bytes).await
         {
             RateLimited {
-                scope: "tenant",
+                scope: RateScope::Tenant,
                 tenant: &self.tenant_id,
             }
             .emit();

@@ -29,7 +29,7 @@ use smallvec::SmallVec;
 use tokio::sync::{Notify, oneshot};
 
 use super::decisions::Decisions;
-use super::observe;
+use super::observe::{self, DeniedAccess, DropReason};
 use super::persist::{Change, Persister};
 use crate::codec::ReasonCode;
 
@@ -292,12 +292,21 @@ impl Session {
             && !reader.allows(&out.message.topic)
         {
             drop(st);
-            observe::denied("receive", &self.tenant, 1);
+            observe::Denied {
+                access: DeniedAccess::Receive,
+                tenant: &self.tenant,
+                n: 1,
+            }
+            .emit();
             return Delivered::default();
         }
         if st.queue.len() >= self.limits.messages {
             drop(st);
-            observe::dropped("queue_full", 1);
+            observe::MessagesDropped {
+                reason: DropReason::QueueFull,
+                n: 1,
+            }
+            .emit();
             return Delivered::default();
         }
         // A session holding nothing takes one message whatever its size, so
@@ -305,7 +314,10 @@ impl Session {
         let held = st.held_bytes();
         if held > 0 && held + held_size(&out) > self.limits.bytes {
             drop(st);
-            observe::dropped_in_tenant("queue_bytes", &self.tenant, 1);
+            observe::SessionBytesFull {
+                tenant: &self.tenant,
+            }
+            .emit();
             return Delivered::default();
         }
         st.push_queued(out);

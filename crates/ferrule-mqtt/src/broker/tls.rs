@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::listener::ConnectRate;
-use super::{Broker, TlsPeer, observe, serve_connection};
+use super::observe::{self, RefusedReason};
+use super::{Broker, TlsPeer, serve_connection};
 
 /// Accepts any well-formed client certificate whose key the client proves
 /// it holds; identity is decided by the registered fingerprint.
@@ -126,7 +127,6 @@ pub async fn serve_tls(
             continue;
         };
         if !rate.admit(peer.ip(), broker.config.max_connect_rate_per_ip) {
-            observe::refused("connect_rate");
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -138,12 +138,18 @@ pub async fn serve_tls(
             let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    observe::refused("tls_handshake");
+                    observe::ConnectionRefused {
+                        reason: RefusedReason::TlsHandshake,
+                    }
+                    .emit();
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
-                    observe::refused("tls_handshake");
+                    observe::ConnectionRefused {
+                        reason: RefusedReason::TlsHandshake,
+                    }
+                    .emit();
                     return;
                 }
             };

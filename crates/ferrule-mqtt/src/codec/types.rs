@@ -21,35 +21,9 @@ pub const VARINT_MAX: u32 = 268_435_455;
 /// Two Byte Integer length prefix (MQTT 5 §1.5.4, §1.5.6).
 pub const MAX_PREFIXED_LEN: usize = u16::MAX as usize;
 
-/// Quality of Service level (MQTT 5 §4.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[repr(u8)]
-pub enum QoS {
-    /// QoS 0: at most once delivery.
-    #[default]
-    AtMostOnce = 0,
-    /// QoS 1: at least once delivery.
-    AtLeastOnce = 1,
-    /// QoS 2: exactly once delivery.
-    ExactlyOnce = 2,
-}
-
-impl QoS {
-    /// The QoS for a two-bit wire value; `None` for the invalid value 3.
-    pub const fn from_u8(value: u8) -> Option<Self> {
-        match value {
-            0 => Some(QoS::AtMostOnce),
-            1 => Some(QoS::AtLeastOnce),
-            2 => Some(QoS::ExactlyOnce),
-            _ => None,
-        }
-    }
-
-    /// The wire value.
-    pub const fn as_u8(self) -> u8 {
-        self as u8
-    }
-}
+/// Quality of Service level (MQTT 5 §4.3): the one the whole server uses,
+/// so a decoded level goes to the router as it is.
+pub use ferrule_core::QoS;
 
 /// Why a string cannot be an MQTT UTF-8 Encoded String (MQTT 5 §1.5.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! MQTT 5 properties: application properties carried from publisher to
 //! subscriber, Message Expiry, Topic Aliases both ways, the client's
-//! Maximum Packet Size.
+//! Maximum Packet Size. (Expiry of queued messages is tested in-process on
+//! paused time: `ferrule-mqtt`'s `tests/timing.rs`.)
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -17,12 +18,6 @@ async fn application_properties_reach_the_subscriber() {
     // topic, correlation data, payload format, message expiry.
     let w = World::start().await;
     w.peer().proto(V5).run("properties_passthrough").await;
-}
-
-#[tokio::test]
-async fn an_expired_message_is_not_delivered_from_the_queue() {
-    let w = World::start().await;
-    w.peer().proto(V5).run("message_expiry_offline").await;
 }
 
 #[tokio::test]

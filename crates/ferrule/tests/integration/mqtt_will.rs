@@ -1,8 +1,9 @@
 //! Will messages: published when a connection is lost (or on MQTT 5
-//! DISCONNECT 0x04), not on a normal DISCONNECT; Will Delay; and a will
-//! obeys the same rules as any publish from its client.
-//! (Wills after a keep-alive timeout and a protocol error: see
-//! `mqtt_keepalive` and `mqtt_bad_input`.)
+//! DISCONNECT 0x04), not on a normal DISCONNECT; a delayed will released
+//! by a clean start; and a will obeys the same rules as any publish from
+//! its client. (Will Delay's timing, and the will after a keep-alive
+//! timeout, are tested in-process on paused time: `ferrule-mqtt`'s
+//! `tests/timing.rs`; after a protocol error: `mqtt_bad_input`.)
 
 use crate::mqtt_util::{V5, World, both_versions};
 
@@ -28,18 +29,6 @@ async fn a_normal_disconnect_discards_the_will() {
 async fn disconnect_with_will_message_publishes_it() {
     let w = World::start().await;
     w.peer().proto(V5).run("will_disconnect_with_will").await;
-}
-
-#[tokio::test]
-async fn will_delay_comes_after_the_delay() {
-    let w = World::start().await;
-    w.peer().proto(V5).run("will_delay_elapses").await;
-}
-
-#[tokio::test]
-async fn reconnecting_within_the_will_delay_cancels_the_will() {
-    let w = World::start().await;
-    w.peer().proto(V5).run("will_delay_cancelled").await;
 }
 
 #[tokio::test]

@@ -813,44 +813,6 @@ def will_disconnect_with_will():
 
 
 @scenario
-def will_delay_cancelled():
-    """MQTT 5 Will Delay: a client that comes back (same client id, clean
-    start 0, session expiry longer than the delay) before the delay has
-    passed cancels the will."""
-    v5_only()
-    obs = observer()
-    cid = f"will-delay-{uuid.uuid4().hex[:6]}"
-    w = Peer("w", "DEV", client_id=cid).will(
-        "devices/pump/status", b"late", qos=1,
-        properties=props(PacketTypes.WILLMESSAGE, WillDelayInterval=2))
-    w.connect(clean_start=True, properties=props(PacketTypes.CONNECT, SessionExpiryInterval=60))
-    w.kill()
-    time.sleep(0.3)
-    back = Peer("back", "DEV", client_id=cid)
-    present, _ = back.connect(clean_start=False,
-                              properties=props(PacketTypes.CONNECT, SessionExpiryInterval=60))
-    check(present, "the session must be resumed")
-    obs.expect_none(3.0)
-
-
-@scenario
-def will_delay_elapses():
-    """MQTT 5 Will Delay: without a reconnect the will comes after the delay,
-    not before."""
-    v5_only()
-    obs = observer()
-    w = Peer("w", "DEV").will("devices/pump/status", b"late", qos=1,
-                              properties=props(PacketTypes.WILLMESSAGE, WillDelayInterval=1))
-    w.connect(properties=props(PacketTypes.CONNECT, SessionExpiryInterval=60))
-    t0 = time.monotonic()
-    w.kill()
-    m = obs.expect_one(timeout=4.0)
-    waited = time.monotonic() - t0
-    check(m.payload == b"late", f"will: {describe(m)}")
-    check(waited >= 0.9, f"will published after {waited:.2f} s, before its 1 s delay")
-
-
-@scenario
 def will_delay_clean_start():
     """MQTT 5 §3.1.3.2.2: the will waits for its delay *or the end of the
     session*, whichever comes first. A reconnect with clean start 1 ends the
@@ -1092,45 +1054,6 @@ def session_across_credentials():
 
 
 @scenario
-def session_expiry():
-    """MQTT 5 Session Expiry: a session with expiry 1 s is gone 2 s after
-    the disconnect; one with expiry 0 ends at the disconnect."""
-    v5_only()
-    for expiry, wait in ((1, 2.0), (0, 0.2)):
-        cid = f"exp-{uuid.uuid4().hex[:6]}"
-        s = Peer("s", "OBS", client_id=cid)
-        s.connect(clean_start=True, properties=session_props(expiry))
-        s.subscribe(("devices/pump/e", 1))
-        s.disconnect()
-        time.sleep(wait)
-        back = Peer("back", "OBS", client_id=cid)
-        present, _ = back.connect(clean_start=False, properties=session_props(60))
-        check(not present, f"expiry {expiry}: session still present after {wait} s")
-        back.disconnect()
-    # The DISCONNECT may shorten the expiry: 60 at CONNECT, 0 at DISCONNECT.
-    cid = f"exp-{uuid.uuid4().hex[:6]}"
-    s = Peer("s", "OBS", client_id=cid)
-    s.connect(clean_start=True, properties=session_props(60))
-    s.subscribe(("devices/pump/e", 1))
-    s.disconnect(properties=props(PacketTypes.DISCONNECT, SessionExpiryInterval=0))
-    time.sleep(0.2)
-    back = Peer("back", "OBS", client_id=cid)
-    present, _ = back.connect(clean_start=False, properties=session_props(60))
-    check(not present, "session expiry set to 0 by DISCONNECT: session still present")
-    # ...and a session that was to end at disconnect cannot be revived by
-    # the DISCONNECT: a Protocol Error (MQTT 5 §3.14.2.2.2).
-    cid = f"exp-{uuid.uuid4().hex[:6]}"
-    z = Peer("z", "OBS", client_id=cid)
-    z.connect(clean_start=True)
-    z.subscribe(("devices/pump/e", 1))
-    z.disconnect(properties=props(PacketTypes.DISCONNECT, SessionExpiryInterval=30))
-    time.sleep(0.2)
-    back = Peer("back", "OBS", client_id=cid)
-    present, _ = back.connect(clean_start=False, properties=session_props(60))
-    check(not present, "session expiry 0 at CONNECT, 30 at DISCONNECT: session still present")
-
-
-@scenario
 def session_redelivery():
     """A QoS 1 message the client did not acknowledge before its connection
     dropped is sent again on resume, with DUP=1 (paho, manual acks)."""
@@ -1186,35 +1109,6 @@ def properties_passthrough():
     for name in ("PayloadFormatIndicator", "ContentType", "ResponseTopic", "CorrelationData",
                  "UserProperty", "MessageExpiryInterval"):
         check(not hasattr(m.properties, name), f"bare message carries {name}: {m.properties}")
-
-
-@scenario
-def message_expiry_offline():
-    """MQTT 5 Message Expiry: a message with expiry 1 s queued for an
-    offline session for 2 s is not delivered; others are, with the expiry
-    counted down."""
-    v5_only()
-    cid = f"mexp-{uuid.uuid4().hex[:6]}"
-    s = Peer("s", "OBS", client_id=cid)
-    s.connect(clean_start=True, properties=session_props())
-    s.subscribe(("devices/pump/x/#", 1))
-    s.disconnect()
-    dev = Peer("dev", "DEV")
-    dev.connect()
-    dev.publish("devices/pump/x/short", b"short", qos=1,
-                properties=props(PacketTypes.PUBLISH, MessageExpiryInterval=1))
-    dev.publish("devices/pump/x/long", b"long", qos=1,
-                properties=props(PacketTypes.PUBLISH, MessageExpiryInterval=60))
-    dev.publish("devices/pump/x/none", b"none", qos=1)
-    time.sleep(2.1)
-    back = Peer("back", "OBS", client_id=cid)
-    present, _ = back.connect(clean_start=False, properties=session_props())
-    check(present, "session present")
-    got = back.expect(2)
-    check([m.payload for m in got] == [b"long", b"none"], f"got {[describe(m) for m in got]}")
-    left = getattr(got[0].properties, "MessageExpiryInterval", None)
-    check(left is not None and left <= 58, f"expiry after 2 s in the queue: {left}, expected <= 58")
-    back.expect_none()
 
 
 @scenario

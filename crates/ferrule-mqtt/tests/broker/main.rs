@@ -1,0 +1,6 @@
+//! The broker in the test's own process, over in-memory streams: one test
+//! binary, with a shared harness.
+
+mod footprint;
+mod harness;
+mod timing;
