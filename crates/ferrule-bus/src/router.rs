@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -28,7 +27,9 @@ pub struct TenantBus {
 impl TenantBus {
     /// Retained messages matching `filter` (unexpired).
     pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
-        let now = Instant::now();
+        // Tokio's clock, as the broker's expiry stamps (`expires_at`) are:
+        // the system's monotonic clock, except in tests that pause time.
+        let now = tokio::time::Instant::now().into_std();
         self.retained
             .lock()
             .values()

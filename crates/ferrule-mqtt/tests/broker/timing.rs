@@ -1,5 +1,5 @@
 //! The broker's timing on paused tokio time: keep alive, will
-//! delay, message expiry and session expiry. Time only moves when every
+//! delay, message expiry (queued and retained) and session expiry. Time only moves when every
 //! task waits (tokio advances it to the next timer), so a test that spans
 //! minutes of protocol time takes milliseconds, and the durations it
 //! asserts are exact.
@@ -185,6 +185,28 @@ async fn an_expired_message_is_not_delivered_from_the_queue() {
     assert_eq!(&none.payload[..], b"x/none");
     assert_eq!(none.properties.message_expiry_interval, None);
     back.expect_silence(SECOND).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_retained_message_is_gone() {
+    let broker = TestBroker::start();
+    let (mut publisher, _) = broker.connect(connect_v5("publisher", 0)).await;
+    for (i, (topic, expiry)) in [("r/short", 1), ("r/long", 60)].into_iter().enumerate() {
+        let mut p = Publish::new(s(topic), topic.to_owned());
+        p.retain = true;
+        p.properties.message_expiry_interval = Some(expiry);
+        publisher.publish(p, i as u16 + 1).await;
+    }
+    sleep(2 * SECOND).await;
+
+    let (mut late, _) = broker.connect(connect_v5("late", 0)).await;
+    late.subscribe("r/#").await;
+    let long = late.recv_publish(SECOND).await;
+    assert_eq!(&long.payload[..], b"r/long");
+    assert!(long.retain, "a retained message is delivered as retained");
+    // Delivered with what is left of its expiry (MQTT 5 §3.3.2.3.3).
+    assert_eq!(long.properties.message_expiry_interval, Some(58));
+    late.expect_silence(SECOND).await;
 }
 
 // ---------------------------------------------------------- session expiry

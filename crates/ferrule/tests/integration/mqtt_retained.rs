@@ -16,9 +16,3 @@ async fn retain_handling_and_retain_as_published() {
     let w = World::start().await;
     w.peer().proto(V5).run("retain_handling").await;
 }
-
-#[tokio::test]
-async fn retained_messages_expire() {
-    let w = World::start().await;
-    w.peer().proto(V5).run("retained_expiry").await;
-}

@@ -563,29 +563,6 @@ def retain_handling():
     check(m.payload == b"not-retained" and not m.retain, f"RAP on a non-retained message: {describe(m)}")
 
 
-@scenario
-def retained_expiry():
-    """MQTT 5: a retained message with Message Expiry 1 s is gone 2 s
-    later; one without expiry stays; a retained message is delivered with
-    its remaining expiry."""
-    v5_only()
-    dev = Peer("dev", "DEV")
-    dev.connect()
-    dev.publish("devices/pump/re/short", b"short", qos=1, retain=True,
-                properties=props(PacketTypes.PUBLISH, MessageExpiryInterval=1))
-    dev.publish("devices/pump/re/long", b"long", qos=1, retain=True,
-                properties=props(PacketTypes.PUBLISH, MessageExpiryInterval=60))
-    time.sleep(2.1)
-    s = Peer("s", "OBS")
-    s.connect()
-    s.subscribe(("devices/pump/re/#", 1))
-    m = s.expect_one()
-    check(m.payload == b"long" and m.retain, f"got {describe(m)}")
-    left = getattr(m.properties, "MessageExpiryInterval", None)
-    check(left is not None and left <= 58, f"remaining expiry {left}, expected <= 58")
-    s.expect_none()
-
-
 # ---------------------------------------------------------------- subscription options
 
 @scenario
