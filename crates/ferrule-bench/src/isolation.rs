@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use ferrule_mqtt::broker::observe;
 use ferrule_mqtt::codec::{
     self, Connect, MqttStr, Packet, PacketId, ProtocolVersion, Publish, QoS, Subscribe,
     Subscription, SubscriptionOptions,
@@ -239,7 +240,7 @@ impl Server {
         let (mqtt, token, rate) = (self.mqtt, self.quiet.clone(), args.rate);
         let quiet = std::thread::spawn(move || quiet_device(mqtt, &token, rate, window));
         tokio::time::sleep(WARMUP).await;
-        let received = "ferrule_mqtt_messages_received_total";
+        let received = observe::MESSAGES_IN;
         let before = self.metric(received, &[]).await?;
         let opened = Instant::now();
         tokio::time::sleep(window).await;
@@ -253,7 +254,7 @@ impl Server {
             .await?
             .map_err(|_| anyhow::anyhow!("the quiet device's thread panicked"))??;
         let limited = self
-            .metric("ferrule_rate_limited_total", &[r#"tenant="noisy""#])
+            .metric(observe::RATE_LIMITED, &[r#"tenant="noisy""#])
             .await?;
         // Everything the server read in the window, less the quiet device's.
         let noisy_rate = ((after - before) / seconds - f64::from(args.rate)).max(0.0);

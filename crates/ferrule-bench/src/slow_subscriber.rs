@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use ferrule_mqtt::broker::observe;
 use ferrule_mqtt::codec::QoS;
 use tokio::task::JoinSet;
 use tokio_util::bytes::Bytes;
@@ -168,7 +169,10 @@ async fn dropped(http: &str) -> anyhow::Result<u64> {
         .context("reading /metrics")?;
     Ok(text
         .lines()
-        .filter(|l| l.starts_with("ferrule_mqtt_messages_dropped_total{"))
+        .filter(|l| {
+            l.strip_prefix(observe::DROPPED)
+                .is_some_and(|rest| rest.starts_with('{'))
+        })
         .filter(|l| l.contains(r#"reason="queue_bytes""#) || l.contains(r#"reason="queue_full""#))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)

@@ -9,7 +9,7 @@
 mod connection;
 mod decisions;
 pub mod listener;
-mod observe;
+pub mod observe;
 pub mod persist;
 pub mod rate;
 mod refusal;
