@@ -714,11 +714,13 @@ mod tests {
         )
     }
 
-    fn any_rule() -> impl Strategy<Value = AclRule> {
+    /// Rules of every effect, action, subject and priority on topics from
+    /// `topic`.
+    fn rule_on(topic: impl Strategy<Value = String>) -> impl Strategy<Value = AclRule> {
         (
             prop::sample::select(vec![Effect::Allow, Effect::Deny]),
             prop::sample::select(A::ALL.to_vec()),
-            pattern(),
+            topic,
             prop::sample::select(S::ALL.to_vec()),
             0..2i32,
             any::<u16>(),
@@ -731,6 +733,10 @@ mod tests {
                 subject,
                 priority,
             })
+    }
+
+    fn any_rule() -> impl Strategy<Value = AclRule> {
+        rule_on(pattern())
     }
 
     fn any_principal() -> impl Strategy<Value = Principal> {
@@ -783,29 +789,14 @@ mod tests {
     }
 
     fn short_rule() -> impl Strategy<Value = AclRule> {
-        (
-            prop::sample::select(vec![Effect::Allow, Effect::Deny]),
-            prop::sample::select(A::ALL.to_vec()),
-            short_filter_with(
-                prop_oneof![
-                    2 => level(),
-                    2 => Just("+".to_owned()),
-                    1 => Just(DEVICE_ID_PLACEHOLDER.to_owned()),
-                ]
-                .boxed(),
-            ),
-            prop::sample::select(S::ALL.to_vec()),
-            0..2i32,
-            any::<u16>(),
-        )
-            .prop_map(|(effect, action, topic, subject, priority, n)| AclRule {
-                id: format!("acl_{n:04x}"),
-                effect,
-                action,
-                topic,
-                subject,
-                priority,
-            })
+        rule_on(short_filter_with(
+            prop_oneof![
+                2 => level(),
+                2 => Just("+".to_owned()),
+                1 => Just(DEVICE_ID_PLACEHOLDER.to_owned()),
+            ]
+            .boxed(),
+        ))
     }
 
     /// The semantics of a publish or a receipt restated plainly: substitute
