@@ -173,17 +173,8 @@ fn limits_at_the_edge_are_accepted() {
         keys(&format!(r#"{{"ts": {at_limit}, "values": {{"a": 1}}}}"#)),
         [k(at_limit, "a")]
     );
-    let obj = |n: usize| {
-        format!(
-            "{{{}}}",
-            (0..n)
-                .map(|i| format!(r#""k{i}":1"#))
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-    };
-    assert_eq!(parse(&obj(1_000)).unwrap().len(), 1_000);
-    let ten_k = format!("[{}]", vec![obj(1_000); 10].join(","));
+    assert_eq!(parse(&object_of_keys(1_000)).unwrap().len(), 1_000);
+    let ten_k = format!("[{}]", vec![object_of_keys(1_000); 10].join(","));
     assert_eq!(parse(&ten_k).unwrap().len(), 10_000);
 }
 
@@ -340,23 +331,17 @@ fn refused_keys() {
 
 #[test]
 fn refused_counts_and_depth() {
-    let obj = |n: usize| {
-        format!(
-            "{{{}}}",
-            (0..n)
-                .map(|i| format!(r#""k{i}":1"#))
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-    };
     assert_eq!(
-        parse(&obj(10_001)),
+        parse(&object_of_keys(10_001)),
         Err(PayloadError::TooManyKeys {
             limit: 1_000,
             index: None
         })
     );
-    let over = format!("[{},{{\"last\":1}}]", vec![obj(1_000); 10].join(","));
+    let over = format!(
+        "[{},{{\"last\":1}}]",
+        vec![object_of_keys(1_000); 10].join(",")
+    );
     assert_eq!(
         parse(&over),
         Err(PayloadError::TooManyPoints { limit: 10_000 })
@@ -606,4 +591,10 @@ fn readings_without_ts_are_server_stamped() {
             ("d".into(), false)
         ]
     );
+}
+
+/// `{"k0":1,"k1":1,…}` with `n` keys.
+fn object_of_keys(n: usize) -> String {
+    let members: Vec<String> = (0..n).map(|i| format!(r#""k{i}":1"#)).collect();
+    format!("{{{}}}", members.join(","))
 }
