@@ -82,6 +82,11 @@ impl ServerBuilder {
         self.tls_from_dir()
     }
 
+    /// Serves MQTT over TLS too, on a free port (see [`Server::listed_address`]).
+    pub fn mqtts_on_free_port(self) -> Self {
+        self.arg("--mqtts-listen").arg("127.0.0.1:0")
+    }
+
     pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.env.push((k.into(), v.into()));
         self
@@ -190,6 +195,19 @@ pub struct Exited {
     pub dir: TempDir,
 }
 
+impl Exited {
+    /// Asserts a refusal to start: exit status 2, and a message that names
+    /// `setting` and says `why`.
+    pub fn assert_refused(&self, setting: &str, why: &str) {
+        assert_eq!(self.status.code(), Some(2), "{}", self.stderr);
+        assert!(
+            self.stderr.contains(setting) && self.stderr.contains(why),
+            "{}",
+            self.stderr
+        );
+    }
+}
+
 /// A running server.
 pub struct Server {
     /// Base URL, `http://127.0.0.1:PORT`.
@@ -216,6 +234,19 @@ impl Server {
 
     pub fn stderr(&self) -> String {
         self.stderr.text()
+    }
+
+    /// The address `serve` lists on its line starting with `label`:
+    /// `  MQTT/TLS  mqtts://127.0.0.1:PORT` → `127.0.0.1:PORT`.
+    pub fn listed_address(&self, label: &str) -> String {
+        let stdout = self.stdout();
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|url| url.split("://").nth(1))
+            .and_then(|rest| rest.split('/').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {label} address in {stdout}"))
     }
 
     pub fn pid(&self) -> i32 {
