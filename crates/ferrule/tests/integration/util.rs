@@ -434,6 +434,31 @@ pub async fn tenant_with_owner(server: &Server, admin: &Api, tenant: &str) -> Ap
     server.api(&token)
 }
 
+/// The password of the users [`viewer_editor_owner`] creates.
+pub const USER_PASSWORD: &str = "password-1";
+
+/// Creates users `v@x.io`, `e@x.io` and `o@x.io` in the admin's tenant, as
+/// viewer, editor and owner (password [`USER_PASSWORD`]); returns their API
+/// clients, logged in, in that order.
+pub async fn viewer_editor_owner(server: &Server, admin: &Api) -> [Api; 3] {
+    [
+        user_of_role(server, admin, "v@x.io", "viewer").await,
+        user_of_role(server, admin, "e@x.io", "editor").await,
+        user_of_role(server, admin, "o@x.io", "owner").await,
+    ]
+}
+
+async fn user_of_role(server: &Server, admin: &Api, email: &str, role: &str) -> Api {
+    let r = admin
+        .post(
+            "/api/v1/users",
+            serde_json::json!({"email": email, "password": USER_PASSWORD, "role": role}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    server.api(&server.login(email, USER_PASSWORD).await)
+}
+
 /// Runs scenario `scenario` of the Python peer `tests/peers/SCRIPT` (paho-mqtt
 /// and the standard library) with `env`, failing the test with its output
 /// when it fails.
