@@ -459,6 +459,17 @@ async fn user_of_role(server: &Server, admin: &Api, email: &str, role: &str) -> 
     server.api(&server.login(email, USER_PASSWORD).await)
 }
 
+/// Marks the `meta.db` in `data_dir` as written by a newer ferrule; returns
+/// the schema version it now claims.
+pub fn stamp_newer_schema(data_dir: &Path) -> u32 {
+    let newer = ferrule_store::embedded::SCHEMA_VERSION + 1;
+    rusqlite::Connection::open(data_dir.join("meta.db"))
+        .expect("open meta.db")
+        .pragma_update(None, "user_version", newer)
+        .expect("set user_version");
+    newer
+}
+
 /// Runs scenario `scenario` of the Python peer `tests/peers/SCRIPT` (paho-mqtt
 /// and the standard library) with `env`, failing the test with its output
 /// when it fails.
