@@ -7,8 +7,8 @@ use std::time::Duration;
 use ferrule_core::{DeviceId, PrincipalKind, Role, TenantId};
 use ferrule_store::embedded::EmbeddedStore;
 use ferrule_store::{
-    AuthError, Bootstrap, CertificateLogin, Clock, DeviceUpdate, Identity, MetaStore, NewDevice,
-    UserChange,
+    ApiKey, AuthError, Bootstrap, CertificateLogin, Clock, Credential, DeviceUpdate, Identity,
+    IssuedSession, MetaStore, NewDevice, User, UserChange,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -66,14 +66,10 @@ async fn fixture() -> Fixture {
     let tenant = TenantId::new("acme").unwrap();
     store.create_tenant(&tenant, "Acme").await.unwrap();
     let device = DeviceId::new("pump").unwrap();
-    let new = NewDevice {
-        tenant: tenant.clone(),
-        id: device.clone(),
-        name: "Pump".into(),
-        profile: "default".into(),
-        attributes: serde_json::json!({}),
-    };
-    store.create_device(&new).await.unwrap();
+    store
+        .create_device(&new_device(&tenant, &device, "Pump"))
+        .await
+        .unwrap();
     Fixture {
         identity,
         store,
@@ -81,6 +77,70 @@ async fn fixture() -> Fixture {
         device,
         clock,
         _dir: dir,
+    }
+}
+
+/// Device `device` of `tenant`, named `name`, in the default profile.
+fn new_device(tenant: &TenantId, device: &DeviceId, name: &str) -> NewDevice {
+    NewDevice {
+        tenant: tenant.clone(),
+        id: device.clone(),
+        name: name.into(),
+        profile: "default".into(),
+        attributes: serde_json::json!({}),
+    }
+}
+
+impl Fixture {
+    /// Issues a token for device `pump`, valid until `expires_at` (or for
+    /// good); returns its credential and the token.
+    async fn pump_token(&self, expires_at: Option<Timestamp>) -> (Credential, String) {
+        self.identity
+            .issue_device_token(&self.tenant, &self.device, expires_at)
+            .await
+            .unwrap()
+    }
+
+    async fn disable_pump(&self) {
+        let off = DeviceUpdate {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        self.store
+            .update_device(&self.tenant, &self.device, &off)
+            .await
+            .unwrap();
+    }
+
+    /// Creates a user of tenant `acme` and logs them in.
+    async fn user_with_session(
+        &self,
+        email: &str,
+        password: &str,
+        role: Role,
+    ) -> (User, IssuedSession) {
+        let user = self
+            .identity
+            .create_user(&self.tenant, email, password, role)
+            .await
+            .unwrap();
+        let session = self.identity.login(email, password, None).await.unwrap();
+        (user, session)
+    }
+
+    /// Creates an API key of tenant `acme` on behalf of `created_by`;
+    /// returns it with its secret.
+    async fn api_key(
+        &self,
+        name: &str,
+        role: Role,
+        expires_at: Option<Timestamp>,
+        created_by: &str,
+    ) -> (ApiKey, String) {
+        self.identity
+            .create_api_key(&self.tenant, name, role, expires_at, created_by)
+            .await
+            .unwrap()
     }
 }
 
@@ -92,11 +152,7 @@ fn is_device(p: &ferrule_core::Principal, tenant: &str, device: &str) -> bool {
 #[tokio::test]
 async fn device_tokens_authenticate_until_rotated_or_revoked() {
     let f = fixture().await;
-    let (cred, token) = f
-        .identity
-        .issue_device_token(&f.tenant, &f.device, None)
-        .await
-        .unwrap();
+    let (cred, token) = f.pump_token(None).await;
     let p = f.identity.authenticate_device_token(&token).await.unwrap();
     assert!(is_device(&p, "acme", "pump"));
     assert!(matches!(
@@ -134,16 +190,8 @@ async fn device_tokens_authenticate_until_rotated_or_revoked() {
 async fn disabled_devices_and_expired_credentials_are_refused() {
     let f = fixture().await;
     let soon = f.clock.now() + SignedDuration::from_secs(300);
-    let (_, brief) = f
-        .identity
-        .issue_device_token(&f.tenant, &f.device, Some(soon))
-        .await
-        .unwrap();
-    let (_, lasting) = f
-        .identity
-        .issue_device_token(&f.tenant, &f.device, None)
-        .await
-        .unwrap();
+    let (_, brief) = f.pump_token(Some(soon)).await;
+    let (_, lasting) = f.pump_token(None).await;
     assert!(f.identity.authenticate_device_token(&brief).await.is_ok());
     f.clock.advance(SignedDuration::from_secs(299));
     assert!(f.identity.authenticate_device_token(&brief).await.is_ok());
@@ -153,14 +201,7 @@ async fn disabled_devices_and_expired_credentials_are_refused() {
         Err(AuthError::Expired)
     ));
 
-    let off = DeviceUpdate {
-        enabled: Some(false),
-        ..Default::default()
-    };
-    f.store
-        .update_device(&f.tenant, &f.device, &off)
-        .await
-        .unwrap();
+    f.disable_pump().await;
     assert!(matches!(
         f.identity.authenticate_device_token(&lasting).await,
         Err(AuthError::Disabled)
@@ -237,14 +278,10 @@ async fn a_certificate_in_several_tenants_resolves_only_by_naming_or_claim() {
     let f = fixture().await;
     let other = TenantId::new("other").unwrap();
     f.store.create_tenant(&other, "Other").await.unwrap();
-    let new = NewDevice {
-        tenant: other.clone(),
-        id: f.device.clone(),
-        name: "Decoy".into(),
-        profile: "default".into(),
-        attributes: serde_json::json!({}),
-    };
-    f.store.create_device(&new).await.unwrap();
+    f.store
+        .create_device(&new_device(&other, &f.device, "Decoy"))
+        .await
+        .unwrap();
     let fp = format!("sha256:{}", "ab".repeat(32));
     for t in [&f.tenant, &other] {
         f.identity
@@ -285,14 +322,7 @@ async fn a_certificate_in_several_tenants_resolves_only_by_naming_or_claim() {
     ));
     // A disabled device keeps its claim; its certificate is refused, never
     // handed to the other tenant.
-    let off = DeviceUpdate {
-        enabled: Some(false),
-        ..Default::default()
-    };
-    f.store
-        .update_device(&f.tenant, &f.device, &off)
-        .await
-        .unwrap();
+    f.disable_pump().await;
     assert!(matches!(
         f.identity.authenticate_certificate(unnamed).await,
         Err(AuthError::Disabled)
@@ -302,16 +332,9 @@ async fn a_certificate_in_several_tenants_resolves_only_by_naming_or_claim() {
 #[tokio::test]
 async fn users_sessions_and_api_keys() {
     let f = fixture().await;
-    let user = f
-        .identity
-        .create_user(&f.tenant, "ann@acme.example", "ann-password", Role::Editor)
-        .await
-        .unwrap();
-    let session = f
-        .identity
-        .login("ann@acme.example", "ann-password", None)
-        .await
-        .unwrap();
+    let (user, session) = f
+        .user_with_session("ann@acme.example", "ann-password", Role::Editor)
+        .await;
     assert!(session.expires_at > Timestamp::now());
     let p = f
         .identity
@@ -348,11 +371,7 @@ async fn users_sessions_and_api_keys() {
     );
     f.identity.logout("fs_unknown").await.unwrap();
 
-    let (key, secret) = f
-        .identity
-        .create_api_key(&f.tenant, "ci", Role::Viewer, None, &user.id)
-        .await
-        .unwrap();
+    let (key, secret) = f.api_key("ci", Role::Viewer, None, &user.id).await;
     assert_eq!(
         f.identity
             .authenticate_bearer(&secret)
@@ -395,16 +414,8 @@ async fn a_key_never_exceeds_its_creators_current_role() {
         .create_user(&f.tenant, "o2@acme.example", "owner-password", Role::Owner)
         .await
         .unwrap();
-    let (k1, s1) = f
-        .identity
-        .create_api_key(&f.tenant, "k1", Role::Owner, None, &owner.id)
-        .await
-        .unwrap();
-    let (_, s2) = f
-        .identity
-        .create_api_key(&f.tenant, "k2", Role::Editor, None, &k1.id)
-        .await
-        .unwrap();
+    let (k1, s1) = f.api_key("k1", Role::Owner, None, &owner.id).await;
+    let (_, s2) = f.api_key("k2", Role::Editor, None, &k1.id).await;
     let role = |secret: String| {
         let identity = f.identity.clone();
         async move {
@@ -482,16 +493,9 @@ async fn a_key_without_a_recorded_creator_keeps_its_role() {
 #[tokio::test]
 async fn sessions_and_api_keys_expire_by_the_identity_clock() {
     let f = fixture().await;
-    let user = f
-        .identity
-        .create_user(&f.tenant, "bo@acme.example", "bo-password", Role::Editor)
-        .await
-        .unwrap();
-    let session = f
-        .identity
-        .login("bo@acme.example", "bo-password", None)
-        .await
-        .unwrap();
+    let (user, session) = f
+        .user_with_session("bo@acme.example", "bo-password", Role::Editor)
+        .await;
     // The session lives the configured hour from the clock's now.
     assert_eq!(
         session.expires_at,
@@ -499,15 +503,9 @@ async fn sessions_and_api_keys_expire_by_the_identity_clock() {
     );
     let expiring = f.clock.now() + SignedDuration::from_secs(600);
     let (_, key) = f
-        .identity
-        .create_api_key(&f.tenant, "ci", Role::Viewer, Some(expiring), &user.id)
-        .await
-        .unwrap();
-    let (_, lasting_key) = f
-        .identity
-        .create_api_key(&f.tenant, "ops", Role::Viewer, None, &user.id)
-        .await
-        .unwrap();
+        .api_key("ci", Role::Viewer, Some(expiring), &user.id)
+        .await;
+    let (_, lasting_key) = f.api_key("ops", Role::Viewer, None, &user.id).await;
 
     f.clock.advance(SignedDuration::from_secs(599));
     assert!(f.identity.authenticate_bearer(&key).await.is_ok());

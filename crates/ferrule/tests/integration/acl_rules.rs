@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{Api, Server, tenant_with_owner};
+use crate::util::{Api, Server, tenant_with_owner, viewer_editor_owner};
 
 fn gateway_rule() -> Value {
     json!({
@@ -175,26 +175,11 @@ async fn every_role_reads_rules_and_only_owners_and_admins_change_them() {
     let admin = s.admin().await;
     let id = create(&admin, gateway_rule()).await;
     let rule = format!("/api/v1/acl-rules/{id}");
-    for (email, role) in [
-        ("v@x.io", "viewer"),
-        ("e@x.io", "editor"),
-        ("o@x.io", "owner"),
-    ] {
-        let r = admin
-            .post(
-                "/api/v1/users",
-                json!({"email": email, "password": "password-1", "role": role}),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-    }
     let key = admin
         .post("/api/v1/api-keys", json!({"name": "ci", "role": "editor"}))
         .await;
     let key = s.api(key.json["secret"].as_str().unwrap());
-    let viewer = s.api(&s.login("v@x.io", "password-1").await);
-    let editor = s.api(&s.login("e@x.io", "password-1").await);
-    let owner = s.api(&s.login("o@x.io", "password-1").await);
+    let [viewer, editor, owner] = viewer_editor_owner(&s, &admin).await;
 
     for (who, api) in [
         ("viewer", &viewer),

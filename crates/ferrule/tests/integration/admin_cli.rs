@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::util::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, ServerBuilder, ferrule_bin};
+use crate::util::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Server, ServerBuilder, ferrule_bin, stamp_newer_schema,
+};
 
 struct Out {
     code: Option<i32>,
@@ -48,6 +50,21 @@ async fn admin_cmd(cwd: &Path, args: &[&str], env: &[(&str, &str)], stdin: Optio
     }
 }
 
+/// Runs `ferrule admin reset-password EMAIL --data-dir DATA_DIR` in `cwd`;
+/// with `password_stdin`, adds `--password-stdin` and feeds it that text.
+async fn reset_password(
+    cwd: &Path,
+    email: &str,
+    data_dir: &str,
+    password_stdin: Option<&str>,
+) -> Out {
+    let mut args = vec!["reset-password", email, "--data-dir", data_dir];
+    if password_stdin.is_some() {
+        args.push("--password-stdin");
+    }
+    admin_cmd(cwd, &args, &[], password_stdin).await
+}
+
 async fn login_status(s: &Server, email: &str, password: &str) -> u16 {
     s.anon()
         .post(
@@ -65,13 +82,7 @@ async fn reset_password_on_a_stopped_servers_data_dir() {
     let (dir, data) = s.stop_keep_dir().await;
     let data_arg = data.to_str().unwrap();
 
-    let unknown = admin_cmd(
-        dir.path(),
-        &["reset-password", "nobody@x.io", "--data-dir", data_arg],
-        &[],
-        None,
-    )
-    .await;
+    let unknown = reset_password(dir.path(), "nobody@x.io", data_arg, None).await;
     assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
     assert!(
         unknown.stderr.contains("no user") && unknown.stderr.contains("nobody@x.io"),
@@ -117,40 +128,13 @@ async fn reset_password_on_a_stopped_servers_data_dir() {
     let (_dir2, data) = s.stop_keep_dir().await;
 
     // A data dir from a newer ferrule is refused and left alone.
-    let db = data.join("meta.db");
-    let newer = ferrule_store::embedded::SCHEMA_VERSION + 1;
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .pragma_update(None, "user_version", newer)
-        .unwrap();
-    let out = admin_cmd(
-        dir.path(),
-        &[
-            "reset-password",
-            ADMIN_EMAIL,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    )
-    .await;
+    stamp_newer_schema(&data);
+    let out = reset_password(dir.path(), ADMIN_EMAIL, data.to_str().unwrap(), None).await;
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("newer"), "{}", out.stderr);
     // And a directory that holds no data is not created.
     let missing = dir.path().join("missing");
-    let out = admin_cmd(
-        dir.path(),
-        &[
-            "reset-password",
-            ADMIN_EMAIL,
-            "--data-dir",
-            missing.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    )
-    .await;
+    let out = reset_password(dir.path(), ADMIN_EMAIL, missing.to_str().unwrap(), None).await;
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(!missing.exists());
 }
@@ -162,13 +146,7 @@ async fn reset_password_on_a_running_servers_data_dir() {
     assert_eq!(old_session.get("/api/v1/devices").await.status, 200);
     let data = s.data_dir.to_str().unwrap().to_owned();
 
-    let out = admin_cmd(
-        s.dir.path(),
-        &["reset-password", ADMIN_EMAIL, "--data-dir", &data],
-        &[],
-        None,
-    )
-    .await;
+    let out = reset_password(s.dir.path(), ADMIN_EMAIL, &data, None).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let password = out.stdout.trim().to_owned();
     assert_eq!(login_status(&s, ADMIN_EMAIL, &password).await, 200);
@@ -176,16 +154,10 @@ async fn reset_password_on_a_running_servers_data_dir() {
     old_session.get("/api/v1/devices").await.assert_problem(401);
 
     // A chosen password from stdin, for scripts; nothing printed.
-    let out = admin_cmd(
+    let out = reset_password(
         s.dir.path(),
-        &[
-            "reset-password",
-            ADMIN_EMAIL,
-            "--data-dir",
-            &data,
-            "--password-stdin",
-        ],
-        &[],
+        ADMIN_EMAIL,
+        &data,
         Some("chosen-password-1\n"),
     )
     .await;
@@ -195,19 +167,7 @@ async fn reset_password_on_a_running_servers_data_dir() {
         login_status(&s, ADMIN_EMAIL, "chosen-password-1").await,
         200
     );
-    let out = admin_cmd(
-        s.dir.path(),
-        &[
-            "reset-password",
-            ADMIN_EMAIL,
-            "--data-dir",
-            &data,
-            "--password-stdin",
-        ],
-        &[],
-        Some("short\n"),
-    )
-    .await;
+    let out = reset_password(s.dir.path(), ADMIN_EMAIL, &data, Some("short\n")).await;
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(s.stop().await.success());
 }

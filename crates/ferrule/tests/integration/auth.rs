@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{ADMIN_EMAIL, Server, ServerBuilder};
+use crate::util::{ADMIN_EMAIL, Server, ServerBuilder, USER_PASSWORD, viewer_editor_owner};
 
 #[tokio::test]
 async fn wrong_password_and_unknown_email_look_the_same() {
@@ -140,22 +140,7 @@ async fn revoked_and_expired_api_keys_are_refused() {
 async fn roles_limit_what_callers_may_do() {
     let s = Server::start().await;
     let admin = s.admin().await;
-    for (email, role) in [
-        ("v@x.io", "viewer"),
-        ("e@x.io", "editor"),
-        ("o@x.io", "owner"),
-    ] {
-        let r = admin
-            .post(
-                "/api/v1/users",
-                json!({"email": email, "password": "password-1", "role": role}),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-    }
-    let viewer = s.api(&s.login("v@x.io", "password-1").await);
-    let editor = s.api(&s.login("e@x.io", "password-1").await);
-    let owner = s.api(&s.login("o@x.io", "password-1").await);
+    let [viewer, editor, owner] = viewer_editor_owner(&s, &admin).await;
     assert_eq!(
         admin
             .post("/api/v1/devices", json!({"id": "d0"}))
@@ -263,7 +248,7 @@ async fn roles_limit_what_callers_may_do() {
         200
     );
     editor.get("/api/v1/devices").await.assert_problem(401);
-    let demoted = s.api(&s.login("e@x.io", "password-1").await);
+    let demoted = s.api(&s.login("e@x.io", USER_PASSWORD).await);
     demoted
         .post("/api/v1/devices", json!({"id": "e2"}))
         .await
@@ -279,7 +264,7 @@ async fn roles_limit_what_callers_may_do() {
         viewer
             .patch(
                 &format!("/api/v1/users/{viewer_id}"),
-                json!({"password": "password-2", "current_password": "password-1"})
+                json!({"password": "password-2", "current_password": USER_PASSWORD})
             )
             .await
             .status,

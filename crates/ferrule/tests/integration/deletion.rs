@@ -195,6 +195,78 @@ async fn telemetry_of_every_kind(s: &Server, token: &str) {
     ingest_ok(s, token, br#"{"temp": 99}"#).await;
 }
 
+/// Device `pump` (by `token`) retains its state, `online`.
+async fn retain_pump_state(s: &Server, token: &str) {
+    let mut dev = Raw::login(&s.mqtt, V5, "pump-r", token, None).await;
+    retain(&mut dev, 1, "devices/pump/state", b"online").await;
+}
+
+/// Asserts that deleted device `pump` lost its live connection (closed
+/// with 0x98) and that its `token` works neither over HTTP nor over MQTT.
+async fn assert_pump_cut_off(s: &Server, live: &mut Raw, token: &str) {
+    let closed = live.expect_close().await;
+    assert!(
+        matches!(closed.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ADMINISTRATIVE_ACTION),
+        "expected DISCONNECT 0x98, got {closed:?}"
+    );
+    assert_eq!(ingest(s, token, br#"{"temp": 1}"#).await.status, 401);
+    let (_, ack, _) = Raw::connect(&s.mqtt, connect_packet(V5, "again", Some(token), None)).await;
+    assert_eq!(ack.reason_code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+}
+
+/// Creates tenant `t1` again under the same id, asserts it starts empty,
+/// and returns the admin's client for it.
+async fn tenant_created_again(admin: &Api) -> Api {
+    let again = admin
+        .post("/api/v1/tenants", json!({"id": "t1", "name": "t1"}))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_tenant_empty(admin).await;
+    admin.clone().with_header("X-Tenant", "t1")
+}
+
+/// Asserts that the new owner of `t1` (created with [`create_user`]) gets
+/// no retained message at all.
+async fn assert_owner_sees_no_retained(s: &Server) {
+    let mut ops = Raw::login(
+        &s.mqtt,
+        V5,
+        "ops",
+        &format!("user:{OWNER}"),
+        Some("owner-password-123"),
+    )
+    .await;
+    assert_eq!(
+        retained_topics(&mut ops, 1, "#").await,
+        Vec::<String>::new()
+    );
+}
+
+/// An MQTT connection of the admin, who sees the whole default tenant.
+async fn admin_observer(s: &Server) -> Raw {
+    let (user, password) = crate::mqtt_util::admin_login();
+    Raw::login(&s.mqtt, V5, "obs", &user, Some(&password)).await
+}
+
+/// Asserts that device `valve`, next to the deleted one, kept its telemetry.
+async fn assert_valve_kept(admin: &Api) {
+    let valve_temp = admin.get("/api/v1/devices/valve/telemetry/latest").await;
+    assert_eq!(valve_temp.json["temp"]["value"], 5, "{}", valve_temp.text);
+}
+
+/// Kills the server before its background purge ran; returns the path of
+/// `telemetry.db`, after checking that the purged rows are still in it.
+async fn kill_before_the_purge(s: &mut Server) -> std::path::PathBuf {
+    s.signal(Signal::SIGKILL);
+    s.wait_exit().await;
+    let db = s.data_dir.join("telemetry.db");
+    assert!(
+        leftovers(&db) > 0,
+        "the kill came before the rows were deleted"
+    );
+    db
+}
+
 #[tokio::test]
 async fn a_deleted_tenant_leaves_nothing_and_a_new_one_starts_empty() {
     let s = sealing_quickly().start().await;
@@ -229,9 +301,7 @@ async fn a_deleted_tenant_leaves_nothing_and_a_new_one_starts_empty() {
     )
     .await;
     retain(&mut ops, 1, "alerts/fire", b"on").await;
-    let mut dev = Raw::login(&s.mqtt, V5, "pump-r", &pump, None).await;
-    retain(&mut dev, 1, "devices/pump/state", b"online").await;
-    drop(dev);
+    retain_pump_state(&s, &pump).await;
     session_with_queued_command(&s, "pump", &pump, &mut ops).await;
     let mut live = Raw::login(&s.mqtt, V5, "pump-live", "pump@t1", Some("pump-password-1")).await;
 
@@ -246,12 +316,7 @@ async fn a_deleted_tenant_leaves_nothing_and_a_new_one_starts_empty() {
     assert_eq!(deleted.status, 204, "{}", deleted.text);
 
     // Its connections are closed, and none of its secrets works any more.
-    let closed = live.expect_close().await;
-    assert!(
-        matches!(closed.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ADMINISTRATIVE_ACTION),
-        "expected DISCONNECT 0x98, got {closed:?}"
-    );
-    assert_eq!(ingest(&s, &pump, br#"{"temp": 1}"#).await.status, 401);
+    assert_pump_cut_off(&s, &mut live, &pump).await;
     owner.get("/api/v1/devices").await.assert_problem(401);
     s.api(&key_secret)
         .get("/api/v1/devices")
@@ -270,33 +335,14 @@ async fn a_deleted_tenant_leaves_nothing_and_a_new_one_starts_empty() {
             .await;
         login.assert_problem(401);
     }
-    let (_, ack, _) = Raw::connect(&s.mqtt, connect_packet(V5, "again", Some(&pump), None)).await;
-    assert_eq!(ack.reason_code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
 
     // Created again under the same id: empty, however it is looked at.
-    let again = admin
-        .post("/api/v1/tenants", json!({"id": "t1", "name": "t1"}))
-        .await;
-    assert_eq!(again.status, 201, "{}", again.text);
-    assert_tenant_empty(&admin).await;
-    let t1 = admin.clone().with_header("X-Tenant", "t1");
+    let t1 = tenant_created_again(&admin).await;
     let (_, _) = create_user(&t1, OWNER, "owner").await;
     let pump = create_device(&t1, "pump").await;
     assert_no_data(&t1, "pump").await;
     assert!(!resumed_session_present(&s, "pump", &pump).await);
-    let mut ops = Raw::login(
-        &s.mqtt,
-        V5,
-        "ops",
-        &format!("user:{OWNER}"),
-        Some("owner-password-123"),
-    )
-    .await;
-    assert_eq!(
-        retained_topics(&mut ops, 1, "#").await,
-        Vec::<String>::new()
-    );
-    drop(ops);
+    assert_owner_sees_no_retained(&s).await;
 
     // And so it stays across a restart.
     let (s, _old_dir) = restart(s, Signal::SIGTERM, sealing_quickly()).await;
@@ -304,18 +350,7 @@ async fn a_deleted_tenant_leaves_nothing_and_a_new_one_starts_empty() {
     let t1 = admin.clone().with_header("X-Tenant", "t1");
     assert_no_data(&t1, "pump").await;
     assert!(!resumed_session_present(&s, "pump", &pump).await);
-    let mut ops = Raw::login(
-        &s.mqtt,
-        V5,
-        "ops",
-        &format!("user:{OWNER}"),
-        Some("owner-password-123"),
-    )
-    .await;
-    assert_eq!(
-        retained_topics(&mut ops, 1, "#").await,
-        Vec::<String>::new()
-    );
+    assert_owner_sees_no_retained(&s).await;
     s.stop().await;
 }
 
@@ -335,22 +370,11 @@ async fn a_kill_in_the_middle_of_a_tenants_purge_brings_nothing_back_and_the_pur
     assert!(metric(&s, "ferrule_telemetry_purge_pending").await > 0.0);
 
     let mut s = s;
-    s.signal(Signal::SIGKILL);
-    s.wait_exit().await;
-    let db = s.data_dir.join("telemetry.db");
-    assert!(
-        leftovers(&db) > 0,
-        "the kill came before the rows were deleted"
-    );
+    let db = kill_before_the_purge(&mut s).await;
     let (dir, data) = (s.dir, s.data_dir);
     let s = sealing_quickly().data_dir(data).start().await;
     let admin = s.admin().await;
-    let again = admin
-        .post("/api/v1/tenants", json!({"id": "t1", "name": "t1"}))
-        .await;
-    assert_eq!(again.status, 201, "{}", again.text);
-    assert_tenant_empty(&admin).await;
-    let t1 = admin.clone().with_header("X-Tenant", "t1");
+    let t1 = tenant_created_again(&admin).await;
     create_device(&t1, "pump").await;
     assert_no_data(&t1, "pump").await;
     // The purge resumed and finished.
@@ -396,9 +420,7 @@ async fn a_deleted_device_leaves_nothing_and_a_new_one_starts_empty() {
     retain(&mut obs, 1, "devices/pump/config", b"{}").await;
     retain(&mut obs, 2, "devices/pumpkin/state", b"x").await;
     retain(&mut obs, 3, "devices/valve/state", b"x").await;
-    let mut dev = Raw::login(&s.mqtt, V5, "pump-r", &w.pump, None).await;
-    retain(&mut dev, 1, "devices/pump/state", b"online").await;
-    drop(dev);
+    retain_pump_state(s, &w.pump).await;
     session_with_queued_command(s, "pump", &w.pump, &mut obs).await;
     // A retained last will: a deleted device announces nothing.
     let mut c = connect_packet(V5, "pump-live", Some(&w.pump), None);
@@ -424,14 +446,7 @@ async fn a_deleted_device_leaves_nothing_and_a_new_one_starts_empty() {
 
     let deleted = admin.delete("/api/v1/devices/pump").await;
     assert_eq!(deleted.status, 204, "{}", deleted.text);
-    let closed = live.expect_close().await;
-    assert!(
-        matches!(closed.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ADMINISTRATIVE_ACTION),
-        "expected DISCONNECT 0x98, got {closed:?}"
-    );
-    assert_eq!(ingest(s, &w.pump, br#"{"temp": 1}"#).await.status, 401);
-    let (_, ack, _) = Raw::connect(&s.mqtt, connect_packet(V5, "again", Some(&w.pump), None)).await;
-    assert_eq!(ack.reason_code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    assert_pump_cut_off(s, &mut live, &w.pump).await;
     // Its id gathers nothing until it is created again.
     let ack = publish1_ack(&mut obs, 12, "devices/pump/telemetry", br#"{"temp": 1}"#).await;
     assert_eq!(ack.reason_code, ReasonCode::TOPIC_NAME_INVALID, "{ack:?}");
@@ -445,25 +460,16 @@ async fn a_deleted_device_leaves_nothing_and_a_new_one_starts_empty() {
     assert!(!resumed_session_present(s, "pump", &pump).await);
     let left = ["devices/pumpkin/state", "devices/valve/state"];
     assert_eq!(retained_topics(&mut obs, 20, "devices/#").await, left);
-    let valve_temp = admin.get("/api/v1/devices/valve/telemetry/latest").await;
-    assert_eq!(valve_temp.json["temp"]["value"], 5, "{}", valve_temp.text);
+    assert_valve_kept(admin).await;
     drop(obs);
 
     let (s, _old_dir) = restart(w.s, Signal::SIGTERM, sealing_quickly()).await;
     let admin = s.admin().await;
     assert_no_data(&admin, "pump").await;
     assert!(!resumed_session_present(&s, "pump", &pump).await);
-    let mut obs = Raw::login(
-        &s.mqtt,
-        V5,
-        "obs",
-        &crate::mqtt_util::admin_login().0,
-        Some(&crate::mqtt_util::admin_login().1),
-    )
-    .await;
+    let mut obs = admin_observer(&s).await;
     assert_eq!(retained_topics(&mut obs, 1, "devices/#").await, left);
-    let valve_temp = admin.get("/api/v1/devices/valve/telemetry/latest").await;
-    assert_eq!(valve_temp.json["temp"]["value"], 5, "{}", valve_temp.text);
+    assert_valve_kept(&admin).await;
     s.stop().await;
 }
 
@@ -473,13 +479,7 @@ async fn a_device_deleted_in_the_middle_of_its_purge_stays_deleted_across_a_kill
     telemetry_of_every_kind(&w.s, &w.pump).await;
     assert_eq!(w.admin.delete("/api/v1/devices/pump").await.status, 204);
     let mut s = w.s;
-    s.signal(Signal::SIGKILL);
-    s.wait_exit().await;
-    let db = s.data_dir.join("telemetry.db");
-    assert!(
-        leftovers(&db) > 0,
-        "the kill came before the rows were deleted"
-    );
+    kill_before_the_purge(&mut s).await;
     let (_dir, data) = (s.dir, s.data_dir);
     let s = ServerBuilder::new().data_dir(data).start().await;
     let admin = s.admin().await;
@@ -492,9 +492,7 @@ async fn a_device_deleted_in_the_middle_of_its_purge_stays_deleted_across_a_kill
 async fn a_deletion_interrupted_by_a_crash_finishes_at_start() {
     let w = World::with(sealing_quickly()).await;
     telemetry_of_every_kind(&w.s, &w.pump).await;
-    let mut dev = Raw::login(&w.s.mqtt, V5, "pump-r", &w.pump, None).await;
-    retain(&mut dev, 1, "devices/pump/state", b"online").await;
-    drop(dev);
+    retain_pump_state(&w.s, &w.pump).await;
     let (dir, data) = w.s.stop_keep_dir().await;
     // What the deleting transaction does, then a crash before the other
     // stores were done — and a late write of the broker's state that
@@ -515,14 +513,7 @@ async fn a_deletion_interrupted_by_a_crash_finishes_at_start() {
     let admin = s.admin().await;
     create_device(&admin, "pump").await;
     assert_no_data(&admin, "pump").await;
-    let mut obs = Raw::login(
-        &s.mqtt,
-        V5,
-        "obs",
-        &crate::mqtt_util::admin_login().0,
-        Some(&crate::mqtt_util::admin_login().1),
-    )
-    .await;
+    let mut obs = admin_observer(&s).await;
     assert_eq!(
         retained_topics(&mut obs, 1, "devices/#").await,
         Vec::<String>::new()

@@ -2,28 +2,11 @@
 //! are served over TLS too (python's TLS stack and paho-mqtt as peers),
 //! with HSTS; plain HTTP goes on without it.
 
-use serde_json::json;
-
-use crate::util::{Server, ServerBuilder};
+use crate::mqtt_util::create_device;
+use crate::util::ServerBuilder;
 
 async fn peer(scenario: &str, env: &[(&str, String)]) {
     crate::util::python_peer("https.py", scenario, env).await;
-}
-
-/// `  HTTPS     https://127.0.0.1:PORT/api/v1` → `127.0.0.1:PORT`.
-fn https_addr(s: &Server) -> String {
-    s.stdout()
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("HTTPS"))
-        .map(|r| {
-            r.trim()
-                .trim_start_matches("https://")
-                .split('/')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .unwrap_or_else(|| panic!("no HTTPS line in {}", s.stdout()))
 }
 
 #[tokio::test]
@@ -32,24 +15,19 @@ async fn https_serves_the_api_and_mqtt_over_websocket() {
     let dir = b.dir().to_path_buf();
     let s = b
         .self_signed_tls(&["localhost", "127.0.0.1"])
-        .arg("--mqtts-listen")
-        .arg("127.0.0.1:0")
+        .mqtts_on_free_port()
         .start()
         .await;
     let admin = s.admin().await;
-    let dev = admin.post("/api/v1/devices", json!({"id": "pump"})).await;
-    assert_eq!(dev.status, 201, "{}", dev.text);
+    let token = create_device(&admin, "pump").await;
     let env = vec![
-        ("FERRULE_HTTPS", https_addr(&s)),
+        ("FERRULE_HTTPS", s.listed_address("HTTPS")),
         (
             "FERRULE_CA",
             dir.join("server.pem").to_str().unwrap().to_owned(),
         ),
         ("API_TOKEN", admin.token.clone().unwrap()),
-        (
-            "DEVICE_TOKEN",
-            dev.json["token"].as_str().unwrap().to_owned(),
-        ),
+        ("DEVICE_TOKEN", token),
         ("DEVICE_ID", "pump".to_owned()),
     ];
     peer("api_over_https", &env).await;
@@ -74,18 +52,12 @@ async fn https_settings_are_checked_at_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let out = b
         .self_signed_tls(&["localhost"])
-        .arg("--mqtts-listen")
-        .arg("127.0.0.1:0")
+        .mqtts_on_free_port()
         .arg("--https-listen")
         .arg(taken.local_addr().unwrap().to_string())
         .run_to_exit()
         .await;
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("https.listen") && out.stderr.contains("already in use"),
-        "{}",
-        out.stderr
-    );
+    out.assert_refused("https.listen", "already in use");
     assert!(!dir.join("data").exists(), "nothing written");
 
     // HTTPS without a certificate.
@@ -94,12 +66,7 @@ async fn https_settings_are_checked_at_start() {
         .arg("127.0.0.1:0")
         .run_to_exit()
         .await;
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("https.listen") && out.stderr.contains("--tls-cert"),
-        "{}",
-        out.stderr
-    );
+    out.assert_refused("https.listen", "--tls-cert");
 
     // A limit that makes no sense names its setting.
     let out = ServerBuilder::new()

@@ -1,7 +1,8 @@
 //! The data directory's schema: created from empty, upgraded in place from an
 //! older version, refused when newer than the binary.
 
-use crate::util::ServerBuilder;
+use crate::mqtt_util::create_device;
+use crate::util::{Server, ServerBuilder, stamp_newer_schema};
 
 /// The admin password in `fixtures/meta-v1.sql`.
 const FIXTURE_PASSWORD: &str = "67756c778c174db8d579d8ad";
@@ -12,22 +13,22 @@ fn schema_version(db: &std::path::Path) -> u32 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_new_data_dir_gets_the_current_schema() {
-    let s = ServerBuilder::new().start().await;
-    let admin = s.admin().await;
-    assert_eq!(
-        admin
-            .post("/api/v1/devices", serde_json::json!({"id": "d1"}))
-            .await
-            .status,
-        201
-    );
+/// Stops the server; asserts that it left its data dir at the schema
+/// version of this binary.
+async fn assert_stops_at_the_current_schema(s: Server) {
     let (_dir, data) = s.stop_keep_dir().await;
     assert_eq!(
         schema_version(&data.join("meta.db")),
         ferrule_store::embedded::SCHEMA_VERSION
     );
+}
+
+#[tokio::test]
+async fn a_new_data_dir_gets_the_current_schema() {
+    let s = ServerBuilder::new().start().await;
+    let admin = s.admin().await;
+    create_device(&admin, "d1").await;
+    assert_stops_at_the_current_schema(s).await;
 }
 
 #[tokio::test]
@@ -53,13 +54,7 @@ async fn an_older_data_dir_is_upgraded_in_place() {
     let owner = s.api(&s.login("owner@acme.example", FIXTURE_PASSWORD).await);
     assert_eq!(owner.get("/api/v1/auth/me").await.json["tenant"], "acme");
     // And what the newer schema added works.
-    assert_eq!(
-        admin
-            .post("/api/v1/devices", serde_json::json!({"id": "d1"}))
-            .await
-            .status,
-        201
-    );
+    create_device(&admin, "d1").await;
     assert_eq!(
         owner
             .post(
@@ -82,23 +77,15 @@ async fn an_older_data_dir_is_upgraded_in_place() {
     );
     let tenants = admin.get("/api/v1/tenants").await;
     assert_eq!(tenants.json["items"].as_array().unwrap().len(), 2);
-    let (_dir, data) = s.stop_keep_dir().await;
-    assert_eq!(
-        schema_version(&data.join("meta.db")),
-        ferrule_store::embedded::SCHEMA_VERSION
-    );
+    assert_stops_at_the_current_schema(s).await;
 }
 
 #[tokio::test]
 async fn a_newer_data_dir_is_refused() {
     let s = ServerBuilder::new().start().await;
     let (dir, data) = s.stop_keep_dir().await;
+    let newer = stamp_newer_schema(&data);
     let db = data.join("meta.db");
-    let newer = ferrule_store::embedded::SCHEMA_VERSION + 1;
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .pragma_update(None, "user_version", newer)
-        .unwrap();
     let before = std::fs::read(&db).unwrap();
 
     let out = ServerBuilder::new()

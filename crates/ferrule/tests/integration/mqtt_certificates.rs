@@ -72,21 +72,8 @@ impl Tls {
         .unwrap();
         std::fs::write(dir.join("server.pem"), server.cert.pem()).unwrap();
         std::fs::write(dir.join("server.key"), server.signing_key.serialize_pem()).unwrap();
-        let s = b
-            .tls_from_dir()
-            .arg("--mqtts-listen")
-            .arg("127.0.0.1:0")
-            .start()
-            .await;
-        let mqtts = s
-            .stdout()
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("MQTT/TLS")
-                    .map(|r| r.trim().trim_start_matches("mqtts://").to_owned())
-            })
-            .expect("MQTT/TLS address printed");
+        let s = b.tls_from_dir().mqtts_on_free_port().start().await;
+        let mqtts = s.listed_address("MQTT/TLS");
         let admin = s.admin().await;
         let mut tenants = Vec::new();
         for t in ["alpha", "beta", "gamma"] {

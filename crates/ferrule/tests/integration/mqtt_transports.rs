@@ -6,23 +6,12 @@ use std::path::Path;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::util::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, ServerBuilder};
+use crate::mqtt_util::create_device;
+use crate::util::{ADMIN_EMAIL, ADMIN_PASSWORD, ServerBuilder};
 
 /// Runs a scenario of `tests/peers/transports.py`.
 async fn peer(scenario: &str, env: &[(&str, String)]) {
     crate::util::python_peer("transports.py", scenario, env).await;
-}
-
-fn addr_line(server: &Server, label: &str, scheme: &str) -> String {
-    server
-        .stdout()
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix(label)
-                .map(|r| r.trim().trim_start_matches(scheme).to_owned())
-        })
-        .unwrap_or_else(|| panic!("no {label} line in {}", server.stdout()))
 }
 
 struct Pki {
@@ -49,18 +38,12 @@ async fn tls_and_websocket_carry_mqtt() {
     let b = ServerBuilder::new();
     let dir = b.dir().to_path_buf();
     let pki = make_pki(&dir);
-    let s = b
-        .tls_from_dir()
-        .arg("--mqtts-listen")
-        .arg("127.0.0.1:0")
-        .start()
-        .await;
+    let s = b.tls_from_dir().mqtts_on_free_port().start().await;
     let admin = s.admin().await;
-    let dev = admin.post("/api/v1/devices", json!({"id": "pump"})).await;
-    let token = dev.json["token"].as_str().unwrap().to_owned();
+    let token = create_device(&admin, "pump").await;
     let fingerprint = format!("sha256:{}", hex::encode(Sha256::digest(&pki.client_der)));
     let env = vec![
-        ("FERRULE_MQTTS", addr_line(&s, "MQTT/TLS", "mqtts://")),
+        ("FERRULE_MQTTS", s.listed_address("MQTT/TLS")),
         (
             "FERRULE_WS",
             s.http.trim_start_matches("http://").to_owned(),
@@ -118,11 +101,6 @@ async fn mqtts_port_in_use_is_a_startup_error() {
         .arg(taken.local_addr().unwrap().to_string())
         .run_to_exit()
         .await;
-    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("mqtts.listen") && out.stderr.contains("already in use"),
-        "{}",
-        out.stderr
-    );
+    out.assert_refused("mqtts.listen", "already in use");
     assert!(!dir.join("data").exists(), "nothing written");
 }

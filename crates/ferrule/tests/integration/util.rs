@@ -82,6 +82,11 @@ impl ServerBuilder {
         self.tls_from_dir()
     }
 
+    /// Serves MQTT over TLS too, on a free port (see [`Server::listed_address`]).
+    pub fn mqtts_on_free_port(self) -> Self {
+        self.arg("--mqtts-listen").arg("127.0.0.1:0")
+    }
+
     pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.env.push((k.into(), v.into()));
         self
@@ -190,6 +195,19 @@ pub struct Exited {
     pub dir: TempDir,
 }
 
+impl Exited {
+    /// Asserts a refusal to start: exit status 2, and a message that names
+    /// `setting` and says `why`.
+    pub fn assert_refused(&self, setting: &str, why: &str) {
+        assert_eq!(self.status.code(), Some(2), "{}", self.stderr);
+        assert!(
+            self.stderr.contains(setting) && self.stderr.contains(why),
+            "{}",
+            self.stderr
+        );
+    }
+}
+
 /// A running server.
 pub struct Server {
     /// Base URL, `http://127.0.0.1:PORT`.
@@ -216,6 +234,19 @@ impl Server {
 
     pub fn stderr(&self) -> String {
         self.stderr.text()
+    }
+
+    /// The address `serve` lists on its line starting with `label`:
+    /// `  MQTT/TLS  mqtts://127.0.0.1:PORT` → `127.0.0.1:PORT`.
+    pub fn listed_address(&self, label: &str) -> String {
+        let stdout = self.stdout();
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|url| url.split("://").nth(1))
+            .and_then(|rest| rest.split('/').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {label} address in {stdout}"))
     }
 
     pub fn pid(&self) -> i32 {
@@ -401,6 +432,42 @@ pub async fn tenant_with_owner(server: &Server, admin: &Api, tenant: &str) -> Ap
     assert_eq!(r.status, 201, "{}", r.text);
     let token = server.login(&email, "owner-password").await;
     server.api(&token)
+}
+
+/// The password of the users [`viewer_editor_owner`] creates.
+pub const USER_PASSWORD: &str = "password-1";
+
+/// Creates users `v@x.io`, `e@x.io` and `o@x.io` in the admin's tenant, as
+/// viewer, editor and owner (password [`USER_PASSWORD`]); returns their API
+/// clients, logged in, in that order.
+pub async fn viewer_editor_owner(server: &Server, admin: &Api) -> [Api; 3] {
+    [
+        user_of_role(server, admin, "v@x.io", "viewer").await,
+        user_of_role(server, admin, "e@x.io", "editor").await,
+        user_of_role(server, admin, "o@x.io", "owner").await,
+    ]
+}
+
+async fn user_of_role(server: &Server, admin: &Api, email: &str, role: &str) -> Api {
+    let r = admin
+        .post(
+            "/api/v1/users",
+            serde_json::json!({"email": email, "password": USER_PASSWORD, "role": role}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    server.api(&server.login(email, USER_PASSWORD).await)
+}
+
+/// Marks the `meta.db` in `data_dir` as written by a newer ferrule; returns
+/// the schema version it now claims.
+pub fn stamp_newer_schema(data_dir: &Path) -> u32 {
+    let newer = ferrule_store::embedded::SCHEMA_VERSION + 1;
+    rusqlite::Connection::open(data_dir.join("meta.db"))
+        .expect("open meta.db")
+        .pragma_update(None, "user_version", newer)
+        .expect("set user_version");
+    newer
 }
 
 /// Runs scenario `scenario` of the Python peer `tests/peers/SCRIPT` (paho-mqtt
