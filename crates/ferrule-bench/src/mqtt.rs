@@ -860,6 +860,13 @@ enum Contender {
 }
 
 impl Contender {
+    fn name(&self) -> &'static str {
+        match self {
+            Contender::Ferrule => "ferrule",
+            Contender::Baseline(b) => b.name(),
+        }
+    }
+
     async fn start(
         &self,
         args: &MqttArgs,
@@ -910,13 +917,7 @@ async fn run(args: MqttArgs, nofile: u64) -> anyhow::Result<()> {
     }
 
     let mut results = Results {
-        brokers: contenders
-            .iter()
-            .map(|c| match c {
-                Contender::Ferrule => "ferrule",
-                Contender::Baseline(b) => b.name(),
-            })
-            .collect(),
+        brokers: contenders.iter().map(Contender::name).collect(),
         ..Results::default()
     };
     let traffic = [Only::Fanin0, Only::Fanin1, Only::Fanout0, Only::Latency];
