@@ -53,3 +53,74 @@ impl fmt::Display for Refused {
         }
     }
 }
+
+/// Several intake stages in order, as one: the first refusal wins (later
+/// stages do not see the message), and an accepted message is durable once
+/// every stage's ticket is. Stages that care about disjoint topics (the
+/// telemetry writer, the twin) or check before others store (profile
+/// schemas) compose this way without knowing of each other.
+pub struct IntakeChain(Vec<Arc<dyn Intake>>);
+
+impl IntakeChain {
+    pub fn new(stages: Vec<Arc<dyn Intake>>) -> Self {
+        Self(stages)
+    }
+}
+
+impl Intake for IntakeChain {
+    fn accept(&self, message: &Arc<Message>) -> Result<Accepted, Refused> {
+        let mut all = Accepted::default();
+        for stage in &self.0 {
+            let one = stage.accept(message)?;
+            all.durable_after = all.durable_after.join(one.durable_after);
+            if one.backpressure.is_some() {
+                all.backpressure = one.backpressure;
+            }
+        }
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use ferrule_core::{Ledger, Origin, QoS, TenantId};
+
+    use super::*;
+
+    struct Stage(Result<u64, &'static str>);
+
+    impl Intake for Stage {
+        fn accept(&self, _: &Arc<Message>) -> Result<Accepted, Refused> {
+            match self.0 {
+                Ok(seq) => Ok(Accepted {
+                    durable_after: Ticket::on(Ledger::Twin, seq),
+                    backpressure: None,
+                }),
+                Err(why) => Err(Refused::Invalid(why.into())),
+            }
+        }
+    }
+
+    fn message() -> Arc<Message> {
+        Arc::new(Message::new(
+            TenantId::new("t").unwrap(),
+            "devices/d/state/reported".into(),
+            Bytes::from_static(b"{}"),
+            QoS::AtLeastOnce,
+            Origin::Api,
+        ))
+    }
+
+    #[test]
+    fn a_chain_joins_tickets_and_stops_at_the_first_refusal() {
+        let ok = IntakeChain::new(vec![Arc::new(Stage(Ok(3))), Arc::new(Stage(Ok(5)))]);
+        let got = ok.accept(&message()).unwrap();
+        assert_eq!(got.durable_after, Ticket::on(Ledger::Twin, 5));
+        let refused = IntakeChain::new(vec![Arc::new(Stage(Err("bad"))), Arc::new(Stage(Ok(5)))]);
+        assert_eq!(
+            refused.accept(&message()).unwrap_err(),
+            Refused::Invalid("bad".into())
+        );
+    }
+}

@@ -18,8 +18,8 @@ mod tree;
 /// The durability ledger lives in the core (stores report to it without
 /// knowing the router); re-exported for the router's users.
 pub use ferrule_core::durability::{Durability, Ledger, Ticket};
-pub use intake::{Accepted, Intake, Refused};
-pub use router::{RetainedSink, Router, TenantBus};
+pub use intake::{Accepted, Intake, IntakeChain, Refused};
+pub use router::{RetainedSink, Router, SubscribeWatch, TenantBus};
 pub use tree::{Entry, Matched, SubscriberId, SubscriptionOptions, SubscriptionTree};
 
 use std::sync::Arc;

@@ -53,6 +53,11 @@ impl TenantBus {
 /// It returns the ticket after which the change is durable.
 pub type RetainedSink = Box<dyn Fn(&Arc<Message>) -> Ticket + Send + Sync>;
 
+/// Told of every new subscription (tenant, filter), after it is in place:
+/// the command tracker sends a device's waiting commands once the device
+/// listens for them.
+pub type SubscribeWatch = Box<dyn Fn(&TenantId, &str) + Send + Sync>;
+
 /// The in-process router shared by every component.
 #[derive(Default)]
 pub struct Router {
@@ -61,6 +66,10 @@ pub struct Router {
     retained_sink: std::sync::OnceLock<RetainedSink>,
     intake: std::sync::OnceLock<Arc<dyn Intake>>,
     durability: Durability,
+    /// Subscriptions of Ferrule's own services (twin, commands,
+    /// connectivity), placed in every tenant's bus, present and future.
+    everywhere: RwLock<Vec<(String, Entry)>>,
+    subscribe_watch: std::sync::OnceLock<SubscribeWatch>,
 }
 
 impl Router {
@@ -88,22 +97,55 @@ impl Router {
         self.next_subscriber.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Installs the watcher of new subscriptions (once).
+    pub fn set_subscribe_watch(&self, watch: SubscribeWatch) {
+        let _ = self.subscribe_watch.set(watch);
+    }
+
     /// The tenant's bus, created on first use.
     pub fn tenant(&self, tenant: &TenantId) -> Arc<TenantBus> {
         if let Some(bus) = self.tenants.read().get(tenant) {
             return bus.clone();
         }
-        self.tenants
-            .write()
+        let mut tenants = self.tenants.write();
+        tenants
             .entry(tenant.clone())
-            .or_default()
+            .or_insert_with(|| {
+                let bus = TenantBus::default();
+                {
+                    let mut tree = bus.tree.write();
+                    for (filter, entry) in self.everywhere.read().iter() {
+                        tree.insert(filter, entry.clone());
+                    }
+                }
+                Arc::new(bus)
+            })
             .clone()
+    }
+
+    /// Subscribes `entry` to `filter` in every tenant, those to come too:
+    /// Ferrule's own services listen across tenants this way, and learn a
+    /// message's tenant from the message.
+    pub fn subscribe_everywhere(&self, filter: &str, entry: Entry) {
+        // Under the tenants' write lock, so that no bus is created between
+        // the list growing and the existing buses being given the entry.
+        let tenants = self.tenants.write();
+        self.everywhere
+            .write()
+            .push((filter.to_owned(), entry.clone()));
+        for bus in tenants.values() {
+            bus.tree.write().insert(filter, entry.clone());
+        }
     }
 
     /// Subscribes; returns true when the subscription is new (not a
     /// replacement), which MQTT's retain handling 1 needs to know.
     pub fn subscribe(&self, tenant: &TenantId, filter: &str, entry: Entry) -> bool {
-        self.tenant(tenant).tree.write().insert(filter, entry)
+        let new = self.tenant(tenant).tree.write().insert(filter, entry);
+        if let Some(watch) = self.subscribe_watch.get() {
+            watch(tenant, filter);
+        }
+        new
     }
 
     /// Unsubscribes; returns true when the subscription existed.
@@ -292,6 +334,46 @@ mod tests {
             subscriber: inbox.clone(),
             options: SubscriptionOptions::qos(qos),
         }
+    }
+
+    #[test]
+    fn a_service_subscribed_everywhere_hears_every_tenant_old_and_new() {
+        let r = Router::default();
+        r.publish(msg("old", "x", None));
+        let service = Arc::new(Inbox::default());
+        r.subscribe_everywhere("devices/+/response", entry(&r, &service, QoS::AtLeastOnce));
+        assert_eq!(
+            r.publish(msg("old", "devices/d/response", None)).delivered,
+            1
+        );
+        assert_eq!(
+            r.publish(msg("new", "devices/d/response", None)).delivered,
+            1
+        );
+        // A deleted tenant's id starts a new bus, which has it too.
+        r.remove_tenant(&tenant("new"));
+        assert_eq!(
+            r.publish(msg("new", "devices/e/response", None)).delivered,
+            1
+        );
+        assert_eq!(service.0.lock().len(), 3);
+    }
+
+    #[test]
+    fn the_subscribe_watch_hears_each_new_subscription() {
+        let r = Router::default();
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        r.set_subscribe_watch(Box::new(move |t, f| {
+            log.lock().push((t.to_string(), f.to_owned()))
+        }));
+        let inbox = Arc::new(Inbox::default());
+        r.subscribe(
+            &tenant("t"),
+            "devices/d/#",
+            entry(&r, &inbox, QoS::AtMostOnce),
+        );
+        assert_eq!(*seen.lock(), [("t".to_owned(), "devices/d/#".to_owned())]);
     }
 
     #[test]

@@ -33,9 +33,11 @@ pub enum Ledger {
     Sessions = 0,
     /// Telemetry points and events.
     Telemetry = 1,
+    /// Device twins (reported state sent over MQTT or HTTP ingest).
+    Twin = 2,
 }
 
-const LEDGERS: usize = 2;
+const LEDGERS: usize = 3;
 
 /// Per ledger, a write number; 0 means "nothing to wait for" there.
 /// Used both for what a message needs and for what has been committed.

@@ -5,6 +5,8 @@
 //! - [`message`]: [`Message`], the one thing the router moves.
 //! - [`durability`]: the ledgers of committed writes that acknowledgements
 //!   wait on ([`Durability`], [`Ticket`]), shared by stores and publishers.
+//! - [`connectivity`]: devices' connect and disconnect events, as the
+//!   broker publishes them.
 //! - [`role`]: the four roles and what each may do.
 //! - [`principal`]: who is calling — a user, an API key or a device — once
 //!   authenticated, whatever the transport.
@@ -18,6 +20,7 @@
 //!   rules they must follow.
 
 pub mod acl;
+pub mod connectivity;
 pub mod durability;
 pub mod id;
 pub mod message;

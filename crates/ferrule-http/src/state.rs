@@ -68,6 +68,8 @@ pub struct AppState {
     pub mqtt: Option<MqttEndpoint>,
     /// `None` when telemetry storage is not running.
     pub telemetry: Option<TelemetryApi>,
+    /// Twins, commands, connectivity and profiles; `None` when not running.
+    pub devices: Option<ferrule_twin::DeviceServices>,
 }
 
 impl AppState {
@@ -83,6 +85,13 @@ impl AppState {
     pub fn telemetry(&self) -> Result<&TelemetryApi, crate::error::ApiError> {
         self.telemetry.as_ref().ok_or_else(|| {
             crate::error::ApiError::Unavailable("telemetry storage is not running".into())
+        })
+    }
+
+    /// The device services (twin, commands, connectivity, profiles), or 503.
+    pub fn devices(&self) -> Result<&ferrule_twin::DeviceServices, crate::error::ApiError> {
+        self.devices.as_ref().ok_or_else(|| {
+            crate::error::ApiError::Unavailable("device services are not running".into())
         })
     }
 

@@ -192,6 +192,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         mqtt: None,
         telemetry: None,
+        devices: None,
     };
 
     let shutdown = CancellationToken::new();
@@ -200,14 +201,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let router = Router::new();
     let telemetry = open_telemetry(&config, &router)?;
     let (notices, notices_rx) = Notices::new(config.telemetry.refusal_notices_per_second);
-    router.set_intake(Arc::new(
+    let telemetry_intake: Arc<dyn ferrule_bus::Intake> = Arc::new(
         TelemetryIntake::new(
             telemetry.clone(),
             directory.clone(),
             config.telemetry.max_future_skew,
         )
         .with_notices(notices),
-    ));
+    );
+    router.set_intake(Arc::new(ferrule_bus::IntakeChain::new(vec![
+        telemetry_intake,
+    ])));
+    state.devices = Some(ferrule_twin::DeviceServices {
+        twins: Default::default(),
+        commands: Default::default(),
+        connectivity: Default::default(),
+        profiles: Default::default(),
+    });
     state.telemetry = Some(TelemetryApi {
         store: telemetry.clone(),
         router: router.clone(),

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/embedded/0004_mqtt_state.sql"),
     include_str!("../../migrations/embedded/0005_key_creators_and_tenant_fingerprints.sql"),
     include_str!("../../migrations/embedded/0006_pending_deletions.sql"),
+    include_str!("../../migrations/embedded/0007_device_state.sql"),
 ];
 
 /// The schema version this binary writes.
