@@ -4,6 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::DeviceId;
+
+/// `$ferrule/devices/{id}/connectivity`, where the broker publishes a
+/// device's events (the broker cannot name `ferrule_twin::topics`).
+pub fn topic(device: &DeviceId) -> String {
+    format!("$ferrule/devices/{device}/connectivity")
+}
+
 /// One connect or disconnect of a device's MQTT client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectivityEvent {
@@ -23,6 +31,14 @@ pub struct ConnectivityEvent {
     /// alive timeout, well before `ts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<i64>,
+}
+
+impl ConnectivityEvent {
+    /// The event as the JSON payload of its message.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain strings and numbers: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +68,32 @@ pub enum DisconnectReason {
     ProtocolError,
 }
 
+impl ConnectivityChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectivityChange::Connected => "connected",
+            ConnectivityChange::Disconnected => "disconnected",
+        }
+    }
+}
+
 impl DisconnectReason {
+    /// Every reason, for tests and documentation.
+    pub const ALL: [DisconnectReason; 7] = [
+        DisconnectReason::ClientDisconnect,
+        DisconnectReason::KeepAliveTimeout,
+        DisconnectReason::Takeover,
+        DisconnectReason::Revoked,
+        DisconnectReason::ServerShutdown,
+        DisconnectReason::ConnectionLost,
+        DisconnectReason::ProtocolError,
+    ];
+
+    /// The reason named by [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DisconnectReason::ClientDisconnect => "client_disconnect",

@@ -141,6 +141,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("opening the embedded store"),
     };
     let store: Arc<dyn MetaStore> = embedded.clone();
+    let connectivity_store: Arc<dyn ferrule_store::ConnectivityStore> = embedded.clone();
     let broker_state = Arc::new(StoredBrokerState(embedded));
     let hash_pool = match config.auth.hash_pool {
         Some(pool) => Some(HashPool::start(pool).context("starting password hashing threads")?),
@@ -212,10 +213,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     router.set_intake(Arc::new(ferrule_bus::IntakeChain::new(vec![
         telemetry_intake,
     ])));
+    let connectivity = ferrule_twin::connectivity::Connectivity::load(
+        connectivity_store,
+        telemetry.clone(),
+        directory.clone(),
+    )
+    .await
+    .context("loading device connectivity")?;
+    connectivity.attach(&router);
+    let stop_connectivity = CancellationToken::new();
+    let connectivity_writer = tokio::spawn(connectivity.clone().run(stop_connectivity.clone()));
     state.devices = Some(ferrule_twin::DeviceServices {
         twins: Default::default(),
         commands: Default::default(),
-        connectivity: Default::default(),
+        connectivity,
         profiles: Default::default(),
     });
     state.telemetry = Some(TelemetryApi {
@@ -340,6 +351,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; closing anyway");
     }
+    // The connections' last disconnects (server_shutdown) are in: save them.
+    stop_connectivity.cancel();
+    let _ = connectivity_writer.await;
     stop_writer.cancel();
     let _ = writer.await;
     // Every publisher is gone: seal what is recent and stop the writer.

@@ -6,6 +6,7 @@ mod api_keys;
 mod auth;
 mod contract;
 mod credentials;
+mod device_filter;
 mod devices;
 mod events;
 mod export;

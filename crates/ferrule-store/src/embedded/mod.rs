@@ -4,6 +4,7 @@
 //! call runs on tokio's blocking pool so SQLite never stalls the async threads.
 
 mod broker_state;
+mod connectivity;
 mod meta;
 mod migrations;
 

@@ -10,6 +10,7 @@ mod auth;
 mod auth_throttle;
 mod bad_input;
 mod config;
+mod connectivity;
 mod data_dir_modes;
 mod deletion;
 mod http_limits;
