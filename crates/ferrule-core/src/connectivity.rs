@@ -55,6 +55,7 @@ pub enum DisconnectReason {
     /// The client sent DISCONNECT.
     ClientDisconnect,
     /// Nothing arrived within 1.5 × its keep alive.
+    #[serde(rename = "keepalive_timeout")]
     KeepAliveTimeout,
     /// Another connection with the same client id took the session over.
     Takeover,
@@ -126,5 +127,14 @@ mod tests {
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""reason":"keepalive_timeout""#), "{json}");
         assert_eq!(serde_json::from_str::<ConnectivityEvent>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn every_reason_is_written_by_its_name() {
+        for r in DisconnectReason::ALL {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+            assert_eq!(DisconnectReason::parse(r.as_str()), Some(r));
+        }
     }
 }

@@ -208,7 +208,9 @@ async fn finish(state: &AppState, deletion: PendingDeletion, change: Changing<'_
     // ignored (the directory no longer has the device), and this drops
     // what came before.
     if let Some(devices) = &state.devices {
-        devices.connectivity.forget(tenant, deletion.device.as_ref());
+        devices
+            .connectivity
+            .forget(tenant, deletion.device.as_ref());
     }
     state.store().finish_deletion(&deletion).await?;
     observe::Deleted {

@@ -380,7 +380,12 @@ mod tests {
             assert_eq!(s.last_reason.as_deref(), Some("takeover"));
             deliver(
                 &c,
-                event(Disconnected, "b", 9, Some(DisconnectReason::ClientDisconnect)),
+                event(
+                    Disconnected,
+                    "b",
+                    9,
+                    Some(DisconnectReason::ClientDisconnect),
+                ),
             );
             assert!(!c.is_online(&t, &d));
             let s = c.state(&t, &d).unwrap();

@@ -24,7 +24,10 @@ impl Subscriber for Events {
     fn deliver(&self, message: &Arc<Message>, _: &Matched) -> Delivered {
         assert!(matches!(message.origin, Origin::System));
         let e: ConnectivityEvent = serde_json::from_slice(&message.payload).unwrap();
-        assert_eq!(message.topic, format!("$ferrule/devices/{}/connectivity", e.device));
+        assert_eq!(
+            message.topic,
+            format!("$ferrule/devices/{}/connectivity", e.device)
+        );
         self.0.lock().push(e);
         Delivered::default()
     }
@@ -78,7 +81,12 @@ async fn a_silent_device_times_out_and_its_last_packet_is_its_last_seen() {
     let c = &connected[0];
     assert_eq!(c.event, ConnectivityChange::Connected);
     assert_eq!(
-        (c.device.as_str(), c.client_id.as_str(), c.address.as_str(), c.protocol.as_str()),
+        (
+            c.device.as_str(),
+            c.client_id.as_str(),
+            c.address.as_str(),
+            c.protocol.as_str()
+        ),
         ("pump-1", "c1", "192.0.2.1:1883", "3.1.1")
     );
     assert_eq!((c.reason, c.last_seen), (None, None));
@@ -92,7 +100,10 @@ async fn a_silent_device_times_out_and_its_last_packet_is_its_last_seen() {
     let gone = events.take().await;
     assert_eq!(
         reasons(&gone),
-        [(ConnectivityChange::Disconnected, Some(DisconnectReason::KeepAliveTimeout))]
+        [(
+            ConnectivityChange::Disconnected,
+            Some(DisconnectReason::KeepAliveTimeout)
+        )]
     );
     let (seen, at) = (gone[0].last_seen.unwrap(), gone[0].ts);
     // Wall-clock ms: the ping was 15 s (paused time does not move the
@@ -106,7 +117,10 @@ async fn each_way_a_connection_ends_has_its_reason() {
     let events = Events::watch(&broker);
 
     // DISCONNECT from the client (with or without will: both are the client's).
-    for code in [ReasonCode::SUCCESS, ReasonCode::DISCONNECT_WITH_WILL_MESSAGE] {
+    for code in [
+        ReasonCode::SUCCESS,
+        ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+    ] {
         let (mut c, _) = broker
             .connect(device(ProtocolVersion::V5, "pump-1", "c1", 60))
             .await;
@@ -117,9 +131,15 @@ async fn each_way_a_connection_ends_has_its_reason() {
         reasons(&events.take().await),
         [
             (ConnectivityChange::Connected, None),
-            (ConnectivityChange::Disconnected, Some(DisconnectReason::ClientDisconnect)),
+            (
+                ConnectivityChange::Disconnected,
+                Some(DisconnectReason::ClientDisconnect)
+            ),
             (ConnectivityChange::Connected, None),
-            (ConnectivityChange::Disconnected, Some(DisconnectReason::ClientDisconnect)),
+            (
+                ConnectivityChange::Disconnected,
+                Some(DisconnectReason::ClientDisconnect)
+            ),
         ]
     );
 
@@ -141,7 +161,10 @@ async fn each_way_a_connection_ends_has_its_reason() {
         [
             (ConnectivityChange::Connected, None),
             (ConnectivityChange::Connected, None),
-            (ConnectivityChange::Disconnected, Some(DisconnectReason::Takeover)),
+            (
+                ConnectivityChange::Disconnected,
+                Some(DisconnectReason::Takeover)
+            ),
         ]
     );
 
@@ -152,14 +175,18 @@ async fn each_way_a_connection_ends_has_its_reason() {
     new.until_closed().await;
     assert_eq!(
         reasons(&events.take().await),
-        [(ConnectivityChange::Disconnected, Some(DisconnectReason::Revoked))]
+        [(
+            ConnectivityChange::Disconnected,
+            Some(DisconnectReason::Revoked)
+        )]
     );
 
     // A protocol violation (a second CONNECT).
     let (mut c, _) = broker
         .connect(device(ProtocolVersion::V5, "pump-1", "c1", 60))
         .await;
-    c.send(Packet::Connect(Box::new(connect_v5("c1", 60)))).await;
+    c.send(Packet::Connect(Box::new(connect_v5("c1", 60))))
+        .await;
     c.until_closed().await;
     // The socket just closing.
     let (c2, _) = broker
@@ -171,9 +198,15 @@ async fn each_way_a_connection_ends_has_its_reason() {
         reasons(&ended),
         [
             (ConnectivityChange::Connected, None),
-            (ConnectivityChange::Disconnected, Some(DisconnectReason::ProtocolError)),
+            (
+                ConnectivityChange::Disconnected,
+                Some(DisconnectReason::ProtocolError)
+            ),
             (ConnectivityChange::Connected, None),
-            (ConnectivityChange::Disconnected, Some(DisconnectReason::ConnectionLost)),
+            (
+                ConnectivityChange::Disconnected,
+                Some(DisconnectReason::ConnectionLost)
+            ),
         ]
     );
     assert_eq!(ended[3].device, "pump-2");
@@ -194,6 +227,9 @@ async fn each_way_a_connection_ends_has_its_reason() {
     last.until_closed().await;
     assert_eq!(
         reasons(&events.take().await),
-        [(ConnectivityChange::Disconnected, Some(DisconnectReason::ServerShutdown))]
+        [(
+            ConnectivityChange::Disconnected,
+            Some(DisconnectReason::ServerShutdown)
+        )]
     );
 }

@@ -208,7 +208,10 @@ async fn each_way_a_connection_ends_shows_in_the_view_the_list_and_the_log() {
                 .starts_with("127.0.0.1:"),
             "{d}"
         );
-        assert!(d["connected_at"].is_string() && d["last_seen"].is_string(), "{d}");
+        assert!(
+            d["connected_at"].is_string() && d["last_seen"].is_string(),
+            "{d}"
+        );
         assert_eq!(d["last_disconnect_reason"], Value::Null);
         assert_eq!(listed(api, true, 2).await, [id.clone()]);
         let offline = listed(api, false, 2).await;

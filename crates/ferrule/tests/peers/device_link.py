@@ -39,8 +39,21 @@ def until_closed(sock, timeout):
         if not chunk:
             break
         seen += chunk
-    # An MQTT 5 server DISCONNECT: 0xE0, length, reason code.
-    return seen[2] if len(seen) >= 3 and seen[0] == 0xE0 else 0
+    # Packets the paho loop left unread (a PINGRESP) may come first; an
+    # MQTT 5 server DISCONNECT is 0xE0, its length, its reason code.
+    i = 0
+    while i + 1 < len(seen):
+        kind, length, at, shift = seen[i], 0, i + 1, 0
+        while at < len(seen):
+            length |= (seen[at] & 0x7F) << shift
+            shift += 7
+            at += 1
+            if seen[at - 1] < 0x80:
+                break
+        if kind == 0xE0 and length >= 1 and at < len(seen):
+            return seen[at]
+        i = at + length
+    return 0
 
 
 def main():

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytestring::ByteString;
-use ferrule_core::connectivity::{
-    self, ConnectivityChange, ConnectivityEvent, DisconnectReason,
-};
+use ferrule_core::connectivity::{self, ConnectivityChange, ConnectivityEvent, DisconnectReason};
 use ferrule_core::message::now_ms;
 use ferrule_core::{DeviceId, Message, Origin, Principal, PrincipalKind, QoS};
 
