@@ -213,7 +213,7 @@ async fn each_way_a_connection_ends_shows_in_the_view_the_list_and_the_log() {
             "{d}"
         );
         assert_eq!(d["last_disconnect_reason"], Value::Null);
-        assert_eq!(listed(api, true, 2).await, [id.clone()]);
+        assert_eq!(listed(api, true, 2).await, [id.as_str()]);
         let offline = listed(api, false, 2).await;
         assert!(!offline.contains(&id), "{offline:?}");
         assert!(offline.contains(&"idle-4".to_owned()), "{offline:?}");
@@ -246,7 +246,7 @@ async fn each_way_a_connection_ends_shows_in_the_view_the_list_and_the_log() {
             d["online"] == true && d["last_disconnect_reason"] == "takeover"
         })
         .await;
-        assert_eq!(listed(api, true, 100).await, [id.clone()]);
+        assert_eq!(listed(api, true, 100).await, [id.as_str()]);
 
         // The network connection breaks.
         link.cmd("kill d").await;
