@@ -173,7 +173,7 @@ impl Connectivity {
             .retain(|(t, d)| t != tenant || device.is_some_and(|gone| gone != d));
     }
 
-    /// Applies one event; returns whether it was applied.
+    /// Applies one event to the device's state and marks it for saving.
     fn apply(&self, tenant: &TenantId, device: &DeviceId, e: &ConnectivityEvent) {
         let mut devices = self.inner.devices.write();
         let t = devices
