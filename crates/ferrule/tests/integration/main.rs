@@ -11,6 +11,7 @@ mod auth_throttle;
 mod bad_input;
 mod commands;
 mod config;
+mod connectivity;
 mod data_dir_modes;
 mod deletion;
 mod device_peer;
