@@ -13,6 +13,7 @@ mod ingest;
 mod mqtt_ws;
 mod ops;
 mod security_headers;
+pub mod stream;
 mod telemetry;
 mod telemetry_settings;
 mod tenants;
@@ -50,6 +51,7 @@ use crate::state::AppState;
         (name = "acl-rules", description = "Who may publish and subscribe where over MQTT"),
         (name = "telemetry", description = "Telemetry history, events, export and retention"),
         (name = "ingest", description = "Devices without MQTT send here with their access token"),
+        (name = "stream", description = "Live messages of the tenant over a WebSocket"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -105,6 +107,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))
+        .routes(routes!(stream::open))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

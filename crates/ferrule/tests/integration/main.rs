@@ -25,6 +25,7 @@ mod resources;
 mod secrets;
 mod security_headers;
 mod startup_errors;
+mod stream;
 mod tenancy;
 mod user_rights;
 
