@@ -41,22 +41,27 @@ use session::StreamSession;
 struct StreamQuery {
     filters: Vec<String>,
     access_token: Option<String>,
+    /// What `X-Tenant` says elsewhere, for browsers.
+    tenant: Option<String>,
 }
 
 fn parse_query(parts: &Parts) -> ApiResult<StreamQuery> {
     let mut query = StreamQuery {
         filters: Vec::new(),
         access_token: None,
+        tenant: None,
     };
     let raw = parts.uri.query().unwrap_or_default();
     for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
         match &*name {
             "filter" => query.filters.push(value.into_owned()),
             "access_token" => query.access_token = Some(value.into_owned()),
+            "tenant" => query.tenant = Some(value.into_owned()),
             other => {
                 return Err(ApiError::invalid(
                     other,
-                    "unknown query parameter: a stream takes `filter` (repeatable) and `access_token`",
+                    "unknown query parameter: a stream takes `filter` (repeatable), \
+                     `access_token` and `tenant`",
                 ));
             }
         }
@@ -74,7 +79,7 @@ fn parse_query(parts: &Parts) -> ApiResult<StreamQuery> {
 /// the retained messages it matches. Messages:
 /// `{"type":"message","topic","kind","device"?,"payload"|"payload_base64","qos","retain","ts"}`.
 /// Browsers cannot set headers on a WebSocket: they pass the session token
-/// or API key as `access_token`. Users and API keys of every role may
+/// or API key as `access_token` (and an admin's `X-Tenant` as `tenant`). Users and API keys of every role may
 /// stream; the tenant's ACL rules decide what they receive.
 #[utoipa::path(get, operation_id = "openStream", path = "/api/v1/stream", tag = "stream",
     params(
@@ -82,6 +87,8 @@ fn parse_query(parts: &Parts) -> ApiResult<StreamQuery> {
             description = "A topic filter to subscribe to at once (repeatable; at most 64)"),
         ("access_token" = Option<String>, Query,
             description = "The session token or API key, for clients that cannot send `Authorization`"),
+        ("tenant" = Option<String>, Query,
+            description = "Admins only: the tenant to stream, as `X-Tenant` (for clients that cannot send it)"),
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket stream"),
@@ -119,6 +126,13 @@ async fn admit(
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| ApiError::Unauthorized("missing, invalid or expired credentials"))?;
         parts.headers.insert(AUTHORIZATION, value);
+    }
+    if !parts.headers.contains_key("x-tenant")
+        && let Some(tenant) = &query.tenant
+    {
+        let value = HeaderValue::from_str(tenant)
+            .map_err(|_| ApiError::invalid("tenant", "not a valid tenant id"))?;
+        parts.headers.insert("x-tenant", value);
     }
     let token = bearer(&parts.headers)
         .ok_or(ApiError::Unauthorized(

@@ -31,7 +31,21 @@ fn url(s: &Server, query: &str) -> String {
 /// Opens a stream with `Authorization: Bearer TOKEN` and `query`, or says
 /// with which HTTP status it was refused.
 async fn try_open(s: &Server, token: Option<&str>, query: &str) -> Result<Live, u16> {
+    try_open_with(s, token, query, &[]).await
+}
+
+async fn try_open_with(
+    s: &Server,
+    token: Option<&str>,
+    query: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Live, u16> {
     let mut request = url(s, query).into_client_request().expect("request");
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_str(value).unwrap());
+    }
     if let Some(token) = token {
         request.headers_mut().insert(
             "authorization",
@@ -300,6 +314,55 @@ async fn a_stream_shows_the_tenant_live_under_its_rules() {
     w.admin.get("/api/v1/stream").await.assert_problem(426);
     w.anon_get_is_401().await;
 
+    // An admin streams another tenant with X-Tenant, and only that tenant.
+    let mut in_beta = try_open_with(
+        s,
+        Some(&admin_token),
+        "?filter=%23",
+        &[("x-tenant", "beta")],
+    )
+    .await
+    .expect("an admin streams tenant beta");
+    assert_eq!(in_beta.next().await["type"], "subscribed");
+    mosquitto_pub(s, &pump, "devices/pump/telemetry", r#"{"alpha": 2}"#, false).await;
+    mosquitto_pub(
+        s,
+        &["-u", &beta_pump],
+        "devices/pump/telemetry",
+        r#"{"beta": 2}"#,
+        false,
+    )
+    .await;
+    assert_eq!(in_beta.message().await["payload"], json!({"beta": 2}));
+    in_beta.0.close(None).await.unwrap();
+    let mut beta_in_url = open(s, &admin_token, "?tenant=beta&filter=%23").await;
+    assert_eq!(beta_in_url.next().await["type"], "subscribed");
+    mosquitto_pub(
+        s,
+        &["-u", &beta_pump],
+        "devices/pump/telemetry",
+        r#"{"beta": 3}"#,
+        false,
+    )
+    .await;
+    assert_eq!(beta_in_url.message().await["payload"], json!({"beta": 3}));
+    drop(beta_in_url);
+    // Anyone but an admin stays in their own tenant.
+    assert_eq!(
+        try_open(s, Some(&viewer), "?tenant=beta").await.err(),
+        Some(403)
+    );
+
+    // One identity holds at most 32 streams; others are not held back.
+    let (_, busy_key) = create_api_key(&w.admin, "viewer").await;
+    let mut many = Vec::new();
+    for _ in 0..32 {
+        many.push(open(s, &busy_key, "").await);
+    }
+    assert_eq!(try_open(s, Some(&busy_key), "").await.err(), Some(429));
+    let other = open(s, &admin_token, "").await;
+    drop((many, other));
+
     // A revoked API key's stream closes at once, saying why.
     let (key, secret) = create_api_key(&w.admin, "viewer").await;
     let mut keyed = open(s, &secret, "?filter=%23").await;
@@ -399,4 +462,11 @@ async fn a_reader_that_falls_behind_is_closed_with_the_reason_and_counted() {
         ) >= 1.0,
         "{text}"
     );
+
+    // Shutting the server down says goodbye to its streams.
+    let mut last = open(s, &admin_token, "").await;
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, reason) = last.closed(WAIT).await;
+    assert_eq!(code, 1001, "{reason}");
+    assert!(reason.contains("shutting down"), "{reason}");
 }

@@ -371,6 +371,10 @@ impl Stream {
                     tenant: session.tenant.clone(),
                     kind: principal.kind,
                 };
+                // An admin's stream of a tenant since deleted ends too.
+                if !session.directory.may_act(&session.who) {
+                    return false;
+                }
                 self.access.forget();
                 true
             }
