@@ -410,7 +410,8 @@ impl World {
 }
 
 #[tokio::test]
-async fn a_reader_that_falls_behind_is_closed_with_the_reason_and_counted() {
+async fn a_stream_ends_with_its_reason_when_its_reader_falls_behind_sends_too_much_or_the_server_stops()
+ {
     // The flood is one client's: lift its rate limits, which would
     // otherwise pace it at 2 MiB/s.
     let w = World::with(
@@ -462,6 +463,13 @@ async fn a_reader_that_falls_behind_is_closed_with_the_reason_and_counted() {
         ) >= 1.0,
         "{text}"
     );
+
+    // A client frame over 64 KiB ends its stream, saying why.
+    let mut chatty = open(s, &admin_token, "").await;
+    let huge = json!({"op": "subscribe", "filters": ["x".repeat(70 * 1024)]});
+    chatty.send(huge).await;
+    let (code, reason) = chatty.closed(WAIT).await;
+    assert_eq!(code, 1009, "{reason}");
 
     // Shutting the server down says goodbye to its streams.
     let mut last = open(s, &admin_token, "").await;
