@@ -29,6 +29,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 /// The same at shutdown, within the server's own grace.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Message frames encoded and written at a time.
+const FRAMES_PER_WRITE: usize = 256;
+
 /// WebSocket close codes (RFC 6455 §7.4): standard where one fits, and one
 /// of the application range so that a client can tell "log in again" from
 /// "reconnect".
@@ -324,21 +327,29 @@ impl Stream {
         {
             return Err(CloseReason::Credentials);
         }
-        let frames: Vec<Frame> = messages
-            .into_iter()
-            .filter(|m| self.access.allows(&session.who, &m.topic))
-            .map(|m| Frame::Text(message_frame(&m, retained).into()))
-            .collect();
-        let n = frames.len();
-        if n > 0 {
-            self.write(tx, frames).await?;
-            observe::messages_sent(n);
+        let mut messages = messages.into_iter().peekable();
+        // Encoded a few at a time: a `#` subscription's retained messages
+        // may be many more than a live batch, which the inbox bounds.
+        while messages.peek().is_some() {
+            let frames: Vec<Frame> = messages
+                .by_ref()
+                .take(FRAMES_PER_WRITE)
+                .filter(|m| self.access.allows(&self.session.who, &m.topic))
+                .map(|m| Frame::Text(message_frame(&m, retained).into()))
+                .collect();
+            let n = frames.len();
+            if n > 0 {
+                self.write(tx, frames).await?;
+                observe::messages_sent(n);
+            }
         }
         Ok(())
     }
 
     /// Writes frames, unless the stream must end first: a client that does
-    /// not read blocks the write, and meanwhile its inbox overflows.
+    /// not read blocks the write, and meanwhile its inbox overflows; one
+    /// that reads nothing for two ping periods is gone even if little is
+    /// sent to it.
     async fn write(&self, tx: &mut Sink, frames: Vec<Frame>) -> Result<(), CloseReason> {
         let send = async {
             for frame in frames {
@@ -346,12 +357,14 @@ impl Stream {
             }
             tx.flush().await
         };
+        let stalled = self.session.streams.limits().ping_every * 2;
         tokio::select! {
             biased;
             _ = self.session.streams.shutdown().cancelled() => Err(CloseReason::Shutdown),
             _ = self.session.admitted.revoked.cancelled() => Err(CloseReason::Credentials),
             _ = self.inbox.overflow() => Err(CloseReason::Slow),
             sent = send => sent.map_err(|_| CloseReason::Client),
+            _ = tokio::time::sleep(stalled) => Err(CloseReason::Slow),
         }
     }
 
