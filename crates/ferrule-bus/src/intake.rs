@@ -41,6 +41,9 @@ pub enum Refused {
     QuotaExceeded(String),
     /// The store cannot take it now (MQTT 5 0x80, HTTP 503).
     Unavailable(String),
+    /// The topic is Ferrule's to write, not a client's (a device's
+    /// `state/desired`): MQTT 5 0x87, HTTP 403.
+    Forbidden(String),
 }
 
 impl fmt::Display for Refused {
@@ -49,7 +52,8 @@ impl fmt::Display for Refused {
             Refused::Invalid(why)
             | Refused::UnknownDevice(why)
             | Refused::QuotaExceeded(why)
-            | Refused::Unavailable(why) => f.write_str(why),
+            | Refused::Unavailable(why)
+            | Refused::Forbidden(why) => f.write_str(why),
         }
     }
 }

@@ -36,6 +36,13 @@ use ferrule_core::Message;
 /// dropping what it cannot deliver.
 pub trait Subscriber: Send + Sync {
     fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Delivered;
+
+    /// The identity this subscriber receives for (an MQTT session's owner,
+    /// e.g. `device:pump-1`), when it is a client's; Ferrule's own services
+    /// and API streams answer `None`.
+    fn owner(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a subscriber reports about one delivery.

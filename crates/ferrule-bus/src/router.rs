@@ -160,6 +160,27 @@ impl Router {
         self.tenant(tenant).tree.write().remove(filter, id)
     }
 
+    /// Whether a subscriber owned by `owner` (see [`Subscriber::owner`])
+    /// has a subscription matching `topic` in the tenant: the command
+    /// tracker sends a device its commands only once the device listens.
+    pub fn is_listening(&self, tenant: &TenantId, topic: &str, owner: &str) -> bool {
+        let Some(bus) = self.tenants.read().get(tenant).cloned() else {
+            return false;
+        };
+        let probe = Message::new(
+            tenant.clone(),
+            topic.into(),
+            Bytes::new(),
+            QoS::AtLeastOnce,
+            Origin::System,
+        );
+        let mut found = false;
+        bus.tree.read().for_each_match(&probe, |entry, _| {
+            found |= entry.subscriber.owner() == Some(owner);
+        });
+        found
+    }
+
     /// Routes a message to every matching subscriber and keeps it if retained.
     pub fn publish(&self, message: Arc<Message>) -> Published {
         let bus = self.tenant(&message.tenant);
@@ -364,6 +385,39 @@ mod tests {
             1
         );
         assert_eq!(service.0.lock().len(), 3);
+    }
+
+    struct Owned(&'static str);
+
+    impl Subscriber for Owned {
+        fn deliver(&self, _: &Arc<Message>, _: &Matched) -> Delivered {
+            Delivered::default()
+        }
+        fn owner(&self) -> Option<&str> {
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn listening_means_a_subscription_of_that_owner_matches() {
+        let r = Router::default();
+        let t = tenant("t");
+        assert!(!r.is_listening(&t, "devices/d/commands/x", "device:d"));
+        let other = Entry {
+            id: r.next_subscriber_id(),
+            subscriber: Arc::new(Owned("user:u")),
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+        };
+        r.subscribe(&t, "devices/#", other);
+        assert!(!r.is_listening(&t, "devices/d/commands/x", "device:d"));
+        let device = Entry {
+            id: r.next_subscriber_id(),
+            subscriber: Arc::new(Owned("device:d")),
+            options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+        };
+        r.subscribe(&t, "devices/d/commands/+", device);
+        assert!(r.is_listening(&t, "devices/d/commands/x", "device:d"));
+        assert!(!r.is_listening(&tenant("u"), "devices/d/commands/x", "device:d"));
     }
 
     #[test]

@@ -37,7 +37,13 @@ pub enum ApiError {
     NotFound(&'static str),
     MethodNotAllowed,
     Conflict(String),
+    /// 412: `If-Match` names a version that is no longer current.
+    PreconditionFailed(String),
     PayloadTooLarge(usize),
+    /// 413 for a bounded document within the body (a twin, parameters).
+    TooLarge(String),
+    /// 504: a device did not answer in time.
+    GatewayTimeout(String),
     UnsupportedMediaType,
     /// The request body did not arrive in time.
     RequestTimeout(String),
@@ -93,6 +99,24 @@ impl ApiError {
                 None,
             ),
             ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d.clone(), None),
+            ApiError::PreconditionFailed(d) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                d.clone(),
+                None,
+            ),
+            ApiError::TooLarge(d) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                d.clone(),
+                None,
+            ),
+            ApiError::GatewayTimeout(d) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway-timeout",
+                d.clone(),
+                None,
+            ),
             ApiError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -242,6 +266,7 @@ impl From<ferrule_bus::Refused> for ApiError {
                 detail: why,
                 retry_after: 1,
             },
+            Refused::Forbidden(_) => ApiError::Forbidden("this topic is written by Ferrule"),
         }
     }
 }

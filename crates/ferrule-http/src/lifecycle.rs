@@ -187,6 +187,9 @@ async fn finish(state: &AppState, deletion: PendingDeletion, change: Changing<'_
         }),
     }?;
     drop(change);
+    if let Some(devices) = &state.devices {
+        devices.forget(tenant, deletion.device.as_ref());
+    }
     // Connections cache what their identity may do under a policy version:
     // move it, so the deleted identity's last messages are refused.
     state.acl.touch(tenant);

@@ -13,6 +13,8 @@
 //!   mints and hashes secrets. Every transport authenticates through it.
 //! - [`AclCache`] keeps each tenant's compiled ACL [`ferrule_core::acl::Policy`]
 //!   in memory for the broker, and writes rule changes through to the store.
+//! - [`twin::TwinStore`] keeps device twins and their history;
+//!   [`commands::CommandStore`] the commands sent to devices (the outbox).
 //! - [`Directory`] knows in memory which tenants and devices exist, for the
 //!   hot paths that must not ask the store (telemetry intake, authorisation).
 //! - [`telemetry::TelemetryStore`] keeps devices' time series and events;
@@ -24,6 +26,7 @@
 mod acl;
 pub mod auth;
 mod broker_state;
+pub mod commands;
 mod directory;
 pub mod embedded;
 mod error;
@@ -31,6 +34,7 @@ mod identity;
 mod meta;
 mod model;
 pub mod telemetry;
+pub mod twin;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

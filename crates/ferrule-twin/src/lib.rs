@@ -20,6 +20,7 @@
 pub mod commands;
 pub mod connectivity;
 pub mod profiles;
+pub mod retention;
 pub mod topics;
 pub mod twin;
 
@@ -30,4 +31,17 @@ pub struct DeviceServices {
     pub commands: commands::Commands,
     pub connectivity: connectivity::Connectivity,
     pub profiles: profiles::Profiles,
+}
+
+impl DeviceServices {
+    /// Drops what the services hold in memory of a deleted device, or of
+    /// every device of a deleted tenant (`None`); the stored rows go with
+    /// the device in the metadata store.
+    pub fn forget(&self, tenant: &ferrule_core::TenantId, device: Option<&ferrule_core::DeviceId>) {
+        match device {
+            Some(d) => self.twins.forget(tenant, d),
+            None => self.twins.forget_tenant(tenant),
+        }
+        self.commands.forget(tenant, device);
+    }
 }

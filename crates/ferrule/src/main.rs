@@ -8,6 +8,7 @@ mod broker_state;
 mod cli;
 mod config;
 mod data_dir;
+mod device_services;
 mod gate;
 mod logging;
 mod serve;

@@ -25,6 +25,7 @@ use crate::broker_state::StoredBrokerState;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Storage};
 use crate::data_dir::{self, LockError};
+use crate::device_services;
 use crate::gate::StoreGatekeeper;
 use crate::startup::{self, StartupError};
 
@@ -141,7 +142,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("opening the embedded store"),
     };
     let store: Arc<dyn MetaStore> = embedded.clone();
-    let broker_state = Arc::new(StoredBrokerState(embedded));
+    let broker_state = Arc::new(StoredBrokerState(embedded.clone()));
     let hash_pool = match config.auth.hash_pool {
         Some(pool) => Some(HashPool::start(pool).context("starting password hashing threads")?),
         None => None,
@@ -215,15 +216,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .with_notices(notices),
     );
-    router.set_intake(Arc::new(ferrule_bus::IntakeChain::new(vec![
-        telemetry_intake,
-    ])));
-    state.devices = Some(ferrule_twin::DeviceServices {
-        twins: Default::default(),
-        commands: Default::default(),
-        connectivity: Default::default(),
-        profiles: Default::default(),
-    });
+    let devices = device_services::start(device_services::Context {
+        store: &embedded,
+        telemetry: &telemetry,
+        router: &router,
+        directory: &directory,
+        retention_default: config.telemetry.retention_days,
+        retention_interval: config.telemetry.retention_interval,
+        tasks: &tasks,
+        shutdown: &shutdown,
+    })
+    .await
+    .context("starting twins and commands")?;
+    let mut stages = vec![telemetry_intake];
+    stages.extend(devices.intake);
+    router.set_intake(Arc::new(ferrule_bus::IntakeChain::new(stages)));
+    state.devices = Some(devices.services);
     state.telemetry = Some(TelemetryApi {
         store: telemetry.clone(),
         router: router.clone(),

@@ -105,14 +105,23 @@ pub async fn event(
 /// Reports the device's state as the device whose token authenticates the request.
 #[utoipa::path(post, operation_id = "ingestReportedState", path = "/api/v1/ingest/state/reported", tag = "ingest",
     request_body(content = Object, description = "A JSON object of reported state"),
-    responses((status = 202, description = "Published on devices/{id}/state/reported"),
+    responses((status = 202, description = "Merged into the device's twin and stored"),
         (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 413, body = Problem, description = "Over the twin's size limit (64 KiB)"),
         (status = 429, body = Problem, description = "The tenant is over its rate limit; see Retry-After")))]
 pub async fn state_reported(
     State(state): State<AppState>,
     caller: DeviceCaller,
     RawBody(body): RawBody,
 ) -> ApiResult<StatusCode> {
+    if body.len() > ferrule_twin::twin::MAX_DOCUMENT_BYTES {
+        metrics::counter!("ferrule_twin_refused_total", "reason" => "too_large").increment(1);
+        return Err(ApiError::TooLarge(format!(
+            "reported state is {} bytes, over the limit of {}",
+            body.len(),
+            ferrule_twin::twin::MAX_DOCUMENT_BYTES
+        )));
+    }
     let object: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
             field: None,

@@ -4,6 +4,7 @@ mod acl_rules;
 mod api_docs;
 mod api_keys;
 mod auth;
+mod commands;
 mod contract;
 mod credentials;
 mod devices;
@@ -17,6 +18,7 @@ pub mod stream;
 mod telemetry;
 mod telemetry_settings;
 mod tenants;
+mod twin;
 mod users;
 mod views;
 mod vocabulary;
@@ -50,6 +52,7 @@ use crate::state::AppState;
         (name = "devices", description = "Devices and their credentials"),
         (name = "acl-rules", description = "Who may publish and subscribe where over MQTT"),
         (name = "telemetry", description = "Telemetry history, events, export and retention"),
+        (name = "twin", description = "Device twins (reported, desired, delta, history) and commands"),
         (name = "ingest", description = "Devices without MQTT send here with their access token"),
         (name = "stream", description = "Live messages of the tenant over a WebSocket"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
@@ -104,6 +107,10 @@ fn api_router() -> OpenApiRouter<AppState> {
             telemetry_settings::patch
         ))
         .routes(routes!(telemetry_settings::run))
+        .routes(routes!(twin::get, twin::patch))
+        .routes(routes!(twin::history))
+        .routes(routes!(commands::list))
+        .routes(routes!(commands::send, commands::get))
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))

@@ -142,6 +142,7 @@ impl PublishRefusal {
             Self::Intake(Refused::UnknownDevice(_)) => ReasonCode::TOPIC_NAME_INVALID,
             Self::Intake(Refused::QuotaExceeded(_)) => ReasonCode::QUOTA_EXCEEDED,
             Self::Intake(Refused::Unavailable(_)) => ReasonCode::UNSPECIFIED_ERROR,
+            Self::Intake(Refused::Forbidden(_)) => ReasonCode::NOT_AUTHORIZED,
         }
     }
 

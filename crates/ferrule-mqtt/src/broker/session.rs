@@ -350,6 +350,10 @@ impl Session {
 }
 
 impl Subscriber for Session {
+    fn owner(&self) -> Option<&str> {
+        Some(&self.owner)
+    }
+
     fn deliver(&self, message: &Arc<Message>, matched: &Matched) -> Delivered {
         self.enqueue(Outgoing {
             message: message.clone(),

@@ -4,8 +4,10 @@
 //! call runs on tokio's blocking pool so SQLite never stalls the async threads.
 
 mod broker_state;
+mod commands;
 mod meta;
 mod migrations;
+mod twin;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

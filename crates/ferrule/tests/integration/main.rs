@@ -9,9 +9,11 @@ mod api_key_creators;
 mod auth;
 mod auth_throttle;
 mod bad_input;
+mod commands;
 mod config;
 mod data_dir_modes;
 mod deletion;
+mod device_peer;
 mod http_limits;
 mod https;
 mod lifecycle;
@@ -27,6 +29,7 @@ mod security_headers;
 mod startup_errors;
 mod stream;
 mod tenancy;
+mod twin;
 mod user_rights;
 
 // MQTT, with real clients (paho-mqtt peers in tests/peers, the mosquitto
