@@ -205,6 +205,37 @@ async fn a_stream_shows_the_tenant_live_under_its_rules() {
     assert_eq!(m["retain"], false);
     assert!(m["ts"].as_i64().unwrap() > 1_700_000_000_000);
 
+    // Twin changes arrive on the internal topic, asked for by name.
+    let twin = live.subscribe(&["$ferrule/devices/+/twin"]).await;
+    assert_eq!(twin[0]["granted"], true);
+    let r = w
+        .admin
+        .patch(
+            "/api/v1/devices/pump/state",
+            json!({"desired": {"fan": "on"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let change = loop {
+        // The retained desired state and delta (devices/pump/state/…) may
+        // come first, through devices/pump/#.
+        let m = live.message().await;
+        if m["kind"] == "twin" {
+            break m;
+        }
+        assert_eq!(m["kind"], "state", "{m}");
+    };
+    assert_eq!(change["topic"], "$ferrule/devices/pump/twin");
+    assert_eq!(change["device"], "pump");
+    assert_eq!(change["payload"]["device"], "pump", "{change}");
+    live.send(json!({"op": "unsubscribe", "filters": ["$ferrule/devices/+/twin"]}))
+        .await;
+    assert_eq!(live.next().await["type"], "unsubscribed");
+    // What the twin published on devices/pump/state/… after its change.
+    while let Ok(Some(Ok(_))) =
+        tokio::time::timeout(Duration::from_millis(300), live.0.next()).await
+    {}
+
     // Bad input gets an error and the stream lives on.
     live.0
         .send(Message::Text("{not json".into()))
@@ -241,7 +272,8 @@ async fn a_stream_shows_the_tenant_live_under_its_rules() {
     // Another tenant's messages never arrive, even on `#`.
     let (beta_pump, _) = w.beta().await;
     assert_eq!(live.subscribe(&["#"]).await[0]["granted"], true);
-    assert_eq!(live.message().await["retain"], true);
+    // The tenant's retained messages (status, desired state, delta) come
+    // first; the first live message after them must be tenant default's.
     mosquitto_pub(
         s,
         &["-u", &beta_pump],
@@ -251,7 +283,12 @@ async fn a_stream_shows_the_tenant_live_under_its_rules() {
     )
     .await;
     mosquitto_pub(s, &pump, "devices/pump/telemetry", r#"{"alpha": 1}"#, false).await;
-    let m = live.message().await;
+    let m = loop {
+        let m = live.message().await;
+        if m["retain"] == false {
+            break m;
+        }
+    };
     assert_eq!(
         m["payload"],
         json!({"alpha": 1}),
