@@ -236,6 +236,28 @@ async fn a_stream_shows_the_tenant_live_under_its_rules() {
         tokio::time::timeout(Duration::from_millis(300), live.0.next()).await
     {}
 
+    // Connectivity events too: a device's connect and its disconnect.
+    let conn = live.subscribe(&["$ferrule/devices/+/connectivity"]).await;
+    assert_eq!(conn[0]["granted"], true);
+    mosquitto_pub(s, &pump, "devices/pump/telemetry", r#"{"temp": 22}"#, false).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let m = live.message().await;
+        if m["kind"] == "connectivity" {
+            assert_eq!(m["topic"], "$ferrule/devices/pump/connectivity");
+            seen.push(m["payload"]["event"].as_str().unwrap().to_owned());
+            if m["payload"]["event"] == "disconnected" {
+                assert_eq!(m["payload"]["reason"], "client_disconnect", "{m}");
+            }
+        }
+    }
+    assert_eq!(seen, ["connected", "disconnected"]);
+    live.send(json!({"op": "unsubscribe", "filters": ["$ferrule/devices/+/connectivity"]}))
+        .await;
+    while let Ok(Some(Ok(_))) =
+        tokio::time::timeout(Duration::from_millis(300), live.0.next()).await
+    {}
+
     // Bad input gets an error and the stream lives on.
     live.0
         .send(Message::Text("{not json".into()))
