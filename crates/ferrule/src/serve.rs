@@ -141,6 +141,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("opening the embedded store"),
     };
     let store: Arc<dyn MetaStore> = embedded.clone();
+    let profile_store: Arc<dyn ferrule_store::ProfileStore> = embedded.clone();
     let broker_state = Arc::new(StoredBrokerState(embedded));
     let hash_pool = match config.auth.hash_pool {
         Some(pool) => Some(HashPool::start(pool).context("starting password hashing threads")?),
@@ -209,14 +210,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .with_notices(notices),
     );
+    let profiles = ferrule_twin::profiles::Profiles::open(profile_store.clone())
+        .await
+        .context("loading device profiles")?;
+    // The profile guard first: what breaks a device's schema is refused
+    // before any stage stores it.
+    let profile_guard: Arc<dyn ferrule_bus::Intake> =
+        Arc::new(ferrule_twin::profiles::ProfileGuard::new(profiles.clone()));
     router.set_intake(Arc::new(ferrule_bus::IntakeChain::new(vec![
+        profile_guard,
         telemetry_intake,
     ])));
     state.devices = Some(ferrule_twin::DeviceServices {
         twins: Default::default(),
         commands: Default::default(),
         connectivity: Default::default(),
-        profiles: Default::default(),
+        profiles,
     });
     state.telemetry = Some(TelemetryApi {
         store: telemetry.clone(),
@@ -307,6 +316,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tasks.spawn(ferrule_telemetry::retention::retention_loop(
         store.clone(),
+        profile_store.clone(),
         telemetry.clone(),
         config.telemetry.retention_days,
         config.telemetry.retention_interval,

@@ -6,12 +6,14 @@ mod api_keys;
 mod auth;
 mod contract;
 mod credentials;
+mod device_attributes;
 mod devices;
 mod events;
 mod export;
 mod ingest;
 mod mqtt_ws;
 mod ops;
+mod profiles;
 mod security_headers;
 mod telemetry;
 mod telemetry_settings;
@@ -81,6 +83,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::get, api_keys::revoke))
         .routes(routes!(devices::list, devices::create))
         .routes(routes!(devices::get, devices::update, devices::delete))
+        .routes(routes!(devices::patch_attributes))
+        .routes(routes!(profiles::list, profiles::create))
+        .routes(routes!(profiles::get, profiles::replace, profiles::delete))
         .routes(routes!(credentials::list, credentials::create))
         .routes(routes!(credentials::delete))
         .routes(routes!(credentials::rotate))

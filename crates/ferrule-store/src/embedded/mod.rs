@@ -6,6 +6,7 @@
 mod broker_state;
 mod meta;
 mod migrations;
+mod profiles;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
