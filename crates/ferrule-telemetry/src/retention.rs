@@ -36,8 +36,15 @@ pub async fn retention_loop(
             if shutdown.is_cancelled() {
                 return;
             }
-            if let Err(e) =
-                retention::apply(&*meta, Some(&*profiles), &*telemetry, &tenant, now_ms(), server_default).await
+            if let Err(e) = retention::apply(
+                &*meta,
+                Some(&*profiles),
+                &*telemetry,
+                &tenant,
+                now_ms(),
+                server_default,
+            )
+            .await
             {
                 tracing::warn!(%tenant, error = %e, "retention pass failed");
             }

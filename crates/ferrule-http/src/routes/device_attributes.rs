@@ -49,10 +49,7 @@ pub fn check(attributes: &Value) -> Result<(), ApiError> {
     if let Some(customer) = object.get("customer")
         && !customer.is_string()
     {
-        return Err(ApiError::invalid(
-            "attributes.customer",
-            "must be a string",
-        ));
+        return Err(ApiError::invalid("attributes.customer", "must be a string"));
     }
     Ok(())
 }
@@ -207,7 +204,10 @@ mod tests {
         for (bad, field) in [
             (json!({"labels": {"site": 1}}), "attributes.labels.site"),
             (json!({"labels": []}), "attributes.labels"),
-            (json!({"location": {"lat": 91, "lon": 0}}), "attributes.location.lat"),
+            (
+                json!({"location": {"lat": 91, "lon": 0}}),
+                "attributes.location.lat",
+            ),
             (json!({"location": {"lat": 1}}), "attributes.location.lon"),
             (json!({"customer": 5}), "attributes.customer"),
         ] {
@@ -225,7 +225,10 @@ mod tests {
             deep = json!({ "a": deep });
         }
         assert!(check(&deep).is_ok());
-        assert!(matches!(check(&json!({ "a": deep })), Err(ApiError::Invalid { .. })));
+        assert!(matches!(
+            check(&json!({ "a": deep })),
+            Err(ApiError::Invalid { .. })
+        ));
         let big = json!({"a": "x".repeat(MAX_ATTRIBUTES_BYTES)});
         assert!(matches!(check(&big), Err(ApiError::FieldTooLarge { .. })));
     }
@@ -233,7 +236,10 @@ mod tests {
     #[test]
     fn a_merge_patch_sets_and_deletes() {
         let mut a = json!({"labels": {"a": "1", "b": "2"}, "x": 1});
-        merge_patch(&mut a, &json!({"labels": {"a": null, "c": "3"}, "x": null, "y": [1]}));
+        merge_patch(
+            &mut a,
+            &json!({"labels": {"a": null, "c": "3"}, "x": null, "y": [1]}),
+        );
         assert_eq!(a, json!({"labels": {"b": "2", "c": "3"}, "y": [1]}));
     }
 

@@ -744,7 +744,8 @@ const MADE_BY: &str = "made(id, depth) AS (
         SELECT k.id, made.depth + 1 FROM api_keys k JOIN made ON k.created_by = made.id
         WHERE made.depth < ?2
     )";
-pub(super) const DEVICE_COLS: &str = "tenant, id, name, profile, attributes, enabled, created_at, updated_at";
+pub(super) const DEVICE_COLS: &str =
+    "tenant, id, name, profile, attributes, enabled, created_at, updated_at";
 const CRED_COLS: &str = "id, device, kind, fingerprint, created_at, expires_at";
 const ACL_COLS: &str = "id, effect, action, topic, subject, priority";
 

@@ -6,7 +6,9 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::EmbeddedStore;
-use super::meta::{DEVICE_COLS, conflict, device_col, device_row, found, ms, paged, tenant_col, ts_col};
+use super::meta::{
+    DEVICE_COLS, conflict, device_col, device_row, found, ms, paged, tenant_col, ts_col,
+};
 use crate::profiles::{DEFAULT_PROFILE, DeviceFilter, DeviceProfile, ProfileStore};
 use crate::{Device, Page, PageRequest, Result, StoreError};
 
@@ -166,7 +168,9 @@ impl ProfileStore for EmbeddedStore {
     ) -> Result<Page<Device>> {
         let (tenant, filter, page) = (tenant.clone(), filter.clone(), page.clone());
         self.read(move |c| {
-            paged(&page, |after, limit| devices_matching(c, &tenant, &filter, after, limit))
+            paged(&page, |after, limit| {
+                devices_matching(c, &tenant, &filter, after, limit)
+            })
         })
         .await
     }
@@ -236,7 +240,8 @@ fn profile_params(p: &DeviceProfile) -> Result<[SqlValue; 9]> {
         p.description.clone().into(),
         opt(&p.telemetry_schema)?,
         opt(&p.state_schema)?,
-        p.retention_days.map_or(SqlValue::Null, |d| i64::from(d).into()),
+        p.retention_days
+            .map_or(SqlValue::Null, |d| i64::from(d).into()),
         json(&p.defaults)?.into(),
         ms(p.created_at).into(),
         ms(p.updated_at).into(),
@@ -315,7 +320,13 @@ mod tests {
         }
     }
 
-    async fn device(store: &EmbeddedStore, t: &TenantId, id: &str, profile: &str, attributes: serde_json::Value) {
+    async fn device(
+        store: &EmbeddedStore,
+        t: &TenantId,
+        id: &str,
+        profile: &str,
+        attributes: serde_json::Value,
+    ) {
         store
             .create_device(&NewDevice {
                 tenant: t.clone(),
@@ -350,25 +361,58 @@ mod tests {
         assert_eq!(implicit.telemetry_schema, None);
         assert_eq!(implicit.defaults, json!({}));
 
-        let all = PageRequest { limit: 10, after: None };
-        assert_eq!(names(&s.list_profiles(&a, &all).await.unwrap()), ["default", "pumps"]);
+        let all = PageRequest {
+            limit: 10,
+            after: None,
+        };
+        assert_eq!(
+            names(&s.list_profiles(&a, &all).await.unwrap()),
+            ["default", "pumps"]
+        );
         let first = s
-            .list_profiles(&a, &PageRequest { limit: 1, after: None })
+            .list_profiles(
+                &a,
+                &PageRequest {
+                    limit: 1,
+                    after: None,
+                },
+            )
             .await
             .unwrap();
-        assert_eq!((names(&first), first.next.as_deref()), (vec!["default"], Some("default")));
+        assert_eq!(
+            (names(&first), first.next.as_deref()),
+            (vec!["default"], Some("default"))
+        );
         let second = s
-            .list_profiles(&a, &PageRequest { limit: 1, after: first.next })
+            .list_profiles(
+                &a,
+                &PageRequest {
+                    limit: 1,
+                    after: first.next,
+                },
+            )
             .await
             .unwrap();
         assert_eq!((names(&second), second.next), (vec!["pumps"], None));
 
         // Saving `default` makes it a row; deleting it makes it implicit again.
-        let saved = s.update_profile(&profile(&a, DEFAULT_PROFILE)).await.unwrap();
+        let saved = s
+            .update_profile(&profile(&a, DEFAULT_PROFILE))
+            .await
+            .unwrap();
         assert_eq!(saved.retention_days, Some(3));
-        assert_eq!(names(&s.list_profiles(&a, &all).await.unwrap()), ["default", "pumps"]);
+        assert_eq!(
+            names(&s.list_profiles(&a, &all).await.unwrap()),
+            ["default", "pumps"]
+        );
         s.delete_profile(&a, DEFAULT_PROFILE).await.unwrap();
-        assert_eq!(s.get_profile(&a, DEFAULT_PROFILE).await.unwrap().retention_days, None);
+        assert_eq!(
+            s.get_profile(&a, DEFAULT_PROFILE)
+                .await
+                .unwrap()
+                .retention_days,
+            None
+        );
 
         let changed = DeviceProfile {
             telemetry_schema: None,
@@ -376,7 +420,10 @@ mod tests {
             ..profile(&a, "pumps")
         };
         let got = s.update_profile(&changed).await.unwrap();
-        assert_eq!((got.description.as_str(), got.telemetry_schema), ("new", None));
+        assert_eq!(
+            (got.description.as_str(), got.telemetry_schema),
+            ("new", None)
+        );
         assert!(matches!(
             s.update_profile(&profile(&b, "pumps")).await,
             Err(StoreError::NotFound { .. })
@@ -401,7 +448,9 @@ mod tests {
             s.devices_with_profiles().await.unwrap(),
             [(a.clone(), DeviceId::new("p1").unwrap(), "pumps".to_owned())]
         );
-        s.delete_device(&a, &DeviceId::new("p1").unwrap()).await.unwrap();
+        s.delete_device(&a, &DeviceId::new("p1").unwrap())
+            .await
+            .unwrap();
         s.delete_profile(&a, "pumps").await.unwrap();
         assert!(matches!(
             s.get_profile(&a, "pumps").await,
@@ -415,10 +464,31 @@ mod tests {
         for i in 0..6 {
             let site = if i % 2 == 0 { "north" } else { "south" };
             let profile = if i < 3 { "default" } else { "meters" };
-            device(&s, &a, &format!("d{i}"), profile, json!({"labels": {"site": site, "n": i.to_string()}})).await;
+            device(
+                &s,
+                &a,
+                &format!("d{i}"),
+                profile,
+                json!({"labels": {"site": site, "n": i.to_string()}}),
+            )
+            .await;
         }
-        device(&s, &a, "odd", "default", json!({"labels": "site", "site": "north"})).await;
-        device(&s, &b, "d0", "default", json!({"labels": {"site": "north"}})).await;
+        device(
+            &s,
+            &a,
+            "odd",
+            "default",
+            json!({"labels": "site", "site": "north"}),
+        )
+        .await;
+        device(
+            &s,
+            &b,
+            "d0",
+            "default",
+            json!({"labels": {"site": "north"}}),
+        )
+        .await;
         let filter = |labels: &[(&str, Option<&str>)], profile: Option<&str>| DeviceFilter {
             labels: labels
                 .iter()
@@ -430,7 +500,10 @@ mod tests {
             let (s, a) = (s.clone(), a.clone());
             async move {
                 let mut ids = Vec::new();
-                let mut page = PageRequest { limit: 2, after: None };
+                let mut page = PageRequest {
+                    limit: 2,
+                    after: None,
+                };
                 loop {
                     let got = s.list_devices_matching(&a, &f, &page).await.unwrap();
                     if got.next.is_some() {
@@ -444,14 +517,28 @@ mod tests {
                 }
             }
         };
-        assert_eq!(walk(filter(&[("site", Some("north"))], None)).await, ["d0", "d2", "d4"]);
-        assert_eq!(walk(filter(&[("site", None)], Some("meters"))).await, ["d3", "d4", "d5"]);
+        assert_eq!(
+            walk(filter(&[("site", Some("north"))], None)).await,
+            ["d0", "d2", "d4"]
+        );
+        assert_eq!(
+            walk(filter(&[("site", None)], Some("meters"))).await,
+            ["d3", "d4", "d5"]
+        );
         assert_eq!(
             walk(filter(&[("site", Some("south")), ("n", Some("5"))], None)).await,
             ["d5"]
         );
         // Keys and values are data: quotes and paths match nothing.
-        assert!(walk(filter(&[("site\" OR 1=1 --", None)], None)).await.is_empty());
-        assert!(walk(filter(&[("site", Some("north' OR '1'='1"))], None)).await.is_empty());
+        assert!(
+            walk(filter(&[("site\" OR 1=1 --", None)], None))
+                .await
+                .is_empty()
+        );
+        assert!(
+            walk(filter(&[("site", Some("north' OR '1'='1"))], None))
+                .await
+                .is_empty()
+        );
     }
 }

@@ -77,7 +77,9 @@ pub async fn apply(
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.to_string()),
         };
-        let own = profile.as_deref().and_then(|p| profile_days.get(p).copied());
+        let own = profile
+            .as_deref()
+            .and_then(|p| profile_days.get(p).copied());
         let Some(days) = days_for(&settings, profile.as_deref(), own, server_default) else {
             continue;
         };

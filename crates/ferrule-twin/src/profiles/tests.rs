@@ -97,7 +97,10 @@ async fn the_guard_refuses_what_breaks_the_profile_of_the_device_only() {
             r#"{"temp": 500}"#,
         ),
     ] {
-        assert!(guard.accept(&message(tenant, topic, payload)).is_ok(), "{topic} {payload}");
+        assert!(
+            guard.accept(&message(tenant, topic, payload)).is_ok(),
+            "{topic} {payload}"
+        );
     }
     assert_eq!(profiles.retention_days(&t, "pump"), Some(7));
     assert_eq!(profiles.retention_days(&t, "plain"), None);
@@ -115,7 +118,13 @@ async fn changes_through_profiles_reach_the_guard_at_once() {
     assert!(guard.accept(&hot()).is_err());
     // Moving the device out of it, or the schema away, lets it through.
     let plain = DeviceId::new("plain").unwrap();
-    profiles.create(&DeviceProfile { telemetry_schema: None, ..profile(&t, "loose") }).await.unwrap();
+    profiles
+        .create(&DeviceProfile {
+            telemetry_schema: None,
+            ..profile(&t, "loose")
+        })
+        .await
+        .unwrap();
     profiles.device_in(&t, &plain, "loose");
     assert!(guard.accept(&hot()).is_ok());
     profiles.device_in(&t, &plain, "default");
@@ -146,6 +155,9 @@ async fn a_schema_that_does_not_compile_is_not_saved() {
     };
     assert!(matches!(
         profiles.create(&huge).await,
-        Err(ProfileError::TooLarge { field: "defaults", .. })
+        Err(ProfileError::TooLarge {
+            field: "defaults",
+            ..
+        })
     ));
 }

@@ -90,7 +90,11 @@ async fn profiles_are_kept_per_tenant_and_written_by_editors_and_owners() {
 
     // PUT replaces: what is left out is cleared.
     viewer
-        .send(Method::PUT, "/api/v1/device-profiles/pumps", Some(json!({})))
+        .send(
+            Method::PUT,
+            "/api/v1/device-profiles/pumps",
+            Some(json!({})),
+        )
         .await
         .assert_problem(403);
     let r = owner
@@ -104,11 +108,7 @@ async fn profiles_are_kept_per_tenant_and_written_by_editors_and_owners() {
     assert_eq!(r.json["description"], "Pumps v2");
     assert_eq!(r.json["telemetry_schema"], Value::Null);
     owner
-        .send(
-            Method::PUT,
-            "/api/v1/device-profiles/nope",
-            Some(json!({})),
-        )
+        .send(Method::PUT, "/api/v1/device-profiles/nope", Some(json!({})))
         .await
         .assert_problem(404);
 
@@ -121,7 +121,11 @@ async fn profiles_are_kept_per_tenant_and_written_by_editors_and_owners() {
         .await;
     r.assert_problem(400);
     assert_eq!(r.json["field"], "telemetry_schema");
-    assert!(r.json["detail"].as_str().unwrap().contains("/type"), "{}", r.text);
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("/type"),
+        "{}",
+        r.text
+    );
     viewer
         .get("/api/v1/device-profiles/broken")
         .await
@@ -189,7 +193,11 @@ async fn profiles_are_kept_per_tenant_and_written_by_editors_and_owners() {
             .assert_problem(404);
     }
     owner
-        .send(Method::PUT, "/api/v1/device-profiles/pumps", Some(json!({})))
+        .send(
+            Method::PUT,
+            "/api/v1/device-profiles/pumps",
+            Some(json!({})),
+        )
         .await
         .assert_problem(404);
     owner
@@ -232,10 +240,7 @@ async fn telemetry_and_state_that_break_the_profile_are_refused_over_mqtt_and_ht
         .post("/api/v1/ingest/telemetry", json!({"temp": "hot"}))
         .await;
     r.assert_problem(400);
-    assert_eq!(
-        r.json["detail"],
-        "/temp: \"hot\" is not of type \"number\""
-    );
+    assert_eq!(r.json["detail"], "/temp: \"hot\" is not of type \"number\"");
     let r = dev
         .post(
             "/api/v1/ingest/telemetry",
@@ -401,10 +406,7 @@ async fn devices_are_listed_by_label_and_profile_page_by_page() {
         ["d0", "d2", "d4", "d6", "d8"]
     );
     assert_eq!(walk("label=edge").await, ["d0", "d3", "d6", "d9"]);
-    assert_eq!(
-        walk("label=site%3Dnorth&label=edge").await,
-        ["d0", "d6"]
-    );
+    assert_eq!(walk("label=site%3Dnorth&label=edge").await, ["d0", "d6"]);
     assert_eq!(walk("profile=meters").await, ["d6", "d7", "d8", "d9"]);
     assert_eq!(
         walk("profile=meters&label=site%3Dsouth").await,
@@ -434,10 +436,19 @@ async fn device_attributes_are_bounded_and_patched_as_a_merge_patch() {
     for (attributes, field) in [
         (json!({"labels": {"site": 5}}), "attributes.labels.site"),
         (json!({"labels": "north"}), "attributes.labels"),
-        (json!({"location": {"lat": "52"}}), "attributes.location.lat"),
-        (json!({"location": {"lat": 1, "lon": 200}}), "attributes.location.lon"),
+        (
+            json!({"location": {"lat": "52"}}),
+            "attributes.location.lat",
+        ),
+        (
+            json!({"location": {"lat": 1, "lon": 200}}),
+            "attributes.location.lon",
+        ),
         (json!({"customer": ["a"]}), "attributes.customer"),
-        (json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}), "attributes"),
+        (
+            json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}),
+            "attributes",
+        ),
     ] {
         let r = editor
             .patch("/api/v1/devices/pump", json!({"attributes": attributes}))
@@ -462,7 +473,10 @@ async fn device_attributes_are_bounded_and_patched_as_a_merge_patch() {
 
     // A merge patch: set, replace within labels, delete with null.
     viewer
-        .patch("/api/v1/devices/pump/attributes", json!({"customer": "acme"}))
+        .patch(
+            "/api/v1/devices/pump/attributes",
+            json!({"customer": "acme"}),
+        )
         .await
         .assert_problem(403);
     let r = editor
