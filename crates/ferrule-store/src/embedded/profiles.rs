@@ -393,7 +393,10 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!((names(&second), second.next), (vec!["pumps"], None));
+        assert_eq!(
+            (names(&second), second.next.as_deref()),
+            (vec!["pumps"], None)
+        );
 
         // Saving `default` makes it a row; deleting it makes it implicit again.
         let saved = s

@@ -138,8 +138,9 @@ impl Profiles {
                 ),
             }
         }
+        let devices = store.devices_with_profiles().await?;
         let mut known = profiles.known.write();
-        for (tenant, device, profile) in store.devices_with_profiles().await? {
+        for (tenant, device, profile) in devices {
             known
                 .entry(tenant)
                 .or_default()
