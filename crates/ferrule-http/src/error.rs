@@ -44,6 +44,11 @@ pub enum ApiError {
     TooLarge(String),
     /// 504: a device did not answer in time.
     GatewayTimeout(String),
+    /// One field of the body is larger than its own bound (413).
+    FieldTooLarge {
+        field: String,
+        limit: usize,
+    },
     UnsupportedMediaType,
     /// The request body did not arrive in time.
     RequestTimeout(String),
@@ -124,6 +129,12 @@ impl ApiError {
                     "the request body is larger than the limit of {limit} bytes (http.max_body_bytes)"
                 ),
                 None,
+            ),
+            ApiError::FieldTooLarge { field, limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!("{field} is larger than its limit of {limit} bytes"),
+                Some(field.clone()),
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -109,6 +109,11 @@ pub async fn create_device(state: &AppState, new: &NewDevice) -> Result<Device> 
     .await?;
     let device = state.store().create_device(new).await?;
     state.directory.add_device(&change, &new.tenant, &new.id);
+    if let Some(services) = &state.devices {
+        services
+            .profiles
+            .device_in(&device.tenant, &device.id, &device.profile);
+    }
     Ok(device)
 }
 
@@ -189,6 +194,10 @@ async fn finish(state: &AppState, deletion: PendingDeletion, change: Changing<'_
     drop(change);
     if let Some(devices) = &state.devices {
         devices.forget(tenant, deletion.device.as_ref());
+        match &deletion.device {
+            Some(device) => devices.profiles.device_gone(tenant, device),
+            None => devices.profiles.tenant_gone(tenant),
+        }
     }
     // Connections cache what their identity may do under a policy version:
     // move it, so the deleted identity's last messages are refused.

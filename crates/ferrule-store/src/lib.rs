@@ -6,6 +6,8 @@
 //!   implements it on SQLite in the data directory. [`conformance`] is the
 //!   test suite every backend must pass (the PostgreSQL backend for
 //!   clusters, still to come, included).
+//! - [`ProfileStore`] keeps device profiles (schemas, retention, defaults)
+//!   and answers device listings filtered by labels and profile.
 //! - [`BrokerStateStore`] keeps the MQTT broker's persistent sessions and
 //!   retained messages across restarts.
 //! - [`ConnectivityStore`] keeps each device's last known connectivity
@@ -36,6 +38,7 @@ mod error;
 mod identity;
 mod meta;
 mod model;
+pub mod profiles;
 pub mod telemetry;
 pub mod twin;
 
@@ -52,3 +55,4 @@ pub use identity::{
 };
 pub use meta::MetaStore;
 pub use model::*;
+pub use profiles::{DEFAULT_PROFILE, DeviceFilter, DeviceProfile, ProfileStore};

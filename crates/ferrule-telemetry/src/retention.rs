@@ -7,12 +7,13 @@ use std::time::Duration;
 use ferrule_core::TenantId;
 use ferrule_core::message::now_ms;
 use ferrule_store::telemetry::{TelemetryStore, retention};
-use ferrule_store::{MetaStore, PageRequest, StoreError};
+use ferrule_store::{MetaStore, PageRequest, ProfileStore, StoreError};
 use tokio_util::sync::CancellationToken;
 
 /// Applies every tenant's retention now, then every `interval`.
 pub async fn retention_loop(
     meta: Arc<dyn MetaStore>,
+    profiles: Arc<dyn ProfileStore>,
     telemetry: Arc<dyn TelemetryStore>,
     server_default: Option<u32>,
     interval: Duration,
@@ -35,8 +36,15 @@ pub async fn retention_loop(
             if shutdown.is_cancelled() {
                 return;
             }
-            if let Err(e) =
-                retention::apply(&*meta, &*telemetry, &tenant, now_ms(), server_default).await
+            if let Err(e) = retention::apply(
+                &*meta,
+                Some(&*profiles),
+                &*telemetry,
+                &tenant,
+                now_ms(),
+                server_default,
+            )
+            .await
             {
                 tracing::warn!(%tenant, error = %e, "retention pass failed");
             }

@@ -56,7 +56,7 @@ impl HistoryRetention {
                     .retention(&tenant.id)
                     .await
                     .map_err(|e| e.to_string())?;
-                let Some(days) = days_for(&settings, None, self.server_default) else {
+                let Some(days) = days_for(&settings, None, None, self.server_default) else {
                     continue;
                 };
                 let before = now_ms().saturating_sub(i64::from(days) * DAY_MS);

@@ -19,6 +19,10 @@ use tokio_util::task::TaskTracker;
 /// The running services, and the intake stages to put in the router's chain.
 pub struct Started {
     pub services: DeviceServices,
+    /// Checks devices' payloads against their profile's schemas: first in
+    /// the chain, before any stage stores what it would refuse.
+    pub profile_guard: Arc<dyn Intake>,
+    /// The stages that store (the twin).
     pub intake: Vec<Arc<dyn Intake>>,
 }
 
@@ -28,6 +32,7 @@ pub struct Context<'a> {
     pub router: &'a Arc<Router>,
     pub directory: &'a Directory,
     pub connectivity: ferrule_twin::connectivity::Connectivity,
+    pub profiles: ferrule_twin::profiles::Profiles,
     pub retention_default: Option<u32>,
     pub retention_interval: Duration,
     pub tasks: &'a TaskTracker,
@@ -60,8 +65,9 @@ pub async fn start(cx: Context<'_>) -> anyhow::Result<Started> {
             twins,
             commands,
             connectivity,
-            profiles: Default::default(),
+            profiles: cx.profiles.clone(),
         },
+        profile_guard: Arc::new(ferrule_twin::profiles::ProfileGuard::new(cx.profiles)),
         intake: vec![twin_intake],
     })
 }

@@ -143,6 +143,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let store: Arc<dyn MetaStore> = embedded.clone();
     let connectivity_store: Arc<dyn ferrule_store::ConnectivityStore> = embedded.clone();
+    let profile_store: Arc<dyn ferrule_store::ProfileStore> = embedded.clone();
     let broker_state = Arc::new(StoredBrokerState(embedded.clone()));
     let hash_pool = match config.auth.hash_pool {
         Some(pool) => Some(HashPool::start(pool).context("starting password hashing threads")?),
@@ -227,12 +228,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     connectivity.attach(&router);
     let stop_connectivity = CancellationToken::new();
     let connectivity_writer = tokio::spawn(connectivity.clone().run(stop_connectivity.clone()));
+    let profiles = ferrule_twin::profiles::Profiles::open(profile_store.clone())
+        .await
+        .context("loading device profiles")?;
     let devices = device_services::start(device_services::Context {
         store: &embedded,
         telemetry: &telemetry,
         router: &router,
         directory: &directory,
         connectivity,
+        profiles,
         retention_default: config.telemetry.retention_days,
         retention_interval: config.telemetry.retention_interval,
         tasks: &tasks,
@@ -240,7 +245,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     })
     .await
     .context("starting twins and commands")?;
-    let mut stages = vec![telemetry_intake];
+    // The profile guard first: what breaks a device's schema is refused
+    // before any stage stores it.
+    let mut stages = vec![devices.profile_guard, telemetry_intake];
     stages.extend(devices.intake);
     router.set_intake(Arc::new(ferrule_bus::IntakeChain::new(stages)));
     state.devices = Some(devices.services);
@@ -333,6 +340,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tasks.spawn(ferrule_telemetry::retention::retention_loop(
         store.clone(),
+        profile_store.clone(),
         telemetry.clone(),
         config.telemetry.retention_days,
         config.telemetry.retention_interval,

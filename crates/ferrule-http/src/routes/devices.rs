@@ -1,13 +1,14 @@
 //! Devices of the caller's tenant.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use ferrule_core::DeviceId;
 use ferrule_store::{Device, DeviceUpdate, NewDevice};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::device_attributes::{self, DeviceFilterQuery};
 use super::device_filter::{self, OnlineFilter};
 use super::views::{CreatedDevice, DeviceView};
 use crate::Caller;
@@ -73,8 +74,8 @@ fn check_text(field: &str, v: &Option<String>) -> Result<(), ApiError> {
 
 fn check_attributes(v: &Option<serde_json::Value>) -> Result<(), ApiError> {
     match v {
-        Some(a) if !a.is_object() => Err(ApiError::invalid("attributes", "must be a JSON object")),
-        _ => Ok(()),
+        Some(a) => device_attributes::check(a),
+        None => Ok(()),
     }
 }
 
@@ -87,26 +88,67 @@ fn view(state: &AppState, d: Device) -> DeviceView {
     DeviceView::from(d).with_connectivity(connectivity)
 }
 
-/// Lists the tenant's devices; `?online=` keeps only those online (or
-/// offline) now, and pages over the devices it keeps.
-#[utoipa::path(get, operation_id = "listDevices", path = "/api/v1/devices", tag = "devices", params(PageQuery, OnlineFilter),
+/// A device may only be put in a profile the tenant has.
+async fn check_profile(
+    state: &AppState,
+    tenant: &ferrule_core::TenantId,
+    profile: &Option<String>,
+) -> Result<(), ApiError> {
+    let (Some(name), Some(services)) = (profile, &state.devices) else {
+        return Ok(());
+    };
+    if services.profiles.exists(tenant, name).await? {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "profile",
+            format!("no device profile {name} in this tenant: create it first"),
+        ))
+    }
+}
+
+/// Tells the profile guard which profile a device is in now.
+fn device_in_profile(state: &AppState, device: &ferrule_store::Device) {
+    if let Some(services) = &state.devices {
+        services
+            .profiles
+            .device_in(&device.tenant, &device.id, &device.profile);
+    }
+}
+
+/// Lists the tenant's devices, optionally only those with given labels,
+/// in a profile, or online (or offline) now; pages over the devices kept.
+#[utoipa::path(get, operation_id = "listDevices", path = "/api/v1/devices", tag = "devices", params(PageQuery, OnlineFilter, DeviceFilterQuery),
     responses((status = 200, body = Paged<DeviceView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
-    ApiQuery(filter): ApiQuery<OnlineFilter>,
+    ApiQuery(online): ApiQuery<OnlineFilter>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Paged<DeviceView>>> {
+    let filter = device_attributes::filter(raw.as_deref())?;
     let request = q.to_request()?;
-    let page = match filter.online {
-        None => state.store().list_devices(&caller.tenant, &request).await?,
+    let page = match online.online {
+        None if filter.is_empty() => state.store().list_devices(&caller.tenant, &request).await?,
+        None => {
+            state
+                .devices()?
+                .profiles
+                .store()?
+                .list_devices_matching(&caller.tenant, &filter, &request)
+                .await?
+        }
+        // Online is known in memory only: the other filters are judged
+        // there too, over the pages read.
         Some(online) => {
             let connectivity = state.devices.as_ref().map(|s| s.connectivity.clone());
             device_filter::filtered_page(state.store(), &caller.tenant, request, |d| {
-                connectivity
-                    .as_ref()
-                    .is_some_and(|c| c.is_online(&d.tenant, &d.id))
-                    == online
+                filter.matches(d)
+                    && connectivity
+                        .as_ref()
+                        .is_some_and(|c| c.is_online(&d.tenant, &d.id))
+                        == online
             })
             .await?
         }
@@ -116,7 +158,8 @@ pub async fn list(
 
 /// Register a device; the response carries its first access token, once.
 #[utoipa::path(post, operation_id = "createDevice", path = "/api/v1/devices", tag = "devices", request_body = CreateDevice,
-    responses((status = 201, body = CreatedDevice), (status = 409, body = Problem)))]
+    responses((status = 201, body = CreatedDevice), (status = 400, body = Problem), (status = 409, body = Problem),
+        (status = 413, body = Problem, description = "Attributes over 16 KiB")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -127,6 +170,7 @@ pub async fn create(
     check_text("name", &req.name)?;
     check_text("profile", &req.profile)?;
     check_attributes(&req.attributes)?;
+    check_profile(&state, &caller.tenant, &req.profile).await?;
     let new = NewDevice {
         tenant: caller.tenant.clone(),
         name: req.name.unwrap_or_else(|| req.id.clone()),
@@ -167,7 +211,8 @@ pub async fn get(
 /// Changes a device's name, profile, attributes or enabled flag.
 #[utoipa::path(patch, operation_id = "updateDevice", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
     request_body = UpdateDevice,
-    responses((status = 200, body = DeviceView), (status = 404, body = Problem)))]
+    responses((status = 200, body = DeviceView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem, description = "Attributes over 16 KiB")))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,6 +223,7 @@ pub async fn update(
     check_text("name", &req.name)?;
     check_text("profile", &req.profile)?;
     check_attributes(&req.attributes)?;
+    check_profile(&state, &caller.tenant, &req.profile).await?;
     let disabling = req.enabled == Some(false);
     let update = DeviceUpdate {
         name: req.name,
@@ -190,6 +236,7 @@ pub async fn update(
         .store()
         .update_device(&caller.tenant, &device, &update)
         .await?;
+    device_in_profile(&state, &updated);
     if disabling {
         state.disconnect_mqtt(
             &caller.tenant,
@@ -214,4 +261,41 @@ pub async fn delete(
     caller.require_write()?;
     lifecycle::delete_device(&state, &caller.tenant, &device_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes some attributes: the body is a JSON merge patch (RFC 7386) of
+/// the attributes, where `null` deletes a key.
+#[utoipa::path(patch, operation_id = "patchDeviceAttributes", path = "/api/v1/devices/{id}/attributes", tag = "devices",
+    params(("id" = String, Path)),
+    request_body(content = Object, description = "A JSON merge patch of the attributes", content_type = "application/merge-patch+json"),
+    responses((status = 200, body = DeviceView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem, description = "Attributes over 16 KiB")))]
+pub async fn patch_attributes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<DeviceView>> {
+    caller.require_write()?;
+    if !patch.is_object() {
+        return Err(ApiError::Invalid {
+            field: None,
+            detail: "a merge patch of attributes must be a JSON object".into(),
+        });
+    }
+    let device = device_id(&id)?;
+    let current = state.store().get_device(&caller.tenant, &device).await?;
+    let mut attributes = current.attributes;
+    device_attributes::merge_patch(&mut attributes, &patch);
+    device_attributes::check(&attributes)?;
+    let update = DeviceUpdate {
+        attributes: Some(attributes),
+        ..Default::default()
+    };
+    let updated = state
+        .store()
+        .update_device(&caller.tenant, &device, &update)
+        .await?;
+    Ok(Json(updated.into()))
 }

@@ -7,6 +7,7 @@ mod auth;
 mod commands;
 mod contract;
 mod credentials;
+mod device_attributes;
 mod device_filter;
 mod devices;
 mod events;
@@ -14,6 +15,7 @@ mod export;
 mod ingest;
 mod mqtt_ws;
 mod ops;
+mod profiles;
 mod security_headers;
 pub mod stream;
 mod telemetry;
@@ -87,6 +89,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::get, api_keys::revoke))
         .routes(routes!(devices::list, devices::create))
         .routes(routes!(devices::get, devices::update, devices::delete))
+        .routes(routes!(devices::patch_attributes))
+        .routes(routes!(profiles::list, profiles::create))
+        .routes(routes!(profiles::get, profiles::replace, profiles::delete))
         .routes(routes!(credentials::list, credentials::create))
         .routes(routes!(credentials::delete))
         .routes(routes!(credentials::rotate))

@@ -274,8 +274,10 @@ fn validate(
 pub async fn run(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Deleted>> {
     caller.require_owner("running retention needs the owner role")?;
     let t = state.telemetry()?;
+    let profiles = state.devices.as_ref().and_then(|d| d.profiles.store().ok());
     let deleted = retention::apply(
         &**state.store(),
+        profiles.map(|p| &**p),
         &*t.store,
         &caller.tenant,
         ferrule_core::message::now_ms(),

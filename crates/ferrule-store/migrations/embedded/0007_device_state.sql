@@ -88,3 +88,7 @@ CREATE TABLE device_profiles (
     updated_at        INTEGER NOT NULL,
     PRIMARY KEY (tenant, name)
 ) STRICT;
+
+-- Device lists filtered by profile, and the in-use check before a
+-- profile is deleted.
+CREATE INDEX devices_by_profile ON devices(tenant, profile);

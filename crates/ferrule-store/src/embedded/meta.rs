@@ -744,15 +744,16 @@ const MADE_BY: &str = "made(id, depth) AS (
         SELECT k.id, made.depth + 1 FROM api_keys k JOIN made ON k.created_by = made.id
         WHERE made.depth < ?2
     )";
-const DEVICE_COLS: &str = "tenant, id, name, profile, attributes, enabled, created_at, updated_at";
+pub(super) const DEVICE_COLS: &str =
+    "tenant, id, name, profile, attributes, enabled, created_at, updated_at";
 const CRED_COLS: &str = "id, device, kind, fingerprint, created_at, expires_at";
 const ACL_COLS: &str = "id, effect, action, topic, subject, priority";
 
-fn ms(t: Timestamp) -> i64 {
+pub(super) fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
-fn from_ms(v: i64) -> Result<Timestamp> {
+pub(super) fn from_ms(v: i64) -> Result<Timestamp> {
     Timestamp::from_millisecond(v).map_err(|e| StoreError::backend(format!("bad timestamp {v}"), e))
 }
 
@@ -762,7 +763,7 @@ fn bad_column(idx: usize, e: impl std::error::Error + Send + Sync + 'static) -> 
     rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
 }
 
-fn ts_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
+pub(super) fn ts_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
     Timestamp::from_millisecond(r.get(idx)?).map_err(|e| bad_column(idx, e))
 }
 
@@ -772,11 +773,11 @@ fn opt_ts_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
         .transpose()
 }
 
-fn tenant_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<TenantId> {
+pub(super) fn tenant_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<TenantId> {
     TenantId::new(r.get::<_, String>(idx)?).map_err(|e| bad_column(idx, e))
 }
 
-fn device_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<DeviceId> {
+pub(super) fn device_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<DeviceId> {
     DeviceId::new(r.get::<_, String>(idx)?).map_err(|e| bad_column(idx, e))
 }
 
@@ -827,7 +828,7 @@ fn api_key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
     })
 }
 
-fn device_row(r: &Row<'_>) -> rusqlite::Result<Result<Device>> {
+pub(super) fn device_row(r: &Row<'_>) -> rusqlite::Result<Result<Device>> {
     let attributes: String = r.get(4)?;
     let attributes = match serde_json::from_str(&attributes) {
         Ok(v) => v,
@@ -1014,7 +1015,7 @@ fn login_query(
 }
 
 /// Reads `limit + 1` rows to learn whether another page follows.
-fn paged<T: HasId>(
+pub(super) fn paged<T: HasId>(
     page: &PageRequest,
     query: impl FnOnce(&str, i64) -> Result<Vec<T>>,
 ) -> Result<Page<T>> {
@@ -1048,7 +1049,7 @@ fn tenant_page<T: HasId>(
     })
 }
 
-trait HasId {
+pub(super) trait HasId {
     fn page_key(&self) -> String;
 }
 
@@ -1113,7 +1114,7 @@ fn refuse_while_deleting(
     }
 }
 
-fn found(n: usize, kind: &'static str) -> Result<()> {
+pub(super) fn found(n: usize, kind: &'static str) -> Result<()> {
     if n == 0 {
         Err(StoreError::NotFound { kind })
     } else {
@@ -1121,7 +1122,7 @@ fn found(n: usize, kind: &'static str) -> Result<()> {
     }
 }
 
-fn conflict(kind: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+pub(super) fn conflict(kind: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict { kind },
         _ => e.into(),

@@ -8,6 +8,7 @@ mod commands;
 mod connectivity;
 mod meta;
 mod migrations;
+mod profiles;
 mod twin;
 
 use std::path::{Path, PathBuf};

@@ -1,24 +1,53 @@
 //! Applying retention: which devices lose what, through the
 //! [`TelemetryStore`] trait so every backend behaves the same.
 
+use std::collections::HashMap;
+
 use ferrule_core::TenantId;
 
 use super::{Deleted, RetentionSettings, TelemetryStore, observe};
-use crate::{MetaStore, StoreError};
+use crate::{MetaStore, PageRequest, ProfileStore, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Days a device with `profile` keeps: its profile's override, else the
-/// tenant's default, else the server's; `None` keeps everything.
+/// Days a device with `profile` keeps: the tenant's override for the
+/// profile, else the profile's own `retention_days` (`profile_days`), else
+/// the tenant's default, else the server's; `None` keeps everything.
 pub fn days_for(
     settings: &RetentionSettings,
     profile: Option<&str>,
+    profile_days: Option<u32>,
     server_default: Option<u32>,
 ) -> Option<u32> {
     profile
         .and_then(|p| settings.profiles.get(p).copied())
+        .or(profile_days)
         .or(settings.default_days)
         .or(server_default)
+}
+
+/// The `retention_days` of each of a tenant's device profiles that set it.
+async fn profile_days(
+    profiles: &dyn ProfileStore,
+    tenant: &TenantId,
+) -> Result<HashMap<String, u32>, StoreError> {
+    let mut out = HashMap::new();
+    let mut page = PageRequest {
+        limit: 1000,
+        after: None,
+    };
+    loop {
+        let got = profiles.list_profiles(tenant, &page).await?;
+        out.extend(
+            got.items
+                .into_iter()
+                .filter_map(|p| Some((p.name, p.retention_days?))),
+        );
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// Deletes what has expired for every device of a tenant with data. One
@@ -26,6 +55,7 @@ pub fn days_for(
 /// keeps flowing in between.
 pub async fn apply(
     meta: &dyn MetaStore,
+    profiles: Option<&dyn ProfileStore>,
     telemetry: &dyn TelemetryStore,
     tenant: &TenantId,
     now_ms: i64,
@@ -35,6 +65,10 @@ pub async fn apply(
         .retention(tenant)
         .await
         .map_err(|e| e.to_string())?;
+    let profile_days = match profiles {
+        Some(p) => profile_days(p, tenant).await.map_err(|e| e.to_string())?,
+        None => HashMap::new(),
+    };
     let mut total = Deleted::default();
     for device in telemetry.devices(tenant).await.map_err(|e| e.to_string())? {
         // A device deleted since keeps the tenant's default.
@@ -43,7 +77,10 @@ pub async fn apply(
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.to_string()),
         };
-        let Some(days) = days_for(&settings, profile.as_deref(), server_default) else {
+        let own = profile
+            .as_deref()
+            .and_then(|p| profile_days.get(p).copied());
+        let Some(days) = days_for(&settings, profile.as_deref(), own, server_default) else {
             continue;
         };
         let cutoff = now_ms.saturating_sub(i64::from(days) * DAY_MS);
@@ -69,12 +106,15 @@ mod tests {
     #[test]
     fn a_profile_override_beats_the_tenant_default_which_beats_the_server() {
         let mut s = RetentionSettings::default();
-        assert_eq!(days_for(&s, Some("x"), Some(30)), Some(30));
-        assert_eq!(days_for(&s, None, None), None);
+        assert_eq!(days_for(&s, Some("x"), None, Some(30)), Some(30));
+        assert_eq!(days_for(&s, None, None, None), None);
         s.default_days = Some(7);
-        assert_eq!(days_for(&s, Some("x"), Some(30)), Some(7));
+        assert_eq!(days_for(&s, Some("x"), None, Some(30)), Some(7));
+        // The device profile's own retention beats the tenant default...
+        assert_eq!(days_for(&s, Some("x"), Some(3), Some(30)), Some(3));
         s.profiles.insert("x".into(), 2);
-        assert_eq!(days_for(&s, Some("x"), Some(30)), Some(2));
-        assert_eq!(days_for(&s, Some("y"), Some(30)), Some(7));
+        // ...and the tenant's override for the profile beats that.
+        assert_eq!(days_for(&s, Some("x"), Some(3), Some(30)), Some(2));
+        assert_eq!(days_for(&s, Some("y"), None, Some(30)), Some(7));
     }
 }

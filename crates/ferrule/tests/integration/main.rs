@@ -23,6 +23,7 @@ mod mqtt_limits;
 mod mqtt_persistence;
 mod mqtt_transports;
 mod ops;
+mod profiles;
 mod rate_limits;
 mod resources;
 mod secrets;

@@ -9,6 +9,11 @@ use crate::util::Server;
 async fn devices_crud_and_pagination() {
     let s = Server::start().await;
     let admin = s.admin().await;
+    // A device names a profile the tenant has.
+    let r = admin
+        .post("/api/v1/device-profiles", json!({"name": "pump"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
     let r = admin
         .post("/api/v1/devices", json!({"id": "pump-1", "name": "Pump 1", "profile": "pump", "attributes": {"site": "north"}}))
         .await;

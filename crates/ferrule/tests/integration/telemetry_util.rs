@@ -53,8 +53,17 @@ pub async fn ingest_event(s: &Server, token: &str, event_type: &str, body: &[u8]
         .await
 }
 
-/// Creates a device with a profile; returns its access token.
+/// Creates a device with a profile (creating the profile when the tenant
+/// has none of the name); returns its access token.
 pub async fn create_device_in_profile(api: &Api, id: &str, profile: &str) -> String {
+    let r = api
+        .post("/api/v1/device-profiles", json!({"name": profile}))
+        .await;
+    assert!(
+        matches!(r.status, 201 | 409),
+        "create profile {profile}: {}",
+        r.text
+    );
     let r = api
         .post("/api/v1/devices", json!({"id": id, "profile": profile}))
         .await;
