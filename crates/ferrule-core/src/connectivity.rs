@@ -4,6 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::DeviceId;
+
+/// `$ferrule/devices/{id}/connectivity`, where the broker publishes a
+/// device's events (the broker cannot name `ferrule_twin::topics`).
+pub fn topic(device: &DeviceId) -> String {
+    format!("$ferrule/devices/{device}/connectivity")
+}
+
 /// One connect or disconnect of a device's MQTT client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectivityEvent {
@@ -25,6 +33,14 @@ pub struct ConnectivityEvent {
     pub last_seen: Option<i64>,
 }
 
+impl ConnectivityEvent {
+    /// The event as the JSON payload of its message.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain strings and numbers: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectivityChange {
@@ -39,6 +55,7 @@ pub enum DisconnectReason {
     /// The client sent DISCONNECT.
     ClientDisconnect,
     /// Nothing arrived within 1.5 × its keep alive.
+    #[serde(rename = "keepalive_timeout")]
     KeepAliveTimeout,
     /// Another connection with the same client id took the session over.
     Takeover,
@@ -52,7 +69,32 @@ pub enum DisconnectReason {
     ProtocolError,
 }
 
+impl ConnectivityChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectivityChange::Connected => "connected",
+            ConnectivityChange::Disconnected => "disconnected",
+        }
+    }
+}
+
 impl DisconnectReason {
+    /// Every reason, for tests and documentation.
+    pub const ALL: [DisconnectReason; 7] = [
+        DisconnectReason::ClientDisconnect,
+        DisconnectReason::KeepAliveTimeout,
+        DisconnectReason::Takeover,
+        DisconnectReason::Revoked,
+        DisconnectReason::ServerShutdown,
+        DisconnectReason::ConnectionLost,
+        DisconnectReason::ProtocolError,
+    ];
+
+    /// The reason named by [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DisconnectReason::ClientDisconnect => "client_disconnect",
@@ -85,5 +127,14 @@ mod tests {
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""reason":"keepalive_timeout""#), "{json}");
         assert_eq!(serde_json::from_str::<ConnectivityEvent>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn every_reason_is_written_by_its_name() {
+        for r in DisconnectReason::ALL {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+            assert_eq!(DisconnectReason::parse(r.as_str()), Some(r));
+        }
     }
 }

@@ -207,6 +207,14 @@ async fn finish(state: &AppState, deletion: PendingDeletion, change: Changing<'_
     if deletion.device.is_none() {
         state.acl.forget(tenant);
     }
+    // After the broker closed the connections: their last disconnects are
+    // ignored (the directory no longer has the device), and this drops
+    // what came before.
+    if let Some(devices) = &state.devices {
+        devices
+            .connectivity
+            .forget(tenant, deletion.device.as_ref());
+    }
     state.store().finish_deletion(&deletion).await?;
     observe::Deleted {
         tenant,

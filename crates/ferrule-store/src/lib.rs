@@ -8,6 +8,8 @@
 //!   clusters, still to come, included).
 //! - [`BrokerStateStore`] keeps the MQTT broker's persistent sessions and
 //!   retained messages across restarts.
+//! - [`ConnectivityStore`] keeps each device's last known connectivity
+//!   (online, last seen, last disconnect reason) across restarts.
 //! - [`Identity`] turns presented secrets (passwords, bearer tokens, device
 //!   tokens, certificate fingerprints) into a [`ferrule_core::Principal`], and
 //!   mints and hashes secrets. Every transport authenticates through it.
@@ -27,6 +29,7 @@ mod acl;
 pub mod auth;
 mod broker_state;
 pub mod commands;
+mod connectivity;
 mod directory;
 pub mod embedded;
 mod error;
@@ -41,6 +44,7 @@ pub mod conformance;
 
 pub use acl::AclCache;
 pub use broker_state::BrokerStateStore;
+pub use connectivity::{ConnectivityStore, DeviceConnectivity};
 pub use directory::{Changing, Directory};
 pub use error::{Result, StoreError};
 pub use identity::{

@@ -27,6 +27,7 @@ pub struct Context<'a> {
     pub telemetry: &'a Arc<dyn TelemetryStore>,
     pub router: &'a Arc<Router>,
     pub directory: &'a Directory,
+    pub connectivity: ferrule_twin::connectivity::Connectivity,
     pub retention_default: Option<u32>,
     pub retention_interval: Duration,
     pub tasks: &'a TaskTracker,
@@ -34,7 +35,7 @@ pub struct Context<'a> {
 }
 
 pub async fn start(cx: Context<'_>) -> anyhow::Result<Started> {
-    let connectivity = ferrule_twin::connectivity::Connectivity::default();
+    let connectivity = cx.connectivity;
     let (twins, twin_worker) = Twins::start(cx.store.clone(), cx.router.clone()).await?;
     let (commands, tracker) =
         Commands::start(cx.store.clone(), cx.router.clone(), connectivity.clone()).await?;

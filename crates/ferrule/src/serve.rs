@@ -142,6 +142,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => return Err(e).context("opening the embedded store"),
     };
     let store: Arc<dyn MetaStore> = embedded.clone();
+    let connectivity_store: Arc<dyn ferrule_store::ConnectivityStore> = embedded.clone();
     let broker_state = Arc::new(StoredBrokerState(embedded.clone()));
     let hash_pool = match config.auth.hash_pool {
         Some(pool) => Some(HashPool::start(pool).context("starting password hashing threads")?),
@@ -210,11 +211,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .with_notices(notices),
     );
+    let connectivity = ferrule_twin::connectivity::Connectivity::load(
+        connectivity_store,
+        telemetry.clone(),
+        directory.clone(),
+    )
+    .await
+    .context("loading device connectivity")?;
+    connectivity.attach(&router);
+    let stop_connectivity = CancellationToken::new();
+    let connectivity_writer = tokio::spawn(connectivity.clone().run(stop_connectivity.clone()));
     let devices = device_services::start(device_services::Context {
         store: &embedded,
         telemetry: &telemetry,
         router: &router,
         directory: &directory,
+        connectivity,
         retention_default: config.telemetry.retention_days,
         retention_interval: config.telemetry.retention_interval,
         tasks: &tasks,
@@ -348,6 +360,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; closing anyway");
     }
+    // The connections' last disconnects (server_shutdown) are in: save them.
+    stop_connectivity.cancel();
+    let _ = connectivity_writer.await;
     stop_writer.cancel();
     let _ = writer.await;
     // Every publisher is gone: seal what is recent and stop the writer.

@@ -4,10 +4,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ferrule_core::DeviceId;
-use ferrule_store::{DeviceUpdate, NewDevice};
+use ferrule_store::{Device, DeviceUpdate, NewDevice};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::device_filter::{self, OnlineFilter};
 use super::views::{CreatedDevice, DeviceView};
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -77,19 +78,40 @@ fn check_attributes(v: &Option<serde_json::Value>) -> Result<(), ApiError> {
     }
 }
 
-/// Lists the tenant's devices.
-#[utoipa::path(get, operation_id = "listDevices", path = "/api/v1/devices", tag = "devices", params(PageQuery),
-    responses((status = 200, body = Paged<DeviceView>), (status = 401, body = Problem)))]
+/// The device's view with its connectivity.
+fn view(state: &AppState, d: Device) -> DeviceView {
+    let connectivity = state
+        .devices
+        .as_ref()
+        .and_then(|s| s.connectivity.state(&d.tenant, &d.id));
+    DeviceView::from(d).with_connectivity(connectivity)
+}
+
+/// Lists the tenant's devices; `?online=` keeps only those online (or
+/// offline) now, and pages over the devices it keeps.
+#[utoipa::path(get, operation_id = "listDevices", path = "/api/v1/devices", tag = "devices", params(PageQuery, OnlineFilter),
+    responses((status = 200, body = Paged<DeviceView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(filter): ApiQuery<OnlineFilter>,
 ) -> ApiResult<Json<Paged<DeviceView>>> {
-    let page = state
-        .store()
-        .list_devices(&caller.tenant, &q.to_request()?)
-        .await?;
-    Ok(Json(Paged::from_page(page, DeviceView::from)))
+    let request = q.to_request()?;
+    let page = match filter.online {
+        None => state.store().list_devices(&caller.tenant, &request).await?,
+        Some(online) => {
+            let connectivity = state.devices.as_ref().map(|s| s.connectivity.clone());
+            device_filter::filtered_page(state.store(), &caller.tenant, request, |d| {
+                connectivity
+                    .as_ref()
+                    .is_some_and(|c| c.is_online(&d.tenant, &d.id))
+                    == online
+            })
+            .await?
+        }
+    };
+    Ok(Json(Paged::from_page(page, |d| view(&state, d))))
 }
 
 /// Register a device; the response carries its first access token, once.
@@ -135,13 +157,11 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(
-        state
-            .store()
-            .get_device(&caller.tenant, &device_id(&id)?)
-            .await?
-            .into(),
-    ))
+    let device = state
+        .store()
+        .get_device(&caller.tenant, &device_id(&id)?)
+        .await?;
+    Ok(Json(view(&state, device)))
 }
 
 /// Changes a device's name, profile, attributes or enabled flag.
@@ -176,7 +196,7 @@ pub async fn update(
             Some(ferrule_core::PrincipalKind::device_owner(&device)),
         );
     }
-    Ok(Json(updated.into()))
+    Ok(Json(view(&state, updated)))
 }
 
 /// Delete a device and everything it owns: credentials, MQTT connections

@@ -7,6 +7,7 @@ mod auth;
 mod commands;
 mod contract;
 mod credentials;
+mod device_filter;
 mod devices;
 mod events;
 mod export;

@@ -105,6 +105,30 @@ pub struct DeviceView {
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+    /// Whether the device has an MQTT connection open now.
+    pub online: bool,
+    /// When the device last sent anything over MQTT, as of its last
+    /// connect or disconnect; `null` if it never connected.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_seen: Option<Timestamp>,
+    /// When its current (or last) connection opened.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub connected_at: Option<Timestamp>,
+    /// When a connection of the device last closed.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disconnected_at: Option<Timestamp>,
+    /// The MQTT client id of its current (or last) connection.
+    pub client_id: Option<String>,
+    /// The address (`IP:PORT`) of its current (or last) connection.
+    pub client_address: Option<String>,
+    /// The MQTT version of its current (or last) connection: `3.1.1` or `5.0`.
+    #[schema(example = "5.0")]
+    pub protocol: Option<String>,
+    /// Why its last connection ended: `client_disconnect`,
+    /// `keepalive_timeout`, `takeover`, `revoked`, `server_shutdown`,
+    /// `connection_lost` or `protocol_error`.
+    #[schema(example = "keepalive_timeout")]
+    pub last_disconnect_reason: Option<String>,
 }
 
 impl From<Device> for DeviceView {
@@ -117,7 +141,32 @@ impl From<Device> for DeviceView {
             enabled: d.enabled,
             created_at: d.created_at,
             updated_at: d.updated_at,
+            online: false,
+            last_seen: None,
+            connected_at: None,
+            disconnected_at: None,
+            client_id: None,
+            client_address: None,
+            protocol: None,
+            last_disconnect_reason: None,
         }
+    }
+}
+
+impl DeviceView {
+    /// The view with what the connectivity tracker knows of the device.
+    pub fn with_connectivity(mut self, c: Option<ferrule_twin::connectivity::DeviceState>) -> Self {
+        let Some(c) = c else { return self };
+        let time = |ms: Option<i64>| ms.and_then(|ms| Timestamp::from_millisecond(ms).ok());
+        self.online = c.online;
+        self.last_seen = time(c.last_seen);
+        self.connected_at = time(c.connected_at);
+        self.disconnected_at = time(c.disconnected_at);
+        self.client_id = c.client_id;
+        self.client_address = c.client_address;
+        self.protocol = c.protocol;
+        self.last_disconnect_reason = c.last_reason;
+        self
     }
 }
 

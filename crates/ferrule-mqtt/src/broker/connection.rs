@@ -8,6 +8,7 @@
 //! packet. Before that, [`handshake`] turns the stream's CONNECT into an open
 //! connection, or refuses it.
 
+mod connectivity;
 mod handshake;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use bytestring::ByteString;
 use ferrule_bus::{Entry, SubscriptionOptions, Ticket};
+use ferrule_core::connectivity::{ConnectivityChange, DisconnectReason};
 use ferrule_core::topic::parse_subscription;
 use ferrule_core::{Message, MessageProperties, Origin, Principal, QoS, TenantId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -97,6 +99,7 @@ pub async fn serve_connection<S>(
         version: conn.version,
     }
     .emit();
+    conn.announce(ConnectivityChange::Connected, None);
     let end = conn.run(&mut io, &shutdown).await;
     observe::connection_closed();
     let _ = io.flush().await;
@@ -189,12 +192,25 @@ enum End {
     Normal,
     /// DISCONNECT 0x04: publish the will.
     WithWill,
-    /// Network loss, keep alive, protocol error: publish the will.
-    Lost,
-    /// Another connection took the session over.
-    TakenOver,
+    /// Network loss, keep alive, protocol error (which one it was):
+    /// publish the will.
+    Lost(DisconnectReason),
+    /// Another connection took the session over (`Takeover`), or the
+    /// identity's rights went (`Revoked`).
+    TakenOver(DisconnectReason),
     /// Server shutting down: the session stays for the client's return.
     Shutdown,
+}
+
+impl End {
+    /// Why the connection ended, as the device's connectivity event says.
+    fn reason(self) -> DisconnectReason {
+        match self {
+            End::Normal | End::WithWill => DisconnectReason::ClientDisconnect,
+            End::Lost(r) | End::TakenOver(r) => r,
+            End::Shutdown => DisconnectReason::ServerShutdown,
+        }
+    }
 }
 
 struct Connection {
@@ -238,6 +254,8 @@ struct Connection {
     server_closed: bool,
     /// This client's and its tenant's rate limits.
     rate: ClientRate,
+    /// Set when a device is the client (boxed: other clients need none).
+    device: Option<Box<connectivity::DeviceLink>>,
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -274,7 +292,7 @@ impl Connection {
         loop {
             self.drain(&mut io.wbuf);
             if !io.wbuf.is_empty() && io.flush().await.is_err() {
-                return End::Lost;
+                return End::Lost(DisconnectReason::ConnectionLost);
             }
             tokio::select! {
                 biased;
@@ -282,16 +300,16 @@ impl Connection {
                     self.disconnect(&mut io.wbuf, ReasonCode::SERVER_SHUTTING_DOWN);
                     return End::Shutdown;
                 }
-                reason = &mut kick => {
-                    self.disconnect(&mut io.wbuf, reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
-                    return End::TakenOver;
-                }
+                reason = &mut kick => return self.kicked(&mut io.wbuf, reason),
                 n = async {
                     if std::mem::take(&mut buffered) { Ok(1) } else { io.read().await }
                 } => {
                     match n {
-                        Ok(0) | Err(_) => return End::Lost,
+                        Ok(0) | Err(_) => return End::Lost(DisconnectReason::ConnectionLost),
                         Ok(_) => {}
+                    }
+                    if let Some(device) = self.device.as_mut() {
+                        device.heard();
                     }
                     if !self.keep_alive.is_zero() {
                         keepalive.as_mut().reset(tokio::time::Instant::now() + self.keepalive_window());
@@ -304,11 +322,11 @@ impl Connection {
                         Err(Violation(code, detail)) => {
                             observe::ProtocolViolated { code, detail }.emit();
                             self.disconnect(&mut io.wbuf, code);
-                            return End::Lost;
+                            return End::Lost(DisconnectReason::ProtocolError);
                         }
                     }
                     if io.wbuf.len() >= WRITE_HIGH_WATER && io.flush().await.is_err() {
-                        return End::Lost;
+                        return End::Lost(DisconnectReason::ConnectionLost);
                     }
                     // A subscriber is falling behind: stop reading for a
                     // moment so TCP slows this publisher, rather than
@@ -316,7 +334,7 @@ impl Connection {
                     if let Some(drained) = self.backpressure.take() {
                         self.drain(&mut io.wbuf);
                         if !io.wbuf.is_empty() && io.flush().await.is_err() {
-                            return End::Lost;
+                            return End::Lost(DisconnectReason::ConnectionLost);
                         }
                         tokio::select! {
                             _ = drained.notified() => {}
@@ -328,16 +346,13 @@ impl Connection {
                     if self.rate.pending() {
                         self.drain(&mut io.wbuf);
                         if !io.wbuf.is_empty() && io.flush().await.is_err() {
-                            return End::Lost;
+                            return End::Lost(DisconnectReason::ConnectionLost);
                         }
                         // A takeover or a revocation does not wait for it.
                         tokio::select! {
                             _ = self.rate.settle() => {}
                             _ = shutdown.cancelled() => {}
-                            reason = &mut kick => {
-                                self.disconnect(&mut io.wbuf, reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
-                                return End::TakenOver;
-                            }
+                            reason = &mut kick => return self.kicked(&mut io.wbuf, reason),
                         }
                     }
                 }
@@ -352,7 +367,7 @@ impl Connection {
                     }
                     .emit();
                     self.disconnect(&mut io.wbuf, ReasonCode::KEEP_ALIVE_TIMEOUT);
-                    return End::Lost;
+                    return End::Lost(DisconnectReason::KeepAliveTimeout);
                 }
             }
         }
@@ -371,6 +386,21 @@ impl Connection {
         if let Err(e) = codec::encode(&packet, self.version, wbuf) {
             tracing::warn!(error = %e, "could not encode a packet for the client");
         }
+    }
+
+    /// Closes for a kick: a takeover, or a revocation (administrative action).
+    fn kicked(
+        &mut self,
+        wbuf: &mut BytesMut,
+        reason: Result<ReasonCode, oneshot::error::RecvError>,
+    ) -> End {
+        let code = reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER);
+        self.disconnect(wbuf, code);
+        End::TakenOver(if code == ReasonCode::ADMINISTRATIVE_ACTION {
+            DisconnectReason::Revoked
+        } else {
+            DisconnectReason::Takeover
+        })
     }
 
     fn disconnect(&mut self, wbuf: &mut BytesMut, code: ReasonCode) {
@@ -1011,6 +1041,7 @@ impl Connection {
 
     /// After the connection: the will, and the session's fate.
     fn finish(self, end: End) {
+        self.announce(ConnectivityChange::Disconnected, Some(end.reason()));
         let broker = self.broker.clone();
         let session = self.session.clone();
         let (detached, expiry, generation, ended) = {
@@ -1026,12 +1057,12 @@ impl Connection {
         // Nobody drains an offline session: let waiting publishers go.
         session.relieve_if_drained(0);
         let will = match end {
-            End::Lost | End::WithWill => self.will.as_deref().cloned(),
+            End::Lost(_) | End::WithWill => self.will.as_deref().cloned(),
             // Taken over (MQTT 5 §3.1.4 step 2, §3.1.3.2.2): a clean start
             // ended the session, so the will goes now, delay or not; a resume
             // continues the session, which cancels a delayed will.
-            End::TakenOver if ended => self.will.as_deref().cloned(),
-            End::TakenOver => self
+            End::TakenOver(_) if ended => self.will.as_deref().cloned(),
+            End::TakenOver(_) => self
                 .will
                 .as_deref()
                 .cloned()

@@ -5,6 +5,7 @@
 
 mod broker_state;
 mod commands;
+mod connectivity;
 mod meta;
 mod migrations;
 mod twin;

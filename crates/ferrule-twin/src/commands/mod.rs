@@ -223,6 +223,18 @@ impl Commands {
         self.inner.store.get_command(tenant, id).await
     }
 
+    /// Waits until every change queued so far is stored.
+    async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        let write = writer::Write {
+            record: None,
+            done: Some(done),
+        };
+        if self.inner.writes.send(write).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
     /// A device's commands, newest first.
     pub async fn list(
         &self,
@@ -231,6 +243,9 @@ impl Commands {
         state: Option<CommandState>,
         page: &PageRequest,
     ) -> ferrule_store::Result<Page<CommandRecord>> {
+        // What changed just now (a command finished) is in the store before
+        // it is filtered by state there.
+        self.flush().await;
         let mut got = self
             .inner
             .store

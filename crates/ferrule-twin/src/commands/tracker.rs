@@ -11,7 +11,7 @@ use ferrule_core::message::now_ms;
 use ferrule_core::{DeviceId, Message, MessageProperties, Origin, PrincipalKind, QoS};
 use ferrule_store::commands::{CommandRecord, CommandState, CommandStore};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::reply::{self, BadReply, Outcome};
@@ -137,18 +137,7 @@ impl Tracker {
             }
         }
         // What was changed until now is stored before the process ends.
-        let (done, flushed) = oneshot::channel();
-        if shared
-            .writes
-            .send(writer::Write {
-                record: None,
-                done: Some(done),
-            })
-            .await
-            .is_ok()
-        {
-            let _ = flushed.await;
-        }
+        commands.flush().await;
         writer.abort();
     }
 }

@@ -12,6 +12,7 @@ mod bad_input;
 mod bench_commands;
 mod commands;
 mod config;
+mod connectivity;
 mod data_dir_modes;
 mod deletion;
 mod device_peer;

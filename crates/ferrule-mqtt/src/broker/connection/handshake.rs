@@ -132,7 +132,9 @@ pub(super) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         present = attached.present,
         "MQTT client connected"
     );
-    Some(Connection::new(broker, connect, admitted, &terms, attached))
+    Some(Connection::new(
+        broker, connect, admitted, &terms, attached, peer,
+    ))
 }
 
 /// A CONNECT that passed every check, before its session is opened.
@@ -379,6 +381,7 @@ impl Connection {
         admitted: Admitted,
         terms: &Terms,
         attached: Attached,
+        peer: SocketAddr,
     ) -> Self {
         let version = connect.protocol_version;
         let v5 = version == ProtocolVersion::V5;
@@ -394,6 +397,7 @@ impl Connection {
             .receive_maximum
             .map_or(u16::MAX, NonZeroU16::get);
         Connection {
+            device: super::connectivity::DeviceLink::of(&principal, peer),
             publishing: Box::new(Decisions::new(
                 broker.gate.clone(),
                 principal.clone(),
