@@ -41,7 +41,6 @@ async fn bench_devices_receive_every_desired_state_change() {
 }
 
 #[tokio::test]
-#[ignore = "needs device connectivity on main (commands go only to online devices)"]
 async fn bench_devices_answer_every_command_at_the_set_rate() {
     let args = CommandsArgs {
         twin_patches: 0,
