@@ -47,6 +47,7 @@ async fn bench_devices_answer_every_command_at_the_set_rate() {
         ..small()
     };
     let report = run(&args).await.expect("the bench's setup");
+    assert!(report.failures().is_empty(), "{:?}", report.failures());
     let round_trip = report.round_trip.expect("the round trip section ran");
     // 40 commands/s for 1 s, each answered 200 succeeded.
     assert_eq!(round_trip.sent, 40, "{:?}", round_trip.errors);
@@ -57,5 +58,4 @@ async fn bench_devices_answer_every_command_at_the_set_rate() {
     assert_eq!(report.answered, 41);
     assert_eq!(report.unanswerable, 0);
     assert_eq!(report.devices_lost.total(), 0, "{:?}", report.devices_lost);
-    assert!(report.failures().is_empty(), "{:?}", report.failures());
 }
