@@ -43,7 +43,11 @@ const READ_SPARE: usize = 64 * 1024;
 const QOS0_BATCH: u64 = 512;
 
 /// Reads once into `rbuf`, keeping `spare` bytes of room; false at EOF.
-pub(crate) async fn fill(stream: &mut TcpStream, rbuf: &mut BytesMut, spare: usize) -> anyhow::Result<bool> {
+pub(crate) async fn fill(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    spare: usize,
+) -> anyhow::Result<bool> {
     if rbuf.capacity() - rbuf.len() < spare {
         rbuf.reserve(spare);
     }

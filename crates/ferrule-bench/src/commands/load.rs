@@ -152,13 +152,10 @@ pub(super) async fn run(plan: Plan, devices: &[Device]) -> anyhow::Result<RoundT
     // Every request ends within its timeout and grace (the client's own
     // timeout): wait for the last ones by taking every slot back.
     let all = u32::try_from(plan.concurrency)?;
-    tokio::time::timeout(
-        plan.timeout + ANSWER_GRACE * 2,
-        slots.acquire_many(all),
-    )
-    .await
-    .context("the last commands did not finish")??
-    .forget();
+    tokio::time::timeout(plan.timeout + ANSWER_GRACE * 2, slots.acquire_many(all))
+        .await
+        .context("the last commands did not finish")??
+        .forget();
     let (server_cores, bench_cores) = cpu.await.unwrap_or((None, None));
     let t = std::mem::take(&mut *tally.lock().unwrap_or_else(PoisonError::into_inner));
     Ok(RoundTrip {
@@ -273,7 +270,10 @@ async fn cpu_in_window(
     let server_before = server_pid.and_then(|pid| cpu_seconds(pid).ok());
     let own_before = own_cpu_seconds().ok();
     tokio::time::sleep_until(to.into()).await;
-    let secs = to.saturating_duration_since(from).as_secs_f64().max(f64::EPSILON);
+    let secs = to
+        .saturating_duration_since(from)
+        .as_secs_f64()
+        .max(f64::EPSILON);
     let server_after = server_pid.and_then(|pid| cpu_seconds(pid).ok());
     let own_after = own_cpu_seconds().ok();
     let cores = |before: Option<f64>, after: Option<f64>| Some((after? - before?) / secs);

@@ -142,7 +142,10 @@ impl Responder {
                 match packet {
                     Packet::Publish(p) => self.handle(p, at, &counts, &deltas)?,
                     Packet::Disconnect(d) => {
-                        bail!("the server disconnected the device: 0x{:02x}", d.reason_code.0)
+                        bail!(
+                            "the server disconnected the device: 0x{:02x}",
+                            d.reason_code.0
+                        )
                     }
                     // PUBACKs never come (replies are QoS 0); anything
                     // else from the server is no business of the bench.
