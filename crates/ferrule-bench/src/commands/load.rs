@@ -194,7 +194,6 @@ fn pace(
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if measured.contains(&k) {
                     let mut t = tally.lock().unwrap_or_else(PoisonError::into_inner);
-                    t.sent += 1;
                     t.not_sent += 1;
                     t.errors.add("not sent", || {
                         format!(
@@ -313,7 +312,86 @@ pub(super) async fn preflight(
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    /// An HTTP server that answers every request `{"state": "succeeded"}`
+    /// after `delay`, one request at a time per connection.
+    async fn slow_server(delay: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // A request: head, then a body of Content-Length.
+                        let complete = |buf: &[u8]| {
+                            let text = String::from_utf8_lossy(buf);
+                            let (head, body) = text.split_once("\r\n\r\n")?;
+                            let length = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            (body.len() >= length).then_some(head.len() + 4 + length)
+                        };
+                        while let Some(used) = complete(&buf) {
+                            buf.drain(..used);
+                            tokio::time::sleep(delay).await;
+                            let body = r#"{"state":"succeeded"}"#;
+                            let response = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                 content-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if stream.write_all(response.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        base
+    }
+
+    /// The load is open loop: a server slower than the rate does not slow
+    /// the schedule; the commands wait, and their wait counts as latency.
+    #[tokio::test]
+    async fn a_slow_server_shows_as_latency_not_as_a_lower_rate() {
+        let delay = Duration::from_millis(20);
+        let base = slow_server(delay).await;
+        let plan = Plan {
+            base,
+            concurrency: 1,
+            ..plan(100, 0, 500)
+        };
+        let devices = [Device {
+            id: "d".into(),
+            token: "t".into(),
+        }];
+        let r = run(plan, &devices).await.unwrap();
+        // 50 commands due within 0.5 s, one at a time, 20 ms each: all
+        // sent and answered, the last about 0.5 s after its time.
+        assert_eq!(r.sent, 50, "{:?}", r.errors);
+        assert_eq!(r.succeeded, 50);
+        assert_eq!(r.not_sent, 0);
+        assert!(r.latencies.quantile(0.5).unwrap() > Duration::from_millis(200));
+        assert!(r.latencies.max().unwrap() > Duration::from_millis(400));
+        // Closed loop would have measured the server's 20 ms at most.
+        assert!(r.latencies.quantile(0.0).unwrap() >= delay);
+    }
 
     fn plan(rate: u32, warmup_ms: u64, measure_ms: u64) -> Plan {
         Plan {

@@ -80,18 +80,19 @@ impl Errors {
 /// The command round trip under load.
 #[derive(Debug, Clone, Default)]
 pub struct RoundTrip {
-    /// Commands sent during the measurement window.
+    /// Commands of the measurement window that were sent.
     pub sent: u64,
     /// Of those, answered 200 with state `succeeded`.
     pub succeeded: u64,
     /// Request sent (its scheduled time) → 200 `succeeded` read, for each
     /// command of the window that succeeded.
     pub latencies: Latencies,
-    /// Commands of the window that failed or went unanswered.
+    /// Commands of the window that failed, went unanswered or were not
+    /// sent.
     pub errors: Errors,
     /// Commands of the window the bench could not send at their time
-    /// because all its requests in flight were taken (counted in `errors`
-    /// too).
+    /// because all its requests in flight were taken and the hand-over
+    /// queue was full (in `errors` too, not in `sent`).
     pub not_sent: u64,
     /// The measurement window.
     pub window: Duration,
