@@ -236,10 +236,14 @@ impl Report {
             let _ = writeln!(
                 out,
                 "- CPU during the window: Ferrule {} cores, the bench (load generator and \
-                 devices) {} cores, of {} on the machine.",
+                 devices) {} cores; {}.",
                 cores(r.server_cores),
                 cores(r.bench_cores),
-                std::thread::available_parallelism().map_or(0, |n| n.get()),
+                if args.cpu_pin {
+                    "Ferrule pinned to CPU 0, the bench to CPU 1"
+                } else {
+                    "nothing pinned"
+                },
             );
             if r.not_sent > 0 {
                 let _ = writeln!(
