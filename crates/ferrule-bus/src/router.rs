@@ -148,6 +148,13 @@ impl Router {
         new
     }
 
+    /// [`subscribe`](Self::subscribe) for an observer that is no client
+    /// session (a live stream): the subscribe watch is not told, since
+    /// nothing subscribing here is a device ready for its waiting commands.
+    pub fn subscribe_observer(&self, tenant: &TenantId, filter: &str, entry: Entry) -> bool {
+        self.tenant(tenant).tree.write().insert(filter, entry)
+    }
+
     /// Unsubscribes; returns true when the subscription existed.
     pub fn unsubscribe(&self, tenant: &TenantId, filter: &str, id: SubscriberId) -> bool {
         self.tenant(tenant).tree.write().remove(filter, id)

@@ -50,6 +50,8 @@ pub enum ApiError {
     Unavailable(String),
     /// The tenant's storage budget is used up.
     InsufficientStorage(String),
+    /// 426: a WebSocket endpoint asked without the upgrade.
+    UpgradeRequired,
     /// 429: too many failed logins; retry after so many seconds.
     TooManyRequests {
         detail: String,
@@ -141,6 +143,14 @@ impl ApiError {
                 d.clone(),
                 None,
             ),
+            ApiError::UpgradeRequired => (
+                StatusCode::UPGRADE_REQUIRED,
+                "upgrade-required",
+                "this is a WebSocket endpoint: connect with a WebSocket client \
+                 (Connection: Upgrade, Upgrade: websocket)"
+                    .into(),
+                None,
+            ),
             ApiError::TooManyRequests { detail, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too-many-requests",
@@ -193,6 +203,10 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if status == StatusCode::UPGRADE_REQUIRED {
+            resp.headers_mut()
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

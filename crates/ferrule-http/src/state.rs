@@ -70,6 +70,8 @@ pub struct AppState {
     pub telemetry: Option<TelemetryApi>,
     /// Twins, commands, connectivity and profiles; `None` when not running.
     pub devices: Option<ferrule_twin::DeviceServices>,
+    /// The open live streams (`/api/v1/stream`).
+    pub streams: crate::routes::stream::LiveStreams,
 }
 
 impl AppState {
@@ -79,6 +81,9 @@ impl AppState {
         if let Some(mqtt) = &self.mqtt {
             mqtt.broker.disconnect_identity(tenant, owner.as_deref());
         }
+        // Its live streams too: they would otherwise last until their next
+        // periodic check of the credentials.
+        self.streams.close_identity(tenant, owner.as_deref());
     }
 
     /// The telemetry routes' dependencies, or 503.

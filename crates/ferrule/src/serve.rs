@@ -195,10 +195,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         mqtt: None,
         telemetry: None,
         devices: None,
+        streams: Default::default(),
     };
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    state.streams = ferrule_http::LiveStreams::new(
+        ferrule_http::StreamLimits::default(),
+        shutdown.clone(),
+        tasks.clone(),
+    );
 
     let router = Router::new();
     let telemetry = open_telemetry(&config, &router)?;

@@ -113,7 +113,9 @@ fn command_error(e: CommandError) -> ApiError {
 /// By default the request waits for the reply (200) or the timeout (504);
 /// with `async=true` it answers 202 at once.
 #[utoipa::path(post, operation_id = "sendCommand", path = "/api/v1/devices/{id}/commands/{command}", tag = "twin",
-    params(("id" = String, Path), ("command" = String, Path, description = "The command's name: letters, digits, - _ ."), SendQuery),
+    params(("id" = String, Path),
+        ("command" = String, Path, description = "The command's name: letters, digits, - _ .", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        SendQuery),
     request_body(content = Object, description = "The command's parameters (any JSON)"),
     responses((status = 200, body = CommandView, description = "The device replied (state succeeded or failed)"),
         (status = 202, body = CommandView, description = "Accepted (async): poll its Location"),
@@ -213,6 +215,7 @@ pub async fn send(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only commands in this state.
+    #[param(inline)]
     pub state: Option<StateParam>,
     /// Commands per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]

@@ -15,6 +15,7 @@ mod ingest;
 mod mqtt_ws;
 mod ops;
 mod security_headers;
+pub mod stream;
 mod telemetry;
 mod telemetry_settings;
 mod tenants;
@@ -54,6 +55,7 @@ use crate::state::AppState;
         (name = "telemetry", description = "Telemetry history, events, export and retention"),
         (name = "twin", description = "Device twins (reported, desired, delta, history) and commands"),
         (name = "ingest", description = "Devices without MQTT send here with their access token"),
+        (name = "stream", description = "Live messages of the tenant over a WebSocket"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -113,6 +115,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))
+        .routes(routes!(stream::open))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

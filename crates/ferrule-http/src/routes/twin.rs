@@ -124,7 +124,8 @@ pub async fn get(
 /// `devices/{id}/state/delta`, both retained.
 #[utoipa::path(patch, operation_id = "patchDeviceState", path = "/api/v1/devices/{id}/state", tag = "twin",
     params(("id" = String, Path),
-        ("If-Match" = Option<String>, Header, description = "The desired version the change is based on")),
+        ("If-Match" = Option<String>, Header, description = "The desired version the change is based on, as the ETag gives it, or *",
+            pattern = "^(\\*|(W/)?\"?[0-9]{1,19}\"?)$")),
     request_body(content = Object, description = "{\"desired\": {...}} or the desired patch itself",
         content_type = "application/merge-patch+json"),
     responses((status = 200, body = TwinBody), (status = 400, body = Problem),
@@ -205,6 +206,7 @@ pub struct HistoryQuery {
     #[param(schema_with = super::vocabulary::time_param)]
     pub to: Option<String>,
     /// Only changes of this side.
+    #[param(inline)]
     pub section: Option<SectionParam>,
     /// Changes per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]

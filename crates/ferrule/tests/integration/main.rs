@@ -29,6 +29,7 @@ mod resources;
 mod secrets;
 mod security_headers;
 mod startup_errors;
+mod stream;
 mod tenancy;
 mod twin;
 mod user_rights;
