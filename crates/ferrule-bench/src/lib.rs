@@ -7,6 +7,7 @@
 //! clients and baselines. [`launch`] starts a server process for the benches
 //! and for the integration tests.
 
+pub mod commands;
 mod isolation;
 pub mod launch;
 mod loadgen;
@@ -65,6 +66,10 @@ pub enum Scenario {
     /// broker's RSS and the messages it drops; mosquitto (with the same
     /// `max_queued_bytes`) as baseline.
     SlowSubscriber(slow_subscriber::SlowSubscriberArgs),
+    /// Command round trips (API → device → reply → API) at a fixed rate
+    /// with many devices connected, and desired state PATCH → the device
+    /// receives the delta.
+    Commands(commands::CommandsArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -93,6 +98,8 @@ pub fn main(args: BenchArgs) -> ExitCode {
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             runtime.block_on(slow_subscriber::run(a))
         }
+        // Builds its own (current-thread) runtime after the open-file check.
+        Scenario::Commands(a) => commands::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,14 +43,18 @@ const READ_SPARE: usize = 64 * 1024;
 const QOS0_BATCH: u64 = 512;
 
 /// Reads once into `rbuf`, keeping `spare` bytes of room; false at EOF.
-async fn fill(stream: &mut TcpStream, rbuf: &mut BytesMut, spare: usize) -> anyhow::Result<bool> {
+pub(crate) async fn fill(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    spare: usize,
+) -> anyhow::Result<bool> {
     if rbuf.capacity() - rbuf.len() < spare {
         rbuf.reserve(spare);
     }
     Ok(stream.read_buf(rbuf).await? > 0)
 }
 
-fn decode(rbuf: &mut BytesMut) -> anyhow::Result<Option<Packet>> {
+pub(crate) fn decode(rbuf: &mut BytesMut) -> anyhow::Result<Option<Packet>> {
     codec::decode(rbuf, VERSION, MAX_PACKET).context("decoding a packet from the broker")
 }
 
@@ -85,14 +89,14 @@ fn subscribe_packet(filter: &str, qos: QoS) -> anyhow::Result<Packet> {
     }))
 }
 
-fn check_suback(packet: Packet) -> anyhow::Result<()> {
+pub(crate) fn check_suback(packet: Packet) -> anyhow::Result<()> {
     match packet {
         Packet::SubAck(s) if s.reason_codes.iter().all(|c| !c.is_error()) => Ok(()),
         other => bail!("expected a granting SUBACK, got {other:?}"),
     }
 }
 
-fn check_connack(packet: Packet) -> anyhow::Result<()> {
+pub(crate) fn check_connack(packet: Packet) -> anyhow::Result<()> {
     match packet {
         Packet::ConnAck(a) if a.reason_code == ReasonCode::SUCCESS => Ok(()),
         other => bail!("expected a successful CONNACK, got {other:?}"),

@@ -40,7 +40,7 @@ mod http;
 mod method;
 mod mqtt;
 mod report;
-mod server;
+pub(crate) mod server;
 mod signal;
 mod sqlite;
 mod store;

@@ -1,8 +1,8 @@
-//! The Ferrule under test in the ingest sections: `ferrule serve` started
-//! in a fresh temp data directory ([`Server`]), the admin's login, the
-//! bench's devices and their tokens ([`Device`]), the calls to the HTTP API
-//! that set them up, and the day of the past ([`Region`]) each section
-//! writes into.
+//! The Ferrule under test in the ingest sections (and in `bench commands`):
+//! `ferrule serve` started in a fresh temp data directory ([`Server`]), the
+//! admin's login, the bench's devices and their tokens ([`Device`]), the
+//! calls to the HTTP API that set them up, and the day of the past
+//! ([`Region`]) each section writes into.
 
 use std::net::SocketAddr;
 
@@ -46,25 +46,25 @@ impl Region {
 }
 
 /// Ferrule, started as `ferrule serve` in a fresh temp data directory.
-pub(super) struct Server {
+pub(crate) struct Server {
     child: Child,
-    pub(super) pid: u32,
+    pub(crate) pid: u32,
     /// `http://127.0.0.1:PORT`.
-    pub(super) base: String,
-    pub(super) mqtt: SocketAddr,
-    pub(super) client: reqwest::Client,
-    pub(super) admin_token: String,
+    pub(crate) base: String,
+    pub(crate) mqtt: SocketAddr,
+    pub(crate) client: reqwest::Client,
+    pub(crate) admin_token: String,
     _dir: tempfile::TempDir,
 }
 
 /// A device created for the bench.
-pub(super) struct Device {
-    pub(super) id: String,
-    pub(super) token: String,
+pub(crate) struct Device {
+    pub(crate) id: String,
+    pub(crate) token: String,
 }
 
 impl Server {
-    pub(super) async fn start(pin: bool) -> anyhow::Result<Self> {
+    pub(crate) async fn start(pin: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let data = data.to_str().context("temp path is not UTF-8")?;
@@ -96,7 +96,7 @@ impl Server {
     }
 
     /// Creates devices `bench-0000`… with `SETUP_PIPELINE` requests in flight.
-    pub(super) async fn create_devices(&self, n: u32) -> anyhow::Result<Vec<Device>> {
+    pub(crate) async fn create_devices(&self, n: u32) -> anyhow::Result<Vec<Device>> {
         let mut pending = JoinSet::new();
         let mut created: Vec<Option<Device>> = (0..n).map(|_| None).collect();
         let mut next = 0;
@@ -140,7 +140,7 @@ impl Server {
         Ok(report)
     }
 
-    pub(super) async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let status = terminate(&mut self.child).await?;
         if !status.success() {
             eprintln!("ferrule exited with {status} on SIGTERM");
@@ -186,7 +186,7 @@ async fn create_device(
 
 /// The JSON body of a 2xx response; any other status is an error that
 /// quotes the body.
-pub(super) async fn json_body(
+pub(crate) async fn json_body(
     response: reqwest::Response,
     what: &str,
 ) -> anyhow::Result<serde_json::Value> {
@@ -199,7 +199,7 @@ pub(super) async fn json_body(
 }
 
 /// The start of a response body, for an error message.
-pub(super) fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     const MAX: usize = 200;
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &text[..cut]),

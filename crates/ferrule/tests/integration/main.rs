@@ -9,6 +9,7 @@ mod api_key_creators;
 mod auth;
 mod auth_throttle;
 mod bad_input;
+mod bench_commands;
 mod commands;
 mod config;
 mod connectivity;
