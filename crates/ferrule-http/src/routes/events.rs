@@ -71,6 +71,27 @@ pub fn event_view(e: Event) -> EventView {
     }
 }
 
+/// The page size and the cursor of a list paged by a number that only
+/// grows (an event's id, a twin's version).
+pub(super) fn numbered_page<T: std::str::FromStr>(
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<(u32, Option<T>), ApiError> {
+    let limit = PageQuery {
+        limit,
+        cursor: None,
+    }
+    .to_request()?
+    .limit;
+    let after = cursor
+        .map(|c| {
+            c.parse::<T>()
+                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))
+        })
+        .transpose()?;
+    Ok((limit, after))
+}
+
 /// Lists a device's events, newest first, in a time range.
 #[utoipa::path(get, operation_id = "listEvents", path = "/api/v1/devices/{id}/events", tag = "telemetry",
     params(("id" = String, Path), EventQuery),
@@ -86,21 +107,8 @@ pub async fn list(
     let device = device_id(&id)?;
     state.store().get_device(&caller.tenant, &device).await?;
     let range = parse_range(q.from.as_deref(), q.to.as_deref())?;
-    let limit = PageQuery {
-        limit: q.limit,
-        cursor: None,
-    }
-    .to_request()?
-    .limit;
     // An event's cursor is the id of the last event seen (ids only grow).
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))
-        })
-        .transpose()?;
+    let (limit, after) = numbered_page::<i64>(q.limit, q.cursor.as_deref())?;
     // One more than asked tells whether another page follows.
     let mut events = t
         .store

@@ -11,11 +11,12 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::devices::device_id;
+use super::events::numbered_page;
 use super::telemetry::parse_range;
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiQuery, JsonBody};
-use crate::pagination::{PageQuery, Paged};
+use crate::pagination::Paged;
 use crate::state::AppState;
 
 /// A device's twin. `metadata` mirrors `reported` and `desired` with, for
@@ -263,20 +264,7 @@ pub async fn history(
     let device = device_id(&id)?;
     state.store().get_device(&caller.tenant, &device).await?;
     let range = parse_range(q.from.as_deref(), q.to.as_deref())?;
-    let limit = PageQuery {
-        limit: q.limit,
-        cursor: None,
-    }
-    .to_request()?
-    .limit;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<u64>()
-                .map_err(|_| ApiError::invalid("cursor", "not a cursor this server issued"))
-        })
-        .transpose()?;
+    let (limit, after) = numbered_page::<u64>(q.limit, q.cursor.as_deref())?;
     let page = state
         .devices()?
         .twins

@@ -229,7 +229,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{MetaStore, NewDevice};
+    use crate::MetaStore;
+    use crate::embedded::tests::store_with_device;
 
     fn command(t: &TenantId, d: &DeviceId, seq: u64, state: CommandState) -> CommandRecord {
         CommandRecord {
@@ -252,21 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn commands_keep_their_state_order_and_go_with_the_device() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        let t = TenantId::new("t").unwrap();
-        let d = DeviceId::new("d").unwrap();
-        store.create_tenant(&t, "T").await.unwrap();
-        store
-            .create_device(&NewDevice {
-                tenant: t.clone(),
-                id: d.clone(),
-                name: "d".into(),
-                profile: "default".into(),
-                attributes: json!({}),
-            })
-            .await
-            .unwrap();
+        let (store, _dir, t, d) = store_with_device().await;
         let mut all: Vec<_> = (1..=3)
             .map(|s| command(&t, &d, s, CommandState::Pending))
             .collect();

@@ -129,8 +129,34 @@ async fn run_blocking<T: Send + 'static>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A store with tenant `t` and its device `d`.
+    pub(crate) async fn store_with_device() -> (
+        EmbeddedStore,
+        tempfile::TempDir,
+        ferrule_core::TenantId,
+        ferrule_core::DeviceId,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let t = ferrule_core::TenantId::new("t").unwrap();
+        let d = ferrule_core::DeviceId::new("d").unwrap();
+        use crate::MetaStore;
+        store.create_tenant(&t, "T").await.unwrap();
+        store
+            .create_device(&crate::NewDevice {
+                tenant: t.clone(),
+                id: d.clone(),
+                name: "d".into(),
+                profile: "default".into(),
+                attributes: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+        (store, dir, t, d)
+    }
 
     crate::meta_store_conformance!(|| async {
         let dir = tempfile::tempdir().unwrap();

@@ -221,26 +221,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{MetaStore, NewDevice};
-
-    async fn store_with_device() -> (EmbeddedStore, tempfile::TempDir, TenantId, DeviceId) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        let t = TenantId::new("t").unwrap();
-        let d = DeviceId::new("d").unwrap();
-        store.create_tenant(&t, "T").await.unwrap();
-        store
-            .create_device(&NewDevice {
-                tenant: t.clone(),
-                id: d.clone(),
-                name: "d".into(),
-                profile: "default".into(),
-                attributes: json!({}),
-            })
-            .await
-            .unwrap();
-        (store, dir, t, d)
-    }
+    use crate::MetaStore;
+    use crate::embedded::tests::store_with_device;
 
     fn change(version: u64, ts: i64, section: TwinSection) -> TwinChange {
         TwinChange {

@@ -5,23 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::device_peer::{Connect, DevicePeer};
+use crate::device_peer::device;
 use crate::mqtt_util::create_device;
 use crate::util::{Api, Server, ServerBuilder, tenant_with_owner, viewer_editor_owner};
-
-async fn device(server: &Server, token: &str, id: &str, version: u8) -> DevicePeer {
-    DevicePeer::start(
-        server,
-        Connect {
-            device: id,
-            token,
-            version,
-            client_id: &format!("{id}-v{version}"),
-            clean: true,
-        },
-    )
-    .await
-}
 
 /// Polls a command until it is in `state` (within 10 s).
 async fn until_state(api: &Api, device: &str, id: &str, state: &str) -> Value {

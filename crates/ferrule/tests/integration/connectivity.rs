@@ -144,6 +144,19 @@ async fn logged(api: &Api, id: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The device's connectivity events once there are at least `n` (the log
+/// is written behind the device view), or what there is after 10 s.
+async fn logged_at_least(api: &Api, id: &str, n: usize) -> Vec<(String, Option<String>)> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = logged(api, id).await;
+        if got.len() >= n || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// What an MQTT subscriber to the connectivity topics receives, until
 /// `n` events or silence.
 async fn heard(obs: &mut Raw, n: usize) -> Vec<(String, Value)> {
@@ -279,7 +292,7 @@ async fn each_way_a_connection_ends_shows_in_the_view_the_list_and_the_log() {
             "revoked",
         ];
         assert_eq!(
-            takeover_in_order(reasons(&logged(api, &id).await)),
+            takeover_in_order(reasons(&logged_at_least(api, &id, expected.len()).await)),
             expected
         );
         let got = heard(&mut obs, expected.len()).await;

@@ -146,3 +146,18 @@ impl DevicePeer {
         let _ = self.child.kill().await;
     }
 }
+
+/// A device peer on a clean session, client id `{id}-v{version}`.
+pub async fn device(server: &Server, token: &str, id: &str, version: u8) -> DevicePeer {
+    DevicePeer::start(
+        server,
+        Connect {
+            device: id,
+            token,
+            version,
+            client_id: &format!("{id}-v{version}"),
+            clean: true,
+        },
+    )
+    .await
+}

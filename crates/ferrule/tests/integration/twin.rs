@@ -3,23 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::device_peer::{Connect, DevicePeer};
+use crate::device_peer::{DevicePeer, device};
 use crate::mqtt_util::create_device;
 use crate::util::{Api, Server, ServerBuilder, tenant_with_owner, viewer_editor_owner};
-
-async fn device(server: &Server, token: &str, id: &str, version: u8) -> DevicePeer {
-    DevicePeer::start(
-        server,
-        Connect {
-            device: id,
-            token,
-            version,
-            client_id: &format!("{id}-v{version}"),
-            clean: true,
-        },
-    )
-    .await
-}
 
 /// The next state message on `devices/{id}/state/{which}`.
 async fn state_message(peer: &mut DevicePeer, id: &str, which: &str) -> Value {
