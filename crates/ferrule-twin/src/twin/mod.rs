@@ -71,8 +71,6 @@ enum Job {
         key: Key,
         reply: oneshot::Sender<Result<TwinView, TwinError>>,
     },
-    /// The device was deleted: drop what is cached of it.
-    Forget { key: Key },
 }
 
 type Key = (TenantId, DeviceId);
@@ -91,6 +89,9 @@ struct Shared {
     /// Stored sizes (reported, desired) of each twin, so a change that
     /// would outgrow its document is refused before it is accepted.
     sizes: Mutex<HashMap<Key, (usize, usize)>>,
+    /// Deleted devices whose cached twin the worker drops before its next
+    /// batch.
+    forgotten: Mutex<Vec<Key>>,
     store: Arc<dyn TwinStore>,
 }
 
@@ -112,6 +113,7 @@ impl Twins {
                 jobs: tx,
                 seq: Mutex::new(0),
                 sizes: Mutex::new(sizes),
+                forgotten: Mutex::default(),
                 store: store.clone(),
             }),
         };
@@ -172,10 +174,9 @@ impl Twins {
     pub fn forget(&self, tenant: &TenantId, device: &DeviceId) {
         let key = (tenant.clone(), device.clone());
         self.inner.sizes.lock().remove(&key);
-        // If the queue is full the stale cache entry stays until the
-        // worker's next eviction; writes for the deleted device are
-        // skipped by the store either way.
-        let _ = self.inner.jobs.try_send(Job::Forget { key });
+        // Not through the bounded queue: a full queue must not keep a
+        // deleted device's twin cached for a device created anew.
+        self.inner.forgotten.lock().push(key);
     }
 
     /// Forgets every twin of a deleted tenant.
@@ -225,6 +226,11 @@ impl Twins {
         })?;
         *seq = next;
         Ok(next)
+    }
+
+    /// The deleted devices told since the last call.
+    fn take_forgotten(&self) -> Vec<Key> {
+        std::mem::take(&mut *self.inner.forgotten.lock())
     }
 
     fn set_size(&self, key: Key, reported: usize, desired: usize) {

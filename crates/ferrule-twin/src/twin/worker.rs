@@ -99,6 +99,9 @@ impl Worker {
     }
 
     async fn apply(&mut self, batch: Vec<Job>) {
+        for key in self.twins.take_forgotten() {
+            self.cache.remove(&key);
+        }
         let mut touched: HashMap<Key, Touched> = HashMap::new();
         let mut replies: Vec<Reply> = Vec::new();
         let mut reads: Vec<Reply> = Vec::new();
@@ -195,10 +198,6 @@ impl Worker {
                         let _ = reply.send(Err(e));
                     }
                 },
-                Job::Forget { key } => {
-                    self.cache.remove(&key);
-                    touched.remove(&key);
-                }
             }
         }
         let writes: Vec<TwinWrite> = touched

@@ -187,6 +187,17 @@ async fn if_match_refuses_a_change_based_on_an_old_version() {
         .patch(path, json!({"a": 1}))
         .await
         .assert_problem(400);
+    // Deleting the device deletes its twin: created anew, it starts empty.
+    assert_eq!(admin.delete("/api/v1/devices/d").await.status, 204);
+    admin.get(path).await.assert_problem(404);
+    create_device(&admin, "d").await;
+    let fresh = twin(&admin, "d").await;
+    assert_eq!(
+        (fresh["desired"].clone(), fresh["version"].clone()),
+        (json!({}), json!(0))
+    );
+    let h = admin.get(&format!("{path}/history")).await;
+    assert_eq!(h.json["items"], json!([]), "{}", h.text);
     server.stop().await;
 }
 
