@@ -34,7 +34,7 @@ pub struct CommandView {
     pub id: String,
     pub device: String,
     pub name: String,
-    #[schema(value_type = Object)]
+    /// Any JSON, `null` when none were given.
     pub params: Value,
     /// `pending` (in the outbox), `delivered`, `succeeded`, `failed` or `expired`.
     pub state: String,
@@ -48,8 +48,7 @@ pub struct CommandView {
     pub delivered_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
-    /// The device's reply.
-    #[schema(value_type = Option<Object>)]
+    /// The device's reply (any JSON).
     pub response: Option<Value>,
     /// Why it failed or expired.
     pub error: Option<String>,
@@ -116,7 +115,7 @@ fn command_error(e: CommandError) -> ApiError {
     params(("id" = String, Path),
         ("command" = String, Path, description = "The command's name: letters, digits, - _ .", pattern = "^[A-Za-z0-9._-]{1,64}$"),
         SendQuery),
-    request_body(content = Object, description = "The command's parameters (any JSON)"),
+    request_body(content = Option<Object>, description = "The command's parameters (any JSON; none: null)"),
     responses((status = 200, body = CommandView, description = "The device replied (state succeeded or failed)"),
         (status = 202, body = CommandView, description = "Accepted (async): poll its Location"),
         (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),

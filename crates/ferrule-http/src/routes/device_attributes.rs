@@ -153,8 +153,9 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 #[allow(dead_code)]
 pub struct DeviceFilterQuery {
     /// `KEY=VALUE`: the device's label KEY is VALUE; `KEY`: it has label
-    /// KEY. Repeatable (at most 16); every one must hold.
-    #[param(max_length = 513)]
+    /// KEY. Repeatable (at most 16); every one must hold. A key no label
+    /// can have (empty, over 256 bytes) matches no device.
+    #[param(max_items = 16)]
     pub label: Option<Vec<String>>,
     /// Only devices in this profile.
     #[param(max_length = 64)]
@@ -177,13 +178,13 @@ pub fn filter(query: Option<&str>) -> Result<DeviceFilter, ApiError> {
                     Some((k, v)) => (k, Some(v.to_owned())),
                     None => (&*value, None),
                 };
-                if k.is_empty() || k.len() > MAX_LABEL_LEN {
-                    return Err(ApiError::invalid(
-                        "label",
-                        "must be KEY or KEY=VALUE with a non-empty KEY",
-                    ));
-                }
                 filter.labels.push((k.to_owned(), v));
+            }
+            "profile" if value.len() > 64 => {
+                return Err(ApiError::invalid(
+                    "profile",
+                    "a profile name is at most 64 bytes",
+                ));
             }
             "profile" => filter.profile = Some(value.into_owned()),
             _ => {}
@@ -251,6 +252,12 @@ mod tests {
             vec![("site".into(), Some("north".into())), ("edge".into(), None)]
         );
         assert_eq!(f.profile.as_deref(), Some("pumps"));
-        assert!(filter(Some("label==x")).is_err());
+        // A key no label can have is kept, and matches nothing.
+        assert_eq!(
+            filter(Some("label==x")).unwrap().labels,
+            vec![("".into(), Some("x".into()))]
+        );
+        assert!(filter(Some(&vec!["label=a"; 17].join("&"))).is_err());
+        assert!(filter(Some(&format!("profile={}", "p".repeat(65)))).is_err());
     }
 }
