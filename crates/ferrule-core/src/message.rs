@@ -54,8 +54,10 @@ pub enum Origin {
     Mqtt { client_id: ByteString, session: u64 },
     /// The HTTP API (ingest, commands, desired state).
     Api,
-    /// A rule's action.
-    Rule { rule: String },
+    /// A rule's action: the rule's id, and how many rules the message has
+    /// passed through (a republish of a republish…), so that the rules
+    /// engine can stop loops.
+    Rule { rule: String, hops: u8 },
     /// Ferrule itself (wills, system topics).
     System,
 }

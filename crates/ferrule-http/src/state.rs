@@ -70,6 +70,8 @@ pub struct AppState {
     pub telemetry: Option<TelemetryApi>,
     /// Twins, commands, connectivity and profiles; `None` when not running.
     pub devices: Option<ferrule_twin::DeviceServices>,
+    /// Rules, alarms and webhooks; `None` when not running.
+    pub rules: Option<ferrule_rules::RuleServices>,
     /// The open live streams (`/api/v1/stream`).
     pub streams: crate::routes::stream::LiveStreams,
 }

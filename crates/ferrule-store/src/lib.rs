@@ -19,6 +19,8 @@
 //!   in memory for the broker, and writes rule changes through to the store.
 //! - [`twin::TwinStore`] keeps device twins and their history;
 //!   [`commands::CommandStore`] the commands sent to devices (the outbox).
+//! - [`rules::RuleStore`] keeps tenants' rules, [`dead_letters::DeadLetterStore`]
+//!   the webhook calls that failed for good, [`alarms::AlarmStore`] alarms.
 //! - [`Directory`] knows in memory which tenants and devices exist, for the
 //!   hot paths that must not ask the store (telemetry intake, authorisation).
 //! - [`telemetry::TelemetryStore`] keeps devices' time series and events;
@@ -28,10 +30,12 @@
 //!   nothing of the router (`ferrule-telemetry` joins the two).
 
 mod acl;
+pub mod alarms;
 pub mod auth;
 mod broker_state;
 pub mod commands;
 mod connectivity;
+pub mod dead_letters;
 mod directory;
 pub mod embedded;
 mod error;
@@ -39,6 +43,7 @@ mod identity;
 mod meta;
 mod model;
 pub mod profiles;
+pub mod rules;
 pub mod telemetry;
 pub mod twin;
 

@@ -196,6 +196,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         mqtt: None,
         telemetry: None,
         devices: None,
+        rules: None,
         streams: Default::default(),
     };
 

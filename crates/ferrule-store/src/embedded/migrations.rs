@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/embedded/0005_key_creators_and_tenant_fingerprints.sql"),
     include_str!("../../migrations/embedded/0006_pending_deletions.sql"),
     include_str!("../../migrations/embedded/0007_device_state.sql"),
+    include_str!("../../migrations/embedded/0008_rules_and_alarms.sql"),
 ];
 
 /// The schema version this binary writes.
