@@ -22,6 +22,11 @@ pub struct Problem {
     /// The request field at fault, as a path (`password`, `items[2].id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Where in the field's text the problem is (a rule's SQL): 1-based.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
 }
 
 /// Everything a handler can fail with.
@@ -30,6 +35,13 @@ pub enum ApiError {
     /// The request is malformed or a field is invalid.
     Invalid {
         field: Option<String>,
+        detail: String,
+    },
+    /// A text field (a rule's SQL) is invalid at a line and column.
+    InvalidAt {
+        field: String,
+        line: u64,
+        column: u64,
         detail: String,
     },
     Unauthorized(&'static str),
@@ -86,6 +98,17 @@ impl ApiError {
                 "invalid-request",
                 detail.clone(),
                 field.clone(),
+            ),
+            ApiError::InvalidAt {
+                field,
+                line,
+                column,
+                detail,
+            } => (
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                format!("{field}: line {line}, column {column}: {detail}"),
+                Some(field.clone()),
             ),
             ApiError::Unauthorized(d) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized", (*d).into(), None)
@@ -196,13 +219,18 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "internal error serving request");
         }
         let (status, kind, detail, field) = self.parts();
-
+        let (line, column) = match &self {
+            ApiError::InvalidAt { line, column, .. } => (Some(*line), Some(*column)),
+            _ => (None, None),
+        };
         let problem = Problem {
             kind: format!("https://ferrule.dev/problems/{kind}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
             field,
+            line,
+            column,
         };
         let mut resp = (status, axum::Json(problem)).into_response();
         resp.headers_mut().insert(

@@ -192,6 +192,12 @@ async fn finish(state: &AppState, deletion: PendingDeletion, change: Changing<'_
         }),
     }?;
     drop(change);
+    if let Some(rules) = &state.rules {
+        match &deletion.device {
+            Some(device) => rules.engine.forget_device(tenant, device),
+            None => rules.engine.forget_tenant(tenant),
+        }
+    }
     if let Some(devices) = &state.devices {
         devices.forget(tenant, deletion.device.as_ref());
         match &deletion.device {

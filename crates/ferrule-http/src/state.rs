@@ -102,6 +102,13 @@ impl AppState {
         })
     }
 
+    /// Rules, alarms and webhooks, or 503.
+    pub fn rules(&self) -> Result<&ferrule_rules::RuleServices, crate::error::ApiError> {
+        self.rules.as_ref().ok_or_else(|| {
+            crate::error::ApiError::Unavailable("the rules engine is not running".into())
+        })
+    }
+
     pub fn store(&self) -> &Arc<dyn MetaStore> {
         self.identity.store()
     }

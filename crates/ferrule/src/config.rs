@@ -33,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "telemetry",
     "auth",
     "limits",
+    "rules",
 ];
 
 /// Environment variables that share the prefix but are not config keys.
@@ -61,6 +62,7 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     pub auth: RawAuth,
     pub limits: RawLimits,
+    pub rules: RawRules,
 }
 
 /// `[auth]`: limits on password logins.
@@ -165,6 +167,75 @@ impl RawLimits {
             tenant_bytes: self.tenant_bytes_per_sec.unwrap_or(d.tenant_bytes),
         }
     }
+}
+
+/// `[rules]`: the rules engine's queues and the webhooks' limits.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRules {
+    /// Messages waiting for a tenant's rules; more are not evaluated (counted).
+    pub queue_per_tenant: Option<usize>,
+    pub max_rules_per_tenant: Option<usize>,
+    /// Allow webhooks to loopback and private addresses (off: refused,
+    /// against server-side request forgery).
+    pub webhook_allow_private: Option<bool>,
+    pub webhook_concurrency_per_tenant: Option<usize>,
+    pub webhook_rate_per_tenant: Option<u32>,
+    pub webhook_queue_per_tenant: Option<usize>,
+}
+
+/// The rules engine's and webhooks' settings.
+#[derive(Debug, Clone, Default)]
+pub struct RulesConfig {
+    pub engine: ferrule_rules::engine::EngineSettings,
+    pub webhooks: ferrule_rules::webhook::WebhookSettings,
+}
+
+fn rules_config(raw: &RawRules) -> Result<RulesConfig, StartupError> {
+    let positive = |name: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(StartupError::new(
+            format!("rules.{name} (FERRULE_RULES_{})", name.to_ascii_uppercase()),
+            "must be at least 1",
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    let e = ferrule_rules::engine::EngineSettings::default();
+    let w = ferrule_rules::webhook::WebhookSettings::default();
+    Ok(RulesConfig {
+        engine: ferrule_rules::engine::EngineSettings {
+            queue_per_tenant: positive(
+                "queue_per_tenant",
+                raw.queue_per_tenant,
+                e.queue_per_tenant,
+            )?,
+            max_rules_per_tenant: positive(
+                "max_rules_per_tenant",
+                raw.max_rules_per_tenant,
+                e.max_rules_per_tenant,
+            )?,
+        },
+        webhooks: ferrule_rules::webhook::WebhookSettings {
+            allow_private: raw.webhook_allow_private.unwrap_or(w.allow_private),
+            concurrency_per_tenant: positive(
+                "webhook_concurrency_per_tenant",
+                raw.webhook_concurrency_per_tenant,
+                w.concurrency_per_tenant,
+            )?,
+            rate_per_tenant: positive(
+                "webhook_rate_per_tenant",
+                raw.webhook_rate_per_tenant.map(|r| r as usize),
+                w.rate_per_tenant as usize,
+            )? as u32,
+            queue_per_tenant: positive(
+                "webhook_queue_per_tenant",
+                raw.webhook_queue_per_tenant,
+                w.queue_per_tenant,
+            )?,
+            ..w
+        },
+    })
 }
 
 #[serde_with::skip_serializing_none]
@@ -389,6 +460,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Telemetry storage settings (`[telemetry]`).
     pub telemetry: TelemetryConfig,
+    /// Rules engine and webhooks (`[rules]`).
+    pub rules: RulesConfig,
     /// Limits on password logins (`[auth]`).
     pub auth: AuthConfig,
     /// HTTP timeouts and connection caps (`[http]`).
@@ -725,6 +798,7 @@ impl TryFrom<RawConfig> for Config {
                 ..broker_config(&raw.mqtt)?
             },
             telemetry: telemetry_config(&raw.telemetry)?,
+            rules: rules_config(&raw.rules)?,
             auth: auth_config(&raw.auth)?,
             http_limits,
             mqtts_listen,

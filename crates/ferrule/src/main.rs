@@ -11,6 +11,7 @@ mod data_dir;
 mod device_services;
 mod gate;
 mod logging;
+mod rule_services;
 mod serve;
 mod startup;
 

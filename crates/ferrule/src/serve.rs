@@ -25,9 +25,9 @@ use crate::broker_state::StoredBrokerState;
 use crate::cli::ServeArgs;
 use crate::config::{Config, Storage};
 use crate::data_dir::{self, LockError};
-use crate::device_services;
 use crate::gate::StoreGatekeeper;
 use crate::startup::{self, StartupError};
+use crate::{device_services, rule_services};
 
 /// Longest a graceful shutdown may take before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -251,6 +251,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut stages = vec![devices.profile_guard, telemetry_intake];
     stages.extend(devices.intake);
     router.set_intake(Arc::new(ferrule_bus::IntakeChain::new(stages)));
+    let rules = rule_services::start(rule_services::Context {
+        store: &embedded,
+        router: &router,
+        directory: &directory,
+        commands: Some(devices.services.commands.clone()),
+        config: &config.rules,
+        tasks: &tasks,
+        shutdown: &shutdown,
+    })
+    .await
+    .context("starting the rules engine")?;
+    state.rules = Some(rules);
     state.devices = Some(devices.services);
     state.telemetry = Some(TelemetryApi {
         store: telemetry.clone(),

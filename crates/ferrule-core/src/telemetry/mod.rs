@@ -63,6 +63,23 @@ pub enum TelemetryValue {
     Text(Box<str>),
 }
 
+impl TelemetryValue {
+    /// The value as JSON; whole numbers as integers, as devices usually
+    /// sent them.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            TelemetryValue::Number(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => {
+                serde_json::Value::from(*x as i64)
+            }
+            TelemetryValue::Number(x) => serde_json::Number::from_f64(*x)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            TelemetryValue::Bool(b) => serde_json::Value::Bool(*b),
+            TelemetryValue::Text(s) => serde_json::Value::String(s.to_string()),
+        }
+    }
+}
+
 /// One point of one key: `ts` ms since the Unix epoch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {

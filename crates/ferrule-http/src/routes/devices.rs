@@ -237,6 +237,7 @@ pub async fn update(
         .update_device(&caller.tenant, &device, &update)
         .await?;
     device_in_profile(&state, &updated);
+    rules_reread(&state, &updated);
     if disabling {
         state.disconnect_mqtt(
             &caller.tenant,
@@ -297,5 +298,13 @@ pub async fn patch_attributes(
         .store()
         .update_device(&caller.tenant, &device, &update)
         .await?;
+    rules_reread(&state, &updated);
     Ok(Json(updated.into()))
+}
+
+/// Rules that read a device's attributes see the change from now on.
+fn rules_reread(state: &AppState, device: &ferrule_store::Device) {
+    if let Some(rules) = &state.rules {
+        rules.engine.forget_device(&device.tenant, &device.id);
+    }
 }

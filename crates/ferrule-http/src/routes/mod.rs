@@ -16,12 +16,13 @@ mod ingest;
 mod mqtt_ws;
 mod ops;
 mod profiles;
+mod rules;
 mod security_headers;
 pub mod stream;
 mod telemetry;
 mod telemetry_settings;
 mod tenants;
-mod twin;
+pub(crate) mod twin;
 mod users;
 mod views;
 mod vocabulary;
@@ -58,6 +59,8 @@ use crate::state::AppState;
         (name = "twin", description = "Device twins (reported, desired, delta, history) and commands"),
         (name = "ingest", description = "Devices without MQTT send here with their access token"),
         (name = "stream", description = "Live messages of the tenant over a WebSocket"),
+        (name = "rules", description = "SQL rules on every message, their actions, dry runs and dead letters"),
+        (name = "alarms", description = "Alarms raised by rules or by hand: acknowledge, clear, history"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -117,6 +120,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(twin::history))
         .routes(routes!(commands::list))
         .routes(routes!(commands::send, commands::get))
+        .routes(routes!(rules::list, rules::create))
+        .routes(routes!(rules::get, rules::replace, rules::delete))
+        .routes(routes!(rules::enable))
+        .routes(routes!(rules::disable))
+        .routes(routes!(rules::test))
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))

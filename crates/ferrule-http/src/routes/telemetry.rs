@@ -35,17 +35,7 @@ pub struct PointView {
 }
 
 pub fn json_value(v: &TelemetryValue) -> serde_json::Value {
-    match v {
-        // Whole numbers go out as integers, as devices usually sent them.
-        TelemetryValue::Number(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => {
-            serde_json::Value::from(*x as i64)
-        }
-        TelemetryValue::Number(x) => serde_json::Number::from_f64(*x)
-            .map(serde_json::Value::Number)
-            .unwrap_or(serde_json::Value::Null),
-        TelemetryValue::Bool(b) => serde_json::Value::Bool(*b),
-        TelemetryValue::Text(s) => serde_json::Value::String(s.to_string()),
-    }
+    v.to_json()
 }
 
 fn view(p: &Point) -> PointView {

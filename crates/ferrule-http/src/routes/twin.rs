@@ -177,7 +177,7 @@ pub async fn patch(
 }
 
 /// `If-Match: "3"` (or `W/"3"`, or `3`); `*` matches any version.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -192,7 +192,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .map_err(|_| {
             ApiError::invalid(
                 "If-Match",
-                "must be the desired version as the ETag gives it, e.g. \"3\"",
+                "must be the version as the ETag gives it, e.g. \"3\"",
             )
         })
 }

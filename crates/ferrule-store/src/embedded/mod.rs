@@ -3,12 +3,14 @@
 //! One writer connection and a small pool of readers, all in WAL mode; every
 //! call runs on tokio's blocking pool so SQLite never stalls the async threads.
 
+mod alarms;
 mod broker_state;
 mod commands;
 mod connectivity;
 mod meta;
 mod migrations;
 mod profiles;
+mod rules;
 mod twin;
 
 use std::path::{Path, PathBuf};

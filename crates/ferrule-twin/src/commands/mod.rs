@@ -349,7 +349,8 @@ impl Book {
     }
 }
 
-fn check_name(name: &str) -> Result<(), CommandError> {
+/// Refuses names that are not 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn check_name(name: &str) -> Result<(), CommandError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
