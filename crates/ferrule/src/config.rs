@@ -233,7 +233,6 @@ fn rules_config(raw: &RawRules) -> Result<RulesConfig, StartupError> {
                 raw.webhook_queue_per_tenant,
                 w.queue_per_tenant,
             )?,
-            ..w
         },
     })
 }

@@ -324,7 +324,7 @@ async fn recent(
             }
         }
     }
-    found.sort_by(|a, b| b.timestamp_ms.cmp(&a.timestamp_ms));
+    found.sort_by_key(|m| std::cmp::Reverse(m.timestamp_ms));
     found.truncate(limit);
     Ok(found)
 }

@@ -63,3 +63,43 @@ impl Subscriber for TenantQueue {
         Delivered::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use ferrule_core::{Origin, QoS, TenantId};
+
+    use super::*;
+
+    fn message(n: u8) -> Arc<Message> {
+        Arc::new(Message::new(
+            TenantId::new("t").unwrap(),
+            "a/b".into(),
+            Bytes::from(vec![n]),
+            QoS::AtMostOnce,
+            Origin::System,
+        ))
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let queue = TenantQueue::new("t", 2);
+        let matched = Matched::default();
+        for n in 0..5 {
+            let d = queue.deliver(&message(n), &matched);
+            assert!(
+                d.backpressure.is_none(),
+                "the router is never asked to wait"
+            );
+        }
+        assert_eq!(queue.counters.overflow_count.load(Ordering::Relaxed), 3);
+        let mut batch = Vec::new();
+        queue.take(&mut batch, 10);
+        let kept: Vec<u8> = batch.iter().map(|m| m.payload[0]).collect();
+        assert_eq!(kept, [0, 1], "the oldest are kept, in order");
+        // Room again once taken.
+        queue.deliver(&message(9), &matched);
+        queue.take(&mut batch, 10);
+        assert_eq!(batch.len(), 1);
+    }
+}
