@@ -109,8 +109,9 @@ impl Intake for TelemetryIntake {
         }
         // Storage is behind. An MQTT publisher is slowed below (it stops
         // being read until the store catches up); an HTTP request cannot
-        // be, so it is asked to retry (503 with Retry-After).
-        if matches!(message.origin, Origin::Api) && self.store.busy() {
+        // be, so it is asked to retry (503 with Retry-After); a rule's store
+        // action, which nothing would slow, fails and is counted.
+        if matches!(message.origin, Origin::Api | Origin::Rule { .. }) && self.store.busy() {
             let why = "telemetry storage is behind; retry shortly";
             self.refused(tenant, device_str, RefusalReason::Busy, why);
             return Err(Refused::Unavailable(why.into()));

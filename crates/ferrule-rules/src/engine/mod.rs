@@ -263,6 +263,12 @@ impl Rules {
             }
             None => format!("rule-{:016x}", rand::random::<u64>()),
         };
+        // A rule without a name is called by its id.
+        let name = if spec.name.is_empty() {
+            id.clone()
+        } else {
+            spec.name
+        };
         let _change = self.inner.changes.lock().await;
         let count = self
             .inner
@@ -277,7 +283,7 @@ impl Rules {
         let record = RuleRecord {
             tenant: tenant.clone(),
             id,
-            name: spec.name,
+            name,
             description: spec.description,
             sql: spec.sql,
             actions: serde_json::to_value(&spec.actions).unwrap_or_default(),
@@ -305,7 +311,11 @@ impl Rules {
     ) -> Result<RuleRecord, RuleError> {
         let (program, actions) = self.compile(&spec)?;
         self.change(tenant, id, expected_version, move |r| {
-            r.name = spec.name;
+            r.name = if spec.name.is_empty() {
+                r.id.clone()
+            } else {
+                spec.name
+            };
             r.description = spec.description;
             r.sql = spec.sql;
             r.actions = serde_json::to_value(&spec.actions).unwrap_or_default();
