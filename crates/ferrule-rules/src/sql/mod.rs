@@ -2,17 +2,55 @@
 //! parsed with sqlparser and compiled once, at save time, into our own
 //! evaluator over the message's JSON payload.
 //!
-//! PLACEHOLDER (foundation): the `sql` work package replaces this module.
+//! - [`parse`]: sqlparser, then the one SELECT's parts; errors with line and
+//!   column.
+//! - [`compile`]: the AST lowered to [`tree`], functions resolved
+//!   ([`functions`]), paths split, LIKE patterns compiled ([`like`]).
+//! - [`eval`]: the tree over one message, on borrowed [`value`]s.
+//! - [`filter`]: the FROM topic filters, pre-split for matching.
+//!
+//! Semantics in short: a bare name is a payload field (`temp` is
+//! `payload.temp`); `attributes.…` and `defaults.…` read the device's
+//! attributes and its profile's defaults; anything missing is null. Null
+//! makes arithmetic and comparisons null, AND/OR/NOT are three-valued, and
+//! WHERE passes only when exactly true. Division by zero is null; `+` joins
+//! two strings; integral results stay integers.
+
+mod compile;
+mod eval;
+mod filter;
+mod functions;
+mod like;
+mod parse;
+mod tree;
+mod value;
+
+#[cfg(test)]
+mod tests;
 
 use serde_json::{Map, Value};
+
+use self::compile::Compiler;
+use self::eval::eval;
+use self::filter::Filter;
+use self::tree::{Column, Expr};
+
+pub use self::compile::MAX_DEPTH;
+pub use self::value::MAX_STRING_BYTES;
 
 /// A compiled rule query.
 #[derive(Debug, Clone)]
 pub struct Program {
     sources: Vec<String>,
+    filters: Box<[Filter]>,
+    columns: Box<[Column]>,
+    condition: Option<Expr>,
+    needs_attributes: bool,
+    needs_defaults: bool,
 }
 
-/// Why a rule's SQL was refused, with where (1-based line and column).
+/// Why a rule's SQL was refused, with where (1-based line and column;
+/// columns count characters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]
 pub struct SqlError {
@@ -45,11 +83,28 @@ pub struct Input<'a> {
     pub defaults: Option<&'a Value>,
 }
 
+/// Compiles a rule's SQL; the error names the line and column at fault.
 pub fn compile(sql: &str) -> Result<Program, SqlError> {
-    Err(SqlError {
-        line: 1,
-        column: 1,
-        message: format!("not built yet ({} bytes)", sql.len()),
+    let parts = parse::parse(sql)?;
+    let mut compiler = Compiler::default();
+    let columns = parts
+        .projection
+        .iter()
+        .map(|item| compiler.column(item))
+        .collect::<Result<Box<[Column]>, _>>()?;
+    let condition = parts
+        .selection
+        .as_ref()
+        .map(|e| compiler.expr(e, 0))
+        .transpose()?;
+    let filters = parts.sources.iter().map(|s| Filter::new(s)).collect();
+    Ok(Program {
+        sources: parts.sources,
+        filters,
+        columns,
+        condition,
+        needs_attributes: compiler.needs_attributes,
+        needs_defaults: compiler.needs_defaults,
     })
 }
 
@@ -60,22 +115,53 @@ impl Program {
     }
 
     /// Whether any FROM filter matches the topic.
-    pub fn matches_topic(&self, _topic: &str) -> bool {
-        false
+    pub fn matches_topic(&self, topic: &str) -> bool {
+        self.filters.iter().any(|f| f.matches(topic))
     }
 
     /// Whether it reads `attributes…`: the engine then looks them up.
     pub fn needs_attributes(&self) -> bool {
-        false
+        self.needs_attributes
     }
 
     /// Whether it reads `defaults…` (the device profile's defaults).
     pub fn needs_defaults(&self) -> bool {
-        false
+        self.needs_defaults
+    }
+
+    /// The output column names in order, `*` for the payload's fields.
+    pub fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|c| match c {
+            Column::Star => "*",
+            Column::Named { name, .. } => name,
+        })
     }
 
     /// The output columns when WHERE holds, `None` when it does not.
-    pub fn evaluate(&self, _input: &Input<'_>) -> Result<Option<Map<String, Value>>, EvalError> {
-        Ok(None)
+    pub fn evaluate(&self, input: &Input<'_>) -> Result<Option<Map<String, Value>>, EvalError> {
+        let input = *input;
+        if let Some(condition) = &self.condition
+            && eval(condition, &input)?.as_bool() != Some(true)
+        {
+            return Ok(None);
+        }
+        let mut out = Map::new();
+        for column in self.columns.iter() {
+            match column {
+                Column::Star => match input.payload {
+                    Value::Object(fields) => {
+                        out.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                    other => {
+                        out.insert("payload".to_owned(), other.clone());
+                    }
+                },
+                Column::Named { name, expr } => {
+                    let value = eval(expr, &input)?.into_json();
+                    out.insert(name.to_string(), value);
+                }
+            }
+        }
+        Ok(Some(out))
     }
 }
