@@ -635,6 +635,28 @@ fn deep_nesting_is_refused_not_overflowed() {
 }
 
 #[test]
+fn long_chains_inside_refused_expressions_do_not_overflow() {
+    // sqlparser builds `1 + 1 + …` as a left-leaning tree of any depth;
+    // reporting on a node above one must not walk it recursively.
+    let chain = format!("{}1", "1+".repeat(7_500));
+    for sql in [
+        format!("SELECT CAST({chain} AS INT) FROM 'a'"),
+        format!("SELECT ({chain}, 1) FROM 'a'"),
+        format!("SELECT x FROM 'a' WHERE x ILIKE {chain}"),
+        format!("SELECT [{chain}] FROM 'a'"),
+        format!("SELECT x FROM 'a' GROUP BY {chain}"),
+        format!("SELECT * FROM 'a' WHERE x IN (SELECT {chain})"),
+    ] {
+        // A 2 MiB stack, as the engine's worker threads have.
+        let handle = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || compile(&sql).is_err())
+            .unwrap();
+        assert!(handle.join().unwrap());
+    }
+}
+
+#[test]
 fn unsupported_expressions_are_refused_where_they_start() {
     assert_eq!(at("SELECT x FROM 'a' WHERE\n  CAST(x AS INT) > 1"), (2, 8));
     assert_eq!(at("SELECT a[i] FROM 'a'"), (1, 10));
