@@ -884,3 +884,31 @@ mod properties {
         }
     }
 }
+
+/// A rough figure for the engine's budget, printed, never asserted:
+/// `cargo test -p ferrule-rules --release -- --ignored --nocapture rule_throughput`
+#[test]
+#[ignore = "a measurement, run by hand in release"]
+fn rule_throughput() {
+    let program = compile(
+        "SELECT temp, device_id() AS device, topic(2) AS id FROM 'devices/+/telemetry' \
+         WHERE temp > 20 AND status = 'on'",
+    )
+    .unwrap();
+    let payload = json!({"temp": 25.5, "status": "on", "seq": 7, "extra": {"a": [1, 2, 3]}});
+    let n = 1_000_000u32;
+    let start = std::time::Instant::now();
+    let mut passed = 0u32;
+    for _ in 0..n {
+        let i = input(&payload);
+        if program.matches_topic(i.topic) && program.evaluate(&i).unwrap().is_some() {
+            passed += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(passed, n);
+    println!(
+        "{n} evaluations in {elapsed:?}: {:.0}/s on one core",
+        f64::from(n) / elapsed.as_secs_f64()
+    );
+}
