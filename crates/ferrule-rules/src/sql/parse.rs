@@ -300,6 +300,14 @@ fn source(sql: &str, relation: &TableFactor, select_at: Location) -> Result<Stri
     if ident.quote_style != Some('\'') || !plain {
         return Err(refuse(at));
     }
+    // A rule sees every message of its filters: a shared-subscription
+    // group would mean nothing here.
+    if ident.value.starts_with("$share/") {
+        return Err(error(
+            ident.span.start,
+            "a rule's topic filter cannot be a shared subscription ($share/…)",
+        ));
+    }
     ferrule_core::topic::validate_filter(&ident.value).map_err(|e| {
         error(
             ident.span.start,

@@ -563,6 +563,7 @@ fn bad_topic_filter_is_refused_where_it_is() {
     assert_eq!(at("SELECT * FROM telemetry"), (1, 15));
     assert_eq!(at("SELECT * FROM \"a/b\""), (1, 15));
     assert_eq!(at("SELECT * FROM 'a' AS t"), (1, 15));
+    assert_eq!(at("SELECT * FROM 'a', '$share/g/b'"), (1, 20));
 }
 
 #[test]
