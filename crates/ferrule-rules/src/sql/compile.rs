@@ -5,7 +5,7 @@
 use sqlparser::ast::{
     AccessExpr, BinaryOperator, CeilFloorKind, DateTimeField, DuplicateTreatment, Expr as Ast,
     FunctionArg, FunctionArgExpr, FunctionArguments, Ident, InTarget, ObjectNamePart, SelectItem,
-    Spanned, Subscript, UnaryOperator, Value as AstValue, WildcardAdditionalOptions,
+    SetExpr, Spanned, Subscript, UnaryOperator, Value as AstValue, WildcardAdditionalOptions,
 };
 use sqlparser::tokenizer::Location;
 
@@ -21,10 +21,22 @@ use super::value::Val;
 pub const MAX_DEPTH: usize = 64;
 
 /// What compiling found out about the rule as a whole.
-#[derive(Default)]
 pub(crate) struct Compiler {
     pub needs_attributes: bool,
     pub needs_defaults: bool,
+    /// The start of the innermost expression entered that has a known
+    /// position: where to point when a node has none of its own.
+    near: Location,
+}
+
+impl Default for Compiler {
+    fn default() -> Self {
+        Compiler {
+            needs_attributes: false,
+            needs_defaults: false,
+            near: Location::new(1, 1),
+        }
+    }
 }
 
 impl Compiler {
@@ -40,7 +52,7 @@ impl Compiler {
                 expr: self.expr(expr, 0)?,
             }),
             SelectItem::ExprWithAliases { expr, .. } => {
-                Err(error(start_of(expr), "a column takes one name: AS name"))
+                Err(error(self.start(expr), "a column takes one name: AS name"))
             }
             SelectItem::Wildcard(options) => {
                 let WildcardAdditionalOptions {
@@ -73,10 +85,17 @@ impl Compiler {
         }
     }
 
+    /// Where `ast` starts, or the nearest known place before it.
+    fn start(&self, ast: &Ast) -> Location {
+        let at = start_of(ast);
+        if at.line == 0 { self.near } else { at }
+    }
+
     pub fn expr(&mut self, ast: &Ast, depth: usize) -> Result<Expr, SqlError> {
+        self.near = self.start(ast);
         if depth > MAX_DEPTH {
             return Err(error(
-                start_of(ast),
+                self.near,
                 format!("the expression is nested deeper than {MAX_DEPTH} levels"),
             ));
         }
@@ -86,7 +105,7 @@ impl Compiler {
             Ast::Identifier(ident) => Expr::Path(self.path(ident, &[])?),
             Ast::CompoundIdentifier(parts) => {
                 let Some((root, rest)) = parts.split_first() else {
-                    return Err(error(start_of(ast), "empty name"));
+                    return Err(error(self.start(ast), "empty name"));
                 };
                 let steps: Vec<Step> = rest
                     .iter()
@@ -103,7 +122,7 @@ impl Compiler {
                 UnaryOperator::Minus => negate(self.expr(expr, d)?),
                 UnaryOperator::Plus => self.expr(expr, d)?,
                 UnaryOperator::Not => Expr::Not(boxed(self, expr)?),
-                _ => return Err(not_supported(ast)),
+                _ => return Err(self.not_supported(ast)),
             },
             Ast::BinaryOp { left, op, right } => {
                 let (l, r) = (boxed(self, left)?, boxed(self, right)?);
@@ -124,7 +143,7 @@ impl Compiler {
                     BinaryOperator::StringConcat => Expr::Call(Func::Concat, Box::new([*l, *r])),
                     _ => {
                         return Err(error(
-                            start_of(right),
+                            self.start(right),
                             format!("the operator {op} is not supported in rules"),
                         ));
                     }
@@ -254,11 +273,11 @@ impl Compiler {
                     CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)
                 ) {
                     return Err(error(
-                        start_of(expr),
+                        self.start(expr),
                         format!("{}() takes 1 argument", func.name()),
                     ));
                 }
-                self.call(func, &[expr.as_ref()], start_of(expr), d)?
+                self.call(func, &[expr.as_ref()], self.start(expr), d)?
             }
             Ast::Substring {
                 expr,
@@ -270,9 +289,9 @@ impl Compiler {
                     .chain(substring_from.as_deref())
                     .chain(substring_for.as_deref())
                     .collect();
-                self.call(Func::Substring, &args, start_of(expr), d)?
+                self.call(Func::Substring, &args, self.start(expr), d)?
             }
-            _ => return Err(not_supported(ast)),
+            _ => return Err(self.not_supported(ast)),
         })
     }
 
@@ -305,7 +324,7 @@ impl Compiler {
             },
             Some(other) => {
                 return Err(error(
-                    start_of(other),
+                    self.start(other),
                     "ESCAPE takes one character in quotes",
                 ));
             }
@@ -358,7 +377,7 @@ impl Compiler {
             ),
             other => {
                 return Err(error(
-                    start_of(other),
+                    self.start(other),
                     "only a field can be followed by `.name` or `[…]`",
                 ));
             }
@@ -382,17 +401,20 @@ impl Compiler {
                     _ => return Err(error(v.span.start, "a subscript is a number or a 'name'")),
                 },
                 AccessExpr::Dot(other) => {
-                    return Err(error(start_of(other), "a field name is expected after `.`"));
+                    return Err(error(
+                        self.start(other),
+                        "a field name is expected after `.`",
+                    ));
                 }
                 AccessExpr::Subscript(Subscript::Index { index }) => {
                     return Err(error(
-                        start_of(index),
+                        self.start(index),
                         "a subscript is a literal number or 'name'",
                     ));
                 }
                 AccessExpr::Subscript(Subscript::Slice { .. }) => {
                     return Err(error(
-                        start_of(root),
+                        self.start(root),
                         "array slices are not supported in rules",
                     ));
                 }
@@ -466,22 +488,27 @@ fn column_name(expr: &Expr, ast: &Ast) -> Box<str> {
     }
 }
 
-fn not_supported(ast: &Ast) -> SqlError {
-    let message = match ast {
-        Ast::Subquery(_) | Ast::Exists { .. } => "subqueries are not supported in rules".to_owned(),
-        Ast::In { .. } => "IN takes a list of values in rules, e.g. IN (1, 2)".to_owned(),
-        _ => {
-            let text = ast.to_string();
-            let short: String = text.chars().take(40).collect();
-            let ellipsis = if short.len() < text.len() { "…" } else { "" };
-            format!("`{short}{ellipsis}` is not supported in rules")
-        }
-    };
-    error(start_of(ast), message)
+impl Compiler {
+    /// Names the construct without rendering it: its subtree may be deep.
+    fn not_supported(&self, ast: &Ast) -> SqlError {
+        let message = match ast {
+            Ast::Subquery(_) | Ast::Exists { .. } => "subqueries are not supported in rules",
+            Ast::In { .. } => "IN takes a list of values in rules, e.g. IN (1, 2)",
+            Ast::Cast { .. } => "CAST is not supported in rules: use to_number() or to_string()",
+            Ast::ILike { .. } => "ILIKE is not supported in rules: use lower(x) LIKE '…'",
+            Ast::Like { .. } => "LIKE ANY is not supported in rules",
+            Ast::Tuple(_) => "tuples are not supported in rules",
+            Ast::Array(_) => "arrays are not supported in rules",
+            Ast::UnaryOp { .. } => "this unary operator is not supported in rules",
+            _ => "this expression is not supported in rules",
+        };
+        error(self.start(ast), message)
+    }
 }
 
 /// Where an expression starts, following the left edge without recursion
-/// (sqlparser's `span()` walks the whole subtree).
+/// (sqlparser's `span()` walks the whole subtree, which may be thousands
+/// of levels deep); line 0 when it has no position of its own.
 pub(crate) fn start_of(ast: &Ast) -> Location {
     let mut at = ast;
     loop {
@@ -501,8 +528,47 @@ pub(crate) fn start_of(ast: &Ast) -> Location {
             | Ast::Like { expr, .. }
             | Ast::ILike { expr, .. }
             | Ast::UnaryOp { expr, .. }
-            | Ast::Cast { expr, .. } => expr,
-            other => return other.span().start,
+            | Ast::Cast { expr, .. }
+            | Ast::SimilarTo { expr, .. }
+            | Ast::RLike { expr, .. }
+            | Ast::Collate { expr, .. }
+            | Ast::Convert { expr, .. }
+            | Ast::Named { expr, .. }
+            | Ast::Ceil { expr, .. }
+            | Ast::Floor { expr, .. }
+            | Ast::Substring { expr, .. }
+            | Ast::IsJson { expr, .. }
+            | Ast::IsNormalized { expr, .. } => expr,
+            Ast::IsTrue(e)
+            | Ast::IsFalse(e)
+            | Ast::IsNotTrue(e)
+            | Ast::IsNotFalse(e)
+            | Ast::IsUnknown(e)
+            | Ast::IsNotUnknown(e)
+            | Ast::IsDistinctFrom(e, _)
+            | Ast::IsNotDistinctFrom(e, _)
+            | Ast::AnyOp { left: e, .. }
+            | Ast::AllOp { left: e, .. }
+            | Ast::AtTimeZone { timestamp: e, .. }
+            | Ast::JsonAccess { value: e, .. }
+            | Ast::Prefixed { value: e, .. } => e,
+            Ast::Tuple(items) => match items.first() {
+                Some(e) => e,
+                None => return Location::new(0, 0),
+            },
+            Ast::Array(array) => match array.elem.first() {
+                Some(e) => e,
+                None => return Location::new(0, 0),
+            },
+            Ast::TypedString(t) => return t.value.span.start,
+            Ast::Wildcard(token) | Ast::QualifiedWildcard(_, token) => return token.0.span.start,
+            Ast::Subquery(q) | Ast::Exists { subquery: q, .. } => {
+                return match q.body.as_ref() {
+                    SetExpr::Select(s) => s.select_token.0.span.start,
+                    _ => Location::new(0, 0),
+                };
+            }
+            _ => return Location::new(0, 0),
         };
     }
 }

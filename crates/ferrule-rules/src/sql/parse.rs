@@ -239,11 +239,10 @@ fn select_parts(sql: &str, select: Select) -> Result<SelectParts, SqlError> {
     }
     let mut sources = Vec::with_capacity(select.from.len());
     for table in &select.from {
-        if let Some(join) = table.joins.first() {
-            let fallback = join.relation.span().start;
-            return Err(unsupported(sql, &[Keyword::JOIN], fallback, "JOIN"));
+        if !table.joins.is_empty() {
+            return Err(unsupported(sql, &[Keyword::JOIN], at, "JOIN"));
         }
-        sources.push(source(&table.relation)?);
+        sources.push(source(sql, &table.relation, at)?);
     }
     Ok(SelectParts {
         sources,
@@ -253,23 +252,61 @@ fn select_parts(sql: &str, select: Select) -> Result<SelectParts, SqlError> {
 }
 
 /// A FROM item must be a topic filter in single quotes, nothing more.
-fn source(relation: &TableFactor) -> Result<String, SqlError> {
-    let at = relation.span().start;
-    let refuse = || {
+fn source(sql: &str, relation: &TableFactor, select_at: Location) -> Result<String, SqlError> {
+    let refuse = |at: Location| {
         error(
             at,
             "FROM takes topic filters in single quotes, e.g. FROM 'devices/+/telemetry'",
         )
     };
-    let TableFactor::Table { name, .. } = relation else {
-        return Err(refuse());
+    // No `relation.span()`: it walks the whole subtree, which may be deep.
+    let TableFactor::Table {
+        name,
+        alias,
+        args,
+        with_hints,
+        version,
+        with_ordinality,
+        partitions,
+        json_path,
+        sample,
+        index_directives,
+        inheritance,
+    } = relation
+    else {
+        let at = match relation {
+            TableFactor::Derived { subquery, .. } => match subquery.body.as_ref() {
+                SetExpr::Select(s) => s.select_token.0.span.start,
+                _ => select_at,
+            },
+            _ => keyword_at(sql, &[Keyword::FROM]).unwrap_or(select_at),
+        };
+        return Err(refuse(at));
     };
+    let at = name.span().start;
     let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
-        return Err(refuse());
+        return Err(refuse(at));
     };
-    // Anything after the name (an alias, hints…) shows in the rendering.
-    if ident.quote_style != Some('\'') || relation.to_string() != name.to_string() {
-        return Err(refuse());
+    let plain = alias.is_none()
+        && args.is_none()
+        && with_hints.is_empty()
+        && version.is_none()
+        && !with_ordinality
+        && partitions.is_empty()
+        && json_path.is_none()
+        && sample.is_none()
+        && index_directives.is_empty()
+        && inheritance.is_none();
+    if ident.quote_style != Some('\'') || !plain {
+        return Err(refuse(at));
+    }
+    // A rule sees every message of its filters: a shared-subscription
+    // group would mean nothing here.
+    if ident.value.starts_with("$share/") {
+        return Err(error(
+            ident.span.start,
+            "a rule's topic filter cannot be a shared subscription ($share/…)",
+        ));
     }
     ferrule_core::topic::validate_filter(&ident.value).map_err(|e| {
         error(

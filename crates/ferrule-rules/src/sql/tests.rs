@@ -563,6 +563,7 @@ fn bad_topic_filter_is_refused_where_it_is() {
     assert_eq!(at("SELECT * FROM telemetry"), (1, 15));
     assert_eq!(at("SELECT * FROM \"a/b\""), (1, 15));
     assert_eq!(at("SELECT * FROM 'a' AS t"), (1, 15));
+    assert_eq!(at("SELECT * FROM 'a', '$share/g/b'"), (1, 20));
 }
 
 #[test]
@@ -632,6 +633,28 @@ fn deep_nesting_is_refused_not_overflowed() {
     let ok = format!("SELECT {}1 AS v FROM 'a'", "1 + ".repeat(MAX_DEPTH - 1));
     let out = run(&ok, json!({})).unwrap();
     assert_eq!(out["v"], json!(MAX_DEPTH));
+}
+
+#[test]
+fn long_chains_inside_refused_expressions_do_not_overflow() {
+    // sqlparser builds `1 + 1 + …` as a left-leaning tree of any depth;
+    // reporting on a node above one must not walk it recursively.
+    let chain = format!("{}1", "1+".repeat(7_500));
+    for sql in [
+        format!("SELECT CAST({chain} AS INT) FROM 'a'"),
+        format!("SELECT ({chain}, 1) FROM 'a'"),
+        format!("SELECT x FROM 'a' WHERE x ILIKE {chain}"),
+        format!("SELECT [{chain}] FROM 'a'"),
+        format!("SELECT x FROM 'a' GROUP BY {chain}"),
+        format!("SELECT * FROM 'a' WHERE x IN (SELECT {chain})"),
+    ] {
+        // A 2 MiB stack, as the engine's worker threads have.
+        let handle = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || compile(&sql).is_err())
+            .unwrap();
+        assert!(handle.join().unwrap());
+    }
 }
 
 #[test]
@@ -861,4 +884,32 @@ mod properties {
             Some((c, rest)) => t.first() == Some(c) && naive_like(&t[1..], rest),
         }
     }
+}
+
+/// A rough figure for the engine's budget, printed, never asserted:
+/// `cargo test -p ferrule-rules --release -- --ignored --nocapture rule_throughput`
+#[test]
+#[ignore = "a measurement, run by hand in release"]
+fn rule_throughput() {
+    let program = compile(
+        "SELECT temp, device_id() AS device, topic(2) AS id FROM 'devices/+/telemetry' \
+         WHERE temp > 20 AND status = 'on'",
+    )
+    .unwrap();
+    let payload = json!({"temp": 25.5, "status": "on", "seq": 7, "extra": {"a": [1, 2, 3]}});
+    let n = 1_000_000u32;
+    let start = std::time::Instant::now();
+    let mut passed = 0u32;
+    for _ in 0..n {
+        let i = input(&payload);
+        if program.matches_topic(i.topic) && program.evaluate(&i).unwrap().is_some() {
+            passed += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(passed, n);
+    println!(
+        "{n} evaluations in {elapsed:?}: {:.0}/s on one core",
+        f64::from(n) / elapsed.as_secs_f64()
+    );
 }
