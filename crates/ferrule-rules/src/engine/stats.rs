@@ -34,7 +34,8 @@ pub struct RuleStats {
     pub matched: u64,
     /// Messages for which WHERE held.
     pub passed: u64,
-    /// Evaluations that failed (type errors…).
+    /// Times the rule failed on a message: its evaluation failed (a limit)
+    /// or one of its actions did.
     pub errors: u64,
     pub actions_ok: u64,
     pub actions_failed: u64,
@@ -94,11 +95,12 @@ impl RuleCounters {
         self.metrics.actions_ok.increment(1);
     }
 
-    /// A failed action: counted, and kept as the rule's last error.
+    /// A failed action: counted (as an action and as a failure of the
+    /// rule), and kept as the rule's last error.
     pub(crate) fn action_failed(&self, message: String, topic: &str, payload: &[u8]) {
         self.actions_failed.fetch_add(1, Ordering::Relaxed);
         self.metrics.actions_failed.increment(1);
-        self.remember(message, topic, payload);
+        self.error(message, topic, payload);
     }
 
     /// A failed evaluation.

@@ -280,6 +280,7 @@ async fn a_republish_loop_is_stopped() {
 async fn a_failing_rule_shows_its_error_and_the_flow_goes_on() {
     let server = Server::start().await;
     let admin = server.admin().await;
+    // A name with `+` makes a topic no one may publish on.
     create_rule(
         &admin,
         "picky",
@@ -288,20 +289,29 @@ async fn a_failing_rule_shows_its_error_and_the_flow_goes_on() {
     )
     .await;
     let mut watch = Watch::start(&server, &["things/#", "picked/#"]).await;
-    publish(&server, "things/1", r#"{"level": "high", "name": "x"}"#).await;
-    publish(&server, "things/2", r#"{"level": -5, "name": "y"}"#).await;
+    publish(&server, "things/1", r#"{"level": -5, "name": "a+b"}"#).await;
+    publish(&server, "things/2", r#"{"level": "high", "name": "x"}"#).await;
+    publish(&server, "things/3", r#"{"level": -5, "name": "y"}"#).await;
     let got = watch.drain(QUIET).await;
-    // Subscribers get everything; the rule passes the second.
-    assert_eq!(got.len(), 3, "{got:?}");
+    // Subscribers get everything; the rule passes the first and the last,
+    // and only the last can be published.
+    assert_eq!(got.len(), 4, "{got:?}");
     assert!(
         got.contains(&("picked/Y".to_owned(), r#"{"n":"Y"}"#.to_owned())),
         "{got:?}"
     );
     let view = rule_until(&admin, "picky", "failed", |r| r["stats"]["errors"] == 1).await;
+    assert_eq!(view["stats"]["matched"], 3, "{view}");
+    assert_eq!(view["stats"]["passed"], 2, "{view}");
+    assert_eq!(view["stats"]["actions_failed"], 1, "{view}");
+    assert_eq!(view["stats"]["actions_ok"], 1, "{view}");
     let last = &view["stats"]["last_error"];
     assert_eq!(last["topic"], "things/1", "{view}");
-    assert!(last["sample"].as_str().unwrap().contains("high"), "{view}");
-    assert!(!last["message"].as_str().unwrap().is_empty());
+    assert!(last["sample"].as_str().unwrap().contains("a+b"), "{view}");
+    assert!(
+        last["message"].as_str().unwrap().contains("picked/A+B"),
+        "{view}"
+    );
     let metrics = server.anon().get("/metrics").await.text;
     assert_eq!(
         metric(
