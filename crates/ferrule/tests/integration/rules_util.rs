@@ -51,6 +51,7 @@ pub async fn publish(server: &Server, topic: &str, payload: &str) {
 pub struct Watch {
     _child: Child,
     lines: Lines<BufReader<ChildStdout>>,
+    probe: String,
 }
 
 impl Watch {
@@ -79,9 +80,12 @@ impl Watch {
         let mut watch = Watch {
             _child: child,
             lines,
+            probe: String::new(),
         };
         let first = watch.next(Duration::from_secs(10)).await;
         assert_eq!(first, Some((probe.clone(), "ready".into())));
+        // From now on the probe's topic is not reported.
+        watch.probe = probe.clone();
         // Clear the probe so that it does not pile up.
         mosquitto("mosquitto_pub", server)
             .args(["-q", "1", "-r", "-n", "-t", &probe])
@@ -93,12 +97,17 @@ impl Watch {
 
     /// The next `(topic, payload)` within `within`.
     pub async fn next(&mut self, within: Duration) -> Option<(String, String)> {
-        let line = tokio::time::timeout(within, self.lines.next_line())
-            .await
-            .ok()?
-            .ok()??;
-        let (topic, payload) = line.split_once('|')?;
-        Some((topic.to_owned(), payload.to_owned()))
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .ok()?
+                .ok()??;
+            let (topic, payload) = line.split_once('|')?;
+            if topic != self.probe {
+                return Some((topic.to_owned(), payload.to_owned()));
+            }
+        }
     }
 
     /// Everything that arrives until `quiet` passes without a message.
