@@ -70,7 +70,10 @@ impl Alarms {
 
     /// Raises, or raises again the open alarm of the device and type.
     pub async fn raise(&self, raise: Raise) -> Result<(Transition, AlarmRecord), AlarmError> {
-        Err(AlarmError::Invalid(format!("not built: {}", raise.alarm_type)))
+        Err(AlarmError::Invalid(format!(
+            "not built: {}",
+            raise.alarm_type
+        )))
     }
 
     /// Clears the open alarm of the device and type, if there is one.
