@@ -6,6 +6,7 @@
 mod broker_state;
 mod commands;
 mod connectivity;
+mod dead_letters;
 mod meta;
 mod migrations;
 mod profiles;
