@@ -7,6 +7,7 @@ mod auth;
 mod commands;
 mod contract;
 mod credentials;
+mod dead_letters;
 mod device_attributes;
 mod device_filter;
 mod devices;
@@ -117,6 +118,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(twin::history))
         .routes(routes!(commands::list))
         .routes(routes!(commands::send, commands::get))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::get, dead_letters::delete))
+        .routes(routes!(dead_letters::replay))
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))
