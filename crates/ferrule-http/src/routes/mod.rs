@@ -7,6 +7,7 @@ mod auth;
 mod commands;
 mod contract;
 mod credentials;
+mod dead_letters;
 mod device_attributes;
 mod device_filter;
 mod devices;
@@ -125,6 +126,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(rules::enable))
         .routes(routes!(rules::disable))
         .routes(routes!(rules::test))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::get, dead_letters::delete))
+        .routes(routes!(dead_letters::replay))
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))
