@@ -3,6 +3,7 @@
 //! One writer connection and a small pool of readers, all in WAL mode; every
 //! call runs on tokio's blocking pool so SQLite never stalls the async threads.
 
+mod alarms;
 mod broker_state;
 mod commands;
 mod connectivity;
