@@ -252,6 +252,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     stages.extend(devices.intake);
     router.set_intake(Arc::new(ferrule_bus::IntakeChain::new(stages)));
     state.devices = Some(devices.services);
+    // Minimal wiring of the rules services so the alarms API runs; the
+    // lead's "Rules engine wired" replaces this (alarms work package).
+    state.rules = Some(ferrule_rules::RuleServices {
+        engine: ferrule_rules::engine::Rules {},
+        alarms: ferrule_rules::alarms::Alarms::new(embedded.clone(), router.clone()),
+        webhooks: ferrule_rules::webhook::Webhooks::placeholder(Default::default()),
+    });
     state.telemetry = Some(TelemetryApi {
         store: telemetry.clone(),
         router: router.clone(),
