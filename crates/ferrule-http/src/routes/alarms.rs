@@ -89,7 +89,7 @@ fn alarm_id(id: &str) -> Result<u64, ApiError> {
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum SeverityParam {
+pub enum AlarmSeverityName {
     Critical,
     Major,
     Minor,
@@ -97,32 +97,32 @@ pub enum SeverityParam {
     Indeterminate,
 }
 
-impl From<SeverityParam> for Severity {
-    fn from(s: SeverityParam) -> Self {
+impl From<AlarmSeverityName> for Severity {
+    fn from(s: AlarmSeverityName) -> Self {
         match s {
-            SeverityParam::Critical => Severity::Critical,
-            SeverityParam::Major => Severity::Major,
-            SeverityParam::Minor => Severity::Minor,
-            SeverityParam::Warning => Severity::Warning,
-            SeverityParam::Indeterminate => Severity::Indeterminate,
+            AlarmSeverityName::Critical => Severity::Critical,
+            AlarmSeverityName::Major => Severity::Major,
+            AlarmSeverityName::Minor => Severity::Minor,
+            AlarmSeverityName::Warning => Severity::Warning,
+            AlarmSeverityName::Indeterminate => Severity::Indeterminate,
         }
     }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum StateParam {
+pub enum AlarmStateName {
     Active,
     Acknowledged,
     Cleared,
 }
 
-impl From<StateParam> for AlarmState {
-    fn from(s: StateParam) -> Self {
+impl From<AlarmStateName> for AlarmState {
+    fn from(s: AlarmStateName) -> Self {
         match s {
-            StateParam::Active => AlarmState::Active,
-            StateParam::Acknowledged => AlarmState::Acknowledged,
-            StateParam::Cleared => AlarmState::Cleared,
+            AlarmStateName::Active => AlarmState::Active,
+            AlarmStateName::Acknowledged => AlarmState::Acknowledged,
+            AlarmStateName::Cleared => AlarmState::Cleared,
         }
     }
 }
@@ -132,9 +132,9 @@ impl From<StateParam> for AlarmState {
 pub struct ListQuery {
     /// Only alarms in this state (cleared ones are the history).
     #[param(inline)]
-    pub state: Option<StateParam>,
+    pub state: Option<AlarmStateName>,
     #[param(inline)]
-    pub severity: Option<SeverityParam>,
+    pub severity: Option<AlarmSeverityName>,
     /// Only this device's alarms.
     pub device: Option<String>,
     /// Only alarms of this type.
@@ -142,8 +142,10 @@ pub struct ListQuery {
     #[param(rename = "type")]
     pub alarm_type: Option<String>,
     /// Last seen at or after: ms since the Unix epoch or RFC 3339.
+    #[param(schema_with = super::vocabulary::time_param)]
     pub from: Option<String>,
     /// Last seen before: ms since the Unix epoch or RFC 3339.
+    #[param(schema_with = super::vocabulary::time_param)]
     pub to: Option<String>,
     /// Alarms per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -265,7 +267,7 @@ pub struct RaiseAlarm {
     #[serde(rename = "type")]
     pub alarm_type: String,
     /// `major` unless given.
-    pub severity: Option<SeverityParam>,
+    pub severity: Option<AlarmSeverityName>,
     /// Any JSON, at most 16 KiB; `null` unless given.
     pub details: Option<Value>,
 }
@@ -402,6 +404,36 @@ mod tests {
         documented.sort();
         served.sort();
         assert_eq!(documented, served);
+    }
+
+    /// The documented severities and states are exactly the store's.
+    #[test]
+    fn the_documented_vocabularies_are_the_domains() {
+        use utoipa::PartialSchema;
+        let names = |schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+            serde_json::to_value(schema).unwrap()["enum"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let severities = names(AlarmSeverityName::schema());
+        let parsed: Vec<_> = severities
+            .iter()
+            .filter_map(|s| Severity::parse(s))
+            .collect();
+        assert_eq!(parsed, Severity::ALL);
+        let states = names(AlarmStateName::schema());
+        let parsed: Vec<_> = states.iter().filter_map(|s| AlarmState::parse(s)).collect();
+        assert_eq!(
+            parsed,
+            [
+                AlarmState::Active,
+                AlarmState::Acknowledged,
+                AlarmState::Cleared
+            ]
+        );
     }
 
     #[test]
