@@ -106,8 +106,11 @@ pub struct AlarmFilter {
 
 #[async_trait]
 pub trait AlarmStore: Send + Sync + 'static {
-    /// Inserts a new alarm (returns its id) or updates an existing one by id;
-    /// an alarm whose device is gone is dropped (`Ok(None)`).
+    /// Inserts a new alarm (`id` 0; returns the id the store gives it) or
+    /// updates an existing one by id (returns its id); an alarm whose device
+    /// (or, updated, whose row) is gone is dropped (`Ok(None)`). Inserting a
+    /// second open alarm of the same (tenant, device, type) is
+    /// [`StoreError::Conflict`](crate::StoreError::Conflict).
     async fn save_alarm(&self, alarm: &AlarmRecord) -> Result<Option<u64>>;
     async fn get_alarm(&self, tenant: &TenantId, id: u64) -> Result<AlarmRecord>;
     /// The open (not cleared) alarm of a device and type, if any.
@@ -117,7 +120,14 @@ pub trait AlarmStore: Send + Sync + 'static {
         device: Option<&DeviceId>,
         alarm_type: &str,
     ) -> Result<Option<AlarmRecord>>;
-    /// A tenant's alarms, most recently seen first.
+    /// How many alarms of the tenant are open (active or acknowledged): the
+    /// service bounds it.
+    async fn count_open_alarms(&self, tenant: &TenantId) -> Result<u64>;
+    /// Whether the device exists, so that a dry run can say what raising an
+    /// alarm on it would do without writing.
+    async fn alarm_device_exists(&self, tenant: &TenantId, device: &DeviceId) -> Result<bool>;
+    /// A tenant's alarms, most recently seen first (then newest id first).
+    /// The page cursor is opaque: `last_seen:id` of the last alarm returned.
     async fn list_alarms(
         &self,
         tenant: &TenantId,

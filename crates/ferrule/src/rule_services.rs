@@ -28,7 +28,13 @@ pub async fn start(cx: Context<'_>) -> anyhow::Result<RuleServices> {
     // The webhooks report to the engine, which submits to them: the
     // outcomes' receiver is set once the engine exists.
     let outcomes = RuleOutcomes::default();
-    let webhooks = Webhooks::placeholder(cx.config.webhooks.clone());
+    let webhooks = Webhooks::start(
+        cx.config.webhooks.clone(),
+        cx.store.clone(),
+        std::sync::Arc::new(outcomes.clone()),
+        cx.shutdown.clone(),
+        cx.tasks,
+    )?;
     let alarms = Alarms::new(cx.store.clone(), cx.router.clone());
     let engine = Rules::start(EngineContext {
         router: cx.router.clone(),

@@ -109,7 +109,7 @@ async fn find(
 #[utoipa::path(get, operation_id = "listDeadLetters", path = "/api/v1/rules/{id}/dead-letters", tag = "rules",
     params(("id" = String, Path, description = "The rule's id"), PageQuery),
     responses((status = 200, body = Paged<DeadLetterView>), (status = 400, body = Problem),
-        (status = 401, body = Problem), (status = 503, body = Problem)))]
+        (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,6 +117,8 @@ pub async fn list(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Paged<DeadLetterView>>> {
     let page = q.to_request()?;
+    // The rule must be the caller's: another tenant's is not found.
+    state.rules()?.engine.get(&caller.tenant, &id).await?;
     let got = webhooks(&state)?
         .dead_letters()
         .list_dead_letters(&caller.tenant, &id, &page)

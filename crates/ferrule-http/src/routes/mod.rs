@@ -1,6 +1,7 @@
 //! The API's routes, declared once for both axum and OpenAPI.
 
 mod acl_rules;
+mod alarms;
 mod api_docs;
 mod api_keys;
 mod auth;
@@ -59,9 +60,9 @@ use crate::state::AppState;
         (name = "telemetry", description = "Telemetry history, events, export and retention"),
         (name = "twin", description = "Device twins (reported, desired, delta, history) and commands"),
         (name = "ingest", description = "Devices without MQTT send here with their access token"),
+        (name = "alarms", description = "Alarms raised by rules or by hand: list, acknowledge, clear"),
         (name = "stream", description = "Live messages of the tenant over a WebSocket"),
         (name = "rules", description = "SQL rules on every message, their actions, dry runs and dead letters"),
-        (name = "alarms", description = "Alarms raised by rules or by hand: acknowledge, clear, history"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -129,6 +130,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::get, dead_letters::delete))
         .routes(routes!(dead_letters::replay))
+        .routes(routes!(alarms::list, alarms::raise))
+        .routes(routes!(alarms::get))
+        .routes(routes!(alarms::acknowledge))
+        .routes(routes!(alarms::clear))
+        .routes(routes!(alarms::list_of_device))
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))

@@ -5,6 +5,7 @@ mod util;
 
 mod acl_rules;
 mod admin_cli;
+mod alarms;
 mod api_key_creators;
 mod auth;
 mod auth_throttle;

@@ -59,10 +59,14 @@ impl ServerFrame {
 
 /// What a message is about, from its topic's shape (SPEC's topics).
 pub fn kind_of(topic: &str) -> (&'static str, Option<&str>) {
+    if topic == "$ferrule/alarms" {
+        return ("alarm", None);
+    }
     if let Some(rest) = topic.strip_prefix("$ferrule/devices/") {
         return match rest.split_once('/') {
             Some((device, "twin")) => ("twin", Some(device)),
             Some((device, "connectivity")) => ("connectivity", Some(device)),
+            Some((device, "alarms")) => ("alarm", Some(device)),
             _ => ("message", None),
         };
     }
@@ -170,6 +174,9 @@ mod tests {
             kind_of("$ferrule/devices/d/connectivity"),
             ("connectivity", Some("d"))
         );
+        assert_eq!(kind_of("$ferrule/devices/d/alarms"), ("alarm", Some("d")));
+        assert_eq!(kind_of("$ferrule/alarms"), ("alarm", None));
+        assert_eq!(kind_of("$ferrule/alarms/x"), ("message", None));
         assert_eq!(kind_of("devices/d/telemetry/x"), ("message", Some("d")));
         assert_eq!(kind_of("devices/d/events"), ("message", Some("d")));
         assert_eq!(kind_of("plant/line1"), ("message", None));
