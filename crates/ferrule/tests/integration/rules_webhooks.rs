@@ -24,7 +24,7 @@ async fn ingest(server: &Server, token: &str, body: Value) {
         .api(token)
         .post("/api/v1/ingest/telemetry", body)
         .await;
-    assert!(r.status == 202 || r.status == 200, "{}", r.text);
+    assert_eq!(r.status, 204, "{}", r.text);
 }
 
 async fn dead_letters(api: &Api, rule: &str) -> Vec<Value> {
