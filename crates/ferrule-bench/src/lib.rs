@@ -14,6 +14,7 @@ mod loadgen;
 mod login_flood;
 mod mqtt;
 mod process;
+pub mod rules;
 pub mod signal;
 mod slow_http;
 mod slow_subscriber;
@@ -70,6 +71,10 @@ pub enum Scenario {
     /// with many devices connected, and desired state PATCH → the device
     /// receives the delta.
     Commands(commands::CommandsArgs),
+    /// The rules engine's throughput (several tenants with rules and one
+    /// republish each) and the broker's QoS 0 fan-in with rules off and on,
+    /// in one run; Ferrule on CPU 0, the load generator on CPU 1.
+    Rules(rules::RulesArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -100,6 +105,8 @@ pub fn main(args: BenchArgs) -> ExitCode {
         }
         // Builds its own (current-thread) runtime after the open-file check.
         Scenario::Commands(a) => commands::main(a),
+        // Pins its threads before building its own (current-thread) runtime.
+        Scenario::Rules(a) => rules::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

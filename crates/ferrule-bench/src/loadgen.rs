@@ -151,6 +151,36 @@ impl Client {
         client_id: &str,
         keep_alive: u16,
     ) -> anyhow::Result<Self> {
+        Self::open(source, addr, client_id, keep_alive, None).await
+    }
+
+    /// [`Client::connect`] with a user name and password (e.g. an API
+    /// key's `key:ID` and secret), for a tenant other than the anonymous
+    /// clients' one.
+    pub async fn connect_as(
+        addr: SocketAddr,
+        client_id: &str,
+        keep_alive: u16,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<Self> {
+        Self::open(
+            None,
+            addr,
+            client_id,
+            keep_alive,
+            Some((username, password)),
+        )
+        .await
+    }
+
+    async fn open(
+        source: Option<IpAddr>,
+        addr: SocketAddr,
+        client_id: &str,
+        keep_alive: u16,
+        login: Option<(&str, &str)>,
+    ) -> anyhow::Result<Self> {
         let stream = match source {
             None => TcpStream::connect(addr).await,
             Some(ip) => {
@@ -166,7 +196,11 @@ impl Client {
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
         };
-        let connect = Connect::new(VERSION, MqttStr::new(client_id)?, keep_alive);
+        let mut connect = Connect::new(VERSION, MqttStr::new(client_id)?, keep_alive);
+        if let Some((username, password)) = login {
+            connect.username = Some(MqttStr::new(username)?);
+            connect.password = Some(Bytes::copy_from_slice(password.as_bytes()));
+        }
         client.send(&connect.into()).await?;
         check_connack(client.recv().await?)?;
         Ok(client)
@@ -237,20 +271,36 @@ impl Client {
     /// Publishes QoS 0 as fast as TCP takes it: the same batch of
     /// pre-encoded packets, written with one `write_all` each time.
     pub async fn run_publisher_qos0(
-        mut self,
+        self,
         topic: &str,
         payload: Bytes,
         sent: Arc<AtomicU64>,
     ) -> anyhow::Result<()> {
-        let packet = publish_packet(topic, payload, QoS::AtMostOnce)?;
+        let batch = vec![payload; QOS0_BATCH as usize];
+        self.run_publisher_qos0_cycle(topic, &batch, sent).await
+    }
+
+    /// [`Client::run_publisher_qos0`] with payloads that differ: one
+    /// PUBLISH of each, in order, per `write_all`, again and again.
+    pub async fn run_publisher_qos0_cycle(
+        mut self,
+        topic: &str,
+        payloads: &[Bytes],
+        sent: Arc<AtomicU64>,
+    ) -> anyhow::Result<()> {
+        if payloads.is_empty() {
+            bail!("a QoS 0 publisher needs at least one payload");
+        }
         let mut batch = BytesMut::new();
-        for _ in 0..QOS0_BATCH {
+        for payload in payloads {
+            let packet = publish_packet(topic, payload.clone(), QoS::AtMostOnce)?;
             codec::encode(&packet, VERSION, &mut batch)?;
         }
         let batch = batch.freeze();
+        let n = payloads.len() as u64;
         loop {
             self.stream.write_all(&batch).await?;
-            sent.fetch_add(QOS0_BATCH, Ordering::Relaxed);
+            sent.fetch_add(n, Ordering::Relaxed);
         }
     }
 

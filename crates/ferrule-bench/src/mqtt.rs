@@ -43,21 +43,21 @@ const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 /// Payload size of every message.
 pub const PAYLOAD_LEN: usize = 64;
 /// The brokers' core.
-const BROKER_CPU: usize = 0;
+pub(super) const BROKER_CPU: usize = 0;
 /// The load generator's core.
-const LOADGEN_CPU: usize = 1;
+pub(super) const LOADGEN_CPU: usize = 1;
 /// Load before the measurement window opens.
-const WARMUP: Duration = Duration::from_secs(2);
+pub(super) const WARMUP: Duration = Duration::from_secs(2);
 /// Pause after a run so the broker is idle when the next one starts.
-const SETTLE: Duration = Duration::from_secs(1);
+pub(super) const SETTLE: Duration = Duration::from_secs(1);
 /// Keep alive of the idle connections: a typical device's, and long enough
 /// that no PINGREQ is due during the run.
 const IDLE_KEEPALIVE: u16 = 600;
 /// Runs of one scenario on one broker, at most, to get one that other
 /// load on the machine did not disturb.
-const ATTEMPTS: usize = 3;
+pub(super) const ATTEMPTS: usize = 3;
 /// Share of a core used by others above which a run counts as disturbed.
-const DISTURBED: f64 = 0.15;
+pub(super) const DISTURBED: f64 = 0.15;
 /// Busy fraction of a core, over one second, below which it counts as quiet.
 const QUIET_BELOW: f64 = 0.10;
 /// Idle connections per loopback source address (see `idle_source`).
@@ -345,7 +345,7 @@ impl Broker {
     }
 
     /// Checks and reports that every thread of the broker is on its core.
-    fn check_pinned(&self) -> anyhow::Result<()> {
+    pub(super) fn check_pinned(&self) -> anyhow::Result<()> {
         let cpus = cpus_allowed(self.pid)?;
         eprintln!(
             "{}: pid {}, {} threads, CPUs allowed {:?}",
@@ -481,8 +481,8 @@ fn rumqttd_conf(port: u16, connections: usize) -> String {
 }
 
 /// CPU time of both sides and the message counters at one instant.
-struct Snapshot {
-    at: Instant,
+pub(super) struct Snapshot {
+    pub(super) at: Instant,
     broker_cpu: f64,
     own_cpu: f64,
     /// Busy seconds of the broker's and the load generator's cores.
@@ -492,7 +492,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(pid: u32, received: &AtomicU64, sent: &AtomicU64) -> anyhow::Result<Self> {
+    pub(super) fn take(pid: u32, received: &AtomicU64, sent: &AtomicU64) -> anyhow::Result<Self> {
         let busy = cpu_busy_seconds()?;
         let core = |i: usize| busy.get(i).copied().unwrap_or_default();
         Ok(Snapshot {
@@ -505,7 +505,7 @@ impl Snapshot {
         })
     }
 
-    fn until(&self, end: &Snapshot) -> Measured {
+    pub(super) fn until(&self, end: &Snapshot) -> Measured {
         let secs = end.at.duration_since(self.at).as_secs_f64();
         Measured {
             offered: (end.sent - self.sent) as f64 / secs,
@@ -520,15 +520,15 @@ impl Snapshot {
 
 /// Rates over a measurement window; CPU as a fraction of one core.
 #[derive(Debug, Clone, Copy, Default)]
-struct Measured {
-    offered: f64,
-    delivered: f64,
-    broker_cpu: f64,
-    loadgen_cpu: f64,
+pub(super) struct Measured {
+    pub(super) offered: f64,
+    pub(super) delivered: f64,
+    pub(super) broker_cpu: f64,
+    pub(super) loadgen_cpu: f64,
     /// All use of the broker's core, the broker's own included.
-    broker_core_busy: f64,
+    pub(super) broker_core_busy: f64,
     /// All use of the load generator's core, its own included.
-    loadgen_core_busy: f64,
+    pub(super) loadgen_core_busy: f64,
 }
 
 impl Measured {
@@ -536,7 +536,7 @@ impl Measured {
     /// processes used during the run (other work on a shared machine, or
     /// interrupts). /proc/stat samples cores at the 250 Hz tick, so this is
     /// an estimate, reliable only when the load is steady.
-    fn disturbance(&self) -> f64 {
+    pub(super) fn disturbance(&self) -> f64 {
         (self.broker_core_busy - self.broker_cpu).max(self.loadgen_core_busy - self.loadgen_cpu)
     }
 }
@@ -547,11 +547,22 @@ impl Measured {
 async fn least_disturbed<T>(
     quiet_wait: Duration,
     what: &str,
+    run: impl AsyncFnMut() -> anyhow::Result<T>,
+    cpu: impl Fn(&T) -> Measured,
+) -> anyhow::Result<T> {
+    least_disturbed_of(ATTEMPTS, quiet_wait, what, run, cpu).await
+}
+
+/// [`least_disturbed`] with at most `attempts` runs (at least one).
+pub(super) async fn least_disturbed_of<T>(
+    attempts: usize,
+    quiet_wait: Duration,
+    what: &str,
     mut run: impl AsyncFnMut() -> anyhow::Result<T>,
     cpu: impl Fn(&T) -> Measured,
 ) -> anyhow::Result<T> {
     let mut best: Option<(f64, T)> = None;
-    for attempt in 1..=ATTEMPTS {
+    for attempt in 1..=attempts.max(1) {
         wait_for_quiet(quiet_wait).await?;
         eprintln!("{what} (attempt {attempt})…");
         let result = run().await?;
@@ -603,15 +614,15 @@ async fn wait_for_quiet(quiet_wait: Duration) -> anyhow::Result<()> {
 }
 
 /// A throughput scenario's shape.
-struct Flow {
-    tag: &'static str,
-    topic: &'static str,
-    qos: QoS,
-    publishers: usize,
-    subscribers: usize,
+pub(super) struct Flow {
+    pub(super) tag: &'static str,
+    pub(super) topic: &'static str,
+    pub(super) qos: QoS,
+    pub(super) publishers: usize,
+    pub(super) subscribers: usize,
 }
 
-const FANIN0: Flow = Flow {
+pub(super) const FANIN0: Flow = Flow {
     tag: "in0",
     topic: "bench/fanin",
     qos: QoS::AtMostOnce,

@@ -11,6 +11,7 @@ mod auth;
 mod auth_throttle;
 mod bad_input;
 mod bench_commands;
+mod bench_rules;
 mod commands;
 mod config;
 mod connectivity;
