@@ -265,7 +265,11 @@ pub struct RaiseAlarm {
     pub device: Option<String>,
     /// 1 to 128 printable characters, e.g. `overheat`.
     #[serde(rename = "type")]
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub alarm_type: String,
     /// `major` unless given.
     pub severity: Option<AlarmSeverityName>,

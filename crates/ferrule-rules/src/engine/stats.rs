@@ -81,12 +81,15 @@ impl RuleCounters {
         }
     }
 
-    pub(crate) fn matched(&self, passed: bool) {
-        self.matched.fetch_add(1, Ordering::Relaxed);
-        self.metrics.matched.increment(1);
-        if passed {
-            self.passed.fetch_add(1, Ordering::Relaxed);
-            self.metrics.passed.increment(1);
+    /// Adds a batch's messages matched and passed.
+    pub(crate) fn matched(&self, matched: u64, passed: u64) {
+        if matched > 0 {
+            self.matched.fetch_add(matched, Ordering::Relaxed);
+            self.metrics.matched.increment(matched);
+        }
+        if passed > 0 {
+            self.passed.fetch_add(passed, Ordering::Relaxed);
+            self.metrics.passed.increment(passed);
         }
     }
 

@@ -23,8 +23,10 @@ use crate::alarms::Raise;
 use crate::sql::Input;
 use crate::webhook::WebhookJob;
 
-/// Messages taken from the queue at once.
-const BATCH: usize = 512;
+/// Messages taken from the queue at once. Small enough that the worker
+/// yields the thread often: when the broker and the rules compete for a
+/// core, rules take turns with connections rather than starve them.
+const BATCH: usize = 128;
 /// Rules a message may pass through (republish of a republish…) before
 /// the engine stops evaluating it: loops between rules end here.
 pub const MAX_HOPS: u8 = 8;
@@ -70,15 +72,34 @@ pub(crate) async fn run(inner: Arc<Inner>, tenant: Arc<Tenant>, stop: Cancellati
         }
         let rules = tenant.rules();
         tenant.queue.counters.messages.increment(batch.len() as u64);
+        // Counted per batch: atomics per rule per message would cost more
+        // than evaluating a simple rule.
+        let mut tallies = vec![Tally::default(); rules.len()];
         for message in &batch {
-            evaluate(&inner, &tenant, &rules, message).await;
+            evaluate(&inner, &tenant, &rules, &mut tallies, message).await;
+        }
+        for (rule, tally) in rules.iter().zip(&tallies) {
+            rule.counters.matched(tally.matched, tally.passed);
         }
         // Others' turn between batches.
         tokio::task::yield_now().await;
     }
 }
 
-async fn evaluate(inner: &Inner, tenant: &Tenant, rules: &[Arc<CompiledRule>], message: &Message) {
+/// Messages a rule matched and passed in one batch.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    matched: u64,
+    passed: u64,
+}
+
+async fn evaluate(
+    inner: &Inner,
+    tenant: &Tenant,
+    rules: &[Arc<CompiledRule>],
+    tallies: &mut [Tally],
+    message: &Message,
+) {
     let (from_rule, hops) = match &message.origin {
         Origin::Rule { rule, hops } => (Some(rule.as_str()), *hops),
         _ => (None, 0),
@@ -91,7 +112,7 @@ async fn evaluate(inner: &Inner, tenant: &Tenant, rules: &[Arc<CompiledRule>], m
     let device = device_of(topic);
     let mut payload = None;
     let mut context: Option<DeviceContext> = None;
-    for rule in rules {
+    for (rule, tally) in rules.iter().zip(tallies.iter_mut()) {
         if !rule.record.enabled
             || from_rule == Some(rule.record.id.as_str())
             || !rule.program.matches_topic(topic)
@@ -115,10 +136,11 @@ async fn evaluate(inner: &Inner, tenant: &Tenant, rules: &[Arc<CompiledRule>], m
             attributes: context.as_ref().map(|c| &*c.attributes),
             defaults: context.as_ref().map(|c| &*c.defaults),
         };
+        tally.matched += 1;
         match rule.program.evaluate(&input) {
-            Ok(None) => rule.counters.matched(false),
+            Ok(None) => {}
             Ok(Some(output)) => {
-                rule.counters.matched(true);
+                tally.passed += 1;
                 for (i, action) in rule.actions.iter().enumerate() {
                     match plan(action, &output, device) {
                         Ok(planned) => execute(inner, tenant, rule, i, planned, hops),
@@ -126,10 +148,7 @@ async fn evaluate(inner: &Inner, tenant: &Tenant, rules: &[Arc<CompiledRule>], m
                     }
                 }
             }
-            Err(e) => {
-                rule.counters.matched(false);
-                rule.counters.error(e.to_string(), topic, &message.payload);
-            }
+            Err(e) => rule.counters.error(e.to_string(), topic, &message.payload),
         }
     }
 }
