@@ -129,3 +129,29 @@ pub(crate) fn thousands(x: f64) -> String {
     }
     out
 }
+
+/// CPUs, model, memory and kernel, from /proc (the CPUs of the machine,
+/// not of this process's affinity: benches pin themselves).
+pub(crate) fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let ram = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or_else(
+            || "? GiB".into(),
+            |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs, {model}, {ram} RAM, Linux {}", kernel.trim())
+}

@@ -12,7 +12,7 @@ use super::{
 /// How everything was measured, for the paragraph before the table.
 pub(super) fn method(args: &TelemetryArgs, report: &Report) -> String {
     let ran = |s: Section| report.sections.iter().any(|(r, _)| *r == s);
-    let mut t = format!("Machine: {}. ", machine());
+    let mut t = format!("Machine: {}. ", crate::machine());
     let _ = write!(
         t,
         "Ferrule {} at commit {}. ",
@@ -86,31 +86,6 @@ pub(super) fn method(args: &TelemetryArgs, report: &Report) -> String {
     }
     t.push_str("Ratio = ferrule ÷ sqlite.\n");
     t
-}
-
-/// CPUs, model, memory and kernel, from /proc.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let ram_gib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or_else(
-            || "? GiB".into(),
-            |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0),
-        );
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{cpus} CPUs (nproc), {model}, {ram_gib} RAM, Linux {}",
-        kernel.trim()
-    )
 }
 
 /// `git rev-parse --short HEAD` of the working directory, marked when the

@@ -45,7 +45,18 @@ fn time(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-fn view(l: DeadLetter) -> DeadLetterView {
+/// The letter as `caller` may see it: header values (credentials, often)
+/// only for those who may change rules.
+fn view(caller: &Caller, mut l: DeadLetter) -> DeadLetterView {
+    if !super::rules::sees_secrets(caller)
+        && let Some(headers) = l.request.get_mut("headers").and_then(Value::as_array_mut)
+    {
+        for pair in headers.iter_mut().filter_map(Value::as_array_mut) {
+            if let Some(value) = pair.get_mut(1) {
+                *value = Value::String(super::rules::REDACTED.into());
+            }
+        }
+    }
     DeadLetterView {
         id: l.id,
         rule: l.rule,
@@ -123,7 +134,7 @@ pub async fn list(
         .dead_letters()
         .list_dead_letters(&caller.tenant, &id, &page)
         .await?;
-    Ok(Json(Paged::from_page(got, view)))
+    Ok(Json(Paged::from_page(got, |l| view(&caller, l))))
 }
 
 /// Reads one dead letter of a rule.
@@ -138,7 +149,7 @@ pub async fn get(
     Path((id, letter)): Path<(String, String)>,
 ) -> ApiResult<Json<DeadLetterView>> {
     let found = find(webhooks(&state)?, &caller, &id, &letter).await?;
-    Ok(Json(view(found)))
+    Ok(Json(view(&caller, found)))
 }
 
 /// Sends a dead letter's request again, once, now (its URL checked again

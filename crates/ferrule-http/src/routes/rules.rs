@@ -180,7 +180,33 @@ fn millis(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-fn view(rules: &Rules, r: RuleRecord) -> RuleView {
+/// What a hidden header value reads as.
+pub(crate) const REDACTED: &str = "(hidden: only editors and above see header values)";
+
+/// Whether the caller sees webhook header values (often credentials):
+/// those who may change rules do; viewers do not.
+pub(crate) fn sees_secrets(caller: &Caller) -> bool {
+    caller.require_write().is_ok()
+}
+
+/// Webhook header values replaced by [`REDACTED`].
+fn redact(mut actions: serde_json::Value) -> serde_json::Value {
+    for action in actions.as_array_mut().into_iter().flatten() {
+        if let Some(headers) = action.get_mut("headers").and_then(|h| h.as_object_mut()) {
+            for value in headers.values_mut() {
+                *value = serde_json::Value::String(REDACTED.into());
+            }
+        }
+    }
+    actions
+}
+
+fn view(caller: &Caller, rules: &Rules, r: RuleRecord) -> RuleView {
+    let actions = if sees_secrets(caller) {
+        r.actions
+    } else {
+        redact(r.actions)
+    };
     RuleView {
         stats: rules.stats(&r.tenant, &r.id).into(),
         sources: rules.sources(&r.tenant, &r.id),
@@ -188,7 +214,7 @@ fn view(rules: &Rules, r: RuleRecord) -> RuleView {
         name: r.name,
         description: r.description,
         sql: r.sql,
-        actions: r.actions,
+        actions,
         enabled: r.enabled,
         version: r.version,
         created_at: millis(r.created_at),
@@ -246,7 +272,7 @@ pub async fn list(
 ) -> ApiResult<Json<Paged<RuleView>>> {
     let rules = rules(&state)?;
     let page = rules.list(&caller.tenant, &q.to_request()?).await?;
-    Ok(Json(Paged::from_page(page, |r| view(rules, r))))
+    Ok(Json(Paged::from_page(page, |r| view(&caller, rules, r))))
 }
 
 /// Creates a rule; it runs on every message routed after this answers.
@@ -266,7 +292,7 @@ pub async fn create(
     let record = rules
         .create(&caller.tenant, id, fields.into_spec()?)
         .await?;
-    Ok(respond(StatusCode::CREATED, view(rules, record)))
+    Ok(respond(StatusCode::CREATED, view(&caller, rules, record)))
 }
 
 /// Reads a rule, with its counters and last error.
@@ -281,7 +307,7 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let rules = rules(&state)?;
     let record = rules.get(&caller.tenant, rule_id(&id)?).await?;
-    Ok(respond(StatusCode::OK, view(rules, record)))
+    Ok(respond(StatusCode::OK, view(&caller, rules, record)))
 }
 
 /// Replaces a rule (with `If-Match`, only if its version is still that one).
@@ -306,7 +332,7 @@ pub async fn replace(
     let record = rules
         .replace(&caller.tenant, rule_id(&id)?, req.into_spec()?, expected)
         .await?;
-    Ok(respond(StatusCode::OK, view(rules, record)))
+    Ok(respond(StatusCode::OK, view(&caller, rules, record)))
 }
 
 /// Deletes a rule and its dead letters; it stops at once.
@@ -361,7 +387,7 @@ async fn set_enabled(
     let record = rules
         .set_enabled(&caller.tenant, rule_id(&id)?, enabled)
         .await?;
-    Ok(respond(StatusCode::OK, view(rules, record)))
+    Ok(respond(StatusCode::OK, view(&caller, rules, record)))
 }
 
 /// A sample message for a dry run.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::device_peer::device;
 use crate::mqtt_util::create_device;
-use crate::util::{Api, Server, ServerBuilder, tenant_with_owner, viewer_editor_owner};
+use crate::util::{Api, Server, ServerBuilder, metric, tenant_with_owner, viewer_editor_owner};
 
 /// Polls a command until it is in `state` (within 10 s).
 async fn until_state(api: &Api, device: &str, id: &str, state: &str) -> Value {
@@ -27,14 +27,6 @@ async fn until_state(api: &Api, device: &str, id: &str, state: &str) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

@@ -8,18 +8,10 @@ use serde_json::{Value, json};
 use crate::device_peer::device;
 use crate::mqtt_util::create_device;
 use crate::rules_util::{Hook, Watch, create_rule, publish, rule_until};
-use crate::util::{Server, ServerBuilder, tenant_with_owner, viewer_editor_owner};
+use crate::util::{Server, ServerBuilder, metric, tenant_with_owner, viewer_editor_owner};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(700);
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// A server whose webhooks may reach this machine (the test's receiver).
 async fn server_with_local_webhooks() -> Server {
@@ -465,10 +457,20 @@ async fn rules_stay_in_their_tenant_and_role() {
         &editor,
         "mine",
         "SELECT * FROM 'shared/#'",
-        json!([{"type": "republish", "topic": "copied"}]),
+        json!([{"type": "republish", "topic": "copied"},
+            {"type": "webhook", "url": "https://hooks.example.com/in",
+                "headers": {"Authorization": "Bearer top-secret"}}]),
     )
     .await;
-    assert_eq!(viewer.get("/api/v1/rules/mine").await.status, 200);
+    // Viewers read rules, but not the credentials in webhook headers.
+    let seen = viewer.get("/api/v1/rules/mine").await;
+    assert_eq!(seen.status, 200);
+    assert!(!seen.text.contains("top-secret"), "{}", seen.text);
+    let full = editor.get("/api/v1/rules/mine").await;
+    assert_eq!(
+        full.json["actions"][1]["headers"]["Authorization"],
+        "Bearer top-secret"
+    );
     viewer
         .post("/api/v1/rules/mine/disable", json!({}))
         .await

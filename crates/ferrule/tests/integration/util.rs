@@ -495,3 +495,13 @@ pub async fn python_peer(script: &str, scenario: &str, env: &[(&str, String)]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The value of the first `/metrics` line starting with `line_start` (the
+/// name and labels), 0 when there is none.
+pub fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
