@@ -6,7 +6,7 @@
 //! ([`super::plan`]); only executing differs, so what it shows is what the
 //! live run then does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use ferrule_core::message::now_ms;
 use ferrule_core::topic::matches;
@@ -30,6 +30,11 @@ const MAX_DEVICES: usize = 200;
 const MAX_KEYS: usize = 100;
 /// How far back recent events are looked for.
 const RECENT_EVENTS_MS: i64 = 24 * 3600 * 1000;
+/// Events read per query, and pages read per device at most.
+const EVENT_PAGE: usize = 100;
+const MAX_EVENT_PAGES: usize = 100;
+/// The longest reading stored messages for one dry run may take.
+const RECENT_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A draft rule and what to try it on.
 #[derive(Debug, Clone)]
@@ -109,8 +114,14 @@ impl Rules {
                     field: "recent".into(),
                     why: "telemetry storage is not running".into(),
                 })?;
-                recent(telemetry, tenant, &filter, limit.min(MAX_MESSAGES))
+                let reading = recent(telemetry, tenant, &filter, limit.min(MAX_MESSAGES));
+                tokio::time::timeout(RECENT_WITHIN, reading)
                     .await
+                    .map_err(|_| RuleError::Invalid {
+                        field: "recent.topic".into(),
+                        why: "reading the stored messages took over 10 s: narrow the topic filter"
+                            .into(),
+                    })?
                     .map_err(|e| RuleError::Invalid {
                         field: "recent".into(),
                         why: e.to_string(),
@@ -268,7 +279,6 @@ async fn recent(
 ) -> Result<Vec<DryRunMessage>, ferrule_store::telemetry::TelemetryError> {
     let mut found: Vec<DryRunMessage> = Vec::new();
     let devices = telemetry.devices(tenant).await?;
-    let now = now_ms();
     for device in devices.iter().take(MAX_DEVICES) {
         let topic = format!("devices/{device}/telemetry");
         if matches(filter, &topic) {
@@ -296,35 +306,56 @@ async fn recent(
                 });
             }
         }
-        if !matches(filter, &format!("devices/{device}/events/x")) && !filter.contains("/events/") {
-            continue;
+        if matches(filter, &format!("devices/{device}/events/x")) || filter.contains("/events/") {
+            found.extend(recent_events(telemetry, tenant, device, filter, limit).await?);
         }
-        let query = EventQuery::new(
-            tenant,
-            device,
-            Range {
-                from: now - RECENT_EVENTS_MS,
-                to: i64::MAX,
-            },
-            10_000,
-        );
-        let events = telemetry.events(query).await?;
-        for e in events.into_iter().rev() {
+        // Only the newest `limit` can be answered: memory stays bounded
+        // however many devices are read.
+        found.sort_by_key(|m| std::cmp::Reverse(m.timestamp_ms));
+        found.truncate(limit);
+    }
+    Ok(found)
+}
+
+/// A device's newest `limit` events of the last day on topics matching
+/// `filter`. Events are read oldest first, a page at a time, keeping only
+/// the newest `limit`; at most `MAX_EVENT_PAGES` pages.
+async fn recent_events(
+    telemetry: &dyn TelemetryStore,
+    tenant: &TenantId,
+    device: &DeviceId,
+    filter: &str,
+    limit: usize,
+) -> Result<VecDeque<DryRunMessage>, ferrule_store::telemetry::TelemetryError> {
+    let mut kept = VecDeque::with_capacity(limit + 1);
+    let range = Range {
+        from: now_ms() - RECENT_EVENTS_MS,
+        to: i64::MAX,
+    };
+    let mut after = None;
+    for _ in 0..MAX_EVENT_PAGES {
+        let mut query = EventQuery::new(tenant, device, range, EVENT_PAGE);
+        query.after = after;
+        let page = telemetry.events(query).await?;
+        let last_page = page.len() < EVENT_PAGE;
+        after = page.last().map(|e| e.id);
+        for e in page {
             let topic = format!("devices/{device}/events/{}", e.event_type);
             if matches(filter, &topic) {
-                found.push(DryRunMessage {
+                kept.push_back(DryRunMessage {
                     topic,
                     payload: e.payload,
                     client_id: None,
                     timestamp_ms: e.ts,
                 });
-                if found.len() >= limit * 2 {
-                    break;
+                if kept.len() > limit {
+                    kept.pop_front();
                 }
             }
         }
+        if last_page {
+            break;
+        }
     }
-    found.sort_by_key(|m| std::cmp::Reverse(m.timestamp_ms));
-    found.truncate(limit);
-    Ok(found)
+    Ok(kept)
 }

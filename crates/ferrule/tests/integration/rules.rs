@@ -606,6 +606,29 @@ async fn the_dry_run_shows_what_the_live_run_then_does() {
         json!({"pressure": 8.5, "unit": "bar"})
     );
     assert_eq!(recent[0]["passed"], true);
+    // And on stored events, newest first.
+    publish(&server, "devices/press/events/valve", r#"{"n": 1}"#).await;
+    publish(&server, "devices/press/events/valve", r#"{"n": 2}"#).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let events = loop {
+        let r = admin
+            .post(
+                "/api/v1/rules/test",
+                json!({"sql": "SELECT n FROM 'devices/+/events/#'",
+                    "recent": {"topic": "devices/+/events/#", "limit": 1}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.json["results"][0]["output"] == json!({"n": 2})
+            || tokio::time::Instant::now() > deadline
+        {
+            break r.json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(events["results"].as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events["results"][0]["topic"], "devices/press/events/valve");
+    assert_eq!(events["results"][0]["output"], json!({"n": 2}), "{events}");
 }
 
 #[tokio::test]
