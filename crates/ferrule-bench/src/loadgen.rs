@@ -304,6 +304,54 @@ impl Client {
         }
     }
 
+    /// [`Client::run_publisher_qos0_cycle`] at `rate` messages per second
+    /// on average: every millisecond it writes, in one `write_all`, the
+    /// messages due since the start (the next ones of the cycle), so that
+    /// a late tick catches up and the rate holds over any window.
+    pub async fn run_publisher_qos0_paced(
+        mut self,
+        topic: &str,
+        payloads: &[Bytes],
+        rate: f64,
+        sent: Arc<AtomicU64>,
+    ) -> anyhow::Result<()> {
+        if payloads.is_empty() || rate <= 0.0 {
+            bail!("a paced QoS 0 publisher needs payloads and a positive rate");
+        }
+        let packets = payloads
+            .iter()
+            .map(|p| {
+                let mut encoded = BytesMut::new();
+                codec::encode(
+                    &publish_packet(topic, p.clone(), QoS::AtMostOnce)?,
+                    VERSION,
+                    &mut encoded,
+                )?;
+                Ok(encoded.freeze())
+            })
+            .collect::<anyhow::Result<Vec<Bytes>>>()?;
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let (mut done, mut next) = (0u64, 0usize);
+        let mut batch = BytesMut::new();
+        loop {
+            tick.tick().await;
+            let due = (start.elapsed().as_secs_f64() * rate) as u64;
+            let count = due.saturating_sub(done);
+            for _ in 0..count {
+                batch.extend_from_slice(&packets[next]);
+                next = (next + 1) % packets.len();
+            }
+            if count > 0 {
+                self.stream.write_all(&batch).await?;
+                done = due;
+                sent.fetch_add(count, Ordering::Relaxed);
+                batch.clear();
+            }
+        }
+    }
+
     /// Publishes QoS 1 keeping `window` messages unacknowledged: tops the
     /// window up in one write, then reads and counts every PUBACK that has
     /// arrived.

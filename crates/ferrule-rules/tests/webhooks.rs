@@ -457,6 +457,49 @@ async fn a_slow_tenant_does_not_delay_another_and_its_overflow_is_refused() {
 }
 
 #[tokio::test]
+async fn a_replay_takes_its_turn_in_the_tenants_lane() {
+    let (endpoint, addr) = Endpoint::start().await;
+    let mut h = Harness::start(WebhookSettings {
+        allow_private: true,
+        concurrency_per_tenant: 1,
+        queue_per_tenant: 0,
+        rate_per_tenant: 100,
+    });
+    h.webhooks
+        .submit(job("a", format!("http://{addr}/missing"), 0, 2_000))
+        .unwrap();
+    assert!(h.next(Duration::from_secs(5)).await.2.is_err());
+    let letter = h.letters()[0].clone();
+
+    // The tenant's only call slot is taken by a slow call: the replay is
+    // not sent, and the letter is left as it was.
+    h.webhooks
+        .submit(job("a", format!("http://{addr}/slow"), 0, 5_000))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let busy = h.webhooks.replay(&tenant("a"), letter.id).await.unwrap();
+    assert_eq!(busy, ReplayOutcome::Busy);
+    assert_eq!(endpoint.received("/missing").len(), 1);
+    assert_eq!(h.letters()[0].attempts, 1);
+
+    // Once the slow call is done, the replay goes out.
+    assert_eq!(h.next(Duration::from_secs(5)).await.2, Ok(()));
+    let again = h.webhooks.replay(&tenant("a"), letter.id).await.unwrap();
+    assert!(
+        matches!(
+            again,
+            ReplayOutcome::Failed {
+                status: Some(404),
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    assert_eq!(endpoint.received("/missing").len(), 2);
+    assert_eq!(h.letters()[0].attempts, 2);
+}
+
+#[tokio::test]
 async fn private_addresses_are_refused_and_nothing_is_sent() {
     let (endpoint, addr) = Endpoint::start().await;
     let port = addr.port();

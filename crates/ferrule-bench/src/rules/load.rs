@@ -114,11 +114,13 @@ pub(super) async fn fanin(
 }
 
 /// The engine scenario: each publisher logs in to its tenant and publishes
-/// on its own topic, which nobody subscribes to.
+/// on its own topic, which nobody subscribes to; as fast as TCP takes it,
+/// or together at `rate` messages per second.
 pub(super) async fn engine(
     broker: &Broker,
     scraper: &Scraper,
     publishers: &[Publisher],
+    rate: Option<f64>,
     window: Duration,
     tag: &str,
 ) -> anyhow::Result<Rates> {
@@ -137,10 +139,20 @@ pub(super) async fn engine(
         .await
         .with_context(|| format!("publisher {i} logging in as {}", p.login.username))?;
         let (payloads, sent, topic) = (payloads.clone(), sent.clone(), p.topic.clone());
+        let each = rate.map(|r| r / publishers.len() as f64);
         tasks.spawn(async move {
-            client
-                .run_publisher_qos0_cycle(&topic, &payloads, sent)
-                .await
+            match each {
+                Some(r) => {
+                    client
+                        .run_publisher_qos0_paced(&topic, &payloads, r, sent)
+                        .await
+                }
+                None => {
+                    client
+                        .run_publisher_qos0_cycle(&topic, &payloads, sent)
+                        .await
+                }
+            }
         });
     }
     let rates = measure(broker, scraper, &received, &sent, window).await;

@@ -15,7 +15,11 @@
 //! 3. the engine: `--tenants` tenants, each with `--rules` rules on
 //!    `bench/+/t` and its own publishers (logged in with an API key of the
 //!    tenant), publishing where nobody subscribes, so that the engine is
-//!    what is measured; messages evaluated per second, from `/metrics`.
+//!    what is measured; messages evaluated per second, from `/metrics`:
+//!    first flooded (publishers as fast as TCP takes them: what the engine
+//!    evaluates while its queues shed the rest), then at steady offered
+//!    rates, searching for the highest the engine keeps up with (at most
+//!    1 % dropped): its sustained throughput, the figure judged.
 //!
 //! Rule `i` of `n` passes the messages whose `seq % n = i`, and the payloads'
 //! `seq` cycles evenly, so each message passes exactly one rule and causes
@@ -35,7 +39,7 @@ use clap::Args;
 
 use self::api::Admin;
 use self::load::Scraper;
-pub use self::report::{Rates, Report};
+pub use self::report::{Offered, Rates, Report};
 use crate::mqtt::{Broker, FANIN0, LOADGEN_CPU, least_disturbed_of};
 use crate::process::{pin_current_thread, rss_kib};
 
@@ -64,6 +68,13 @@ pub struct RulesArgs {
     /// machine did not disturb (the least disturbed one counts).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub attempts: u32,
+    /// The first rate (msgs/s, all publishers together) offered to the
+    /// engine in the sustained search; the issue's target by default.
+    #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub engine_rate: u64,
+    /// Rates tried at most in the sustained search (0: flood only).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub steps: u32,
 }
 
 impl RulesArgs {
@@ -74,8 +85,9 @@ impl RulesArgs {
     /// The command that runs this bench with these settings, for the report.
     pub fn command_line(&self) -> String {
         format!(
-            "ferrule bench rules --duration {} --tenants {} --rules {} --publishers {}",
-            self.duration, self.tenants, self.rules, self.publishers
+            "ferrule bench rules --duration {} --tenants {} --rules {} --publishers {} \
+             --engine-rate {} --steps {}",
+            self.duration, self.tenants, self.rules, self.publishers, self.engine_rate, self.steps
         )
     }
 }
@@ -186,18 +198,53 @@ async fn measure(args: &RulesArgs, broker: &Broker) -> anyhow::Result<Report> {
     let engine = least_disturbed_of(
         attempts,
         quiet,
-        "rules engine",
+        "rules engine, flood",
         async || {
             runs += 1;
-            load::engine(broker, &scraper, &publishers, window, &format!("e{runs}")).await
+            let tag = format!("e{runs}");
+            load::engine(broker, &scraper, &publishers, None, window, &tag).await
         },
         Rates::measured,
     )
     .await?;
     eprintln!("  {engine:?}");
 
+    // The sustained search: from the first rate up by a fifth while the
+    // engine keeps up, or down to what it managed while it does not; it
+    // ends when the answer flips (or after `steps` rates).
+    let mut sustained = Vec::new();
+    let mut rate = args.engine_rate as f64;
+    let mut rising = None;
+    for _ in 0..args.steps {
+        let rates = least_disturbed_of(
+            attempts,
+            quiet,
+            &format!("rules engine at {} msgs/s", crate::thousands(rate)),
+            async || {
+                runs += 1;
+                let tag = format!("s{runs}");
+                load::engine(broker, &scraper, &publishers, Some(rate), window, &tag).await
+            },
+            Rates::measured,
+        )
+        .await?;
+        eprintln!("  {rates:?}");
+        let kept_up = rates.kept_up();
+        sustained.push(Offered { rate, rates });
+        if rising.is_some_and(|r| r != kept_up) {
+            break;
+        }
+        rising = Some(kept_up);
+        rate = if kept_up {
+            rate * 1.2
+        } else {
+            (rates.evaluated * 0.95).min(rate * 0.9)
+        };
+    }
+
     Ok(Report {
         engine,
+        sustained,
         fanin_off,
         fanin_on,
         ferrule_rss_mib: None,

@@ -156,9 +156,11 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// The filter, with `device` left out: a device id that cannot exist
+    /// is the caller's to decide on, after every other parameter checked.
     fn filter(&self) -> Result<AlarmFilter, ApiError> {
         Ok(AlarmFilter {
-            device: self.device.as_deref().map(device_id).transpose()?,
+            device: None,
             alarm_type: self.alarm_type.clone(),
             severity: self.severity.map(Into::into),
             state: self.state.map(Into::into),
@@ -207,16 +209,19 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Paged<AlarmView>>> {
-    let filter = match q.filter() {
-        // A device id that cannot exist has no alarms.
-        Err(ApiError::NotFound(_)) => {
+    let mut filter = q.filter()?;
+    q.page()?;
+    match q.device.as_deref().map(device_id).transpose() {
+        Ok(device) => filter.device = device,
+        // A device id that cannot exist has no alarms (once the rest of
+        // the query is known to be valid).
+        Err(_) => {
             return Ok(Json(Paged {
                 items: Vec::new(),
                 next_cursor: None,
             }));
         }
-        other => other?,
-    };
+    }
     list_with(&state, &caller, filter, &q).await
 }
 

@@ -153,9 +153,12 @@ pub async fn get(
 }
 
 /// Sends a dead letter's request again, once, now (its URL checked again
-/// against private addresses; at most 10 s). Success marks the letter
-/// replayed; failure records the new error and adds the attempt. Either
-/// way the answer is 200: `ok` says whether the endpoint took it.
+/// against private addresses), as one of the tenant's webhook calls: it
+/// waits at most 5 s for its turn within the tenant's webhook concurrency
+/// and rate (else 503 with `Retry-After`, the letter unchanged), then at
+/// most 10 s for the endpoint. Success marks the letter replayed; failure
+/// records the new error and adds the attempt. Either way the answer is
+/// 200: `ok` says whether the endpoint took it.
 #[utoipa::path(post, operation_id = "replayDeadLetter", path = "/api/v1/rules/{id}/dead-letters/{letter}/replay", tag = "rules",
     params(("id" = String, Path, description = "The rule's id"),
         ("letter" = String, Path, description = "The dead letter's id (a number)")),
@@ -181,6 +184,14 @@ pub async fn replay(
             status,
             error: Some(error),
         },
+        ReplayOutcome::Busy => {
+            return Err(ApiError::Busy {
+                detail: "the tenant's webhook calls are at their limit (concurrency, queue \
+                         or rate): the letter was not sent; try again shortly"
+                    .into(),
+                retry_after: 1,
+            });
+        }
     }))
 }
 

@@ -160,6 +160,22 @@ pub async fn patch(
             detail: "a merge patch of the settings must be a JSON object".into(),
         });
     }
+    // Checked before merging: `null` for a field nobody has would vanish
+    // in the merge and pass unnoticed.
+    if let Some(unknown) = patch
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .find(|k| !SETTINGS_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(
+            unknown,
+            format!(
+                "unknown field; the settings are {}",
+                SETTINGS_FIELDS.join(", ")
+            ),
+        ));
+    }
     let t = state.telemetry()?;
     let current = t.store.retention(&caller.tenant).await?;
     let mut doc = serde_json::json!({
@@ -183,6 +199,14 @@ pub async fn patch(
     t.store.set_retention(&caller.tenant, settings).await?;
     Ok(Json(view(&state, &caller).await?))
 }
+
+/// The fields a settings patch may name.
+const SETTINGS_FIELDS: [&str; 4] = [
+    "retention_days",
+    "profiles",
+    "disk_budget_bytes",
+    "disk_budget_ceiling_bytes",
+];
 
 /// RFC 7396: objects merge member by member, `null` removes a member, and
 /// anything else replaces the target.

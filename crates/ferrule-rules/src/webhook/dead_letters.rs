@@ -9,7 +9,7 @@ use ferrule_store::dead_letters::DeadLetter;
 
 use super::observe::{DeadLettered, StoreFailed};
 use super::retry::Attempt;
-use super::{Shared, WebhookJob, WebhookRequest, call};
+use super::{Shared, WebhookJob, WebhookRequest, call, worker};
 
 /// The longest a store call of the webhooks may take; a stuck store must
 /// not hold a call's task (and its lane slot) for ever.
@@ -19,6 +19,10 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// keep its action's timeout (the rule may have changed since).
 pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a replay waits for its turn in the tenant's lane (a free
+/// call slot, then the tenant's rate) before it answers busy.
+pub const REPLAY_WAIT: Duration = Duration::from_secs(5);
+
 /// How a replay went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayOutcome {
@@ -27,6 +31,9 @@ pub enum ReplayOutcome {
     /// Refused or failed (`status` when the endpoint answered); the letter
     /// keeps this error and counts the attempt.
     Failed { status: Option<u16>, error: String },
+    /// Not sent: the tenant's webhook lane is full, or stayed busy longer
+    /// than [`REPLAY_WAIT`]. The letter is unchanged; try again later.
+    Busy,
 }
 
 /// Keeps a call that failed for good, then tells the rule.
@@ -85,6 +92,18 @@ pub(super) async fn replay(
     let letter = bounded(shared.dead_letters.get_dead_letter(tenant, id)).await?;
     let request: WebhookRequest = serde_json::from_value(letter.request)
         .map_err(|e| StoreError::corrupt(format!("dead letter {id}: its request: {e}")))?;
+    // A replay is a call of the tenant like any other: it takes a place in
+    // the tenant's lane and waits its turn for concurrency and rate, so
+    // replaying many letters at once cannot flood an endpoint or crowd out
+    // the rules' own calls.
+    let lane = shared.lanes.lane(tenant, &shared.settings);
+    let Some(_slot) = lane.accept() else {
+        return Ok(ReplayOutcome::Busy);
+    };
+    let Ok(Some(_permit)) = tokio::time::timeout(REPLAY_WAIT, worker::start(shared, &lane)).await
+    else {
+        return Ok(ReplayOutcome::Busy);
+    };
     // A refused request is not sent: no attempt to add.
     let (outcome, sent) = match call::prepare(&request, shared.settings.allow_private) {
         Err(refused) => (
@@ -108,6 +127,7 @@ pub(super) async fn replay(
     let record = match &outcome {
         ReplayOutcome::Delivered { .. } => Ok(ferrule_core::message::now_ms()),
         ReplayOutcome::Failed { error, .. } => Err((error.clone(), sent)),
+        ReplayOutcome::Busy => return Ok(ReplayOutcome::Busy),
     };
     bounded(shared.dead_letters.record_replay(tenant, id, record)).await?;
     Ok(outcome)

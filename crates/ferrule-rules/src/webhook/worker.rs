@@ -151,7 +151,7 @@ pub(super) async fn run(
 
 /// Waits for a permit to send, then for the tenant's rate; `None` when
 /// the server shuts down meanwhile.
-async fn start(shared: &Shared, lane: &Lane) -> Option<OwnedSemaphorePermit> {
+pub(super) async fn start(shared: &Shared, lane: &Lane) -> Option<OwnedSemaphorePermit> {
     let permit = tokio::select! {
         biased;
         () = shared.shutdown.cancelled() => return None,

@@ -182,6 +182,14 @@ async fn alarms_are_raised_deduplicated_acknowledged_cleared_and_kept() {
         .post("/api/v1/alarms", json!({"type": "x", "colour": "red"}))
         .await
         .assert_problem(400);
+    // A bad time is refused even beside a device id that cannot exist
+    // (which alone lists nothing).
+    let r = viewer.get("/api/v1/alarms?device=%2F&to=soon").await;
+    r.assert_problem(400);
+    assert_eq!(r.json["field"], "to", "{}", r.text);
+    let none = viewer.get("/api/v1/alarms?device=%2F").await;
+    assert_eq!(none.status, 200, "{}", none.text);
+    assert_eq!(none.json["items"], json!([]));
     viewer.get("/api/v1/alarms/abc").await.assert_problem(404);
     viewer
         .get("/api/v1/alarms/999999")

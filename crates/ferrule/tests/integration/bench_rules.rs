@@ -17,6 +17,9 @@ async fn bench_rules_measures_the_engine_and_the_fan_in_with_rules_off_and_on() 
         publishers: 1,
         quiet_wait_secs: 0,
         attempts: 1,
+        // A rate a debug build keeps up with, then one step up.
+        engine_rate: 2_000,
+        steps: 2,
     };
     let report = run(&args).await.expect("the bench ran");
     assert!(report.failures().is_empty(), "{:?}", report.failures());
@@ -34,6 +37,16 @@ async fn bench_rules_measures_the_engine_and_the_fan_in_with_rules_off_and_on() 
     let republished_per_pass = engine.republished / engine.passed;
     assert!((0.8..=1.2).contains(&republished_per_pass), "{engine:?}");
 
+    // The sustained search offered steady rates: the first one paced.
+    assert!(!report.sustained.is_empty() && report.sustained.len() <= 2);
+    let first = &report.sustained[0];
+    assert_eq!(first.rate, 2_000.0);
+    assert!(
+        (1_500.0..=2_500.0).contains(&first.rates.published),
+        "paced publishers send at the offered rate: {first:?}"
+    );
+    assert!(first.rates.evaluated > 0.0, "{first:?}");
+
     // Without rules the engine sees none of the fan-in; with them it does.
     assert!(report.fanin_off.delivered > 0.0, "{:?}", report.fanin_off);
     assert_eq!(report.fanin_off.evaluated, 0.0, "{:?}", report.fanin_off);
@@ -43,10 +56,10 @@ async fn bench_rules_measures_the_engine_and_the_fan_in_with_rules_off_and_on() 
 
     let md = report.markdown(&args);
     assert!(
-        md.contains("`ferrule bench rules --duration 1 --tenants 2 --rules 10 --publishers 1`"),
+        md.contains("`ferrule bench rules --duration 1 --tenants 2 --rules 10 --publishers 1 --engine-rate 2000 --steps 2`"),
         "{md}"
     );
-    assert!(md.contains("| engine: messages evaluated/s (2 tenants × 10 rules) | "));
+    assert!(md.contains("| engine, sustained: messages evaluated/s (2 tenants × 10 rules, "));
     assert!(md.contains("≥ 300,000 msgs/s"));
     assert!(md.contains("| fan-in with rules ÷ without | "));
     assert!(md.contains("≥ 80 %"));

@@ -68,6 +68,10 @@ async fn patch_changes_only_the_fields_it_names() {
         .await
         .assert_problem(400);
     patch(&owner, json!([1])).await.assert_problem(400);
+    // Even clearing a field that does not exist names it.
+    let r = patch(&owner, json!({"": null, "retention_days": 5})).await;
+    r.assert_problem(400);
+    assert_eq!(r.json["field"], "", "{}", r.text);
     // Nothing of a refused patch was applied.
     assert_eq!(
         ok(owner.get(PATH).await)["profiles"],
