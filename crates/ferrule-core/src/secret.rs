@@ -47,6 +47,17 @@ pub fn generate_token(kind: TokenKind) -> String {
     format!("{}{}", kind.prefix(), hex::encode(bytes))
 }
 
+/// What a dashboard's share token starts with. It opens one dashboard,
+/// read only, on its own route: it is no bearer credential.
+pub const SHARE_TOKEN_PREFIX: &str = "fv_";
+
+/// A new share token: like every token, 256 random bits.
+pub fn generate_share_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{SHARE_TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
 /// A short random id for objects the server names (users, keys, credentials).
 pub fn generate_id(prefix: &str) -> String {
     let mut bytes = [0u8; 8];

@@ -72,6 +72,8 @@ pub struct AppState {
     pub devices: Option<ferrule_twin::DeviceServices>,
     /// Rules, alarms and webhooks; `None` when not running.
     pub rules: Option<ferrule_rules::RuleServices>,
+    /// Dashboards and their share links; `None` when not available.
+    pub dashboards: Option<Arc<dyn ferrule_store::dashboards::DashboardStore>>,
     /// The open live streams (`/api/v1/stream`).
     pub streams: crate::routes::stream::LiveStreams,
 }

@@ -20,7 +20,8 @@
 //! - [`twin::TwinStore`] keeps device twins and their history;
 //!   [`commands::CommandStore`] the commands sent to devices (the outbox).
 //! - [`rules::RuleStore`] keeps tenants' rules, [`dead_letters::DeadLetterStore`]
-//!   the webhook calls that failed for good, [`alarms::AlarmStore`] alarms.
+//!   the webhook calls that failed for good, [`alarms::AlarmStore`] alarms,
+//!   [`dashboards::DashboardStore`] dashboards and their share links.
 //! - [`Directory`] knows in memory which tenants and devices exist, for the
 //!   hot paths that must not ask the store (telemetry intake, authorisation).
 //! - [`telemetry::TelemetryStore`] keeps devices' time series and events;
@@ -35,6 +36,7 @@ pub mod auth;
 mod broker_state;
 pub mod commands;
 mod connectivity;
+pub mod dashboards;
 pub mod dead_letters;
 mod directory;
 pub mod embedded;

@@ -197,6 +197,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         telemetry: None,
         devices: None,
         rules: None,
+        dashboards: Some(embedded.clone()),
         streams: Default::default(),
     };
 

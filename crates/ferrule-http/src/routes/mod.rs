@@ -8,6 +8,8 @@ mod auth;
 mod commands;
 mod contract;
 mod credentials;
+mod dashboard_widgets;
+mod dashboards;
 mod dead_letters;
 mod device_attributes;
 mod device_filter;
@@ -20,6 +22,7 @@ mod ops;
 mod profiles;
 mod rules;
 mod security_headers;
+mod shared;
 pub mod stream;
 mod telemetry;
 mod telemetry_settings;
@@ -63,6 +66,7 @@ use crate::state::AppState;
         (name = "alarms", description = "Alarms raised by rules or by hand: list, acknowledge, clear"),
         (name = "stream", description = "Live messages of the tenant over a WebSocket"),
         (name = "rules", description = "SQL rules on every message, their actions, dry runs and dead letters"),
+        (name = "dashboards", description = "Dashboards of widgets: saved layouts, export and import, read-only share links"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -135,6 +139,16 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(alarms::acknowledge))
         .routes(routes!(alarms::clear))
         .routes(routes!(alarms::list_of_device))
+        .routes(routes!(dashboards::list, dashboards::create))
+        .routes(routes!(dashboards::import))
+        .routes(routes!(
+            dashboards::get,
+            dashboards::replace,
+            dashboards::delete
+        ))
+        .routes(routes!(dashboards::share, dashboards::unshare))
+        .routes(routes!(dashboards::export))
+        .routes(routes!(shared::open))
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))

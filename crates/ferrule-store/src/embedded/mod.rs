@@ -7,6 +7,7 @@ mod alarms;
 mod broker_state;
 mod commands;
 mod connectivity;
+mod dashboards;
 mod dead_letters;
 mod meta;
 mod migrations;

@@ -15,6 +15,7 @@ mod bench_rules;
 mod commands;
 mod config;
 mod connectivity;
+mod dashboards;
 mod data_dir_modes;
 mod deletion;
 mod device_peer;
