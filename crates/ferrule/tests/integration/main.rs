@@ -14,6 +14,8 @@ mod bench_commands;
 mod bench_rules;
 mod commands;
 mod config;
+mod console;
+mod console_e2e;
 mod connectivity;
 mod data_dir_modes;
 mod deletion;

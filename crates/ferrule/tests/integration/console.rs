@@ -1,0 +1,528 @@
+//! The web console as a browser (and an attacker) would use it: login and
+//! its cookie, CSRF, the content security policy, hashed assets, open
+//! redirects, roles and tenants. The end-to-end run in a real browser is
+//! `console_e2e`.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+use crate::util::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, USER_PASSWORD, viewer_editor_owner};
+
+/// A browser without JavaScript: keeps cookies, does not follow redirects.
+pub struct Browser {
+    base: String,
+    client: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no Location: {} {}", self.status, self.body))
+    }
+
+    /// The `Set-Cookie` line for `name`.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    /// The value of the first hidden `csrf` field.
+    pub fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no csrf field in {}", self.body));
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+impl Browser {
+    pub fn new(server: &Server) -> Self {
+        Self {
+            base: server.http.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, headers: &HeaderMap) {
+        for v in headers.get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn session(&self) -> Option<&str> {
+        self.cookies.get("ferrule_session").map(String::as_str)
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let r = req
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        self.keep_cookies(&headers);
+        Page {
+            status,
+            headers,
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    /// A form post as a browser sends it from one of our pages.
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let origin = self.base.clone();
+        self.post_from(path, form, Some(&origin)).await
+    }
+
+    pub async fn post_from(&mut self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let mut req = self.client.post(format!("{}{path}", self.base)).header(
+            "content-type",
+            "application/x-www-form-urlencoded",
+        );
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let body = form_body(form);
+        self.send(req.body(body)).await
+    }
+
+    /// Logs in through the form; returns the answer to the POST.
+    pub async fn login(&mut self, email: &str, password: &str, next: &str) -> Page {
+        let form = self.get(&format!("/login?next={}", enc(next))).await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let csrf = form.csrf();
+        self.post(
+            "/login",
+            &[("email", email), ("password", password), ("next", next), ("csrf", &csrf)],
+        )
+        .await
+    }
+
+    /// Logged in as the first admin, or panics.
+    pub async fn admin(server: &Server) -> Self {
+        let mut b = Self::new(server);
+        let r = b.login(ADMIN_EMAIL, ADMIN_PASSWORD, "/").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        b
+    }
+
+    /// The CSRF token of a page of this session.
+    pub async fn csrf(&mut self) -> String {
+        self.get("/devices").await.csrf()
+    }
+}
+
+fn enc(s: &str) -> String {
+    url_encode(s)
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn form_body(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_session_cookie_and_logout_ends_the_session() {
+    let s = Server::start().await;
+    let mut b = Browser::new(&s);
+    let r = b.login(ADMIN_EMAIL, ADMIN_PASSWORD, "/devices").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/devices");
+    let cookie = r.set_cookie("ferrule_session").expect("a session cookie");
+    assert!(cookie.starts_with("ferrule_session=fs_"), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure: {cookie}");
+    let token = b.session().unwrap().to_owned();
+
+    let page = b.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Overview"), "{}", page.body);
+    // The token is the API's session: it works as a Bearer…
+    assert_eq!(s.api(&token).get("/api/v1/auth/me").await.status, 200);
+    // …and it never appears in a page.
+    assert!(!page.body.contains(&token));
+
+    let csrf = page.csrf();
+    let out = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.location(), "/login");
+    assert!(out.set_cookie("ferrule_session").unwrap().contains("Max-Age=0"));
+    // Ended on the server, not only forgotten by the browser.
+    assert_eq!(s.api(&token).get("/api/v1/auth/me").await.status, 401);
+    let mut replay = Browser::new(&s);
+    replay.set_cookie("ferrule_session", &token);
+    assert_eq!(replay.get("/").await.status, StatusCode::SEE_OTHER);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_says_so_and_sets_no_session() {
+    let s = Server::start().await;
+    let mut b = Browser::new(&s);
+    let r = b.login(ADMIN_EMAIL, "not-the-password", "/").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("Wrong email or password"), "{}", r.body);
+    assert!(r.set_cookie("ferrule_session").is_none());
+    // The email is kept in the form, escaped.
+    let r = b.login("<b>x</b>@example.com", "nope", "/").await;
+    assert!(r.body.contains("&lt;b&gt;x&lt;&#x2f;b&gt;@example.com"), "{}", r.body);
+    // A login form not from our page is refused before any password check.
+    let mut other = Browser::new(&s);
+    let r = other
+        .post(
+            "/login",
+            &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("csrf", "00")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.set_cookie("ferrule_session").is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pages_without_a_session_go_to_login_and_come_back() {
+    let s = Server::start().await;
+    let mut b = Browser::new(&s);
+    for path in ["/", "/devices?q=pump", "/devices/pump-1"] {
+        let r = b.get(path).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(r.location(), format!("/login?next={}", enc(path)), "{path}");
+    }
+    // An htmx fragment asks the browser to load the login page instead.
+    let r = b
+        .send(
+            b.client
+                .get(format!("{}/overview/stats", s.http))
+                .header("hx-request", "true")
+                .header("hx-current-url", format!("{}/", s.http)),
+        )
+        .await;
+    assert_eq!(r.headers["hx-redirect"], "/login?next=%2F");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn login_never_redirects_to_another_site() {
+    let s = Server::start().await;
+    for next in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "evil.example",
+        "javascript:alert(1)",
+    ] {
+        let mut b = Browser::new(&s);
+        let r = b.login(ADMIN_EMAIL, ADMIN_PASSWORD, next).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(r.location(), "/", "{next}");
+        // Already logged in: the login page goes on, also only locally.
+        let r = b.get(&format!("/login?next={}", enc(next))).await;
+        assert_eq!(r.location(), "/", "{next}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn forged_posts_are_refused_and_change_nothing() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let mut b = Browser::admin(&s).await;
+    let csrf = b.csrf().await;
+    let origin = s.http.clone();
+    let cases: [(&str, Vec<(&str, &str)>, Option<&str>); 4] = [
+        ("no token", vec![("id", "forged-1")], Some(&origin)),
+        ("wrong token", vec![("id", "forged-2"), ("csrf", "deadbeef")], Some(&origin)),
+        (
+            "empty token",
+            vec![("id", "forged-3"), ("csrf", "")],
+            Some(&origin),
+        ),
+        (
+            "right token, other origin",
+            vec![("id", "forged-4"), ("csrf", &csrf)],
+            Some("http://evil.example"),
+        ),
+    ];
+    for (why, form, from) in cases {
+        let r = b.post_from("/devices", &form, from).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{why}: {}", r.body);
+        assert!(r.body.contains("Reload the page") || r.body.contains("another site"), "{why}: {}", r.body);
+        let id = form[0].1;
+        assert_eq!(admin.get(&format!("/api/v1/devices/{id}")).await.status, 404, "{why}");
+    }
+    // A token sent as htmx does, but wrong: refused too.
+    let r = b
+        .send(
+            b.client
+                .post(format!("{}/devices/x/delete", s.http))
+                .header("x-csrf-token", "00ff"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Cross-site by the browser's own account.
+    let r = b
+        .send(
+            b.client
+                .post(format!("{}/logout", s.http))
+                .header("sec-fetch-site", "cross-site")
+                .header("x-csrf-token", &csrf),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.api(b.session().unwrap()).get("/api/v1/auth/me").await.status, 200);
+    // The real form works.
+    let r = b.post("/devices", &[("id", "real-1"), ("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(admin.get("/api/v1/devices/real-1").await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_cookie_does_not_authenticate_the_api() {
+    let s = Server::start().await;
+    let b = Browser::admin(&s).await;
+    let r = b
+        .client
+        .get(format!("{}/api/v1/auth/me", s.http))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = b
+        .client
+        .post(format!("{}/api/v1/devices", s.http))
+        .header("cookie", b.cookie_header())
+        .header("content-type", "application/json")
+        .body(r#"{"id":"via-cookie"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn console_pages_allow_only_their_own_scripts_and_styles() {
+    let s = Server::start().await;
+    let mut b = Browser::admin(&s).await;
+    let mut anonymous = Browser::new(&s);
+    for path in ["/", "/devices", "/login?next=/"] {
+        let r = if path.starts_with("/login") {
+            anonymous.get(path).await
+        } else {
+            b.get(path).await
+        };
+        assert_eq!(r.status, 200, "{path}");
+        let csp = r.headers["content-security-policy"].to_str().unwrap().to_owned();
+        for want in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(want), "{path}: {want} in {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+        // Nothing inline that the policy would block anyway.
+        assert!(!r.body.contains("<script>") && !r.body.contains(" style=") && !r.body.contains("hx-on"), "{path}");
+        assert_eq!(r.headers["x-frame-options"], "DENY");
+        // Same-origin posts keep their Origin for the CSRF check.
+        assert_eq!(r.headers["referrer-policy"], "same-origin");
+    }
+    // The API reference keeps its stricter policy: no script at all.
+    let docs = b.get("/api/docs").await;
+    let csp = docs.headers["content-security-policy"].to_str().unwrap();
+    assert!(!csp.contains("script-src"), "{csp}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn assets_are_served_at_hashed_immutable_urls_only() {
+    let s = Server::start().await;
+    let mut b = Browser::new(&s);
+    let login = b.get("/login").await;
+    let urls: Vec<String> = login
+        .body
+        .split('"')
+        .filter(|p| p.starts_with("/assets/"))
+        .map(str::to_owned)
+        .collect();
+    assert!(urls.len() >= 3, "{urls:?}");
+    for url in &urls {
+        let r = b.get(url).await;
+        assert_eq!(r.status, 200, "{url}");
+        assert_eq!(
+            r.headers["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{url}"
+        );
+        let name = url.rsplit('/').next().unwrap();
+        let parts: Vec<_> = name.split('.').collect();
+        let hash = parts[parts.len() - 2];
+        assert!(hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()), "{url}");
+    }
+    let css = urls.iter().find(|u| u.contains("/app.")).unwrap();
+    assert!(b.get(css).await.headers["content-type"].to_str().unwrap().starts_with("text/"));
+    for missing in ["/assets/app.css", "/assets/app.00000000.css", "/assets/LICENSE", "/assets/..%2Fconsole.rs"] {
+        assert_eq!(b.get(missing).await.status, 404, "{missing}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_cannot_create_or_delete_devices_through_the_console() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    viewer_editor_owner(&s, &admin).await;
+    assert_eq!(admin.post("/api/v1/devices", serde_json::json!({"id": "kept"})).await.status, 201);
+    let mut viewer = Browser::new(&s);
+    let r = viewer.login("v@x.io", USER_PASSWORD, "/devices").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = viewer.get("/devices").await;
+    assert!(!page.body.contains("Add a device"), "no create form for viewers");
+    let csrf = page.csrf();
+    let r = viewer.post("/devices", &[("id", "by-viewer"), ("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("your role may only read"), "{}", r.body);
+    assert_eq!(admin.get("/api/v1/devices/by-viewer").await.status, 404);
+    let r = viewer.post("/devices/kept/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(admin.get("/api/v1/devices/kept").await.status, 200);
+    // A viewer's tenant cookie is ignored: it never leaves its tenant.
+    viewer.set_cookie("ferrule_tenant", "other");
+    let r = viewer.post("/tenant", &[("tenant", "default"), ("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_or_duplicate_ids_are_shown_next_to_the_field() {
+    let s = Server::start().await;
+    let mut b = Browser::admin(&s).await;
+    let csrf = b.csrf().await;
+    let r = b.post("/devices", &[("id", "bad id!"), ("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("id=\"device-id-error\""), "{}", r.body);
+    assert!(r.body.contains("aria-invalid=\"true\""));
+    assert!(r.body.contains("value=\"bad id!\""), "the form keeps what was typed");
+    let created = b.post("/devices", &[("id", "pump-1"), ("name", "Pump"), ("csrf", &csrf)]).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert!(created.body.contains("mosquitto_pub -h 127.0.0.1 -p "), "{}", created.body);
+    assert!(created.body.contains("devices/pump-1/telemetry"));
+    assert!(created.body.contains("paho.mqtt.client"));
+    let dup = b.post("/devices", &[("id", "pump-1"), ("csrf", &csrf)]).await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+    assert!(dup.body.contains("id=\"device-id-error\""), "{}", dup.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_switches_tenant_and_sees_only_that_tenants_devices() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let owner = crate::util::tenant_with_owner(&s, &admin, "acme").await;
+    assert_eq!(owner.post("/api/v1/devices", serde_json::json!({"id": "acme-dev"})).await.status, 201);
+    let mut b = Browser::admin(&s).await;
+    assert!(!b.get("/devices").await.body.contains("acme-dev"));
+    let csrf = b.csrf().await;
+    let r = b.post("/tenant", &[("tenant", "acme"), ("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(b.get("/devices").await.body.contains("acme-dev"));
+    let r = b.post("/tenant", &[("tenant", "no-such"), ("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The owner of acme, given a cookie naming `default`, stays in acme.
+    let mut o = Browser::new(&s);
+    assert_eq!(o.login("owner@acme.example", "owner-password", "/").await.status, StatusCode::SEE_OTHER);
+    o.set_cookie("ferrule_tenant", "default");
+    let page = o.get("/devices").await;
+    assert!(page.body.contains("acme-dev") && page.body.contains("<strong>acme</strong>"), "{}", page.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_live_stream_takes_the_session_cookie_only_from_this_origin() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = Server::start().await;
+    let b = Browser::admin(&s).await;
+    let ws_url = format!("{}/live?filter=devices/%2B/telemetry", s.http.replace("http://", "ws://"));
+    let request = |origin: Option<&str>| {
+        let mut req = ws_url.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("cookie", b.cookie_header().parse().unwrap());
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        req
+    };
+    for origin in [Some("http://evil.example"), None] {
+        let err = tokio_tungstenite::connect_async(request(origin)).await.unwrap_err();
+        assert!(err.to_string().contains("403"), "{origin:?}: {err}");
+    }
+    let (_ws, resp) = tokio_tungstenite::connect_async(request(Some(&s.http))).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    s.stop().await;
+}
