@@ -15,7 +15,7 @@
     return v || fallback;
   }
 
-  function makeChart(el, label, data) {
+  function makeChart(el, label, data, xRange) {
     var stroke = cssVar("--accent", "#0a58ca");
     var axis = { stroke: cssVar("--muted", "#4f5863"), grid: { stroke: cssVar("--line", "#d5dae0") } };
     return new uPlot({
@@ -23,7 +23,7 @@
       height: 220,
       series: [{}, { label: label, stroke: stroke, width: 2, spanGaps: true }],
       axes: [axis, axis],
-      scales: { x: { time: true } }
+      scales: { x: xRange ? { time: true, range: function () { return xRange; } } : { time: true } }
     }, data, el);
   }
 
@@ -131,8 +131,8 @@
           if (chart) { chart.destroy(); chart = null; }
           if (!d.key) { setText(status, "No telemetry yet."); return; }
           var n = d.values.filter(function (v) { return v !== null; }).length;
-          setText(status, n + " points of " + d.key + ", averaged per " + d.interval + ".");
-          chart = makeChart(el, d.key + " (avg per " + d.interval + ")", [d.ts, d.values]);
+          setText(status, n + (n === 1 ? " point" : " points") + " of " + d.key + ", averaged per " + d.interval + ".");
+          chart = makeChart(el, d.key + " (avg per " + d.interval + ")", [d.ts, d.values], [d.from, d.to]);
         })
         .catch(function (e) { setText(status, "Could not load the history: " + e.message + ". Try again."); });
     }

@@ -100,7 +100,10 @@ pub async fn serve(Path(file): Path<String>) -> Response {
         Some(asset) => (
             StatusCode::OK,
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(asset.content_type),
+                ),
                 (header::CACHE_CONTROL, CACHE_FOREVER),
             ],
             asset.bytes,

@@ -68,7 +68,11 @@ struct LatestRow {
     at: String,
 }
 
-async fn latest_rows(state: &AppState, console: &Console, id: &str) -> Result<Vec<LatestRow>, ApiError> {
+async fn latest_rows(
+    state: &AppState,
+    console: &Console,
+    id: &str,
+) -> Result<Vec<LatestRow>, ApiError> {
     if state.telemetry.is_none() {
         return Ok(Vec::new());
     }
@@ -107,41 +111,59 @@ pub async fn page(
     console: Console,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
-    let device = api::get(State(state.clone()), console.caller.clone(), Path(id.clone()))
-        .await?
-        .0;
+    let device = api::get(
+        State(state.clone()),
+        console.caller.clone(),
+        Path(id.clone()),
+    )
+    .await?
+    .0;
     let latest = latest_rows(&state, &console, &id).await?;
     // Credentials are for those who may change them (as in the API).
     let credentials: Vec<CredentialRow> = if console.caller.role.can_write() {
-        crate::routes::credentials::list(State(state.clone()), console.caller.clone(), Path(id.clone()))
-            .await?
-            .0
-            .into_iter()
-            .map(|c| {
-                let kind = serde_json::to_value(c.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                CredentialRow {
-                    rotatable: kind == "token",
-                    id: c.id,
-                    kind,
-                    created_at: when(Some(c.created_at)),
-                    expires_at: c.expires_at.map(|t| when(Some(t))).unwrap_or_else(|| "never".into()),
-                }
-            })
-            .collect()
+        crate::routes::credentials::list(
+            State(state.clone()),
+            console.caller.clone(),
+            Path(id.clone()),
+        )
+        .await?
+        .0
+        .into_iter()
+        .map(|c| {
+            let kind = serde_json::to_value(c.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            CredentialRow {
+                rotatable: kind == "token",
+                id: c.id,
+                kind,
+                created_at: when(Some(c.created_at)),
+                expires_at: c
+                    .expires_at
+                    .map(|t| when(Some(t)))
+                    .unwrap_or_else(|| "never".into()),
+            }
+        })
+        .collect()
     } else {
         Vec::new()
     };
     let keys: Vec<String> = if state.telemetry.is_some() {
-        telemetry::keys(State(state.clone()), console.caller.clone(), Path(id.clone()))
-            .await?
-            .0
+        telemetry::keys(
+            State(state.clone()),
+            console.caller.clone(),
+            Path(id.clone()),
+        )
+        .await?
+        .0
     } else {
         Vec::new()
     };
-    let ranges: Vec<_> = RANGES.iter().map(|(v, label, _)| context! { value => v, label => label }).collect();
+    let ranges: Vec<_> = RANGES
+        .iter()
+        .map(|(v, label, _)| context! { value => v, label => label })
+        .collect();
     let chrome = page::chrome(&state, &console, "devices").await;
     let body = page::render(
         "device.html",
@@ -192,6 +214,9 @@ struct HistoryData {
     keys: Vec<String>,
     range: String,
     interval: &'static str,
+    /// The range asked for, in seconds: the chart's x axis spans it whole.
+    from: f64,
+    to: f64,
     ts: Vec<f64>,
     values: Vec<Option<f64>>,
 }
@@ -209,15 +234,24 @@ pub async fn history(
         .copied()
         .find(|(v, _, _)| Some(*v) == p.range.as_deref())
         .unwrap_or(RANGES[1]);
-    let keys = telemetry::keys(State(state.clone()), console.caller.clone(), Path(id.clone()))
-        .await?
-        .0;
+    let keys = telemetry::keys(
+        State(state.clone()),
+        console.caller.clone(),
+        Path(id.clone()),
+    )
+    .await?
+    .0;
     let key = p
         .key
         .filter(|k| keys.contains(k))
         .or_else(|| keys.first().cloned());
     let (interval_ms, interval) = interval_for(range_ms);
+    let now = jiff::Timestamp::now().as_millisecond();
+    // Whole buckets, so that a refresh does not shift them.
+    let to = (now / interval_ms + 1) * interval_ms;
     let mut data = HistoryData {
+        from: (to - range_ms) as f64 / 1000.0,
+        to: to as f64 / 1000.0,
         key: key.clone(),
         keys,
         range: range.to_owned(),
@@ -226,9 +260,6 @@ pub async fn history(
         values: Vec::new(),
     };
     if let Some(key) = key {
-        let now = jiff::Timestamp::now().as_millisecond();
-        // Whole buckets, so that a refresh does not shift them.
-        let to = (now / interval_ms + 1) * interval_ms;
         let points = telemetry::history(
             State(state.clone()),
             console.caller.clone(),

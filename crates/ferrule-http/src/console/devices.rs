@@ -199,7 +199,15 @@ pub async fn list(
         profile: "default".into(),
         ..Default::default()
     };
-    list_page(&state, &console, &q, &create, &BTreeMap::new(), StatusCode::OK).await
+    list_page(
+        &state,
+        &console,
+        &q,
+        &create,
+        &BTreeMap::new(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// The host and MQTT port a device on the same network as the browser
@@ -226,7 +234,10 @@ fn token_page(
     (host, port): (String, u16),
     status: StatusCode,
 ) -> Result<Response, Failure> {
-    let python_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let python_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let body = page::render(
         "token.html",
         context! { ..chrome, ..context! {
@@ -251,7 +262,13 @@ pub async fn create(
         profile: form::optional(Some(f.profile.clone())),
         attributes: None,
     };
-    match api::create(State(state.clone()), console.caller.clone(), JsonBody(request)).await {
+    match api::create(
+        State(state.clone()),
+        console.caller.clone(),
+        JsonBody(request),
+    )
+    .await
+    {
         Ok((_, created)) => {
             let chrome = page::chrome(&state, &console, "devices").await;
             token_page(

@@ -82,7 +82,12 @@ pub async fn form(
     let mut resp = login_page(StatusCode::OK, &nonce, &next, "", None)?;
     resp.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(session::secure(&parts), LOGIN_COOKIE, &nonce, Some(LOGIN_FORM_SECONDS)),
+        set_cookie(
+            session::secure(&parts),
+            LOGIN_COOKIE,
+            &nonce,
+            Some(LOGIN_FORM_SECONDS),
+        ),
     );
     Ok(resp)
 }
@@ -107,7 +112,10 @@ pub async fn submit(
         Ok(s) => s,
         Err(e) => {
             let (status, message) = match &e {
-                AuthError::Invalid | AuthError::Disabled | AuthError::Expired | AuthError::Revoked => (
+                AuthError::Invalid
+                | AuthError::Disabled
+                | AuthError::Expired
+                | AuthError::Revoked => (
                     StatusCode::UNAUTHORIZED,
                     "Wrong email or password. Check both and try again.".to_owned(),
                 ),
@@ -130,8 +138,14 @@ pub async fn submit(
         header::SET_COOKIE,
         set_cookie(secure, SESSION_COOKIE, &issued.token, Some(lifetime)),
     );
-    headers.append(header::SET_COOKIE, set_cookie(secure, TENANT_COOKIE, "", Some(0)));
-    headers.append(header::SET_COOKIE, set_cookie(secure, LOGIN_COOKIE, "", Some(0)));
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(secure, TENANT_COOKIE, "", Some(0)),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(secure, LOGIN_COOKIE, "", Some(0)),
+    );
     Ok(resp)
 }
 
@@ -179,7 +193,11 @@ pub async fn switch_tenant(
     }
     let tenant = TenantId::new(f.tenant.trim())
         .map_err(|_| ApiError::invalid("tenant", "not a valid tenant id"))?;
-    state.store().get_tenant(&tenant).await.map_err(ApiError::from)?;
+    state
+        .store()
+        .get_tenant(&tenant)
+        .await
+        .map_err(ApiError::from)?;
     let mut resp = Redirect::to("/").into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,

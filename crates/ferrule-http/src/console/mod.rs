@@ -141,7 +141,8 @@ async fn guard(req: Request, next: Next) -> Response {
         .map(|(_, v)| v.into_owned());
     match presented {
         Some(p) if csrf::verify_session(&session, &p) => {
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
         _ => forged(STALE),
     }

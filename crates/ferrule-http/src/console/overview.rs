@@ -41,7 +41,10 @@ struct Stats {
 pub async fn page(State(state): State<AppState>, console: Console) -> Result<Response, Failure> {
     let stats = stats_of(&state, &console).await?;
     let chrome = page::chrome(&state, &console, "overview").await;
-    let body = page::render("overview.html", context! { ..chrome, ..context! { stats => stats } })?;
+    let body = page::render(
+        "overview.html",
+        context! { ..chrome, ..context! { stats => stats } },
+    )?;
     Ok(page::html(StatusCode::OK, body))
 }
 
@@ -69,7 +72,10 @@ async fn stats_of(state: &AppState, console: &Console) -> Result<Stats, ApiError
             .await?;
         for d in &page.items {
             total += 1;
-            if connectivity.as_ref().is_some_and(|c| c.is_online(tenant, &d.id)) {
+            if connectivity
+                .as_ref()
+                .is_some_and(|c| c.is_online(tenant, &d.id))
+            {
                 online += 1;
             }
         }
@@ -93,7 +99,9 @@ async fn stats_of(state: &AppState, console: &Console) -> Result<Stats, ApiError
         None => (None, None),
     };
     let disk_percent = match (disk_bytes, disk_budget_bytes) {
-        (Some(used), Some(budget)) if budget > 0 => Some((used.saturating_mul(100) / budget).min(100)),
+        (Some(used), Some(budget)) if budget > 0 => {
+            Some((used.saturating_mul(100) / budget).min(100))
+        }
         _ => None,
     };
     Ok(Stats {

@@ -42,12 +42,14 @@ fn environment() -> &'static Environment<'static> {
         });
         // Our own URLs, known safe: written as they are.
         env.add_function("asset", |name: &str| -> Result<Value, minijinja::Error> {
-            assets::url(name).map(|u| Value::from_safe_string(u.to_owned())).ok_or_else(|| {
-                minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    format!("no console asset {name}"),
-                )
-            })
+            assets::url(name)
+                .map(|u| Value::from_safe_string(u.to_owned()))
+                .ok_or_else(|| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("no console asset {name}"),
+                    )
+                })
         });
         env.add_filter("bytes", human_bytes);
         for name in Templates::iter() {
@@ -110,10 +112,8 @@ pub fn render(name: &str, ctx: Value) -> Result<String, Failure> {
 /// A whole page with the console's layout around it.
 pub fn html(status: StatusCode, body: String) -> Response {
     let mut r = (status, Html(body)).into_response();
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -216,7 +216,10 @@ mod tests {
             context! { title => "t", detail => "<script>x</script>", status => 400 },
         )
         .unwrap();
-        assert!(html.contains("&lt;script&gt;x&lt;&#x2f;script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;x&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert!(!html.contains("<script>x"), "{html}");

@@ -47,7 +47,12 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
 /// `Set-Cookie` for a console cookie: HttpOnly, SameSite=Lax, the whole
 /// site, and `Secure` when the request came over HTTPS. `max_age` zero
 /// deletes it; `None` makes it last as long as the browser session.
-pub fn set_cookie(parts_secure: bool, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+pub fn set_cookie(
+    parts_secure: bool,
+    name: &str,
+    value: &str,
+    max_age: Option<i64>,
+) -> HeaderValue {
     let mut c = format!("{name}={value}; HttpOnly; SameSite=Lax; Path=/");
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={age}"));
@@ -170,7 +175,9 @@ impl FromRequestParts<AppState> for Console {
         };
         let principal = match state.identity.authenticate_bearer(&token).await {
             Ok(p) => p,
-            Err(AuthError::Store(e)) => return Err(NoSession::Failed(crate::error::ApiError::from(e).into())),
+            Err(AuthError::Store(e)) => {
+                return Err(NoSession::Failed(crate::error::ApiError::from(e).into()));
+            }
             Err(_) => return Err(login()),
         };
         let PrincipalKind::User { role, .. } = principal.kind else {

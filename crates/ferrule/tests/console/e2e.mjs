@@ -188,10 +188,10 @@ async function main() {
       await page.goto(`${BASE}/devices/${DEVICE}`);
       await page.waitForFunction(() => !/Loading|^$/.test(document.getElementById("history-status").textContent), null, { timeout: 5000 });
       status = await page.textContent("#history-status");
-      if (/^[1-9]\d* points of temp/.test(status)) break;
+      if (/^[1-9]\d* points? of temp/.test(status)) break;
       await new Promise((r) => setTimeout(r, 250));
     }
-    check(/^[1-9]\d* points of temp/.test(status), `history: ${status}`);
+    check(/^[1-9]\d* points? of temp/.test(status), `history: ${status}`);
     check(await page.$("#history-chart canvas"), "no history chart drawn");
     await page.selectOption("#history-range", "24h");
     await page.waitForFunction(() => /averaged per 5m/.test(document.getElementById("history-status").textContent));

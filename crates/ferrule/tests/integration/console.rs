@@ -120,11 +120,16 @@ impl Browser {
         self.post_from(path, form, Some(&origin)).await
     }
 
-    pub async fn post_from(&mut self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Page {
-        let mut req = self.client.post(format!("{}{path}", self.base)).header(
-            "content-type",
-            "application/x-www-form-urlencoded",
-        );
+    pub async fn post_from(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> Page {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded");
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
@@ -139,7 +144,12 @@ impl Browser {
         let csrf = form.csrf();
         self.post(
             "/login",
-            &[("email", email), ("password", password), ("next", next), ("csrf", &csrf)],
+            &[
+                ("email", email),
+                ("password", password),
+                ("next", next),
+                ("csrf", &csrf),
+            ],
         )
         .await
     }
@@ -192,7 +202,10 @@ async fn login_sets_a_strict_session_cookie_and_logout_ends_the_session() {
     for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
         assert!(cookie.contains(flag), "{flag} in {cookie}");
     }
-    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP: no Secure: {cookie}"
+    );
     let token = b.session().unwrap().to_owned();
 
     let page = b.get("/").await;
@@ -207,7 +220,11 @@ async fn login_sets_a_strict_session_cookie_and_logout_ends_the_session() {
     let out = b.post("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(out.location(), "/login");
-    assert!(out.set_cookie("ferrule_session").unwrap().contains("Max-Age=0"));
+    assert!(
+        out.set_cookie("ferrule_session")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     // Ended on the server, not only forgotten by the browser.
     assert_eq!(s.api(&token).get("/api/v1/auth/me").await.status, 401);
     let mut replay = Browser::new(&s);
@@ -226,13 +243,21 @@ async fn a_wrong_password_says_so_and_sets_no_session() {
     assert!(r.set_cookie("ferrule_session").is_none());
     // The email is kept in the form, escaped.
     let r = b.login("<b>x</b>@example.com", "nope", "/").await;
-    assert!(r.body.contains("&lt;b&gt;x&lt;&#x2f;b&gt;@example.com"), "{}", r.body);
+    assert!(
+        r.body.contains("&lt;b&gt;x&lt;&#x2f;b&gt;@example.com"),
+        "{}",
+        r.body
+    );
     // A login form not from our page is refused before any password check.
     let mut other = Browser::new(&s);
     let r = other
         .post(
             "/login",
-            &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("csrf", "00")],
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", ADMIN_PASSWORD),
+                ("csrf", "00"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -290,9 +315,15 @@ async fn forged_posts_are_refused_and_change_nothing() {
     let mut b = Browser::admin(&s).await;
     let csrf = b.csrf().await;
     let origin = s.http.clone();
-    let cases: [(&str, Vec<(&str, &str)>, Option<&str>); 4] = [
+    // Why, the form posted, the Origin it comes from.
+    type Forgery<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
+    let cases: [Forgery; 4] = [
         ("no token", vec![("id", "forged-1")], Some(&origin)),
-        ("wrong token", vec![("id", "forged-2"), ("csrf", "deadbeef")], Some(&origin)),
+        (
+            "wrong token",
+            vec![("id", "forged-2"), ("csrf", "deadbeef")],
+            Some(&origin),
+        ),
         (
             "empty token",
             vec![("id", "forged-3"), ("csrf", "")],
@@ -307,9 +338,17 @@ async fn forged_posts_are_refused_and_change_nothing() {
     for (why, form, from) in cases {
         let r = b.post_from("/devices", &form, from).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{why}: {}", r.body);
-        assert!(r.body.contains("Reload the page") || r.body.contains("another site"), "{why}: {}", r.body);
+        assert!(
+            r.body.contains("Reload the page") || r.body.contains("another site"),
+            "{why}: {}",
+            r.body
+        );
         let id = form[0].1;
-        assert_eq!(admin.get(&format!("/api/v1/devices/{id}")).await.status, 404, "{why}");
+        assert_eq!(
+            admin.get(&format!("/api/v1/devices/{id}")).await.status,
+            404,
+            "{why}"
+        );
     }
     // A token sent as htmx does, but wrong: refused too.
     let r = b
@@ -330,9 +369,17 @@ async fn forged_posts_are_refused_and_change_nothing() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(s.api(b.session().unwrap()).get("/api/v1/auth/me").await.status, 200);
+    assert_eq!(
+        s.api(b.session().unwrap())
+            .get("/api/v1/auth/me")
+            .await
+            .status,
+        200
+    );
     // The real form works.
-    let r = b.post("/devices", &[("id", "real-1"), ("csrf", &csrf)]).await;
+    let r = b
+        .post("/devices", &[("id", "real-1"), ("csrf", &csrf)])
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(admin.get("/api/v1/devices/real-1").await.status, 200);
     s.stop().await;
@@ -375,7 +422,10 @@ async fn console_pages_allow_only_their_own_scripts_and_styles() {
             b.get(path).await
         };
         assert_eq!(r.status, 200, "{path}");
-        let csp = r.headers["content-security-policy"].to_str().unwrap().to_owned();
+        let csp = r.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         for want in [
             "default-src 'none'",
             "script-src 'self'",
@@ -387,9 +437,17 @@ async fn console_pages_allow_only_their_own_scripts_and_styles() {
         ] {
             assert!(csp.contains(want), "{path}: {want} in {csp}");
         }
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{path}: {csp}"
+        );
         // Nothing inline that the policy would block anyway.
-        assert!(!r.body.contains("<script>") && !r.body.contains(" style=") && !r.body.contains("hx-on"), "{path}");
+        assert!(
+            !r.body.contains("<script>")
+                && !r.body.contains(" style=")
+                && !r.body.contains("hx-on"),
+            "{path}"
+        );
         assert_eq!(r.headers["x-frame-options"], "DENY");
         // Same-origin posts keep their Origin for the CSRF check.
         assert_eq!(r.headers["referrer-policy"], "same-origin");
@@ -417,18 +475,30 @@ async fn assets_are_served_at_hashed_immutable_urls_only() {
         let r = b.get(url).await;
         assert_eq!(r.status, 200, "{url}");
         assert_eq!(
-            r.headers["cache-control"],
-            "public, max-age=31536000, immutable",
+            r.headers["cache-control"], "public, max-age=31536000, immutable",
             "{url}"
         );
         let name = url.rsplit('/').next().unwrap();
         let parts: Vec<_> = name.split('.').collect();
         let hash = parts[parts.len() - 2];
-        assert!(hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()), "{url}");
+        assert!(
+            hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{url}"
+        );
     }
     let css = urls.iter().find(|u| u.contains("/app.")).unwrap();
-    assert!(b.get(css).await.headers["content-type"].to_str().unwrap().starts_with("text/"));
-    for missing in ["/assets/app.css", "/assets/app.00000000.css", "/assets/LICENSE", "/assets/..%2Fconsole.rs"] {
+    assert!(
+        b.get(css).await.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/")
+    );
+    for missing in [
+        "/assets/app.css",
+        "/assets/app.00000000.css",
+        "/assets/LICENSE",
+        "/assets/..%2Fconsole.rs",
+    ] {
         assert_eq!(b.get(missing).await.status, 404, "{missing}");
     }
     s.stop().await;
@@ -439,23 +509,38 @@ async fn a_viewer_cannot_create_or_delete_devices_through_the_console() {
     let s = Server::start().await;
     let admin = s.admin().await;
     viewer_editor_owner(&s, &admin).await;
-    assert_eq!(admin.post("/api/v1/devices", serde_json::json!({"id": "kept"})).await.status, 201);
+    assert_eq!(
+        admin
+            .post("/api/v1/devices", serde_json::json!({"id": "kept"}))
+            .await
+            .status,
+        201
+    );
     let mut viewer = Browser::new(&s);
     let r = viewer.login("v@x.io", USER_PASSWORD, "/devices").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = viewer.get("/devices").await;
-    assert!(!page.body.contains("Add a device"), "no create form for viewers");
+    assert!(
+        !page.body.contains("Add a device"),
+        "no create form for viewers"
+    );
     let csrf = page.csrf();
-    let r = viewer.post("/devices", &[("id", "by-viewer"), ("csrf", &csrf)]).await;
+    let r = viewer
+        .post("/devices", &[("id", "by-viewer"), ("csrf", &csrf)])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert!(r.body.contains("your role may only read"), "{}", r.body);
     assert_eq!(admin.get("/api/v1/devices/by-viewer").await.status, 404);
-    let r = viewer.post("/devices/kept/delete", &[("csrf", &csrf)]).await;
+    let r = viewer
+        .post("/devices/kept/delete", &[("csrf", &csrf)])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(admin.get("/api/v1/devices/kept").await.status, 200);
     // A viewer's tenant cookie is ignored: it never leaves its tenant.
     viewer.set_cookie("ferrule_tenant", "other");
-    let r = viewer.post("/tenant", &[("tenant", "default"), ("csrf", &csrf)]).await;
+    let r = viewer
+        .post("/tenant", &[("tenant", "default"), ("csrf", &csrf)])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     s.stop().await;
 }
@@ -465,17 +550,33 @@ async fn invalid_or_duplicate_ids_are_shown_next_to_the_field() {
     let s = Server::start().await;
     let mut b = Browser::admin(&s).await;
     let csrf = b.csrf().await;
-    let r = b.post("/devices", &[("id", "bad id!"), ("csrf", &csrf)]).await;
+    let r = b
+        .post("/devices", &[("id", "bad id!"), ("csrf", &csrf)])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("id=\"device-id-error\""), "{}", r.body);
     assert!(r.body.contains("aria-invalid=\"true\""));
-    assert!(r.body.contains("value=\"bad id!\""), "the form keeps what was typed");
-    let created = b.post("/devices", &[("id", "pump-1"), ("name", "Pump"), ("csrf", &csrf)]).await;
+    assert!(
+        r.body.contains("value=\"bad id!\""),
+        "the form keeps what was typed"
+    );
+    let created = b
+        .post(
+            "/devices",
+            &[("id", "pump-1"), ("name", "Pump"), ("csrf", &csrf)],
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED);
-    assert!(created.body.contains("mosquitto_pub -h 127.0.0.1 -p "), "{}", created.body);
+    assert!(
+        created.body.contains("mosquitto_pub -h 127.0.0.1 -p "),
+        "{}",
+        created.body
+    );
     assert!(created.body.contains("devices/pump-1/telemetry"));
     assert!(created.body.contains("paho.mqtt.client"));
-    let dup = b.post("/devices", &[("id", "pump-1"), ("csrf", &csrf)]).await;
+    let dup = b
+        .post("/devices", &[("id", "pump-1"), ("csrf", &csrf)])
+        .await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
     assert!(dup.body.contains("id=\"device-id-error\""), "{}", dup.body);
     s.stop().await;
@@ -486,21 +587,40 @@ async fn an_admin_switches_tenant_and_sees_only_that_tenants_devices() {
     let s = Server::start().await;
     let admin = s.admin().await;
     let owner = crate::util::tenant_with_owner(&s, &admin, "acme").await;
-    assert_eq!(owner.post("/api/v1/devices", serde_json::json!({"id": "acme-dev"})).await.status, 201);
+    assert_eq!(
+        owner
+            .post("/api/v1/devices", serde_json::json!({"id": "acme-dev"}))
+            .await
+            .status,
+        201
+    );
     let mut b = Browser::admin(&s).await;
     assert!(!b.get("/devices").await.body.contains("acme-dev"));
     let csrf = b.csrf().await;
-    let r = b.post("/tenant", &[("tenant", "acme"), ("csrf", &csrf)]).await;
+    let r = b
+        .post("/tenant", &[("tenant", "acme"), ("csrf", &csrf)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(b.get("/devices").await.body.contains("acme-dev"));
-    let r = b.post("/tenant", &[("tenant", "no-such"), ("csrf", &csrf)]).await;
+    let r = b
+        .post("/tenant", &[("tenant", "no-such"), ("csrf", &csrf)])
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // The owner of acme, given a cookie naming `default`, stays in acme.
     let mut o = Browser::new(&s);
-    assert_eq!(o.login("owner@acme.example", "owner-password", "/").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        o.login("owner@acme.example", "owner-password", "/")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
     o.set_cookie("ferrule_tenant", "default");
     let page = o.get("/devices").await;
-    assert!(page.body.contains("acme-dev") && page.body.contains("<strong>acme</strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("acme-dev") && page.body.contains("<strong>acme</strong>"),
+        "{}",
+        page.body
+    );
     s.stop().await;
 }
 
@@ -509,20 +629,83 @@ async fn the_live_stream_takes_the_session_cookie_only_from_this_origin() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let s = Server::start().await;
     let b = Browser::admin(&s).await;
-    let ws_url = format!("{}/live?filter=devices/%2B/telemetry", s.http.replace("http://", "ws://"));
+    let ws_url = format!(
+        "{}/live?filter=devices/%2B/telemetry",
+        s.http.replace("http://", "ws://")
+    );
     let request = |origin: Option<&str>| {
         let mut req = ws_url.as_str().into_client_request().unwrap();
-        req.headers_mut().insert("cookie", b.cookie_header().parse().unwrap());
+        req.headers_mut()
+            .insert("cookie", b.cookie_header().parse().unwrap());
         if let Some(o) = origin {
             req.headers_mut().insert("origin", o.parse().unwrap());
         }
         req
     };
     for origin in [Some("http://evil.example"), None] {
-        let err = tokio_tungstenite::connect_async(request(origin)).await.unwrap_err();
+        let err = tokio_tungstenite::connect_async(request(origin))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("403"), "{origin:?}: {err}");
     }
-    let (_ws, resp) = tokio_tungstenite::connect_async(request(Some(&s.http))).await.unwrap();
+    let (_ws, resp) = tokio_tungstenite::connect_async(request(Some(&s.http)))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 101);
+    s.stop().await;
+}
+
+/// Logs in over HTTPS with Python's TLS stack (the test's reqwest has no
+/// TLS) and prints each `Set-Cookie` of the login answer.
+const HTTPS_LOGIN: &str = r#"
+import http.client, re, ssl, sys, urllib.parse
+address, ca, email, password = sys.argv[1:5]
+host, port = address.rsplit(":", 1)
+conn = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=ca))
+conn.request("GET", "/login")
+r = conn.getresponse()
+page = r.read().decode()
+nonce = [c.split(";")[0] for c in r.headers.get_all("Set-Cookie") if c.startswith("ferrule_login=")][0]
+csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+body = urllib.parse.urlencode({"email": email, "password": password, "csrf": csrf, "next": "/"})
+conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded",
+    "Cookie": nonce, "Origin": "https://" + address})
+r = conn.getresponse()
+r.read()
+print(r.status)
+for c in r.headers.get_all("Set-Cookie"):
+    print(c)
+"#;
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_secure() {
+    let b = crate::util::ServerBuilder::new();
+    let ca = b.dir().join("server.pem");
+    let s = b.self_signed_tls(&["localhost", "127.0.0.1"]).start().await;
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(HTTPS_LOGIN)
+        .arg(s.listed_address("HTTPS"))
+        .arg(&ca)
+        .arg(ADMIN_EMAIL)
+        .arg(ADMIN_PASSWORD)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("303"), "{stdout}");
+    let session = stdout
+        .lines()
+        .find(|l| l.starts_with("ferrule_session=fs_"))
+        .unwrap_or_else(|| panic!("no session cookie: {stdout}"));
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
+        assert!(session.contains(flag), "{flag} in {session}");
+    }
     s.stop().await;
 }

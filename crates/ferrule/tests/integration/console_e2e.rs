@@ -21,7 +21,9 @@ fn test_dir() -> PathBuf {
 fn missing() -> Option<String> {
     let chromium = std::env::var("FERRULE_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into());
     if !Path::new(&chromium).exists() {
-        return Some(format!("no chromium at {chromium} (apt-get install chromium)"));
+        return Some(format!(
+            "no chromium at {chromium} (apt-get install chromium)"
+        ));
     }
     if !test_dir().join("node_modules/playwright-core").exists()
         || !test_dir().join("node_modules/axe-core").exists()
@@ -31,10 +33,18 @@ fn missing() -> Option<String> {
             test_dir().display()
         ));
     }
-    if std::process::Command::new("node").arg("--version").output().is_err() {
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         return Some("no node on PATH".into());
     }
-    if std::process::Command::new("mosquitto_pub").arg("--help").output().is_err() {
+    if std::process::Command::new("mosquitto_pub")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
         return Some("no mosquitto_pub on PATH (apt-get install mosquitto-clients)".into());
     }
     None
@@ -44,9 +54,9 @@ fn screenshot_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("FERRULE_SCREENSHOTS") {
         return PathBuf::from(dir);
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
-    });
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("console-screenshots")
 }
 

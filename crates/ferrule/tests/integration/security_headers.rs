@@ -29,7 +29,11 @@ async fn html_pages_carry_the_security_headers() {
         assert_eq!(h("x-frame-options"), "DENY");
         // The console (`/` → its login page) keeps same-origin referrers:
         // its CSRF check reads `Origin`, which `no-referrer` would null.
-        let referrer = if path == "/" { "same-origin" } else { "no-referrer" };
+        let referrer = if path == "/" {
+            "same-origin"
+        } else {
+            "no-referrer"
+        };
         assert_eq!(h("referrer-policy"), referrer, "{path}");
     }
     // The page's one stylesheet is allowed by its policy ('self').
