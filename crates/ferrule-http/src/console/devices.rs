@@ -96,11 +96,28 @@ fn row(v: DeviceView) -> Row {
     }
 }
 
-async fn rows(
-    state: &AppState,
-    console: &Console,
-    q: &ListQuery,
-) -> Result<(Vec<Row>, Option<String>), ApiError> {
+/// One page of the list, with links to the next page and back to the first.
+#[derive(Debug, Serialize)]
+struct Listing {
+    rows: Vec<Row>,
+    next: Option<String>,
+    first: Option<String>,
+}
+
+/// The list's URL with the same filters, from `after` (or the start).
+fn list_url(q: &ListQuery, after: Option<&str>) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    s.append_pair("q", &q.q)
+        .append_pair("state", &q.state)
+        .append_pair("label", &q.label)
+        .append_pair("profile", &q.profile);
+    if let Some(after) = after {
+        s.append_pair("after", after);
+    }
+    format!("/devices?{}", s.finish())
+}
+
+async fn rows(state: &AppState, console: &Console, q: &ListQuery) -> Result<Listing, ApiError> {
     // The API's label and profile filter, from the same query syntax.
     let raw = {
         // Not `Send`: finished before any await.
@@ -143,21 +160,18 @@ async fn rows(
         },
     )
     .await?;
-    let next = page.next.map(|after| {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        s.append_pair("q", &q.q)
-            .append_pair("state", &q.state)
-            .append_pair("label", &q.label)
-            .append_pair("profile", &q.profile)
-            .append_pair("after", &after);
-        format!("/devices?{}", s.finish())
-    });
+    let next = page.next.map(|after| list_url(q, Some(&after)));
+    let first = q
+        .after
+        .as_deref()
+        .is_some_and(|a| !a.is_empty())
+        .then(|| list_url(q, None));
     let rows = page
         .items
         .into_iter()
         .map(|d| row(api::view(state, d)))
         .collect();
-    Ok((rows, next))
+    Ok(Listing { rows, next, first })
 }
 
 async fn list_page(
@@ -168,12 +182,13 @@ async fn list_page(
     errors: &BTreeMap<String, String>,
     status: StatusCode,
 ) -> Result<Response, Failure> {
-    let (rows, next) = rows(state, console, q).await?;
+    let listing = rows(state, console, q).await?;
     let chrome = page::chrome(state, console, "devices").await;
     let body = page::render(
         "devices.html",
         context! { ..chrome, ..context! {
-            rows => rows, next => next, q => q, create => create, errors => errors,
+            rows => listing.rows, next => listing.next, first => listing.first,
+            q => q, create => create, errors => errors,
         }},
     )?;
     Ok(page::html(status, body))
@@ -191,8 +206,11 @@ pub async fn list(
         .get("hx-target")
         .is_some_and(|t| t == "device-list");
     if fragment {
-        let (rows, next) = rows(&state, &console, &q).await?;
-        let body = page::render("device_rows.html", context! { rows => rows, next => next })?;
+        let listing = rows(&state, &console, &q).await?;
+        let body = page::render(
+            "device_rows.html",
+            minijinja::Value::from_serialize(&listing),
+        )?;
         return Ok(page::html(StatusCode::OK, body));
     }
     let create = CreateForm {

@@ -2,7 +2,7 @@
 
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use ferrule_core::TenantId;
@@ -111,21 +111,33 @@ pub async fn submit(
     let issued = match state.identity.login(&f.email, &f.password, source).await {
         Ok(s) => s,
         Err(e) => {
-            let (status, message) = match &e {
+            let (status, message, retry_after) = match e {
                 AuthError::Invalid
                 | AuthError::Disabled
                 | AuthError::Expired
                 | AuthError::Revoked => (
                     StatusCode::UNAUTHORIZED,
                     "Wrong email or password. Check both and try again.".to_owned(),
+                    None,
                 ),
-                _ => {
+                // Backoff and a busy hashing pool: the API's words and wait.
+                e => {
                     let api = ApiError::from(e);
+                    let retry_after = match &api {
+                        ApiError::TooManyRequests { retry_after, .. }
+                        | ApiError::Busy { retry_after, .. } => Some(*retry_after),
+                        _ => None,
+                    };
                     let (status, _, detail, _) = api.parts();
-                    (status, format!("Login failed: {detail}."))
+                    (status, format!("Login failed: {detail}."), retry_after)
                 }
             };
-            return login_page(status, &nonce, &next, &f.email, Some(&message));
+            let mut page = login_page(status, &nonce, &next, &f.email, Some(&message))?;
+            if let Some(seconds) = retry_after {
+                page.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            return Ok(page);
         }
     };
     let secure = session::secure(&parts);

@@ -709,3 +709,97 @@ async fn over_https_the_session_cookie_is_secure() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn console_logins_back_off_like_api_logins() {
+    let s = crate::util::ServerBuilder::new()
+        .config_file(
+            "[auth]\nfailures_before_backoff = 3\nsource_failures_before_backoff = 100\n\
+             min_backoff = \"2s\"\nmax_backoff = \"4s\"\n",
+        )
+        .start()
+        .await;
+    let mut b = Browser::new(&s);
+    for _ in 0..3 {
+        let r = b.login(ADMIN_EMAIL, "wrong", "/").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    // Backing off: the right password is refused too, with the wait.
+    let r = b.login(ADMIN_EMAIL, ADMIN_PASSWORD, "/").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.body.contains("too many failed logins"), "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.set_cookie("ferrule_session").is_none());
+    // The same counter as the API's login: it backs off there too.
+    let api = s
+        .anon()
+        .post(
+            "/api/v1/auth/login",
+            serde_json::json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(api.status, 429);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_device_list_searches_filters_and_pages() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    for i in 0..55 {
+        let mut device =
+            serde_json::json!({"id": format!("pump-{i:02}"), "name": format!("Pump {i}")});
+        if i % 10 == 0 {
+            device["attributes"] = serde_json::json!({"labels": {"site": "north"}});
+        }
+        assert_eq!(admin.post("/api/v1/devices", device).await.status, 201);
+    }
+    let mut b = Browser::admin(&s).await;
+    let ids = |body: &str| -> Vec<String> {
+        body.split("<td><a href=\"/devices/")
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').unwrap()].to_owned())
+            .collect()
+    };
+    let page = b.get("/devices").await;
+    let first = ids(&page.body);
+    assert_eq!(first.len(), 50, "{first:?}");
+    assert!(page.body.contains("Next page"));
+    let next = page.body.split("href=\"").find_map(|p| {
+        let url = &p[..p.find('"')?];
+        url.contains("after=")
+            .then(|| url.replace("&amp;", "&").replace("&#x2f;", "/"))
+    });
+    let second = b.get(&next.expect("a next-page link")).await;
+    assert_eq!(ids(&second.body).len(), 5);
+    assert!(second.body.contains("First page"));
+    // Search by name (any case) and by id.
+    assert_eq!(ids(&b.get("/devices?q=PUMP+7").await.body), ["pump-07"]);
+    assert_eq!(ids(&b.get("/devices?q=pump-12").await.body), ["pump-12"]);
+    let north = ids(&b.get("/devices?label=site%3Dnorth").await.body);
+    assert_eq!(
+        north,
+        [
+            "pump-00", "pump-10", "pump-20", "pump-30", "pump-40", "pump-50"
+        ]
+    );
+    assert!(ids(&b.get("/devices?state=online").await.body).is_empty());
+    assert!(
+        b.get("/devices?state=online")
+            .await
+            .body
+            .contains("No devices match")
+    );
+    // An htmx search gets the rows alone.
+    let fragment = b
+        .send(
+            b.client
+                .get(format!("{}/devices?q=pump-33", s.http))
+                .header("hx-request", "true")
+                .header("hx-target", "device-list"),
+        )
+        .await;
+    assert!(!fragment.body.contains("<html"), "{}", fragment.body);
+    assert_eq!(ids(&fragment.body), ["pump-33"]);
+    s.stop().await;
+}
