@@ -803,3 +803,181 @@ async fn the_device_list_searches_filters_and_pages() {
     assert_eq!(ids(&fragment.body), ["pump-33"]);
     s.stop().await;
 }
+
+/// The first `…/credentials/ID/rotate` form's credential id on a page.
+fn credential_id(body: &str) -> String {
+    let at = body
+        .find("/credentials/")
+        .unwrap_or_else(|| panic!("no credential on the page: {body}"));
+    let rest = &body[at + "/credentials/".len()..];
+    rest[..rest.find('/').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn credentials_rotate_and_revoke_and_devices_delete_through_the_console() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let mut b = Browser::admin(&s).await;
+    let csrf = b.csrf().await;
+    let created = b
+        .post("/devices", &[("id", "valve"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let token = |page: &Page| {
+        let at = page.body.find("id=\"device-token\"").unwrap();
+        let rest = &page.body[at..];
+        let v = rest.find("value=\"").unwrap() + "value=\"".len();
+        rest[v..v + rest[v..].find('"').unwrap()].to_owned()
+    };
+    let first = token(&created);
+    let ingest = |t: String| {
+        let api = s.api(&t);
+        async move {
+            api.post("/api/v1/ingest/telemetry", serde_json::json!({"temp": 20}))
+                .await
+                .status
+        }
+    };
+    assert_eq!(ingest(first.clone()).await, 204);
+
+    let page = b.get("/devices/valve").await;
+    assert_eq!(page.status, 200);
+    let credential = credential_id(&page.body);
+    let rotated = b
+        .post(
+            &format!("/devices/valve/credentials/{credential}/rotate"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let second = token(&rotated);
+    assert_ne!(first, second);
+    assert_eq!(ingest(first).await, 401, "the old token stops working");
+    assert_eq!(ingest(second.clone()).await, 204);
+    // The page after rotation is not kept by the browser.
+    assert_eq!(rotated.headers["cache-control"], "no-store");
+
+    let revoked = b
+        .post(
+            &format!("/devices/valve/credentials/{credential}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    assert_eq!(revoked.location(), "/devices/valve");
+    assert_eq!(ingest(second).await, 401);
+    assert!(
+        b.get("/devices/valve")
+            .await
+            .body
+            .contains("No credentials")
+    );
+
+    let confirm = b.get("/devices/valve/delete").await;
+    assert!(confirm.body.contains("Delete valve?"));
+    let deleted = b.post("/devices/valve/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(admin.get("/api/v1/devices/valve").await.status, 404);
+    let gone = b.get("/devices/valve").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert!(gone.body.contains("device not found"), "{}", gone.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_overview_and_the_history_read_the_tenants_data() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let r = admin
+        .post("/api/v1/devices", serde_json::json!({"id": "meter"}))
+        .await;
+    let token = r.json["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        admin
+            .post("/api/v1/devices", serde_json::json!({"id": "spare"}))
+            .await
+            .status,
+        201
+    );
+    for v in [1.0, 2.0, 3.0] {
+        let r = s
+            .api(&token)
+            .post(
+                "/api/v1/ingest/telemetry",
+                serde_json::json!({"power": v, "mode": "eco"}),
+            )
+            .await;
+        assert_eq!(r.status, 204);
+    }
+    let mut b = Browser::admin(&s).await;
+    let overview = b.get("/").await;
+    assert!(
+        overview
+            .body
+            .contains("<span id=\"devices-online\">0</span>"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.body.contains(">2</a>"),
+        "two devices: {}",
+        overview.body
+    );
+    let stats = b.get("/overview/stats").await;
+    assert!(!stats.body.contains("<html") && stats.body.contains("Open alarms"));
+
+    // The history picks a bucket that keeps the range under 1,000 points
+    // and averages the stored values in it.
+    let history =
+        |range: &str, key: &str| format!("/devices/meter/history?range={range}&key={key}");
+    let r = b.get(&history("15m", "power")).await;
+    assert_eq!(r.status, 200);
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(json["interval"], "1s");
+    assert_eq!(json["key"], "power");
+    assert_eq!(json["keys"], serde_json::json!(["mode", "power"]));
+    let values: Vec<f64> = json["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    assert!(
+        !values.is_empty() && values.iter().all(|v| (1.0..=3.0).contains(v)),
+        "{json}"
+    );
+    assert!(json["to"].as_f64().unwrap() - json["from"].as_f64().unwrap() == 900.0);
+    let r: serde_json::Value =
+        serde_json::from_str(&b.get(&history("30d", "power")).await.body).unwrap();
+    assert_eq!(r["interval"], "1h");
+    let day: serde_json::Value =
+        serde_json::from_str(&b.get(&history("24h", "power")).await.body).unwrap();
+    assert_eq!(
+        day["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v.is_number())
+            .count(),
+        1
+    );
+    assert!(
+        (day["values"][0].as_f64().unwrap() - 2.0).abs() < 1e-9,
+        "{day}"
+    );
+    // An unknown key falls back to the first; another tenant's device is
+    // not found.
+    let r: serde_json::Value =
+        serde_json::from_str(&b.get(&history("1h", "nope")).await.body).unwrap();
+    assert_eq!(r["key"], "mode");
+    assert_eq!(b.get("/devices/nothing/history").await.status, 404);
+
+    let page = b.get("/devices/meter").await;
+    assert!(
+        page.body.contains("<td>power</td><td>3</td>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("data-url=\"/devices/meter/history\""));
+    s.stop().await;
+}
