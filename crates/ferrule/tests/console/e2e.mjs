@@ -5,14 +5,16 @@
 //   FERRULE_URL             http://127.0.0.1:PORT
 //   FERRULE_MQTT_HOST/PORT  the server's MQTT listener
 //   FERRULE_ADMIN_EMAIL / FERRULE_ADMIN_PASSWORD
-//   FERRULE_SCREENSHOTS     where screenshots go (never the repository)
+//   FERRULE_SCREENSHOTS     where screenshots go (default: the workspace's
+//                           target/console-screenshots; never the repository)
 //   FERRULE_CHROMIUM        optional, default /usr/bin/chromium
 // Exits non-zero with the reason on the first failure.
 
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const require = createRequire(import.meta.url);
@@ -28,7 +30,11 @@ const MQTT_HOST = env("FERRULE_MQTT_HOST");
 const MQTT_PORT = env("FERRULE_MQTT_PORT");
 const EMAIL = env("FERRULE_ADMIN_EMAIL");
 const PASSWORD = env("FERRULE_ADMIN_PASSWORD");
-const SHOTS = env("FERRULE_SCREENSHOTS", "target/console-screenshots");
+// The workspace's target/ (ignored by git), wherever this is run from.
+const SHOTS = env(
+  "FERRULE_SCREENSHOTS",
+  resolve(dirname(fileURLToPath(import.meta.url)), "../../../../target/console-screenshots"),
+);
 const CHROMIUM = env("FERRULE_CHROMIUM", "/usr/bin/chromium");
 const DEVICE = "e2e-pump";
 /** How soon a published value must show on the device page. */
