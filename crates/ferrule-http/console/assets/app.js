@@ -58,18 +58,24 @@
     var status = document.getElementById("live-status");
     var valuesEl = document.getElementById("live-values");
     var chart = null, chartKey = null, xs = [], ys = [];
+    // Values rendered with the page (the latest stored) update in place.
     var shown = {};
+    Array.prototype.forEach.call(valuesEl.querySelectorAll("dd[data-key]"), function (dd) {
+      shown[dd.getAttribute("data-key")] = dd;
+    });
     var retry = 1000;
 
     function showValue(key, value) {
       var dd = shown[key];
       if (!dd) {
+        var pair = document.createElement("div");
         var dt = document.createElement("dt");
         dt.textContent = key;
         dd = document.createElement("dd");
         dd.setAttribute("data-key", key);
-        valuesEl.appendChild(dt);
-        valuesEl.appendChild(dd);
+        pair.appendChild(dt);
+        pair.appendChild(dd);
+        valuesEl.appendChild(pair);
         shown[key] = dd;
       }
       dd.textContent = String(value);

@@ -199,6 +199,8 @@ async function main() {
     }
     check(/^[1-9]\d* points? of temp/.test(status), `history: ${status}`);
     check(await page.$("#history-chart canvas"), "no history chart drawn");
+    const kept = await page.textContent('#live-values dd[data-key="temp"]');
+    check(kept === "23", `after a reload the live values start from the latest stored (${kept})`);
     await page.selectOption("#history-range", "24h");
     await page.waitForFunction(() => /averaged per 5m/.test(document.getElementById("history-status").textContent));
     await axe(page, "device with data");
@@ -221,6 +223,22 @@ async function main() {
       await shot(mobile, `${name}-phone`);
     }
     await phone.close();
+
+    step("dark theme (from the system): readable and passes axe");
+    const dark = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      colorScheme: "dark",
+      storageState: await desktop.storageState(),
+    });
+    const night = await dark.newPage();
+    watch(night, problems);
+    for (const [path, name] of [["/", "overview"], ["/devices", "devices"], [`/devices/${DEVICE}`, "device"]]) {
+      await night.goto(`${BASE}${path}`);
+      await night.waitForLoadState("networkidle").catch(() => {});
+      await axe(night, `${name} (dark)`);
+      await shot(night, `${name}-dark`);
+    }
+    await dark.close();
 
     step("search finds the device; delete asks first");
     await page.goto(`${BASE}/devices`);
