@@ -91,7 +91,7 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
         match self {
             ApiError::Invalid { field, detail } => (
                 StatusCode::BAD_REQUEST,

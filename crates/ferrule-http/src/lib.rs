@@ -7,9 +7,11 @@
 //! extractor through the store's `Identity`; every error leaves as RFC 9457
 //! problem+json through the single mapping in [`error`]. Tenants and devices
 //! are created and deleted across every store by [`lifecycle`]. The MQTT
-//! broker is reached through the [`MqttBroker`] trait.
+//! broker is reached through the [`MqttBroker`] trait. The web console
+//! (server-rendered pages at `/`, see `console`) reads the same services.
 
 mod broker;
+mod console;
 pub mod error;
 mod extract;
 pub mod lifecycle;

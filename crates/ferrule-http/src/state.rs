@@ -11,12 +11,16 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub struct HttpSettings {
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The MQTT listener's port, for the connection lines the console
+    /// shows with a new device's token.
+    pub mqtt_port: Option<u16>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            mqtt_port: None,
         }
     }
 }

@@ -190,6 +190,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         directory: directory.clone(),
         settings: HttpSettings {
             max_body_bytes: config.max_body_bytes,
+            mqtt_port: mqtt_listener.local_addr().ok().map(|a| a.port()),
         },
         readiness: readiness.clone(),
         metrics,

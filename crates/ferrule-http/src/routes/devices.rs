@@ -80,7 +80,7 @@ fn check_attributes(v: &Option<serde_json::Value>) -> Result<(), ApiError> {
 }
 
 /// The device's view with its connectivity.
-fn view(state: &AppState, d: Device) -> DeviceView {
+pub(crate) fn view(state: &AppState, d: Device) -> DeviceView {
     let connectivity = state
         .devices
         .as_ref()

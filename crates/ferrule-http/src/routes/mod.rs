@@ -4,16 +4,16 @@ mod acl_rules;
 mod alarms;
 mod api_docs;
 mod api_keys;
-mod auth;
+pub(crate) mod auth;
 mod commands;
 mod contract;
-mod credentials;
-mod dashboard_widgets;
-mod dashboards;
+pub(crate) mod credentials;
+pub(crate) mod dashboard_widgets;
+pub(crate) mod dashboards;
 mod dead_letters;
-mod device_attributes;
-mod device_filter;
-mod devices;
+pub(crate) mod device_attributes;
+pub(crate) mod device_filter;
+pub(crate) mod devices;
 mod events;
 mod export;
 mod ingest;
@@ -21,15 +21,15 @@ mod mqtt_ws;
 mod ops;
 mod profiles;
 mod rules;
-mod security_headers;
+pub(crate) mod security_headers;
 mod shared;
 pub mod stream;
-mod telemetry;
-mod telemetry_settings;
+pub(crate) mod telemetry;
+pub(crate) mod telemetry_settings;
 mod tenants;
 pub(crate) mod twin;
 mod users;
-mod views;
+pub(crate) mod views;
 mod vocabulary;
 
 use std::time::Instant;
@@ -175,8 +175,8 @@ pub fn app(state: AppState) -> Router {
     let docs = api_docs::ApiDocsPage::render(&api).expect("the API reference template renders");
     let api = std::sync::Arc::new(api);
     router
-        .route("/", axum::routing::get(ops::landing))
         .route("/mqtt", axum::routing::get(mqtt_ws::upgrade))
+        .merge(crate::console::routes())
         .layer(axum::Extension(api))
         .layer(axum::Extension(docs))
         .fallback(|| async { ApiError::NotFound("route") })

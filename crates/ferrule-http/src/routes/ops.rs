@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -63,19 +63,4 @@ pub async fn openapi_json(
     Extension(api): Extension<Arc<utoipa::openapi::OpenApi>>,
 ) -> impl IntoResponse {
     Json(api.as_ref().clone())
-}
-
-/// Until the console lands, `/` says what is here.
-pub async fn landing() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><meta charset=utf-8><title>Ferrule</title>",
-        "<h1>Ferrule ",
-        env!("CARGO_PKG_VERSION"),
-        "</h1>",
-        "<p>The API is at <code>/api/v1</code>: see the ",
-        "<a href=\"/api/docs\">API reference</a> ",
-        "(machine-readable: <a href=\"/api/openapi.json\">/api/openapi.json</a>). ",
-        "Health: <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, ",
-        "<a href=\"/metrics\">/metrics</a>.</p>"
-    ))
 }

@@ -12,6 +12,12 @@
 //!   stay in a browser's or a proxy's cache. Routes that set their own
 //!   `Cache-Control` keep it.
 //!
+//! The console's pages (see `console`) set their own policy, which allows
+//! our own scripts, and their own referrer policy (`same-origin`: with
+//! `no-referrer` browsers send `Origin: null` on form posts, which the
+//! console's CSRF check must be able to read); these fill in only where
+//! none is set.
+//!
 //! HSTS is added by the HTTPS listener (see `server`), as only it knows the
 //! connection is secure.
 
@@ -36,15 +42,19 @@ pub async fn add(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     if html {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        );
+        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            );
+        }
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        headers.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
+        if !headers.contains_key(header::REFERRER_POLICY) {
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+        }
     }
     if api && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -85,6 +85,12 @@ pub struct Serving {
     pub tasks: TaskTracker,
 }
 
+/// Set on every request that came over the HTTPS listener, so that what
+/// depends on it (the console's `Secure` cookies) need not guess from headers
+/// a client controls.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// HSTS for responses sent over TLS: a year, this host only (subdomains may
 /// be someone else's).
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
@@ -235,6 +241,9 @@ async fn request(
 ) -> Result<Response<Body>, Infallible> {
     let busy = watch.request();
     req.extensions_mut().insert(ConnectInfo(peer));
+    if secure {
+        req.extensions_mut().insert(OverTls);
+    }
     let timed_out = Arc::new(AtomicBool::new(false));
     let req = if req.body().is_end_stream() {
         req.map(Body::new)

@@ -15,6 +15,8 @@ mod bench_rules;
 mod commands;
 mod config;
 mod connectivity;
+mod console;
+mod console_e2e;
 mod dashboards;
 mod data_dir_modes;
 mod deletion;
