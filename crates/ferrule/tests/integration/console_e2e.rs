@@ -62,6 +62,12 @@ fn screenshot_dir() -> PathBuf {
 
 #[tokio::test]
 async fn the_console_works_end_to_end_in_a_real_browser() {
+    run_script("e2e.mjs").await;
+}
+
+/// Runs one script of `tests/console/` against a server of its own
+/// (scripts share `lib.mjs`); fails with its output when it fails.
+pub async fn run_script(script: &str) {
     if let Some(why) = missing() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("the console's browser test cannot run under CI: {why}");
@@ -74,7 +80,7 @@ async fn the_console_works_end_to_end_in_a_real_browser() {
     let shots = screenshot_dir();
     std::fs::create_dir_all(&shots).unwrap();
     let run = tokio::process::Command::new("node")
-        .arg(test_dir().join("e2e.mjs"))
+        .arg(test_dir().join(script))
         .current_dir(test_dir())
         .env("FERRULE_URL", &s.http)
         .env("FERRULE_MQTT_HOST", mqtt_host)
@@ -92,7 +98,7 @@ async fn the_console_works_end_to_end_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "e2e.mjs failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        "{script} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
         out.status,
         s.stderr()
     );
