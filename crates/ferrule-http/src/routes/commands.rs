@@ -115,7 +115,7 @@ fn command_error(e: CommandError) -> ApiError {
     params(("id" = String, Path),
         ("command" = String, Path, description = "The command's name: letters, digits, - _ .", pattern = "^[A-Za-z0-9._-]{1,64}$"),
         SendQuery),
-    request_body(content = Option<Object>, description = "The command's parameters (any JSON; none: null)"),
+    request_body(content = serde_json::Value, description = "The command's parameters (any JSON; none: null)"),
     responses((status = 200, body = CommandView, description = "The device replied (state succeeded or failed)"),
         (status = 202, body = CommandView, description = "Accepted (async): poll its Location"),
         (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),

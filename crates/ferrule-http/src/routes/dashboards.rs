@@ -21,8 +21,6 @@ use crate::extract::{ApiQuery, JsonBody};
 use crate::pagination::{PageQuery, Paged};
 use crate::state::AppState;
 
-/// What an export says it is; an import refuses anything else.
-pub const EXPORT_FORMAT: &str = "ferrule.dashboard/1";
 /// Where a share token opens the dashboard (public, read only).
 pub const SHARED_PATH: &str = "/api/v1/shared/dashboards/";
 
@@ -60,13 +58,20 @@ pub struct NewDashboard {
     pub widgets: Vec<Widget>,
 }
 
+/// What an export document is; an import refuses anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum ExportFormat {
+    #[serde(rename = "ferrule.dashboard/1")]
+    V1,
+}
+
 /// A dashboard as exported: everything but its id, version and link, so
 /// that it imports into any tenant.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DashboardExport {
     /// `ferrule.dashboard/1`.
-    pub format: String,
+    pub format: ExportFormat,
     #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     #[serde(default)]
@@ -261,7 +266,8 @@ pub async fn get(
 /// only if its version is still that one); its share link stays.
 #[utoipa::path(put, operation_id = "replaceDashboard", path = "/api/v1/dashboards/{id}", tag = "dashboards",
     params(("id" = String, Path),
-        ("If-Match" = Option<String>, Header, description = "The version the change is based on, as the ETag gives it, or *")),
+        ("If-Match" = Option<String>, Header, description = "The version the change is based on, as the ETag gives it, or *",
+            pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#)),
     request_body = DashboardFields,
     responses((status = 200, body = DashboardView), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -385,7 +391,7 @@ pub async fn export(
     let disposition =
         HeaderValue::from_str(&format!("attachment; filename=\"dashboard-{}.json\"", d.id)).ok();
     let doc = DashboardExport {
-        format: EXPORT_FORMAT.into(),
+        format: ExportFormat::V1,
         widgets: widgets_of(&d),
         name: d.name,
         description: d.description,
@@ -425,14 +431,6 @@ pub async fn import(
     JsonBody(doc): JsonBody<DashboardExport>,
 ) -> ApiResult<Response> {
     caller.require_write()?;
-    if doc.format != EXPORT_FORMAT {
-        return Err(ApiError::invalid(
-            "format",
-            format!(
-                "must be {EXPORT_FORMAT:?} (an export of `GET /api/v1/dashboards/{{id}}/export`)"
-            ),
-        ));
-    }
     let id = new_id(q.id)?;
     let d = record(&caller, id, doc.name, Some(doc.description), doc.widgets)?;
     create_record(&state, d).await
