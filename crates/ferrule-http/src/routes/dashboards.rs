@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::dashboard_widgets::{self, Widget};
+use super::views::{millis, with_etag};
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiQuery, JsonBody};
@@ -109,10 +110,6 @@ pub struct ShareLink {
     pub path: String,
 }
 
-fn millis(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 /// The stored widgets, as the API checked them when saved.
 pub(crate) fn widgets_of(d: &DashboardRecord) -> Vec<Widget> {
     serde_json::from_value(d.widgets.clone()).unwrap_or_default()
@@ -134,12 +131,7 @@ fn view(d: DashboardRecord) -> DashboardView {
 
 /// The view with its version as the ETag.
 fn respond(status: StatusCode, v: DashboardView) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", v.version)).ok();
-    let mut resp = (status, Json(v)).into_response();
-    if let Some(etag) = etag {
-        resp.headers_mut().insert(header::ETAG, etag);
-    }
-    resp
+    with_etag(status, v.version, v)
 }
 
 fn store(state: &AppState) -> ApiResult<&dyn DashboardStore> {
@@ -154,6 +146,13 @@ fn dashboard_id(id: &str) -> ApiResult<&str> {
     ferrule_core::id::validate_slug(id)
         .map(|()| id)
         .map_err(|_| ApiError::NotFound("dashboard"))
+}
+
+/// The caller's tenant's dashboard with this id.
+async fn find(state: &AppState, caller: &Caller, id: &str) -> ApiResult<DashboardRecord> {
+    Ok(store(state)?
+        .get_dashboard(&caller.tenant, dashboard_id(id)?)
+        .await?)
 }
 
 fn not_found(e: StoreError) -> ApiError {
@@ -256,9 +255,7 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let d = store(&state)?
-        .get_dashboard(&caller.tenant, dashboard_id(&id)?)
-        .await?;
+    let d = find(&state, &caller, &id).await?;
     Ok(respond(StatusCode::OK, view(d)))
 }
 
@@ -283,9 +280,7 @@ pub async fn replace(
     caller.require_write()?;
     let expected = super::twin::if_match(&headers)?;
     let store = store(&state)?;
-    let current = store
-        .get_dashboard(&caller.tenant, dashboard_id(&id)?)
-        .await?;
+    let current = find(&state, &caller, &id).await?;
     if expected.is_some_and(|v| v != current.version) {
         return Err(ApiError::PreconditionFailed(format!(
             "the dashboard changed meanwhile: its version is now {}",
@@ -385,9 +380,7 @@ pub async fn export(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let d = store(&state)?
-        .get_dashboard(&caller.tenant, dashboard_id(&id)?)
-        .await?;
+    let d = find(&state, &caller, &id).await?;
     let disposition =
         HeaderValue::from_str(&format!("attachment; filename=\"dashboard-{}.json\"", d.id)).ok();
     let doc = DashboardExport {

@@ -5,8 +5,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use ferrule_rules::engine::{
     DryRun, DryRunMessage, DryRunResult, DryRunSource, RuleError, RuleSpec, RuleStats, Rules,
 };
@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::views::{millis, with_etag};
 use crate::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiQuery, JsonBody};
@@ -176,10 +177,6 @@ pub struct RuleView {
     pub updated_at: Timestamp,
 }
 
-fn millis(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 /// What a hidden header value reads as.
 pub(crate) const REDACTED: &str = "(hidden: only editors and above see header values)";
 
@@ -224,12 +221,7 @@ fn view(caller: &Caller, rules: &Rules, r: RuleRecord) -> RuleView {
 
 /// The view with its version as the ETag.
 fn respond(status: StatusCode, v: RuleView) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", v.version)).ok();
-    let mut resp = (status, Json(v)).into_response();
-    if let Some(etag) = etag {
-        resp.headers_mut().insert(header::ETAG, etag);
-    }
-    resp
+    with_etag(status, v.version, v)
 }
 
 impl From<RuleError> for ApiError {

@@ -254,3 +254,23 @@ impl From<AclRule> for AclRuleView {
         }
     }
 }
+
+/// A time stored as ms since the Unix epoch, as the API shows it.
+pub fn millis(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A versioned resource's view, its version as the ETag (what `If-Match`
+/// then names).
+pub fn with_etag<T: Serialize>(
+    status: axum::http::StatusCode,
+    version: u64,
+    view: T,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = (status, axum::Json(view)).into_response();
+    if let Ok(etag) = axum::http::HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(axum::http::header::ETAG, etag);
+    }
+    resp
+}
