@@ -67,7 +67,13 @@ pub fn routes() -> Router<AppState> {
             post(devices::revoke),
         )
         .route("/live", get(live::open))
-        .route("/assets/{file}", get(assets::serve))
+        // Only the static assets are compressed: pages carry the CSRF
+        // token beside text a user typed, which compression would let an
+        // attacker guess (BREACH).
+        .route(
+            "/assets/{file}",
+            get(assets::serve).layer(tower_http::compression::CompressionLayer::new()),
+        )
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))
 }

@@ -5,6 +5,25 @@
 import { BASE, MQTT_PORT, EMAIL, PASSWORD, step, check, watch, axe, shot, publish, noHorizontalScroll, run } from "./lib.mjs";
 
 const DEVICE = "e2e-pump";
+
+/**
+ * Bytes the browser took from the network (headers and bodies as sent,
+ * compressed or not; nothing for what its cache served) while `load` ran
+ * and the page settled, and how many requests did so.
+ */
+async function transferred(page, load) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  const seen = { bytes: 0, requests: 0 };
+  cdp.on("Network.loadingFinished", (e) => {
+    seen.bytes += e.encodedDataLength;
+    if (e.encodedDataLength > 0) seen.requests += 1;
+  });
+  await load();
+  await page.waitForLoadState("networkidle").catch(() => {});
+  await cdp.detach();
+  return seen;
+}
 /** How soon a published value must show on the device page. */
 const LIVE_WITHIN_MS = 1000;
 
@@ -105,6 +124,22 @@ run("console e2e", async (browser, problems) => {
   await page.waitForFunction(() => /averaged per 5m/.test(document.getElementById("history-status").textContent));
   await axe(page, "device with data");
   await shot(page, "device-desktop");
+
+  step("page weight: the device page cold (empty cache) and warm");
+  const fresh = await browser.newContext({
+    viewport: { width: 1280, height: 800 },
+    storageState: await desktop.storageState(),
+  });
+  const weighed = await fresh.newPage();
+  watch(weighed, problems);
+  const cold = await transferred(weighed, () => weighed.goto(`${BASE}/devices/${DEVICE}`));
+  const warm = await transferred(weighed, () => weighed.reload());
+  console.log(
+    `  device page: cold ${cold.bytes} bytes in ${cold.requests} requests, ` +
+      `warm ${warm.bytes} bytes in ${warm.requests} requests`,
+  );
+  check(warm.bytes < cold.bytes, `a warm load (${warm.bytes} B) should reuse the cached assets`);
+  await fresh.close();
 
   step("phone width: the same pages fit and pass axe");
   const phone = await browser.newContext({
