@@ -18,9 +18,11 @@
 //! [`crate::Caller`] built from the session, so role rules, validation and
 //! tenant scoping are the API's, written once.
 
+mod alarms;
 mod assets;
 mod csrf;
 mod device;
+mod device_panels;
 mod devices;
 mod form;
 mod live;
@@ -68,6 +70,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/live", get(live::open))
         .route("/assets/{file}", get(assets::serve))
+        .route("/devices/{id}/twin", post(device_panels::patch_twin))
+        .route(
+            "/devices/{id}/commands",
+            get(device_panels::outbox).post(device_panels::send_command),
+        )
+        .route("/alarms", get(alarms::list))
+        .route("/alarms/{id}/ack", post(alarms::acknowledge))
+        .route("/alarms/{id}/clear", post(alarms::clear))
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))
 }

@@ -1,0 +1,400 @@
+//! The device page's twin, commands, events and alarms panels, and the
+//! alarms page, as a browser without JavaScript uses them (the
+//! cookie-keeping `Browser` of `console`): each form valid, invalid,
+//! refused for a viewer and refused when forged. The browser run is
+//! `e2e-device.mjs`.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::console::Browser;
+use crate::util::{Server, USER_PASSWORD, viewer_editor_owner};
+
+/// A device `id`, created through the API; its token.
+async fn device(admin: &crate::util::Api, id: &str) -> String {
+    let r = admin.post("/api/v1/devices", json!({"id": id})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json["token"].as_str().unwrap().to_owned()
+}
+
+async fn viewer(s: &Server) -> Browser {
+    let mut v = Browser::new(s);
+    let r = v.login("v@x.io", USER_PASSWORD, "/").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    v
+}
+
+#[tokio::test]
+async fn desired_state_changes_through_the_twin_form_with_the_version_shown() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let token = device(&admin, "pump").await;
+    // Reported state, as the device sends it.
+    let r = s
+        .api(&token)
+        .post("/api/v1/ingest/state/reported", json!({"fw": "1.0"}))
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    let mut b = Browser::admin(&s).await;
+    let page = b.get("/devices/pump").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("id=\"twin-version\">0<"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("&quot;fw&quot;: &quot;1.0&quot;"));
+    let csrf = page.csrf();
+
+    let r = b
+        .post(
+            "/devices/pump/twin",
+            &[
+                ("patch", r#"{"interval": 30}"#),
+                ("version", "0"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let twin = admin.get("/api/v1/devices/pump/state").await;
+    assert_eq!(twin.json["desired"]["interval"], 30, "{}", twin.text);
+    assert_eq!(twin.json["delta"]["interval"], 30);
+    let page = b.get("/devices/pump").await;
+    assert!(
+        page.body.contains("id=\"twin-version\">1<"),
+        "{}",
+        page.body
+    );
+
+    // Based on version 0, which is gone: refused, the patch kept.
+    let r = b
+        .post(
+            "/devices/pump/twin",
+            &[
+                ("patch", r#"{"interval": 60}"#),
+                ("version", "0"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.body);
+    assert!(r.body.contains("changed meanwhile"), "{}", r.body);
+    assert!(r.body.contains("id=\"twin-patch-error\""));
+    assert!(
+        r.body.contains("&quot;interval&quot;: 60}</textarea>"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        admin.get("/api/v1/devices/pump/state").await.json["desired"]["interval"],
+        30
+    );
+
+    // Not JSON, or not an object: next to the field.
+    for bad in ["{interval: 60", "[1]"] {
+        let r = b
+            .post(
+                "/devices/pump/twin",
+                &[("patch", bad), ("version", "1"), ("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+        assert!(r.body.contains("id=\"twin-patch-error\""), "{}", r.body);
+        assert!(r.body.contains("aria-invalid=\"true\""));
+    }
+
+    // Forged: refused before anything changes.
+    let r = b
+        .post(
+            "/devices/pump/twin",
+            &[
+                ("patch", r#"{"interval": 1}"#),
+                ("version", "1"),
+                ("csrf", "forged"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = b
+        .post_from(
+            "/devices/pump/twin",
+            &[
+                ("patch", r#"{"interval": 1}"#),
+                ("version", "1"),
+                ("csrf", &csrf),
+            ],
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // A viewer sees the twin, no editor, and is refused anyway.
+    viewer_editor_owner(&s, &admin).await;
+    let mut v = viewer(&s).await;
+    let page = v.get("/devices/pump").await;
+    assert!(page.body.contains("id=\"twin-desired\""));
+    assert!(
+        !page.body.contains("id=\"twin-patch\""),
+        "no editor for viewers"
+    );
+    let csrf = page.csrf();
+    let r = v
+        .post(
+            "/devices/pump/twin",
+            &[
+                ("patch", r#"{"interval": 1}"#),
+                ("version", "1"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(
+        admin.get("/api/v1/devices/pump/state").await.json["desired"]["interval"],
+        30
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn commands_are_queued_from_the_page_and_listed_in_the_outbox() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    device(&admin, "pump").await;
+    let mut b = Browser::admin(&s).await;
+    let page = b.get("/devices/pump").await;
+    assert!(page.body.contains("No commands sent yet."));
+    let csrf = page.csrf();
+
+    let r = b
+        .post(
+            "/devices/pump/commands",
+            &[
+                ("name", "reboot"),
+                ("params", r#"{"delay": 5}"#),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let listed = admin.get("/api/v1/devices/pump/commands").await;
+    assert_eq!(listed.json["items"][0]["name"], "reboot", "{}", listed.text);
+    assert_eq!(listed.json["items"][0]["params"]["delay"], 5);
+    assert_eq!(listed.json["items"][0]["state"], "pending");
+    let outbox = b.get("/devices/pump/commands").await;
+    assert_eq!(outbox.status, 200);
+    assert!(outbox.body.contains(">reboot<"), "{}", outbox.body);
+    assert!(outbox.body.contains("state-pending"));
+    assert!(!outbox.body.contains("<html"), "a fragment for htmx");
+
+    // Parameters that are not JSON; a name the API refuses; no name.
+    let r = b
+        .post(
+            "/devices/pump/commands",
+            &[("name", "reboot"), ("params", "{delay"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("id=\"command-params-error\""), "{}", r.body);
+    assert!(r.body.contains(">{delay</textarea>"), "kept: {}", r.body);
+    for name in ["bad name!", ""] {
+        let r = b
+            .post(
+                "/devices/pump/commands",
+                &[("name", name), ("params", ""), ("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name}: {}", r.body);
+        assert!(r.body.contains("id=\"command-name-error\""), "{}", r.body);
+    }
+    let r = b
+        .post(
+            "/devices/pump/commands",
+            &[("name", "reboot"), ("csrf", "forged")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    viewer_editor_owner(&s, &admin).await;
+    let mut v = viewer(&s).await;
+    let page = v.get("/devices/pump").await;
+    assert!(
+        !page.body.contains("id=\"command-name\""),
+        "no form for viewers"
+    );
+    assert!(page.body.contains(">reboot<"), "viewers see the outbox");
+    let csrf = page.csrf();
+    let r = v
+        .post(
+            "/devices/pump/commands",
+            &[("name", "reboot"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let listed = admin.get("/api/v1/devices/pump/commands").await;
+    assert_eq!(listed.json["items"].as_array().unwrap().len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_device_page_shows_events_alarms_open_first_and_connectivity() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let token = device(&admin, "pump").await;
+    let r = s
+        .api(&token)
+        .post("/api/v1/ingest/events/boot", json!({"reason": "power-on"}))
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    let old = admin
+        .post(
+            "/api/v1/alarms",
+            json!({"device": "pump", "type": "old-leak"}),
+        )
+        .await;
+    let old_id = old.json["alarm"]["id"].as_u64().unwrap();
+    assert_eq!(
+        admin
+            .post(&format!("/api/v1/alarms/{old_id}/clear"), json!({}))
+            .await
+            .status,
+        200
+    );
+    admin
+        .post(
+            "/api/v1/alarms",
+            json!({"device": "pump", "type": "overheat", "severity": "critical"}),
+        )
+        .await;
+    let mut b = Browser::admin(&s).await;
+    let page = b.get("/devices/pump").await;
+    assert!(page.body.contains(">boot<"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("&quot;reason&quot;:&quot;power-on&quot;")
+    );
+    let open = page.body.find("overheat").expect("the open alarm");
+    let cleared = page.body.find("old-leak").expect("the cleared alarm");
+    assert!(open < cleared, "open alarms first");
+    assert!(page.body.contains("Disconnected at"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn alarms_are_filtered_paged_acknowledged_and_cleared() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    device(&admin, "pump").await;
+    device(&admin, "fan").await;
+    let raise = |device: &'static str, kind: &'static str, severity: &'static str| {
+        let admin = &admin;
+        async move {
+            let r = admin
+                .post(
+                    "/api/v1/alarms",
+                    json!({"device": device, "type": kind, "severity": severity}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.json["alarm"]["id"].as_u64().unwrap()
+        }
+    };
+    let hot = raise("pump", "overheat", "critical").await;
+    raise("fan", "stall", "minor").await;
+    let mut b = Browser::admin(&s).await;
+    let page = b.get("/alarms").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("aria-current=\"page\">Alarms<"));
+    assert!(page.body.contains("overheat") && page.body.contains("stall"));
+    let page = b.get("/alarms?severity=critical").await;
+    assert!(page.body.contains("overheat") && !page.body.contains("stall"));
+    let page = b.get("/alarms?device=fan&range=1h").await;
+    assert!(!page.body.contains("overheat") && page.body.contains("stall"));
+    let csrf = page.csrf();
+
+    let back = "/alarms?severity=critical";
+    let r = b
+        .post(
+            &format!("/alarms/{hot}/ack"),
+            &[("back", back), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), back);
+    let a = admin.get(&format!("/api/v1/alarms/{hot}")).await;
+    assert_eq!(a.json["state"], "acknowledged");
+    // Again: the API's 409, as a message over the list.
+    let r = b
+        .post(
+            &format!("/alarms/{hot}/ack"),
+            &[("back", back), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("id=\"alarm-message\""), "{}", r.body);
+    assert!(r.body.contains("overheat"), "the list is shown again");
+
+    let r = b
+        .post(
+            &format!("/alarms/{hot}/clear"),
+            &[("back", "https://evil.example/"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/", "never redirected off the site");
+    assert_eq!(
+        admin.get(&format!("/api/v1/alarms/{hot}")).await.json["state"],
+        "cleared"
+    );
+    let history = b.get("/alarms?state=cleared").await;
+    assert!(history.body.contains("overheat") && !history.body.contains("stall"));
+    let r = b
+        .post(&format!("/alarms/{hot}/clear"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+
+    // Forged and viewer: refused, nothing changes.
+    let fan = admin.get("/api/v1/alarms?device=fan").await.json["items"][0]["id"]
+        .as_u64()
+        .unwrap();
+    let r = b
+        .post(&format!("/alarms/{fan}/ack"), &[("csrf", "forged")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    viewer_editor_owner(&s, &admin).await;
+    let mut v = viewer(&s).await;
+    let page = v.get("/alarms").await;
+    assert!(page.body.contains("stall"));
+    assert!(
+        !page.body.contains("Acknowledge alarm"),
+        "no buttons for viewers"
+    );
+    let csrf = page.csrf();
+    let r = v
+        .post(&format!("/alarms/{fan}/ack"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        admin.get(&format!("/api/v1/alarms/{fan}")).await.json["state"],
+        "active"
+    );
+
+    // Paging: 50 a page, then a link to the next.
+    for i in 0..55 {
+        let kind: &'static str = Box::leak(format!("bulk-{i}").into_boxed_str());
+        raise("pump", kind, "warning").await;
+    }
+    let page = b.get("/alarms?severity=warning").await;
+    assert_eq!(page.body.matches("data-alarm=").count(), 50);
+    let at = page.body.find("Next page").expect("a next page");
+    let href_at = page.body[..at].rfind("href=\"").unwrap() + 6;
+    let href = &page.body[href_at..];
+    let href = href[..href.find('"').unwrap()]
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    let next = b.get(&href).await;
+    assert_eq!(next.body.matches("data-alarm=").count(), 5, "{href}");
+    assert!(next.body.contains("First page"));
+    s.stop().await;
+}
