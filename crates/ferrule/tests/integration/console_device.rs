@@ -398,3 +398,8 @@ async fn alarms_are_filtered_paged_acknowledged_and_cleared() {
     assert!(next.body.contains("First page"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_device_twin_commands_and_alarms_work_in_a_real_browser() {
+    crate::console_e2e::run_script("e2e-device.mjs").await;
+}
