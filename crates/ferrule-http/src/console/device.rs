@@ -136,6 +136,7 @@ pub async fn render(
     let twin = panels::twin_panel(&state, console, &id).await?;
     let commands = panels::command_rows(&state, console, &id).await?;
     let events = panels::event_rows(&state, console, &id).await?;
+    let connectivity = panels::connectivity_rows(&state, console, &id).await?;
     let alarms = panels::alarm_rows(&state, console, &id).await?;
     // Credentials are for those who may change them (as in the API).
     let credentials: Vec<CredentialRow> = if console.caller.role.can_write() {
@@ -206,6 +207,7 @@ pub async fn render(
             twin => twin,
             commands => commands,
             events => events,
+            connectivity => connectivity,
             alarms => alarms,
             forms => forms,
         }},

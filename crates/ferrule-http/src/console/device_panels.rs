@@ -24,6 +24,18 @@ use crate::state::AppState;
 /// Rows each list panel shows: the recent ones; the API has the rest.
 const RECENT: u32 = 20;
 
+/// How far back the event panels look for the recent events, narrowest
+/// first (`None`: all).
+const WINDOWS_MS: [Option<i64>; 4] = [
+    Some(3_600_000),
+    Some(24 * 3_600_000),
+    Some(7 * 24 * 3_600_000),
+    None,
+];
+/// Events read per request while looking back, and pages per window.
+const EVENTS_PAGE: u32 = 1000;
+const MAX_PAGES: usize = 10;
+
 /// What a form sent back, and the errors shown next to its fields, when
 /// the device page is shown again after a refused change.
 #[derive(Debug, Default, Serialize)]
@@ -151,25 +163,8 @@ pub async fn event_rows(
     console: &Console,
     id: &str,
 ) -> Result<Vec<EventRow>, ApiError> {
-    if state.telemetry.is_none() {
-        return Ok(Vec::new());
-    }
-    let page = events::list(
-        State(state.clone()),
-        console.caller.clone(),
-        Path(id.to_owned()),
-        ApiQuery(events::EventQuery {
-            event_type: None,
-            from: None,
-            to: None,
-            limit: Some(RECENT),
-            cursor: None,
-        }),
-    )
-    .await?
-    .0;
-    Ok(page
-        .items
+    Ok(recent_events(state, console, id, None)
+        .await?
         .into_iter()
         .map(|e| EventRow {
             at: when(jiff::Timestamp::from_millisecond(e.ts).ok()),
@@ -182,6 +177,94 @@ pub async fn event_rows(
             },
         })
         .collect())
+}
+
+/// A connection that began or ended: the `connectivity` events Ferrule
+/// records for the device.
+#[derive(Debug, Serialize)]
+pub struct ConnectivityRow {
+    at: String,
+    change: String,
+    client_id: String,
+    address: String,
+    protocol: String,
+    reason: String,
+}
+
+/// The device's recent connects and disconnects, newest first.
+pub async fn connectivity_rows(
+    state: &AppState,
+    console: &Console,
+    id: &str,
+) -> Result<Vec<ConnectivityRow>, ApiError> {
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    Ok(recent_events(state, console, id, Some("connectivity"))
+        .await?
+        .into_iter()
+        .map(|e| {
+            let p = e.payload.unwrap_or(Value::Null);
+            ConnectivityRow {
+                at: when(jiff::Timestamp::from_millisecond(e.ts).ok()),
+                change: text(&p, "event"),
+                client_id: text(&p, "client_id"),
+                address: text(&p, "address"),
+                protocol: text(&p, "protocol"),
+                reason: text(&p, "reason").replace('_', " "),
+            }
+        })
+        .collect())
+}
+
+/// The most recent [`RECENT`] events (of one type), newest first.
+///
+/// The API lists events oldest first from a time, paged by id; the most
+/// recent are found by looking back over wider and wider windows until one
+/// holds enough, reading at most [`MAX_PAGES`] pages of a window.
+async fn recent_events(
+    state: &AppState,
+    console: &Console,
+    id: &str,
+    event_type: Option<&str>,
+) -> Result<Vec<events::EventView>, ApiError> {
+    if state.telemetry.is_none() {
+        return Ok(Vec::new());
+    }
+    let now = jiff::Timestamp::now().as_millisecond();
+    let mut recent = std::collections::VecDeque::new();
+    for window in WINDOWS_MS {
+        recent.clear();
+        let mut cursor = None;
+        for _ in 0..MAX_PAGES {
+            let page = events::list(
+                State(state.clone()),
+                console.caller.clone(),
+                Path(id.to_owned()),
+                ApiQuery(events::EventQuery {
+                    event_type: event_type.map(str::to_owned),
+                    from: window.map(|ms| (now - ms).to_string()),
+                    to: None,
+                    limit: Some(EVENTS_PAGE),
+                    cursor: cursor.take(),
+                }),
+            )
+            .await?
+            .0;
+            for e in page.items {
+                if recent.len() == RECENT as usize {
+                    recent.pop_front();
+                }
+                recent.push_back(e);
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        if recent.len() == RECENT as usize {
+            break;
+        }
+    }
+    Ok(recent.into_iter().rev().collect())
 }
 
 /// An alarm as a row of a list (here and on the alarms page).

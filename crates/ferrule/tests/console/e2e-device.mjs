@@ -80,6 +80,7 @@ run("console device e2e", async (browser, problems) => {
     step("the device page shows the twin; an invalid patch is refused next to the field");
     await page.goto(`${BASE}/devices/${DEVICE}`);
     check((await page.textContent("#twin-version")) === "0", "desired version 0 at first");
+    check((await page.textContent("#connectivity-list")).includes("connected"), "the device's connection in its history");
     await axe(page, "device");
     await page.fill("#twin-patch", "{interval: 30");
     await Promise.all([page.waitForNavigation(), page.click("text=Apply to desired state")]);

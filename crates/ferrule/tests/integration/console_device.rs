@@ -278,6 +278,59 @@ async fn the_device_page_shows_events_alarms_open_first_and_connectivity() {
     let cleared = page.body.find("old-leak").expect("the cleared alarm");
     assert!(open < cleared, "open alarms first");
     assert!(page.body.contains("Disconnected at"));
+    assert!(page.body.contains("The device has not connected yet."));
+
+    // A connection and its end, as the device's connectivity history.
+    let (host, port) = s.mqtt.rsplit_once(':').unwrap();
+    let out = std::process::Command::new("mosquitto_pub")
+        .args(["-h", host, "-p", port, "-u", &token, "-i", "pump-cli"])
+        .args([
+            "-t",
+            "devices/pump/telemetry",
+            "-m",
+            r#"{"t":1}"#,
+            "-q",
+            "1",
+        ])
+        .output()
+        .expect("mosquitto_pub runs");
+    assert!(out.status.success(), "{out:?}");
+    let mut page = b.get("/devices/pump").await;
+    for _ in 0..50 {
+        if page.body.contains(">disconnected<") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = b.get("/devices/pump").await;
+    }
+    let history = &page.body[page
+        .body
+        .find("id=\"connectivity-list\"")
+        .expect("a history")..];
+    let disconnected = history.find(">disconnected<").expect("the disconnect");
+    let connected = history.find(">connected<").expect("the connect");
+    assert!(disconnected < connected, "newest first: {history}");
+    assert!(history.contains("client disconnect"), "{history}");
+    assert!(history.contains("pump-cli"));
+    let events = &page.body[page.body.find("id=\"events-title\"").unwrap()..];
+    assert!(
+        events.find(">connectivity<").unwrap() < events.find(">boot<").unwrap(),
+        "events newest first"
+    );
+
+    // The panel shows the 20 most recent events, newest first.
+    for i in 0..25 {
+        let r = s
+            .api(&token)
+            .post(&format!("/api/v1/ingest/events/tick-{i:02}"), json!({}))
+            .await;
+        assert!(r.status < 300, "{}", r.text);
+    }
+    let page = b.get("/devices/pump").await;
+    let events = &page.body[page.body.find("id=\"events-title\"").unwrap()..];
+    assert_eq!(events.matches(">tick-").count(), 20, "{events}");
+    assert!(events.find(">tick-24<").unwrap() < events.find(">tick-05<").unwrap());
+    assert!(!events.contains(">tick-04<") && !events.contains(">boot<"));
     s.stop().await;
 }
 
