@@ -18,6 +18,7 @@
 //! [`crate::Caller`] built from the session, so role rules, validation and
 //! tenant scoping are the API's, written once.
 
+mod access;
 mod alarms;
 mod assets;
 mod csrf;
@@ -78,6 +79,14 @@ pub fn routes() -> Router<AppState> {
         .route("/alarms", get(alarms::list))
         .route("/alarms/{id}/ack", post(alarms::acknowledge))
         .route("/alarms/{id}/clear", post(alarms::clear))
+        .route("/access", get(access::page))
+        .route("/access/users", post(access::create_user))
+        .route("/access/users/{id}/role", post(access::change_role))
+        .route("/access/api-keys", post(access::create_key))
+        .route(
+            "/access/{kind}/{id}/delete",
+            get(access::confirm).post(access::delete),
+        )
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))
 }

@@ -3,7 +3,7 @@
 mod acl_rules;
 pub(crate) mod alarms;
 mod api_docs;
-mod api_keys;
+pub(crate) mod api_keys;
 pub(crate) mod auth;
 pub(crate) mod commands;
 mod contract;
@@ -28,7 +28,7 @@ pub(crate) mod telemetry;
 pub(crate) mod telemetry_settings;
 mod tenants;
 pub(crate) mod twin;
-mod users;
+pub(crate) mod users;
 pub(crate) mod views;
 mod vocabulary;
 

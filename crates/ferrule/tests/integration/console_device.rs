@@ -456,3 +456,197 @@ async fn alarms_are_filtered_paged_acknowledged_and_cleared() {
 async fn the_device_twin_commands_and_alarms_work_in_a_real_browser() {
     crate::console_e2e::run_script("e2e-device.mjs").await;
 }
+
+/// The id in the first `href="/access/{kind}/ID/delete"` of a row that
+/// holds `marker`.
+fn delete_link(body: &str, marker: &str) -> String {
+    let row = &body[body
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in {body}"))..];
+    let at = row.find("/delete\"").expect("a delete link");
+    let start = row[..at].rfind('/').unwrap() + 1;
+    row[start..at].to_owned()
+}
+
+#[tokio::test]
+async fn owners_manage_users_and_api_keys_on_the_access_page() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let [_, _, owner_api] = viewer_editor_owner(&s, &admin).await;
+    let mut b = Browser::admin(&s).await;
+    let page = b.get("/access").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("aria-current=\"page\">Access<"));
+    assert!(page.body.contains("data-user=\"e@x.io\""));
+    let csrf = page.csrf();
+
+    // Create a user: invalid, too short a password, valid, duplicate.
+    let r = b
+        .post(
+            "/access/users",
+            &[
+                ("email", "nope"),
+                ("password", "long-enough"),
+                ("role", "viewer"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("id=\"user-email-error\""), "{}", r.body);
+    assert!(
+        !r.body.contains("long-enough"),
+        "a password never comes back"
+    );
+    let r = b
+        .post(
+            "/access/users",
+            &[
+                ("email", "n@x.io"),
+                ("password", "short"),
+                ("role", "viewer"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("id=\"user-password-error\""), "{}", r.body);
+    let new_user = [
+        ("email", "n@x.io"),
+        ("password", "password-9"),
+        ("role", "editor"),
+        ("csrf", csrf.as_str()),
+    ];
+    let r = b.post("/access/users", &new_user).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = b.post("/access/users", &new_user).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("id=\"user-email-error\""), "{}", r.body);
+    let token = s.login("n@x.io", "password-9").await;
+    assert_eq!(
+        s.api(&token).get("/api/v1/auth/me").await.json["role"],
+        "editor"
+    );
+
+    // Change a role.
+    let page = b.get("/access").await;
+    let id = delete_link(&page.body, "data-user=\"n@x.io\"");
+    let r = b
+        .post(
+            &format!("/access/users/{id}/role"),
+            &[("role", "viewer"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        admin.get(&format!("/api/v1/users/{id}")).await.json["role"],
+        "viewer"
+    );
+
+    // An API key: its secret once, then only its name.
+    let r = b
+        .post(
+            "/access/api-keys",
+            &[("name", " "), ("role", "viewer"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("id=\"key-name-error\""), "{}", r.body);
+    let r = b
+        .post(
+            "/access/api-keys",
+            &[("name", "grafana"), ("role", "viewer"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let at = r.body.find("id=\"key-secret\"").expect("the secret shown");
+    let value = &r.body[at..][r.body[at..].find("value=\"").unwrap() + 7..];
+    let secret = &value[..value.find('"').unwrap()];
+    assert_eq!(s.api(secret).get("/api/v1/devices").await.status, 200);
+    let page = b.get("/access").await;
+    assert!(page.body.contains("data-key=\"grafana\""));
+    assert!(!page.body.contains(secret), "the secret is shown once only");
+    let key = delete_link(&page.body, "data-key=\"grafana\"");
+    let confirm = b.get(&format!("/access/api-keys/{key}/delete")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("Revoke API key grafana"));
+    let r = b
+        .post(
+            &format!("/access/api-keys/{key}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(s.api(secret).get("/api/v1/devices").await.status, 401);
+    assert!(b.get("/access").await.body.contains(">revoked<"));
+
+    // Deleting oneself: the API's 409, as a message.
+    let me = admin.get("/api/v1/auth/me").await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = b
+        .post(&format!("/access/users/{me}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("id=\"access-message\""));
+    // Forged: refused.
+    let r = b
+        .post(&format!("/access/users/{id}/delete"), &[("csrf", "forged")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = b
+        .post(&format!("/access/users/{id}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(admin.get(&format!("/api/v1/users/{id}")).await.status, 404);
+
+    // An owner may not grant or touch a role above its own.
+    let _ = owner_api;
+    let mut owner = Browser::new(&s);
+    let r = owner.login("o@x.io", USER_PASSWORD, "/access").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = owner.get("/access").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("<option value=\"admin\""),
+        "admin is not offered"
+    );
+    let csrf = page.csrf();
+    let r = owner
+        .post(
+            "/access/users",
+            &[
+                ("email", "a2@x.io"),
+                ("password", "password-9"),
+                ("role", "admin"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = owner
+        .post(&format!("/access/users/{me}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "outranked: {}", r.body);
+    assert_eq!(admin.get(&format!("/api/v1/users/{me}")).await.status, 200);
+
+    // Editors and viewers: no page, no nav entry, no writes.
+    let mut editor = Browser::new(&s);
+    let r = editor.login("e@x.io", USER_PASSWORD, "/").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = editor.get("/devices").await;
+    assert!(!page.body.contains("href=\"/access\""));
+    let csrf = page.csrf();
+    let r = editor.get("/access").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("needs the owner role"), "{}", r.body);
+    let r = editor
+        .post(
+            "/access/api-keys",
+            &[("name", "x"), ("role", "viewer"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    s.stop().await;
+}
