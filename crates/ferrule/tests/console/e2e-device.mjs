@@ -2,7 +2,8 @@
 // page in headless Chromium: create a device through the page, change its
 // desired state and see the device (a real MQTT client, tests/peers/device.py)
 // receive it, send it a command and see its reply in the outbox, raise an
-// alarm through the API and acknowledge then clear it on the alarms page.
+// alarm through the API and acknowledge then clear it on the alarms page,
+// create an API key (its secret shown once) and a user on the access page.
 // axe on every page, screenshots at desktop and phone width. See lib.mjs.
 
 import { spawn } from "node:child_process";
@@ -80,6 +81,12 @@ run("console device e2e", async (browser, problems) => {
     step("the device page shows the twin; an invalid patch is refused next to the field");
     await page.goto(`${BASE}/devices/${DEVICE}`);
     check((await page.textContent("#twin-version")) === "0", "desired version 0 at first");
+    // The connection is recorded as the device connects, not before the
+    // page loads: look again for a while.
+    for (let i = 0; i < 20 && !(await page.$("#connectivity-list")); i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      await page.reload();
+    }
     check((await page.textContent("#connectivity-list")).includes("connected"), "the device's connection in its history");
     await axe(page, "device");
     await page.fill("#twin-patch", "{interval: 30");
@@ -145,6 +152,29 @@ run("console device e2e", async (browser, problems) => {
   check(await page.$(row), "the cleared alarm is in the history");
   await axe(page, "alarm history");
 
+  step("users and API keys: a key's secret is shown once");
+  await page.click("nav >> text=Access");
+  await page.waitForURL(`${BASE}/access`);
+  await axe(page, "access");
+  await page.fill("#key-name", "e2e-grafana");
+  await Promise.all([page.waitForNavigation(), page.click("text=Create key")]);
+  const secret = await page.inputValue("#key-secret");
+  check(secret.length > 20, `no key secret shown (${secret})`);
+  const asKey = await fetch(`${BASE}/api/v1/devices`, { headers: { authorization: `Bearer ${secret}` } });
+  check(asKey.status === 200, `the new key works (${asKey.status})`);
+  await axe(page, "key created");
+  await page.goto(`${BASE}/access`);
+  check(!(await page.content()).includes(secret), "the secret is shown once only");
+  await page.fill("#user-email", "ops@example.com");
+  await page.fill("#user-password", "short");
+  await Promise.all([page.waitForNavigation(), page.click("text=Add user")]);
+  check((await page.getAttribute("#user-password", "aria-invalid")) === "true", "short password not marked");
+  await axe(page, "access with an error");
+  await page.fill("#user-password", "ops-password-1");
+  await Promise.all([page.waitForNavigation(), page.click("text=Add user")]);
+  check(await page.$('tr[data-user="ops@example.com"]'), "the new user is listed");
+  await shot(page, "access-desktop");
+
   step("phone width: the device and alarms pages fit and pass axe");
   const phone = await browser.newContext({
     viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
@@ -152,7 +182,7 @@ run("console device e2e", async (browser, problems) => {
   });
   const mobile = await phone.newPage();
   watch(mobile, problems);
-  for (const [path, name] of [[`/devices/${DEVICE}`, "device-twin"], ["/alarms", "alarms"]]) {
+  for (const [path, name] of [[`/devices/${DEVICE}`, "device-twin"], ["/alarms", "alarms"], ["/access", "access"]]) {
     await mobile.goto(`${BASE}${path}`);
     await noHorizontalScroll(mobile, name);
     await axe(mobile, `${name} (phone)`);
@@ -166,7 +196,7 @@ run("console device e2e", async (browser, problems) => {
   });
   const night = await dark.newPage();
   watch(night, problems);
-  for (const [path, name] of [[`/devices/${DEVICE}`, "device-twin"], ["/alarms?state=cleared", "alarms"]]) {
+  for (const [path, name] of [[`/devices/${DEVICE}`, "device-twin"], ["/alarms?state=cleared", "alarms"], ["/access", "access"]]) {
     await night.goto(`${BASE}${path}`);
     await axe(night, `${name} (dark)`);
   }
