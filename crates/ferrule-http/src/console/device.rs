@@ -10,6 +10,7 @@ use ferrule_store::telemetry::Agg;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
+use super::device_panels::{self as panels, Forms};
 use super::devices::when;
 use super::page::{self, Failure};
 use super::session::Console;
@@ -111,6 +112,19 @@ pub async fn page(
     console: Console,
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
+    render(&state, &console, &id, Forms::default(), StatusCode::OK).await
+}
+
+/// The page, with what a refused form sent and its errors (`forms`).
+pub async fn render(
+    state: &AppState,
+    console: &Console,
+    id: &str,
+    forms: Forms,
+    status: StatusCode,
+) -> Result<Response, Failure> {
+    let state = state.clone();
+    let id = id.to_owned();
     let device = api::get(
         State(state.clone()),
         console.caller.clone(),
@@ -118,7 +132,12 @@ pub async fn page(
     )
     .await?
     .0;
-    let latest = latest_rows(&state, &console, &id).await?;
+    let latest = latest_rows(&state, console, &id).await?;
+    let twin = panels::twin_panel(&state, console, &id).await?;
+    let commands = panels::command_rows(&state, console, &id).await?;
+    let events = panels::event_rows(&state, console, &id).await?;
+    let connectivity = panels::connectivity_rows(&state, console, &id).await?;
+    let alarms = panels::alarm_rows(&state, console, &id).await?;
     // Credentials are for those who may change them (as in the API).
     let credentials: Vec<CredentialRow> = if console.caller.role.can_write() {
         crate::routes::credentials::list(
@@ -164,7 +183,7 @@ pub async fn page(
         .iter()
         .map(|(v, label, _)| context! { value => v, label => label })
         .collect();
-    let chrome = page::chrome(&state, &console, "devices").await;
+    let chrome = page::chrome(&state, console, "devices").await;
     let body = page::render(
         "device.html",
         context! { ..chrome, ..context! {
@@ -185,9 +204,15 @@ pub async fn page(
             credentials => credentials,
             keys => keys,
             ranges => ranges,
+            twin => twin,
+            commands => commands,
+            events => events,
+            connectivity => connectivity,
+            alarms => alarms,
+            forms => forms,
         }},
     )?;
-    Ok(page::html(StatusCode::OK, body))
+    Ok(page::html(status, body))
 }
 
 /// The latest values table alone, for htmx polling.

@@ -18,9 +18,12 @@
 //! [`crate::Caller`] built from the session, so role rules, validation and
 //! tenant scoping are the API's, written once.
 
+mod access;
+mod alarms;
 mod assets;
 mod csrf;
 mod device;
+mod device_panels;
 mod devices;
 mod form;
 mod live;
@@ -73,6 +76,22 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/assets/{file}",
             get(assets::serve).layer(tower_http::compression::CompressionLayer::new()),
+        )
+        .route("/devices/{id}/twin", post(device_panels::patch_twin))
+        .route(
+            "/devices/{id}/commands",
+            get(device_panels::outbox).post(device_panels::send_command),
+        )
+        .route("/alarms", get(alarms::list))
+        .route("/alarms/{id}/ack", post(alarms::acknowledge))
+        .route("/alarms/{id}/clear", post(alarms::clear))
+        .route("/access", get(access::page))
+        .route("/access/users", post(access::create_user))
+        .route("/access/users/{id}/role", post(access::change_role))
+        .route("/access/api-keys", post(access::create_key))
+        .route(
+            "/access/{kind}/{id}/delete",
+            get(access::confirm).post(access::delete),
         )
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))

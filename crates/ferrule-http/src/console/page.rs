@@ -142,6 +142,7 @@ pub async fn chrome(state: &AppState, console: &Console, nav: &str) -> Value {
         tenants => tenants,
         nav => nav,
         version => env!("CARGO_PKG_VERSION"),
+        can_manage_access => console.caller.role.can_manage_access(),
     }
 }
 

@@ -1,11 +1,11 @@
 //! The API's routes, declared once for both axum and OpenAPI.
 
 mod acl_rules;
-mod alarms;
+pub(crate) mod alarms;
 mod api_docs;
-mod api_keys;
+pub(crate) mod api_keys;
 pub(crate) mod auth;
-mod commands;
+pub(crate) mod commands;
 mod contract;
 pub(crate) mod credentials;
 pub(crate) mod dashboard_widgets;
@@ -14,7 +14,7 @@ mod dead_letters;
 pub(crate) mod device_attributes;
 pub(crate) mod device_filter;
 pub(crate) mod devices;
-mod events;
+pub(crate) mod events;
 mod export;
 mod ingest;
 mod mqtt_ws;
@@ -28,7 +28,7 @@ pub(crate) mod telemetry;
 pub(crate) mod telemetry_settings;
 mod tenants;
 pub(crate) mod twin;
-mod users;
+pub(crate) mod users;
 pub(crate) mod views;
 mod vocabulary;
 

@@ -16,6 +16,7 @@ mod commands;
 mod config;
 mod connectivity;
 mod console;
+mod console_device;
 mod console_e2e;
 mod dashboards;
 mod data_dir_modes;
