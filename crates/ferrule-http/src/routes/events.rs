@@ -92,7 +92,8 @@ pub(super) fn numbered_page<T: std::str::FromStr>(
     Ok((limit, after))
 }
 
-/// Lists a device's events, newest first, in a time range.
+/// Lists a device's events in a time range, in the order they were stored
+/// (oldest first); `next_cursor` pages forward.
 #[utoipa::path(get, operation_id = "listEvents", path = "/api/v1/devices/{id}/events", tag = "telemetry",
     params(("id" = String, Path), EventQuery),
     responses((status = 200, body = Paged<EventView>), (status = 400, body = Problem),
