@@ -12,7 +12,7 @@
 //! - [`assets`]: our CSS/JS and vendored htmx and uPlot at content-hashed,
 //!   immutable URLs.
 //! - Pages: [`login`], [`overview`], [`devices`], [`device`]; [`live`]
-//!   carries the live stream to the device page.
+//!   carries the live stream to the device page; [`rules`].
 //!
 //! Handlers call the API's own route functions or services with a
 //! [`crate::Caller`] built from the session, so role rules, validation and
@@ -27,6 +27,7 @@ mod live;
 mod login;
 mod overview;
 mod page;
+mod rules;
 mod session;
 
 use axum::Router;
@@ -68,6 +69,21 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/live", get(live::open))
         .route("/assets/{file}", get(assets::serve))
+        .route("/rules", get(rules::list).post(rules::create))
+        .route("/rules/new", get(rules::new))
+        .route("/rules/test", post(rules::test))
+        .route("/rules/{id}", get(rules::show).post(rules::save))
+        .route("/rules/{id}/enable", post(rules::enable))
+        .route("/rules/{id}/disable", post(rules::disable))
+        .route("/rules/{id}/delete", post(rules::delete))
+        .route(
+            "/rules/{id}/dead-letters/{letter}/replay",
+            post(rules::replay),
+        )
+        .route(
+            "/rules/{id}/dead-letters/{letter}/delete",
+            post(rules::delete_letter),
+        )
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))
 }

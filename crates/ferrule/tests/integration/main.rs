@@ -17,6 +17,7 @@ mod config;
 mod connectivity;
 mod console;
 mod console_e2e;
+mod console_rules;
 mod dashboards;
 mod data_dir_modes;
 mod deletion;

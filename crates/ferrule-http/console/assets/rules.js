@@ -1,0 +1,42 @@
+// Ferrule console, rules editor: puts the caret where the server says the
+// SQL is wrong (line and column, 1-based) — after a save, and after a dry
+// run whose result names the place. No inline script (the CSP forbids it).
+(function () {
+  "use strict";
+
+  function caretAt(area, line, column) {
+    var lines = area.value.split("\n");
+    var offset = 0;
+    for (var i = 0; i < Math.min(line - 1, lines.length); i++) {
+      offset += lines[i].length + 1;
+    }
+    offset += Math.max(0, column - 1);
+    offset = Math.min(offset, area.value.length);
+    area.focus();
+    area.setSelectionRange(offset, offset);
+  }
+
+  function fromSave() {
+    var area = document.getElementById("rule-sql");
+    if (!area || !area.dataset.errorLine) { return; }
+    caretAt(area, +area.dataset.errorLine, +area.dataset.errorColumn || 1);
+  }
+
+  function fromDryRun() {
+    var area = document.getElementById("rule-sql");
+    var note = document.querySelector("#dry-run-out [data-sql-line]");
+    if (!area) { return; }
+    if (note && note.dataset.sqlLine) {
+      area.setAttribute("aria-invalid", "true");
+      caretAt(area, +note.dataset.sqlLine, +note.dataset.sqlColumn || 1);
+    } else {
+      area.removeAttribute("aria-invalid");
+    }
+  }
+
+  // Deferred: the document is parsed when this runs.
+  fromSave();
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.target && e.target.id === "dry-run-out") { fromDryRun(); }
+  });
+})();
