@@ -29,8 +29,15 @@
     if (note && note.dataset.sqlLine) {
       area.setAttribute("aria-invalid", "true");
       caretAt(area, +note.dataset.sqlLine, +note.dataset.sqlColumn || 1);
-    } else {
+    } else if (!document.querySelector("#dry-run-out .error")) {
+      // The draft compiles now: the error shown since the last save is
+      // out of date.
       area.removeAttribute("aria-invalid");
+      var stale = document.getElementById("rule-sql-error");
+      if (stale) {
+        stale.remove();
+        area.setAttribute("aria-describedby", "rule-sql-help");
+      }
     }
   }
 

@@ -483,3 +483,9 @@ async fn dead_letters_are_listed_replayed_and_deleted() {
     assert_eq!(letters.json["items"].as_array().unwrap().len(), 0);
     s.stop().await;
 }
+
+/// The browser scenario: `tests/console/e2e-rules-dashboards.mjs`.
+#[tokio::test]
+async fn the_rules_and_dashboards_pages_work_in_a_real_browser() {
+    crate::console_e2e::run_script("e2e-rules-dashboards.mjs").await;
+}
