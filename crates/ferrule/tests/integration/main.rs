@@ -16,6 +16,7 @@ mod commands;
 mod config;
 mod connectivity;
 mod console;
+mod console_dashboards;
 mod console_e2e;
 mod console_rules;
 mod dashboards;
