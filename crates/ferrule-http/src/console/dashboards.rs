@@ -369,7 +369,7 @@ async fn dashboard_page(
     let body = page::render(
         "dashboard.html",
         context! { ..chrome, ..context! {
-            d => p.loaded.view, widgets => widgets, version => p.loaded.version,
+            d => p.loaded.view, widgets => widgets, dashboard_version => p.loaded.version,
             add => p.add, errors => p.errors, edit => p.edit, notice => p.notice,
         }},
     )?;

@@ -1,7 +1,9 @@
 // End-to-end test of the console's rules and dashboards pages in headless
 // Chromium: a rule with an SQL error (its line and column, the caret
-// there), fixed, dry-run, saved, disabled and enabled. See lib.mjs for
-// the environment.
+// there), fixed, dry-run, saved, disabled and enabled; a dashboard with a
+// line chart and a latest value, live, a widget moved and the layout kept
+// after a reload; shared, opened logged out, revoked. See lib.mjs for the
+// environment.
 
 import { BASE, step, check, watch, axe, shot, publish, noHorizontalScroll, login, run } from "./lib.mjs";
 
@@ -100,6 +102,138 @@ async function rulesPhone(browser, problems) {
   await phone.close();
 }
 
+/** Waits until the grid has drawn its data. */
+async function drawn(page) {
+  await page.waitForSelector("#grid[data-loaded]", { timeout: 10000 });
+}
+
+async function addWidget(page, fields) {
+  await page.selectOption("#widget-type", fields.type);
+  await page.fill("#widget-device", fields.device || "");
+  await page.fill("#widget-keys", fields.keys || "");
+  await page.fill("#widget-title", fields.title || "");
+  await Promise.all([page.waitForNavigation(), page.click("text=Add widget")]);
+}
+
+async function dashboards(page, token) {
+  step("create a dashboard");
+  await page.goto(`${BASE}/dashboards`);
+  await axe(page, "dashboards (empty)");
+  await page.fill("#dashboard-name", "Boiler room");
+  await page.fill("#dashboard-id", "boiler-room");
+  await Promise.all([page.waitForNavigation(), page.click("text=Create dashboard")]);
+  check(new URL(page.url()).pathname === "/dashboards/boiler-room", `at ${page.url()}`);
+
+  step("a widget without keys: the error next to the field");
+  await addWidget(page, { type: "line_chart", device: DEVICE, keys: "" });
+  check((await page.getAttribute("#widget-keys", "aria-invalid")) === "true", "keys not marked invalid");
+  check((await page.textContent("#widget-keys-error")).includes("key"), "keys error");
+  await axe(page, "dashboard with a widget error");
+
+  step("add a line chart and a latest value of the device");
+  await addWidget(page, { type: "line_chart", device: DEVICE, keys: "temperature", title: "Temperature" });
+  await addWidget(page, { type: "latest_value", device: DEVICE, keys: "temperature", title: "Now" });
+  await drawn(page);
+  await page.waitForFunction(
+    () => document.querySelector('#widget-latest-value-1 dd[data-key="temperature"]')?.textContent === "42",
+    null, { timeout: 5000 });
+  check((await page.$("#widget-line-chart-1 .uplot")) !== null, "no chart drawn");
+
+  step("a new value arrives live");
+  // The live stream opens after the data loads; give it a moment.
+  await page.waitForTimeout(500);
+  await publish(token, DEVICE, { temperature: 55 });
+  await page.waitForFunction(
+    () => document.querySelector('#widget-latest-value-1 dd[data-key="temperature"]')?.textContent === "55",
+    null, { timeout: 5000 });
+
+  step("move the latest value with the pointer and the keyboard, save");
+  const head = await page.$("#widget-latest-value-1 .widget-head");
+  const box = await head.boundingBox();
+  const grid = await (await page.$("#grid")).boundingBox();
+  const col = grid.width / 12;
+  await page.mouse.move(box.x + 10, box.y + 5);
+  await page.mouse.down();
+  await page.mouse.move(box.x + 10 + col * 3, box.y + 5, { steps: 5 });
+  await page.mouse.move(box.x + 10 + col * 6, box.y + 5, { steps: 5 });
+  await page.mouse.up();
+  check((await page.getAttribute("#widget-latest-value-1", "data-x")) === "6", "the drag did not move it 6 columns");
+  await page.focus("#widget-latest-value-1");
+  for (let i = 0; i < 4; i++) await page.keyboard.press("ArrowUp");
+  await page.keyboard.press("Shift+ArrowDown");
+  check((await page.getAttribute("#widget-latest-value-1", "data-y")) === "0", "the keyboard did not move it up");
+  check((await page.getAttribute("#widget-latest-value-1", "data-h")) === "3", "Shift+Down did not make it taller");
+  await axe(page, "dashboard in edit mode");
+  await page.click("#save-layout");
+  await page.waitForFunction(() => /^(Layout saved|Not saved)/.test(document.getElementById("layout-status").textContent), null, { timeout: 5000 });
+  const saved = await page.textContent("#layout-status");
+  check(saved === "Layout saved.", `saving the layout: ${saved}`);
+
+  step("reload: the layout is kept");
+  await page.goto(`${BASE}/dashboards/boiler-room`);
+  await drawn(page);
+  const kept = await page.evaluate(() => {
+    const a = document.getElementById("widget-latest-value-1");
+    return [a.dataset.x, a.dataset.y, a.dataset.h, getComputedStyle(a).gridColumnStart];
+  });
+  check(kept.join() === "6,0,3,7", `layout after reload: ${kept}`);
+  await axe(page, "dashboard");
+  await shot(page, "dashboard-desktop");
+}
+
+async function sharing(browser, page, problems) {
+  step("share the dashboard: the full link is shown once");
+  await Promise.all([page.waitForNavigation(), page.click("button:text-is('Share…')")]);
+  const url = await page.inputValue("#share-url");
+  check(url.startsWith(`${BASE}/share/`), `share link: ${url}`);
+  await axe(page, "share link");
+
+  step("the link opens in a fresh, logged-out browser");
+  for (const [name, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
+    const fresh = await browser.newContext({ viewport });
+    const anon = await fresh.newPage();
+    watch(anon, problems);
+    await anon.goto(url);
+    await drawn(anon);
+    await anon.waitForFunction(
+      () => document.querySelector('#widget-latest-value-1 dd[data-key="temperature"]')?.textContent === "55",
+      null, { timeout: 5000 });
+    check((await anon.$("nav[aria-label=Main]")) === null, "the shared page shows the console's navigation");
+    check((await anon.$("input[name=csrf]")) === null, "the shared page has a form");
+    if (name === "phone") await noHorizontalScroll(anon, "shared dashboard (phone)");
+    await axe(anon, `shared dashboard (${name})`);
+    await shot(anon, `shared-dashboard-${name}`);
+    await fresh.close();
+  }
+
+  step("revoke: the link shows nothing");
+  await page.goto(`${BASE}/dashboards/boiler-room`);
+  await Promise.all([page.waitForNavigation(), page.click("text=Revoke share link")]);
+  const fresh = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const anon = await fresh.newPage();
+  watch(anon, problems);
+  const r = await anon.goto(url);
+  check(r.status() === 404, `a revoked link answered ${r.status()}`);
+  check((await anon.textContent("h1")).includes("revoked or never existed"), "revoked page heading");
+  check(!(await anon.content()).includes("Boiler room"), "the revoked page names the dashboard");
+  await axe(anon, "revoked link");
+  await fresh.close();
+}
+
+async function dashboardPhone(browser, problems) {
+  step("the dashboard at phone width");
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const page = await phone.newPage();
+  watch(page, problems);
+  await login(page);
+  await page.goto(`${BASE}/dashboards/boiler-room`);
+  await drawn(page);
+  await noHorizontalScroll(page, "dashboard (phone)");
+  await axe(page, "dashboard (phone)");
+  await shot(page, "dashboard-phone");
+  await phone.close();
+}
+
 run("console rules and dashboards e2e", async (browser, problems) => {
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await desktop.newPage();
@@ -110,4 +244,7 @@ run("console rules and dashboards e2e", async (browser, problems) => {
   await publish(token, DEVICE, { temperature: 21.5 });
   await rules(page, token);
   await rulesPhone(browser, problems);
+  await dashboards(page, token);
+  await dashboardPhone(browser, problems);
+  await sharing(browser, page, problems);
 });

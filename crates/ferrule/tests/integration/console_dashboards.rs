@@ -234,6 +234,11 @@ async fn dashboards_are_created_and_widgets_added_removed_and_laid_out() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
+    // The edit mode's forms carry the version the page was read at.
+    let edit = b.get("/dashboards/plant?edit=1").await;
+    assert!(edit.body.contains("data-version=\"4\""), "{}", edit.body);
+    assert!(edit.body.contains("name=\"version\" value=\"4\""));
+
     // The page lists the widgets in reading order, placed by the script.
     let page = b.get("/dashboards/plant").await;
     let chart = page.body.find("id=\"widget-line-chart-1\"").unwrap();
