@@ -389,10 +389,11 @@ pub async fn save(
         }
     };
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", f.version.trim())) {
-        if !f.version.trim().is_empty() {
-            headers.insert(header::IF_MATCH, v);
-        }
+    // The version the page was read at: a change made since is refused.
+    if !f.version.trim().is_empty()
+        && let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", f.version.trim()))
+    {
+        headers.insert(header::IF_MATCH, v);
     }
     let request = RuleFields {
         name: form::optional(Some(f.name.clone())),

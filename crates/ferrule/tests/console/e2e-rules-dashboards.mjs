@@ -234,6 +234,20 @@ async function dashboardPhone(browser, problems) {
   await phone.close();
 }
 
+async function dark(browser, problems) {
+  step("dark theme (from the system): the rule editor and the dashboard pass axe");
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: "dark" });
+  const page = await context.newPage();
+  watch(page, problems);
+  await login(page);
+  await page.goto(`${BASE}/rules/too-hot`);
+  await axe(page, "rule editor (dark)");
+  await page.goto(`${BASE}/dashboards/boiler-room?edit=1`);
+  await drawn(page);
+  await axe(page, "dashboard in edit mode (dark)");
+  await context.close();
+}
+
 run("console rules and dashboards e2e", async (browser, problems) => {
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await desktop.newPage();
@@ -246,5 +260,6 @@ run("console rules and dashboards e2e", async (browser, problems) => {
   await rulesPhone(browser, problems);
   await dashboards(page, token);
   await dashboardPhone(browser, problems);
+  await dark(browser, problems);
   await sharing(browser, page, problems);
 });
