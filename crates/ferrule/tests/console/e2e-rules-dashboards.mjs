@@ -220,6 +220,23 @@ async function sharing(browser, page, problems) {
   await fresh.close();
 }
 
+async function exportImport(page) {
+  step("export downloads the JSON; importing the file makes a copy");
+  await page.goto(`${BASE}/dashboards/boiler-room`);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("text=Export")]);
+  const file = await download.path();
+  await page.goto(`${BASE}/dashboards`);
+  await page.setInputFiles("#import-file", file);
+  await page.waitForFunction(() => document.getElementById("import-document").value.includes("ferrule.dashboard/1"));
+  await page.fill("#import-id", "boiler-copy");
+  await Promise.all([page.waitForNavigation(), page.click("button:text-is('Import')")]);
+  check(new URL(page.url()).pathname === "/dashboards/boiler-copy", `after import: ${page.url()}`);
+  await drawn(page);
+  check((await page.textContent("h1")) === "Boiler room", "the copy's name");
+  await page.goto(`${BASE}/dashboards`);
+  await axe(page, "dashboards");
+}
+
 async function dashboardPhone(browser, problems) {
   step("the dashboard at phone width");
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 } });
@@ -262,4 +279,5 @@ run("console rules and dashboards e2e", async (browser, problems) => {
   await dashboardPhone(browser, problems);
   await dark(browser, problems);
   await sharing(browser, page, problems);
+  await exportImport(page);
 });
