@@ -223,6 +223,7 @@
     var xs = Object.keys(byTs).map(Number).sort(function (a, b) { return a - b; });
     var data = [xs.map(function (t) { return t / 1000; })];
     keys.forEach(function (k, i) { data.push(xs.map(function (t) { return byTs[t][i]; })); });
+    var rangeS = (w.range_ms || 3600000) / 1000;
     var chartBox = el("div", "chart");
     body.appendChild(chartBox);
     var status = el("p", "status", xs.length ? "" : "No history in this range yet; new values appear live.");
@@ -238,7 +239,8 @@
       width: s.width, height: s.height,
       series: [{}].concat(keys.map(function (k, i) { return { label: k, stroke: palette[i % palette.length], width: 2, spanGaps: true }; })),
       axes: [axis, axis],
-      scales: { x: { time: true } }
+      // The widget's range up to now, however few points there are.
+      scales: { x: { time: true, range: function () { var now = Date.now() / 1000; return [now - rangeS, now]; } } }
     }, data, chartBox);
     window.addEventListener("resize", function () { chart.setSize(size()); });
     return function (values, ts) {
