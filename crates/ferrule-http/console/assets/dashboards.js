@@ -451,6 +451,16 @@
     });
   }
 
+  // A command button's answer goes to its status line; htmx swaps nothing
+  // on an error answer, so say it there.
+  document.addEventListener("htmx:responseError", function (e) {
+    var target = e.detail && e.detail.target;
+    if (!target || !/-status$/.test(target.id || "")) { return; }
+    var p = el("span", "error", "The command was refused (" + e.detail.xhr.status + "). Reload the page and try again.");
+    p.setAttribute("role", "alert");
+    target.replaceChildren(p);
+  });
+
   dashboard();
   importFile();
 })();

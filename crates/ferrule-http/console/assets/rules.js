@@ -43,6 +43,20 @@
 
   // Deferred: the document is parsed when this runs.
   fromSave();
+  // htmx swaps nothing on an error answer: say what happened and what to do.
+  document.addEventListener("htmx:responseError", function (e) {
+    var out = document.getElementById("dry-run-out");
+    if (!out || !e.detail || !e.detail.xhr) { return; }
+    var p = document.createElement("p");
+    p.className = "error";
+    p.setAttribute("role", "alert");
+    p.textContent = "The dry run was refused (" + e.detail.xhr.status + "). Reload the page and try again.";
+    out.replaceChildren(p);
+  });
+  document.addEventListener("htmx:sendError", function () {
+    var out = document.getElementById("dry-run-out");
+    if (out) { out.textContent = "The server could not be reached. Check the connection and try again."; }
+  });
   document.addEventListener("htmx:afterSwap", function (e) {
     if (e.target && e.target.id === "dry-run-out") { fromDryRun(); }
   });
