@@ -12,7 +12,8 @@
 //! - [`assets`]: our CSS/JS and vendored htmx and uPlot at content-hashed,
 //!   immutable URLs.
 //! - Pages: [`login`], [`overview`], [`devices`], [`device`]; [`live`]
-//!   carries the live stream to the device page.
+//!   carries the live stream to the device page; [`rules`]; [`dashboards`]
+//!   (and the public `/share/{token}` page of a shared dashboard).
 //!
 //! Handlers call the API's own route functions or services with a
 //! [`crate::Caller`] built from the session, so role rules, validation and
@@ -22,6 +23,7 @@ mod access;
 mod alarms;
 mod assets;
 mod csrf;
+mod dashboards;
 mod device;
 mod device_panels;
 mod devices;
@@ -30,6 +32,7 @@ mod live;
 mod login;
 mod overview;
 mod page;
+mod rules;
 mod session;
 
 use axum::Router;
@@ -93,6 +96,43 @@ pub fn routes() -> Router<AppState> {
             "/access/{kind}/{id}/delete",
             get(access::confirm).post(access::delete),
         )
+        .route("/rules", get(rules::list).post(rules::create))
+        .route("/rules/new", get(rules::new))
+        .route("/rules/test", post(rules::test))
+        .route("/rules/{id}", get(rules::show).post(rules::save))
+        .route("/rules/{id}/enable", post(rules::enable))
+        .route("/rules/{id}/disable", post(rules::disable))
+        .route("/rules/{id}/delete", post(rules::delete))
+        .route(
+            "/rules/{id}/dead-letters/{letter}/replay",
+            post(rules::replay),
+        )
+        .route(
+            "/rules/{id}/dead-letters/{letter}/delete",
+            post(rules::delete_letter),
+        )
+        .route(
+            "/dashboards",
+            get(dashboards::list).post(dashboards::create),
+        )
+        .route("/dashboards/import", post(dashboards::import))
+        .route("/dashboards/{id}", get(dashboards::show))
+        .route("/dashboards/{id}/data", get(dashboards::data))
+        .route("/dashboards/{id}/delete", post(dashboards::delete))
+        .route("/dashboards/{id}/widgets", post(dashboards::add_widget))
+        .route(
+            "/dashboards/{id}/widgets/{widget}/delete",
+            post(dashboards::remove_widget),
+        )
+        .route(
+            "/dashboards/{id}/widgets/{widget}/command",
+            post(dashboards::command),
+        )
+        .route("/dashboards/{id}/layout", post(dashboards::save_layout))
+        .route("/dashboards/{id}/share", post(dashboards::share))
+        .route("/dashboards/{id}/unshare", post(dashboards::unshare))
+        .route("/dashboards/{id}/export", get(dashboards::export))
+        .route("/share/{token}", get(dashboards::shared_page))
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))
 }

@@ -109,7 +109,11 @@ pub async fn open(
     }))
 }
 
-async fn widget_data(state: &AppState, tenant: &TenantId, w: &Widget) -> ApiResult<WidgetData> {
+pub(crate) async fn widget_data(
+    state: &AppState,
+    tenant: &TenantId,
+    w: &Widget,
+) -> ApiResult<WidgetData> {
     let mut data = WidgetData::default();
     if w.kind == WidgetKind::AlarmList {
         data.alarms = Some(open_alarms(state, tenant, w).await?);

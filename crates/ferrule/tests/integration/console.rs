@@ -166,6 +166,18 @@ impl Browser {
     pub async fn csrf(&mut self) -> String {
         self.get("/devices").await.csrf()
     }
+
+    /// A form post as htmx sends it (asking for a fragment).
+    pub async fn post_htmx(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", self.base.clone())
+            .header("hx-request", "true")
+            .body(form_body(form));
+        self.send(req).await
+    }
 }
 
 fn enc(s: &str) -> String {
