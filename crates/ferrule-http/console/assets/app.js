@@ -147,5 +147,52 @@
     load();
   }
 
-  document.addEventListener("DOMContentLoaded", function () { live(); history(); });
+  // The overview's small charts: each refresh of the tiles (htmx, every
+  // 5 s) adds a sample; the charts sit outside the swapped tiles so they
+  // keep their points.
+  function overviewSparks() {
+    var stats = document.getElementById("stats");
+    var rateEl = document.getElementById("spark-rate");
+    var onlineEl = document.getElementById("spark-online");
+    if (!stats || !rateEl || !onlineEl || typeof uPlot === "undefined") { return; }
+    var MAX = 120;
+    var xs = [], rate = [], online = [];
+    var charts = null;
+
+    function spark(el, label, ys) {
+      var axis = { stroke: cssVar("--muted", "#4f5863"), grid: { show: false }, size: 40 };
+      return new uPlot({
+        width: chartWidth(el), height: 90, legend: { show: false }, cursor: { show: false },
+        series: [{}, { label: label, stroke: cssVar("--accent", "#0a58ca"), width: 2, spanGaps: true }],
+        axes: [{ show: false }, axis], scales: { x: { time: true } }
+      }, [xs, ys], el);
+    }
+
+    function sample() {
+      var tiles = stats.querySelector("dl.tiles");
+      if (!tiles) { return; }
+      var r = tiles.getAttribute("data-rate");
+      xs.push(Date.now() / 1000);
+      rate.push(r === "" || r === null ? null : Number(r));
+      online.push(Number(tiles.getAttribute("data-online")));
+      if (xs.length > MAX) { xs.shift(); rate.shift(); online.shift(); }
+      if (!charts) {
+        charts = [spark(rateEl, "Messages per second", rate), spark(onlineEl, "Devices online", online)];
+      } else {
+        charts[0].setData([xs, rate]);
+        charts[1].setData([xs, online]);
+      }
+    }
+    sample();
+    document.body.addEventListener("htmx:afterSwap", function (ev) {
+      if (ev.detail && ev.detail.target === stats) { sample(); }
+    });
+    window.addEventListener("resize", function () {
+      if (!charts) { return; }
+      charts[0].setSize({ width: chartWidth(rateEl), height: 90 });
+      charts[1].setSize({ width: chartWidth(onlineEl), height: 90 });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { live(); history(); overviewSparks(); });
 })();

@@ -57,6 +57,9 @@ run("console e2e", async (browser, problems) => {
   step("overview");
   await page.goto(`${BASE}/`);
   check((await page.textContent("h1")) === "Overview", "overview heading");
+  // The small charts start with the first sample and grow with each refresh.
+  await page.waitForSelector("#spark-rate canvas", { timeout: 5000 });
+  await page.waitForSelector("#spark-online canvas", { timeout: 5000 });
   await axe(page, "overview");
   await shot(page, "overview-desktop");
 
