@@ -13,7 +13,8 @@
 //!   immutable URLs.
 //! - Pages: [`login`], [`overview`], [`devices`], [`device`]; [`live`]
 //!   carries the live stream to the device page; [`rules`]; [`dashboards`]
-//!   (and the public `/share/{token}` page of a shared dashboard).
+//!   (and the public `/share/{token}` page of a shared dashboard);
+//!   [`settings`] (retention and disk budget).
 //!
 //! Handlers call the API's own route functions or services with a
 //! [`crate::Caller`] built from the session, so role rules, validation and
@@ -34,6 +35,7 @@ mod overview;
 mod page;
 mod rules;
 mod session;
+mod settings;
 
 use axum::Router;
 use axum::body::Body;
@@ -133,6 +135,8 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboards/{id}/unshare", post(dashboards::unshare))
         .route("/dashboards/{id}/export", get(dashboards::export))
         .route("/share/{token}", get(dashboards::shared_page))
+        .route("/settings", get(settings::page))
+        .route("/settings/retention", post(settings::save_retention))
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))
 }
