@@ -289,3 +289,8 @@ async fn forged_settings_posts_are_refused_and_change_nothing() {
     assert_eq!(got["retention_days"], serde_json::Value::Null);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_settings_page_works_in_a_real_browser() {
+    crate::console_e2e::run_script("e2e-settings.mjs").await;
+}
