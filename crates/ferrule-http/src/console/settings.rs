@@ -2,6 +2,7 @@
 //! the API's own telemetry settings functions, so its rules hold here too:
 //! only owners (and admins) change them, and only a server admin sets or
 //! lifts the disk budget ceiling (an owner's budget may only be lower).
+//! The MQTT access rules on the same page are [`super::acl`]'s.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use minijinja::context;
 use serde::Serialize;
 
+use super::acl::{self, RuleForm};
 use super::page::{self, Failure};
 use super::session::Console;
 use crate::error::ApiError;
@@ -128,13 +130,21 @@ async fn render(
     state: &AppState,
     console: &Console,
     form: Option<RetentionForm>,
-    saved: bool,
+    acl_form: Option<RuleForm>,
+    saved: Option<&str>,
     status: StatusCode,
 ) -> Result<Response, Failure> {
     let view = telemetry_settings::get(State(state.clone()), console.caller.clone())
         .await?
         .0;
     let form = form.unwrap_or_else(|| RetentionForm::from_view(&view));
+    let rules = acl::rows(state, console).await?;
+    let saved = match saved {
+        Some("retention") => Some("Retention and disk budget saved."),
+        Some("acl") => Some("Access rule saved."),
+        Some("acl-deleted") => Some("Access rule deleted."),
+        _ => None,
+    };
     let chrome = page::chrome(state, console, "settings").await;
     let body = page::render(
         "settings.html",
@@ -142,11 +152,23 @@ async fn render(
             settings => &view,
             disk => disk(&view),
             form => form,
+            rules => rules,
+            acl_form => acl_form.unwrap_or_default(),
             saved => saved,
             can_set_retention => console.caller.role.can_manage_access(),
         }},
     )?;
     Ok(page::html(status, body))
+}
+
+/// The page with a refused access rule form in it.
+pub async fn render_with_acl(
+    state: &AppState,
+    console: &Console,
+    acl_form: RuleForm,
+    status: StatusCode,
+) -> Result<Response, Failure> {
+    render(state, console, None, Some(acl_form), None, status).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -159,7 +181,15 @@ pub async fn page(
     console: Console,
     axum::extract::Query(q): axum::extract::Query<Shown>,
 ) -> Result<Response, Failure> {
-    render(&state, &console, None, q.saved.is_some(), StatusCode::OK).await
+    render(
+        &state,
+        &console,
+        None,
+        None,
+        q.saved.as_deref(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// Whole days from a field: empty is none, anything else must be a
@@ -277,7 +307,15 @@ pub async fn save_retention(
         Ok(u) => u,
         Err(errors) => {
             f.errors = errors;
-            return render(&state, &console, Some(f), false, StatusCode::BAD_REQUEST).await;
+            return render(
+                &state,
+                &console,
+                Some(f),
+                None,
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
         }
     };
     let saved = telemetry_settings::put(
@@ -308,7 +346,7 @@ pub async fn save_retention(
                 format!("{detail}.")
             };
             f.errors.insert(key.to_owned(), detail);
-            render(&state, &console, Some(f), false, status).await
+            render(&state, &console, Some(f), None, None, status).await
         }
     }
 }

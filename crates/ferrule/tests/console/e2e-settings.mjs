@@ -32,7 +32,7 @@ async function retention(page) {
   await page.fill("#disk-budget", "50");
   await page.fill("#ceiling", "100");
   await save(page);
-  check((await page.textContent("#settings-saved")).includes("Saved"), "no saved notice");
+  check((await page.textContent("#settings-saved")).includes("saved"), "no saved notice");
 
   step("kept after a reload");
   await page.reload();
@@ -43,7 +43,32 @@ async function retention(page) {
   check((await page.getAttribute("#disk-meter", "max")) === String(50 * 1024 * 1024), "meter against the budget");
   check((await page.textContent("#disk-text")).includes("of 50.0 MiB"), "disk use in words");
   await axe(page, "settings saved");
+}
+
+async function acl(page) {
+  step("an MQTT access rule with a bad topic: the API's error next to the field");
+  await page.selectOption("#acl-effect", "deny");
+  await page.fill("#acl-topic", "alerts/#/more");
+  await page.fill("#acl-priority", "5");
+  await Promise.all([page.waitForNavigation(), page.click("text=Add rule")]);
+  check((await page.getAttribute("#acl-topic", "aria-invalid")) === "true", "topic not marked invalid");
+  check((await page.textContent("#acl-topic-error")).length > 0, "no topic error");
+  await axe(page, "settings with an access rule error");
+
+  step("fixed, the rule is added and kept after a reload");
+  await page.fill("#acl-topic", "alerts/#");
+  await Promise.all([page.waitForNavigation(), page.click("text=Add rule")]);
+  await page.reload();
+  const row = await page.textContent("#acl-list tbody tr");
+  check(row.includes("alerts/#") && row.includes("deny") && row.includes("5"), `rule row: ${row}`);
   await shot(page, "settings-desktop");
+
+  step("the rule edited on its own page");
+  await Promise.all([page.waitForNavigation(), page.click("#acl-list >> text=Edit")]);
+  await axe(page, "access rule editor");
+  await page.selectOption("#acl-edit-action", "all");
+  await Promise.all([page.waitForNavigation(), page.click("text=Save rule")]);
+  check((await page.textContent("#acl-list tbody tr")).includes("all"), "the edit was not kept");
 }
 
 async function phone(browser, problems) {
@@ -77,6 +102,7 @@ run("console settings e2e", async (browser, problems) => {
   step("log in");
   await login(page);
   await retention(page);
+  await acl(page);
   await phone(browser, problems);
   await dark(browser, problems);
 });

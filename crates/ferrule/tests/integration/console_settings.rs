@@ -291,6 +291,209 @@ async fn forged_settings_posts_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn acl_rules_are_added_edited_and_deleted_through_the_console() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let mut b = Browser::admin(&s).await;
+    let page = b.get("/settings").await;
+    assert!(page.body.contains("id=\"acl-empty\""), "{}", page.body);
+    let csrf = page.csrf();
+
+    // The API's topic check, next to the topic field; what was typed kept.
+    let r = b
+        .post(
+            "/settings/acl",
+            &[
+                ("effect", "deny"),
+                ("action", "publish"),
+                ("topic", "alerts/#/more"),
+                ("subject", "devices"),
+                ("priority", "5"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("id=\"acl-topic-error\""), "{}", r.body);
+    assert!(r.body.contains("aria-invalid=\"true\""));
+    assert!(
+        r.body.contains("value=\"alerts&#x2f;#&#x2f;more\""),
+        "{}",
+        r.body
+    );
+    // A priority that is not a number, a choice not offered.
+    let r = b
+        .post(
+            "/settings/acl",
+            &[
+                ("effect", "maybe"),
+                ("action", "publish"),
+                ("topic", "alerts/#"),
+                ("subject", "devices"),
+                ("priority", "high"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("id=\"acl-priority-error\""), "{}", r.body);
+    assert!(r.body.contains("id=\"acl-effect-error\""), "{}", r.body);
+    let rules = admin.get("/api/v1/acl-rules").await.json;
+    assert_eq!(rules, serde_json::json!([]));
+
+    let r = b
+        .post(
+            "/settings/acl",
+            &[
+                ("effect", "deny"),
+                ("action", "publish"),
+                ("topic", "alerts/#"),
+                ("subject", "devices"),
+                ("priority", "5"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let rules = admin.get("/api/v1/acl-rules").await.json;
+    assert_eq!(rules[0]["effect"], "deny");
+    assert_eq!(rules[0]["topic"], "alerts/#");
+    assert_eq!(rules[0]["priority"], 5);
+    let id = rules[0]["id"].as_str().unwrap().to_owned();
+    let page = b.get("/settings?saved=acl").await;
+    assert!(page.body.contains("Access rule saved."), "{}", page.body);
+    assert!(page.body.contains(&format!("href=\"/settings/acl/{id}\"")));
+
+    // Edit: the API's error next to the field, then saved.
+    let edit = b.get(&format!("/settings/acl/{id}")).await;
+    assert_eq!(edit.status, 200, "{}", edit.body);
+    assert!(edit.body.contains("value=\"5\""), "{}", edit.body);
+    let bad = b
+        .post(
+            &format!("/settings/acl/{id}"),
+            &[
+                ("effect", "allow"),
+                ("action", "subscribe"),
+                ("topic", ""),
+                ("subject", "users"),
+                ("priority", "1"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert!(
+        bad.body.contains("id=\"acl-edit-topic-error\""),
+        "{}",
+        bad.body
+    );
+    let r = b
+        .post(
+            &format!("/settings/acl/{id}"),
+            &[
+                ("effect", "allow"),
+                ("action", "subscribe"),
+                ("topic", "devices/{device_id}/commands"),
+                ("subject", "users"),
+                ("priority", "1"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let rule = admin.get(&format!("/api/v1/acl-rules/{id}")).await.json;
+    assert_eq!(rule["effect"], "allow");
+    assert_eq!(rule["action"], "subscribe");
+    assert_eq!(rule["topic"], "devices/{device_id}/commands");
+    assert_eq!(rule["subject"], "users");
+    assert_eq!(rule["priority"], 1);
+
+    let r = b
+        .post(&format!("/settings/acl/{id}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        admin.get(&format!("/api/v1/acl-rules/{id}")).await.status,
+        404
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn viewers_and_editors_read_acl_rules_and_cannot_change_them_nor_forge() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    viewer_editor_owner(&s, &admin).await;
+    let r = admin
+        .post(
+            "/api/v1/acl-rules",
+            serde_json::json!({"effect": "deny", "action": "all", "topic": "secret/#", "subject": "all"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let rule = [
+        ("effect", "allow"),
+        ("action", "publish"),
+        ("topic", "x/#"),
+        ("subject", "devices"),
+    ];
+    for email in ["v@x.io", "e@x.io"] {
+        let mut b = logged_in(&s, email).await;
+        let page = b.get("/settings").await;
+        assert!(page.body.contains("secret&#x2f;#"), "{}", page.body);
+        assert!(
+            !page.body.contains("action=\"/settings/acl\""),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("Only owners change access rules."));
+        let csrf = page.csrf();
+        let mut form = rule.to_vec();
+        form.push(("csrf", &csrf));
+        for path in [
+            "/settings/acl".to_owned(),
+            format!("/settings/acl/{id}"),
+            format!("/settings/acl/{id}/delete"),
+        ] {
+            let r = b.post(&path, &form).await;
+            assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "{email} {path}: {}",
+                r.body
+            );
+        }
+    }
+    // Owners may; forged posts may not.
+    let mut owner = logged_in(&s, "o@x.io").await;
+    let csrf = owner.csrf().await;
+    let r = owner
+        .post(&format!("/settings/acl/{id}/delete"), &[("csrf", "nope")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = owner
+        .post_from(
+            "/settings/acl",
+            &[rule.as_slice(), &[("csrf", csrf.as_str())]].concat(),
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let rules = admin.get("/api/v1/acl-rules").await.json;
+    assert_eq!(rules.as_array().unwrap().len(), 1, "{rules}");
+    let r = owner
+        .post(&format!("/settings/acl/{id}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        admin.get("/api/v1/acl-rules").await.json,
+        serde_json::json!([])
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn the_settings_page_works_in_a_real_browser() {
     crate::console_e2e::run_script("e2e-settings.mjs").await;
 }
