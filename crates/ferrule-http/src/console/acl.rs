@@ -106,7 +106,8 @@ fn choice<T: DeserializeOwned>(
 }
 
 /// The rule a form asks for, or the form with its errors.
-fn to_rule(mut f: RuleForm) -> Result<CreateAclRule, RuleForm> {
+/// (Boxed: a form is large beside a rule.)
+fn to_rule(mut f: RuleForm) -> Result<CreateAclRule, Box<RuleForm>> {
     let mut errors = BTreeMap::new();
     let effect: Option<Effect> = choice(&mut errors, "effect", &f.effect, "allow, deny");
     let action: Option<AclAction> =
@@ -139,7 +140,7 @@ fn to_rule(mut f: RuleForm) -> Result<CreateAclRule, RuleForm> {
         }
         _ => {
             f.errors = errors;
-            Err(f)
+            Err(Box::new(f))
         }
     }
 }
@@ -173,7 +174,7 @@ pub async fn create(
     let rule = match to_rule(f) {
         Ok(r) => r,
         Err(f) => {
-            return super::settings::render_with_acl(&state, &console, f, StatusCode::BAD_REQUEST)
+            return super::settings::render_with_acl(&state, &console, *f, StatusCode::BAD_REQUEST)
                 .await;
         }
     };
@@ -241,7 +242,7 @@ pub async fn save(
         .map_err(Failure::from)?;
     let rule = match to_rule(f) {
         Ok(r) => r,
-        Err(f) => return edit_page(&state, &console, &id, f, StatusCode::BAD_REQUEST).await,
+        Err(f) => return edit_page(&state, &console, &id, *f, StatusCode::BAD_REQUEST).await,
     };
     let kept = RuleForm {
         topic: rule.topic.clone(),
