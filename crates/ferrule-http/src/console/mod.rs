@@ -13,13 +13,16 @@
 //!   immutable URLs.
 //! - Pages: [`login`], [`overview`], [`devices`], [`device`]; [`live`]
 //!   carries the live stream to the device page; [`rules`]; [`dashboards`]
-//!   (and the public `/share/{token}` page of a shared dashboard).
+//!   (and the public `/share/{token}` page of a shared dashboard);
+//!   [`settings`] (retention and disk budget) with [`acl`] (MQTT access
+//!   rules).
 //!
 //! Handlers call the API's own route functions or services with a
 //! [`crate::Caller`] built from the session, so role rules, validation and
 //! tenant scoping are the API's, written once.
 
 mod access;
+mod acl;
 mod alarms;
 mod assets;
 mod csrf;
@@ -34,6 +37,7 @@ mod overview;
 mod page;
 mod rules;
 mod session;
+mod settings;
 
 use axum::Router;
 use axum::body::Body;
@@ -133,6 +137,11 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboards/{id}/unshare", post(dashboards::unshare))
         .route("/dashboards/{id}/export", get(dashboards::export))
         .route("/share/{token}", get(dashboards::shared_page))
+        .route("/settings", get(settings::page))
+        .route("/settings/retention", post(settings::save_retention))
+        .route("/settings/acl", post(acl::create))
+        .route("/settings/acl/{id}", get(acl::show).post(acl::save))
+        .route("/settings/acl/{id}/delete", post(acl::delete))
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))
 }

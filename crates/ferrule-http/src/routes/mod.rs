@@ -1,6 +1,6 @@
 //! The API's routes, declared once for both axum and OpenAPI.
 
-mod acl_rules;
+pub(crate) mod acl_rules;
 pub(crate) mod alarms;
 mod api_docs;
 pub(crate) mod api_keys;

@@ -20,6 +20,7 @@ mod console_dashboards;
 mod console_device;
 mod console_e2e;
 mod console_rules;
+mod console_settings;
 mod dashboards;
 mod data_dir_modes;
 mod deletion;
