@@ -78,6 +78,8 @@ pub struct AppState {
     pub rules: Option<ferrule_rules::RuleServices>,
     /// Dashboards and their share links; `None` when not available.
     pub dashboards: Option<Arc<dyn ferrule_store::dashboards::DashboardStore>>,
+    /// Custom apps and their files; `None` when not available.
+    pub apps: Option<Arc<dyn ferrule_store::apps::AppStore>>,
     /// The open live streams (`/api/v1/stream`).
     pub streams: crate::routes::stream::LiveStreams,
 }

@@ -32,6 +32,7 @@
 
 mod acl;
 pub mod alarms;
+pub mod apps;
 pub mod auth;
 mod broker_state;
 pub mod commands;

@@ -199,6 +199,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         devices: None,
         rules: None,
         dashboards: Some(embedded.clone()),
+        apps: Some(embedded.clone()),
         streams: Default::default(),
     };
 

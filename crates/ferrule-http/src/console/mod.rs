@@ -24,6 +24,8 @@
 mod access;
 mod acl;
 mod alarms;
+mod app_files;
+mod apps;
 mod assets;
 mod csrf;
 mod dashboards;
@@ -38,6 +40,8 @@ mod page;
 mod rules;
 mod session;
 mod settings;
+
+pub use app_files::routes as app_routes;
 
 use axum::Router;
 use axum::body::Body;
@@ -142,6 +146,12 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/acl", post(acl::create))
         .route("/settings/acl/{id}", get(acl::show).post(acl::save))
         .route("/settings/acl/{id}/delete", post(acl::delete))
+        // `-` is no tenant id: these never meet an app's own pages
+        // (`/apps/{tenant}/{app}/…`, see `app_files`).
+        .route("/apps", get(apps::list))
+        .route("/apps/-/upload", post(apps::upload))
+        .route("/apps/-/{app}/replace", post(apps::replace))
+        .route("/apps/-/{app}/delete", post(apps::delete))
         .layer(middleware::from_fn(guard))
         .layer(middleware::map_response(content_security_policy))
 }

@@ -201,9 +201,17 @@ async fn create_record(state: &AppState, d: DashboardRecord) -> ApiResult<Respon
     Ok(respond(StatusCode::CREATED, view(d)))
 }
 
+/// Ids that would shadow a fixed path (`/api/v1/dashboards/import`, the
+/// console's `/dashboards/import`): such a dashboard could not be opened.
+const RESERVED_IDS: [&str; 2] = ["new", "import"];
+
 fn new_id(id: Option<String>) -> ApiResult<String> {
     match id {
         None => Ok(generate_id("d-")),
+        Some(id) if RESERVED_IDS.contains(&id.as_str()) => Err(ApiError::invalid(
+            "id",
+            format!("`{id}` names a page of the API or console; choose another id"),
+        )),
         Some(id) if ferrule_core::id::validate_slug(&id).is_ok() => Ok(id),
         Some(_) => Err(ApiError::invalid(
             "id",

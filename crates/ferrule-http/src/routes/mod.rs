@@ -4,6 +4,8 @@ pub(crate) mod acl_rules;
 pub(crate) mod alarms;
 mod api_docs;
 pub(crate) mod api_keys;
+pub(crate) mod app_bundle;
+pub(crate) mod apps;
 pub(crate) mod auth;
 pub(crate) mod commands;
 mod contract;
@@ -68,6 +70,7 @@ use crate::state::AppState;
         (name = "rules", description = "SQL rules on every message, their actions, dry runs and dead letters"),
         (name = "dashboards", description = "Dashboards of widgets: saved layouts, export and import, read-only share links"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
+        (name = "apps", description = "Custom apps: a tenant's own HTML5 pages, served under /apps/{tenant}/{app}/ with an API key of their own"),
     )
 )]
 struct ApiDoc;
@@ -148,6 +151,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(dashboards::share, dashboards::unshare))
         .routes(routes!(dashboards::export))
+        .routes(routes!(apps::list, apps::create))
+        .routes(routes!(apps::get, apps::replace, apps::delete))
         .routes(routes!(shared::open))
         .routes(routes!(ingest::telemetry))
         .routes(routes!(ingest::event))
@@ -177,17 +182,58 @@ pub fn app(state: AppState) -> Router {
     router
         .route("/mqtt", axum::routing::get(mqtt_ws::upgrade))
         .merge(crate::console::routes())
+        .merge(crate::console::app_routes())
         .layer(axum::Extension(api))
         .layer(axum::Extension(docs))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(middleware::from_fn(security_headers::add))
+        // Outside the routes: a preflight must not meet the 405 fallback.
+        .layer(cors())
         .layer(middleware::from_fn(record_request))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a request handler panicked".into()).into_response()
         }))
         .with_state(state)
+}
+
+/// `/api/v1` answers pages of any origin that call it with a bearer token —
+/// custom apps run sandboxed, in an opaque origin (see
+/// `console::app_files`), and customers' own front ends live elsewhere.
+/// Safe because `/api/v1` authenticates only by the `Authorization` header
+/// (or a stream's `access_token`), never by cookie: another site's page can
+/// do no more than its own token allows. No credentials mode, so browsers
+/// never attach cookies to these calls.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{Method, header};
+    tower_http::cors::CorsLayer::new()
+        // Any origin, echoed, on the API only: the console's pages and the
+        // apps' files are for this origin alone.
+        .allow_origin(tower_http::cors::AllowOrigin::predicate(|_, parts| {
+            parts.uri.path().starts_with("/api/v1/")
+        }))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            axum::http::HeaderName::from_static("x-tenant"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::CONTENT_DISPOSITION,
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Counts and times every request by its route template.

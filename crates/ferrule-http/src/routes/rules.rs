@@ -246,6 +246,10 @@ fn rules(state: &AppState) -> ApiResult<&Rules> {
     Ok(&state.rules()?.engine)
 }
 
+/// Ids that would shadow a fixed path (`POST /api/v1/rules/test`, the
+/// console's `/rules/new`): such a rule could not be read or edited.
+const RESERVED_IDS: [&str; 2] = ["new", "test"];
+
 /// Ids that cannot be valid are simply not found.
 fn rule_id(id: &str) -> ApiResult<&str> {
     ferrule_core::id::validate_slug(id)
@@ -281,6 +285,12 @@ pub async fn create(
     caller.require_write()?;
     let rules = rules(&state)?;
     let (id, fields) = req.split();
+    if let Some(reserved) = id.as_deref().filter(|id| RESERVED_IDS.contains(id)) {
+        return Err(ApiError::invalid(
+            "id",
+            format!("`{reserved}` names a page of the API or console; choose another id"),
+        ));
+    }
     let record = rules
         .create(&caller.tenant, id, fields.into_spec()?)
         .await?;

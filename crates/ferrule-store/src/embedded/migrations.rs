@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/embedded/0007_device_state.sql"),
     include_str!("../../migrations/embedded/0008_rules_and_alarms.sql"),
     include_str!("../../migrations/embedded/0009_dashboards.sql"),
+    include_str!("../../migrations/embedded/0010_apps.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -4,6 +4,7 @@
 //! call runs on tokio's blocking pool so SQLite never stalls the async threads.
 
 mod alarms;
+mod apps;
 mod broker_state;
 mod commands;
 mod connectivity;

@@ -64,6 +64,14 @@ async fn dashboards_are_saved_shared_revoked_exported_and_imported() {
         .post("/api/v1/dashboards", json!({"name": "Mine"}))
         .await
         .assert_problem(403);
+    // An id that would shadow a fixed path, where it could not be opened.
+    for id in ["import", "new"] {
+        let r = editor
+            .post("/api/v1/dashboards", json!({"id": id, "name": "X"}))
+            .await;
+        r.assert_problem(400);
+        assert_eq!(r.json["field"], "id", "{}", r.text);
+    }
     viewer
         .post("/api/v1/dashboards/plant/share", json!({}))
         .await

@@ -146,6 +146,18 @@ async fn invalid_rules_are_refused_naming_where() {
     assert_eq!(r.json["line"], 2, "{}", r.text);
     assert!(r.json["column"].as_u64().unwrap() > 1, "{}", r.text);
 
+    // Ids that would shadow fixed paths, where the rule could not be read.
+    for id in ["test", "new"] {
+        let r = admin
+            .post(
+                "/api/v1/rules",
+                json!({"id": id, "sql": "SELECT * FROM 't'", "actions": []}),
+            )
+            .await;
+        r.assert_problem(400);
+        assert_eq!(r.json["field"], "id", "{}", r.text);
+    }
+
     let r = admin
         .post(
             "/api/v1/rules",
