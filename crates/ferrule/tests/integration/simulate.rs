@@ -12,29 +12,35 @@ use tokio::process::{Child, Command};
 
 use crate::util::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, ServerBuilder, ferrule_bin};
 
-/// `ferrule simulate` hands over to `ferrule-bench` beside `ferrule`:
-/// `cargo test --workspace` builds both; a test run of this crate alone
-/// builds it here, once.
+/// `ferrule simulate` hands over to `ferrule-bench` beside `ferrule`.
+/// `cargo test` builds that binary only for its own crate's tests, if at
+/// all, so it is brought up to date here, once per run (a no-op when it
+/// is): the tests then never run a stale simulator.
 fn simulator() -> &'static Path {
     static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     READY.get_or_init(|| {
         let ferrule = PathBuf::from(ferrule_bin());
-        let runner = ferrule.with_file_name("ferrule-bench");
-        if !runner.exists() {
-            // target/<profile>/ferrule → the target dir and the profile.
-            let profile_dir = ferrule.parent().expect("profile dir");
-            let target = profile_dir.parent().expect("target dir");
-            let mut cargo = std::process::Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "-p", "ferrule-bench", "--bin", "ferrule-bench"])
-                .env("CARGO_TARGET_DIR", target)
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.ends_with("release") {
-                cargo.arg("--release");
-            }
-            let status = cargo.status().expect("running cargo build");
-            assert!(status.success(), "building ferrule-bench: {status}");
+        // target/<profile>/ferrule → the target dir and the profile.
+        let profile_dir = ferrule.parent().expect("profile dir");
+        let target = profile_dir.parent().expect("target dir");
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "ferrule-bench",
+                "--bin",
+                "ferrule-bench",
+            ])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.ends_with("release") {
+            cargo.arg("--release");
         }
+        let status = cargo.status().expect("running cargo build");
+        assert!(status.success(), "building ferrule-bench: {status}");
+        assert!(ferrule.with_file_name("ferrule-bench").exists());
         ferrule
     })
 }
