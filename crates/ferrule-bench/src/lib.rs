@@ -5,7 +5,8 @@
 //! A crate of its own, run as the `ferrule-bench` binary that `ferrule bench`
 //! hands over to, so the server carries none of the load generators, HTTP
 //! clients and baselines. [`launch`] starts a server process for the benches
-//! and for the integration tests.
+//! and for the integration tests. `ferrule simulate` hands over to the same
+//! binary ([`simulate`]: `ferrule-bench simulate …`).
 
 pub mod commands;
 mod isolation;
@@ -16,6 +17,7 @@ mod mqtt;
 mod process;
 pub mod rules;
 pub mod signal;
+pub mod simulate;
 mod slow_http;
 mod slow_subscriber;
 mod startup;

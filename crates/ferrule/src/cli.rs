@@ -29,6 +29,15 @@ pub enum Command {
     /// Run a benchmark scenario and print its figures (`ferrule bench
     /// --help` lists them; needs the `ferrule-bench` binary beside this one).
     Bench(crate::bench::BenchArgs),
+    /// Simulate devices against a running server: telemetry, events,
+    /// reported state, command replies, drop-offs (`ferrule simulate
+    /// --help` lists the options; needs the `ferrule-bench` binary beside
+    /// this one).
+    Simulate(crate::bench::SimulateArgs),
+    /// Exit 0 when this host's server answers `/healthz` (the container
+    /// image's HEALTHCHECK; see docs/DEPLOY.md).
+    #[command(hide = true)]
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Debug, Subcommand)]

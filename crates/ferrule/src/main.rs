@@ -10,6 +10,7 @@ mod config;
 mod data_dir;
 mod device_services;
 mod gate;
+mod healthcheck;
 mod logging;
 mod rule_services;
 mod serve;
@@ -26,6 +27,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::main(*args),
         Command::Admin(command) => admin::main(command),
-        Command::Bench(args) => bench::main(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::Simulate(args) => bench::simulate(args),
+        Command::Healthcheck(args) => healthcheck::main(args),
     }
 }
