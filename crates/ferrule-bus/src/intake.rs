@@ -27,6 +27,9 @@ pub struct Accepted {
     pub durable_after: Ticket,
     /// Set when the store is behind: a publisher that can wait should.
     pub backpressure: Option<Arc<Notify>>,
+    /// Telemetry points the message carried, now queued for storage: the
+    /// router counts them per tenant ([`TenantLoad`](crate::TenantLoad)).
+    pub points: u64,
 }
 
 /// Why the intake refused a message.
@@ -80,6 +83,7 @@ impl Intake for IntakeChain {
             if one.backpressure.is_some() {
                 all.backpressure = one.backpressure;
             }
+            all.points += one.points;
         }
         Ok(all)
     }
@@ -100,6 +104,7 @@ mod tests {
                 Ok(seq) => Ok(Accepted {
                     durable_after: Ticket::on(Ledger::Twin, seq),
                     backpressure: None,
+                    points: seq,
                 }),
                 Err(why) => Err(Refused::Invalid(why.into())),
             }
@@ -121,6 +126,7 @@ mod tests {
         let ok = IntakeChain::new(vec![Arc::new(Stage(Ok(3))), Arc::new(Stage(Ok(5)))]);
         let got = ok.accept(&message()).unwrap();
         assert_eq!(got.durable_after, Ticket::on(Ledger::Twin, 5));
+        assert_eq!(got.points, 8, "the stages' points add up");
         let refused = IntakeChain::new(vec![Arc::new(Stage(Err("bad"))), Arc::new(Stage(Ok(5)))]);
         assert_eq!(
             refused.accept(&message()).unwrap_err(),

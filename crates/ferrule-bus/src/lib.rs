@@ -19,7 +19,7 @@ mod tree;
 /// knowing the router); re-exported for the router's users.
 pub use ferrule_core::durability::{Durability, Ledger, Ticket};
 pub use intake::{Accepted, Intake, IntakeChain, Refused};
-pub use router::{RetainedSink, Router, SubscribeWatch, TenantBus};
+pub use router::{LoadCount, RetainedSink, Router, SubscribeWatch, TenantBus, TenantLoad};
 pub use tree::{Entry, Matched, SubscriberId, SubscriptionOptions, SubscriptionTree};
 
 use std::sync::Arc;

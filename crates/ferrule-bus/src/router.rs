@@ -22,9 +22,55 @@ pub struct TenantBus {
     /// takes no more messages (a connection may still hold it while it
     /// closes).
     closed: AtomicBool,
+    load: TenantLoad,
+}
+
+/// What a tenant's clients sent, counted as the router takes it: counters
+/// that only grow, read by the capacity view to make rates. They live on
+/// the tenant's bus, which a publisher already holds, so counting costs two
+/// relaxed atomic adds per message and no lookup.
+#[derive(Debug, Default)]
+pub struct TenantLoad {
+    messages: AtomicU64,
+    points: AtomicU64,
+}
+
+/// A reading of a [`TenantLoad`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadCount {
+    /// Messages from clients (MQTT publishes, HTTP ingest and API
+    /// publishes) that the router took; refused ones are not counted.
+    pub messages: u64,
+    /// Telemetry points among them, queued for storage.
+    pub points: u64,
+}
+
+impl TenantLoad {
+    fn count(&self, message: &Message, points: u64) {
+        // Ferrule's own messages (twin, commands, rules) are not load that
+        // clients bring: they follow from it.
+        if matches!(message.origin, Origin::Mqtt { .. } | Origin::Api) {
+            self.messages.fetch_add(1, Ordering::Relaxed);
+        }
+        if points > 0 {
+            self.points.fetch_add(points, Ordering::Relaxed);
+        }
+    }
+
+    pub fn read(&self) -> LoadCount {
+        LoadCount {
+            messages: self.messages.load(Ordering::Relaxed),
+            points: self.points.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl TenantBus {
+    /// What the tenant's clients sent so far.
+    pub fn load(&self) -> LoadCount {
+        self.load.read()
+    }
+
     /// Retained messages matching `filter` (unexpired).
     pub fn retained_matching(&self, filter: &str) -> Vec<Arc<Message>> {
         // Tokio's clock, as the broker's expiry stamps (`expires_at`) are:
@@ -181,6 +227,16 @@ impl Router {
         found
     }
 
+    /// What each tenant's clients sent so far, for tenants that have a bus
+    /// (every tenant that had a message or a subscription since start).
+    pub fn load(&self) -> Vec<(TenantId, LoadCount)> {
+        self.tenants
+            .read()
+            .iter()
+            .map(|(t, bus)| (t.clone(), bus.load()))
+            .collect()
+    }
+
     /// Routes a message to every matching subscriber and keeps it if retained.
     pub fn publish(&self, message: Arc<Message>) -> Published {
         let bus = self.tenant(&message.tenant);
@@ -206,11 +262,13 @@ impl Router {
         );
         let mut durable_after = Ticket::NONE;
         let mut backpressure = None;
+        let mut points = 0;
         if let Some(intake) = self.intake.get() {
             match intake.accept(&message) {
                 Ok(accepted) => {
                     durable_after = accepted.durable_after;
                     backpressure = accepted.backpressure;
+                    points = accepted.points;
                 }
                 Err(refused) => {
                     return Published {
@@ -220,6 +278,7 @@ impl Router {
                 }
             }
         }
+        bus.load.count(&message, points);
         if message.retain {
             let mut retained = bus.retained.lock();
             if !bus.closed.load(Ordering::Acquire) {
@@ -354,6 +413,68 @@ mod tests {
             QoS::AtMostOnce,
             origin,
         ))
+    }
+
+    /// An intake that takes three points from every `…/telemetry` message
+    /// and refuses `…/bad`.
+    struct Points;
+
+    impl Intake for Points {
+        fn accept(&self, message: &Arc<Message>) -> Result<crate::Accepted, Refused> {
+            if message.topic.ends_with("/bad") {
+                return Err(Refused::Invalid("bad".into()));
+            }
+            let points = if message.topic.ends_with("/telemetry") {
+                3
+            } else {
+                0
+            };
+            Ok(crate::Accepted {
+                points,
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn load_is_counted_per_tenant_for_what_clients_sent() {
+        let router = Router::new();
+        router.set_intake(Arc::new(Points));
+        router.publish(msg("a", "devices/d/telemetry", Some(1)));
+        router.publish(msg("a", "devices/d/telemetry", None));
+        router.publish(msg("a", "devices/d/bad", Some(1)));
+        router.publish(msg("b", "x", Some(2)));
+        // Ferrule's own message is no client load, but its points are
+        // stored all the same.
+        let own = Message::new(
+            tenant("b"),
+            "devices/d/telemetry".into(),
+            Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            Origin::System,
+        );
+        router.publish(Arc::new(own));
+        let mut load = router.load();
+        load.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            load,
+            vec![
+                (
+                    tenant("a"),
+                    LoadCount {
+                        messages: 2,
+                        points: 6
+                    }
+                ),
+                (
+                    tenant("b"),
+                    LoadCount {
+                        messages: 1,
+                        points: 3
+                    }
+                ),
+            ]
+        );
     }
 
     fn entry(router: &Router, inbox: &Arc<Inbox>, qos: QoS) -> Entry {

@@ -30,6 +30,9 @@ pub trait MqttBroker: Send + Sync + 'static {
     /// arrived over HTTP; `Err(wait)` when the tenant is over its limit.
     fn take_rate(&self, tenant: &TenantId, bytes: usize) -> Result<(), Duration>;
 
+    /// Open connections now, by transport and by tenant.
+    fn connections(&self) -> MqttConnections;
+
     /// Largest MQTT packet; a WebSocket message may not be larger.
     fn max_packet_size(&self) -> usize;
 
@@ -41,6 +44,16 @@ pub trait MqttBroker: Send + Sync + 'static {
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()>;
+}
+
+/// Open MQTT connections ([`MqttBroker::connections`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MqttConnections {
+    pub tcp: usize,
+    pub tls: usize,
+    pub websocket: usize,
+    /// Per tenant, connections still in their handshake included.
+    pub per_tenant: std::collections::HashMap<TenantId, usize>,
 }
 
 /// What [`MqttBroker::purge`] removed.

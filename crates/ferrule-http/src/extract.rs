@@ -227,10 +227,12 @@ impl Caller {
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        self.require(
-            self.role.is_admin(),
-            "managing tenants needs the admin role",
-        )
+        self.require_admin_for("managing tenants needs the admin role")
+    }
+
+    /// Admins only, for `why`.
+    pub fn require_admin_for(&self, why: &'static str) -> Result<(), ApiError> {
+        self.require(self.role.is_admin(), why)
     }
 
     fn require(&self, ok: bool, why: &'static str) -> Result<(), ApiError> {

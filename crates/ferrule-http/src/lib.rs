@@ -15,13 +15,14 @@ mod console;
 pub mod error;
 mod extract;
 pub mod lifecycle;
+pub mod load;
 pub mod observe;
 mod pagination;
 pub mod routes;
 pub mod server;
 mod state;
 
-pub use broker::{BrokerPurge, MqttBroker};
+pub use broker::{BrokerPurge, MqttBroker, MqttConnections};
 pub use extract::Caller;
 pub use routes::stream::{LiveStreams, StreamLimits};
 pub use routes::{app, openapi};

@@ -14,6 +14,9 @@ pub struct HttpSettings {
     /// The MQTT listener's port, for the connection lines the console
     /// shows with a new device's token.
     pub mqtt_port: Option<u16>,
+    /// The embedded store's data directory, whose size and free space
+    /// `GET /api/v1/system` reports.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpSettings {
@@ -21,6 +24,7 @@ impl Default for HttpSettings {
         Self {
             max_body_bytes: 1024 * 1024,
             mqtt_port: None,
+            data_dir: None,
         }
     }
 }
@@ -82,6 +86,11 @@ pub struct AppState {
     pub apps: Option<Arc<dyn ferrule_store::apps::AppStore>>,
     /// The open live streams (`/api/v1/stream`).
     pub streams: crate::routes::stream::LiveStreams,
+    /// Recent load per tenant, read in the background
+    /// ([`LoadHistory::run`](crate::load::LoadHistory::run)).
+    pub load: crate::load::LoadHistory,
+    /// The HTTP listeners' open connections; `None` in tests without them.
+    pub http_connections: Option<Arc<crate::server::ConnectionCaps>>,
 }
 
 impl AppState {

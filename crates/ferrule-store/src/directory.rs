@@ -77,6 +77,20 @@ impl Directory {
         })
     }
 
+    /// Every tenant with its number of devices, in no order.
+    pub fn device_counts(&self) -> Vec<(TenantId, usize)> {
+        self.tenants
+            .read()
+            .iter()
+            .map(|(t, d)| (t.clone(), d.len()))
+            .collect()
+    }
+
+    /// The tenant's number of devices; `None` when no such tenant.
+    pub fn device_count(&self, tenant: &TenantId) -> Option<usize> {
+        self.tenants.read().get(tenant).map(HashSet::len)
+    }
+
     pub fn has_device(&self, tenant: &TenantId, device: &DeviceId) -> bool {
         self.tenants
             .read()

@@ -147,6 +147,7 @@ impl Intake for TelemetryIntake {
         // Queued while the device is known to exist: its deletion, which
         // queues the purge of its telemetry, waits for this and the other
         // way round (see `Directory`).
+        let points = readings.len() as u64;
         let appended = self.directory.with_device(tenant, &device, || {
             self.store.append(tenant, &device, readings, events)
         });
@@ -162,6 +163,7 @@ impl Intake for TelemetryIntake {
                     Ticket::on(Ledger::Telemetry, appended.ticket)
                 },
                 backpressure: appended.backpressure,
+                points,
             }),
             Err(e @ TelemetryError::QuotaExceeded { .. }) => {
                 self.refused_device(

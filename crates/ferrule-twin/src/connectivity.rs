@@ -142,6 +142,15 @@ impl Connectivity {
             .is_some_and(|t| t.open > 0)
     }
 
+    /// How many of the tenant's devices have an MQTT connection open now.
+    pub fn online_count(&self, tenant: &TenantId) -> usize {
+        self.inner
+            .devices
+            .read()
+            .get(tenant)
+            .map_or(0, |d| d.values().filter(|t| t.open > 0).count())
+    }
+
     /// What is known of the device's connections; `None` if it never connected.
     pub fn state(&self, tenant: &TenantId, device: &DeviceId) -> Option<DeviceState> {
         self.inner

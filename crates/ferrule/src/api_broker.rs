@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrule_core::{DeviceId, TenantId};
-use ferrule_http::{BrokerPurge, MqttBroker};
+use ferrule_http::{BrokerPurge, MqttBroker, MqttConnections};
 use ferrule_mqtt::broker::{Broker, serve_connection};
 use tokio::io::DuplexStream;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,16 @@ impl MqttBroker for ApiBroker {
         self.0.rates.try_take(tenant, bytes)
     }
 
+    fn connections(&self) -> MqttConnections {
+        let open = self.0.open_connections();
+        MqttConnections {
+            tcp: open.tcp,
+            tls: open.tls,
+            websocket: open.websocket,
+            per_tenant: self.0.connections_per_tenant(),
+        }
+    }
+
     fn max_packet_size(&self) -> usize {
         self.0.config.max_packet_size
     }
@@ -55,7 +65,7 @@ impl MqttBroker for ApiBroker {
             self.0.clone(),
             stream,
             peer,
-            None,
+            ferrule_mqtt::broker::Transport::WebSocket,
             shutdown,
         ))
     }

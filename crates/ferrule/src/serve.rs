@@ -191,6 +191,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         settings: HttpSettings {
             max_body_bytes: config.max_body_bytes,
             mqtt_port: mqtt_listener.local_addr().ok().map(|a| a.port()),
+            data_dir: Some(config.data_dir.clone()),
         },
         readiness: readiness.clone(),
         metrics,
@@ -201,6 +202,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         dashboards: Some(embedded.clone()),
         apps: Some(embedded.clone()),
         streams: Default::default(),
+        load: ferrule_http::load::LoadHistory::new(),
+        http_connections: None,
     };
 
     let shutdown = CancellationToken::new();
@@ -323,12 +326,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
+    let http_caps = ferrule_http::ConnectionCaps::new(
+        config.http_limits.max_connections,
+        config.http_limits.max_connections_per_address,
+    );
+    state.http_connections = Some(http_caps.clone());
+    tasks.spawn(
+        state
+            .load
+            .clone()
+            .run(router.clone(), telemetry.clone(), shutdown.clone()),
+    );
     let serving = ferrule_http::Serving {
         app: ferrule_http::app(state),
-        caps: ferrule_http::ConnectionCaps::new(
-            config.http_limits.max_connections,
-            config.http_limits.max_connections_per_address,
-        ),
+        caps: http_caps,
         limits: Arc::new(config.http_limits.clone()),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),

@@ -194,5 +194,20 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { live(); history(); overviewSparks(); });
+  // A JSON field the server could not parse (profiles): the caret goes
+  // where parsing stopped (line and column, 1-based).
+  function jsonErrorCaret() {
+    var area = document.querySelector("textarea[data-error-line]");
+    if (!area) { return; }
+    var line = +area.dataset.errorLine, column = +area.dataset.errorColumn || 1;
+    var lines = area.value.split("\n"), offset = 0;
+    for (var i = 0; i < Math.min(line - 1, lines.length); i++) { offset += lines[i].length + 1; }
+    offset = Math.min(offset + Math.max(0, column - 1), area.value.length);
+    area.focus();
+    area.setSelectionRange(offset, offset);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    live(); history(); overviewSparks(); jsonErrorCaret();
+  });
 })();

@@ -11,7 +11,8 @@
 //!   only, nothing inline).
 //! - [`assets`]: our CSS/JS and vendored htmx and uPlot at content-hashed,
 //!   immutable URLs.
-//! - Pages: [`login`], [`overview`], [`devices`], [`device`]; [`live`]
+//! - Pages: [`login`], [`overview`], [`devices`], [`device`],
+//!   [`profiles`] (device profiles); [`live`]
 //!   carries the live stream to the device page; [`rules`]; [`dashboards`]
 //!   (and the public `/share/{token}` page of a shared dashboard);
 //!   [`settings`] (retention and disk budget) with [`acl`] (MQTT access
@@ -37,6 +38,7 @@ mod live;
 mod login;
 mod overview;
 mod page;
+mod profiles;
 mod rules;
 mod session;
 mod settings;
@@ -103,6 +105,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/access/{kind}/{id}/delete",
             get(access::confirm).post(access::delete),
+        )
+        .route("/profiles", get(profiles::list).post(profiles::create))
+        .route("/profiles/new", get(profiles::new))
+        .route("/profiles/{name}", get(profiles::show).post(profiles::save))
+        .route(
+            "/profiles/{name}/delete",
+            get(profiles::confirm_delete).post(profiles::delete),
         )
         .route("/rules", get(rules::list).post(rules::create))
         .route("/rules/new", get(rules::new))

@@ -1,7 +1,7 @@
-//! `/`: the tenant at a glance, refreshed by htmx every few seconds.
-
-use std::sync::Mutex;
-use std::time::Instant;
+//! `/`: the tenant at a glance, refreshed by htmx every few seconds: its
+//! devices, its ingest rate, its disk use against its budget and when that
+//! fills at the current rate; an admin also sees the whole server (the
+//! report of `GET /api/v1/system`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::page::{self, Failure};
 use super::session::Console;
 use crate::error::ApiError;
+use crate::routes::system::{self, SystemView};
 use crate::state::AppState;
 
 /// Devices read per store page when counting.
@@ -20,22 +21,24 @@ const COUNT_PAGE: u32 = 1000;
 /// Most devices counted; a larger tenant shows "at least".
 const MAX_COUNTED: u64 = 100_000;
 
-const MQTT_MESSAGES_IN: &str = "ferrule_mqtt_messages_received_total";
-const POINTS_STORED: &str = "ferrule_telemetry_points_stored_total";
-
 #[derive(Debug, Serialize)]
 struct Stats {
     devices_total: u64,
     devices_online: u64,
     /// More devices than [`MAX_COUNTED`]: the counts are a lower bound.
     devices_capped: bool,
-    /// Server-wide, from the same counters `/metrics` exposes.
+    /// The tenant's own, over the last minute; `None` until measured.
     messages_per_second: Option<f64>,
-    points_stored: u64,
+    points_per_second: Option<f64>,
     open_alarms: Option<u64>,
     disk_bytes: Option<u64>,
     disk_budget_bytes: Option<u64>,
     disk_percent: Option<u64>,
+    /// Growth of the tenant's disk use per day, and when its budget fills.
+    disk_bytes_per_day: Option<f64>,
+    days_until_full: Option<f64>,
+    /// The whole server, for admins only.
+    system: Option<SystemView>,
 }
 
 pub async fn page(State(state): State<AppState>, console: Console) -> Result<Response, Failure> {
@@ -85,8 +88,6 @@ async fn stats_of(state: &AppState, console: &Console) -> Result<Stats, ApiError
             None => break,
         }
     }
-    let metrics = state.metrics.render();
-    let messages = counter(&metrics, MQTT_MESSAGES_IN);
     let open_alarms = match &state.rules {
         Some(r) => Some(r.alarms.store().count_open_alarms(tenant).await?),
         None => None,
@@ -104,63 +105,33 @@ async fn stats_of(state: &AppState, console: &Console) -> Result<Stats, ApiError
         }
         _ => None,
     };
+    // The same figures as the API's system report, for this tenant only.
+    let load = system::tenant_view(
+        state,
+        tenant,
+        total as usize,
+        0,
+        state.load.rates_of(tenant),
+        state.load.measured(),
+    )
+    .await?;
+    let system = if console.is_admin() {
+        Some(system::report(state).await?)
+    } else {
+        None
+    };
     Ok(Stats {
         devices_total: total,
         devices_online: online,
         devices_capped: total >= MAX_COUNTED,
-        messages_per_second: rate(messages),
-        points_stored: counter(&metrics, POINTS_STORED) as u64,
+        messages_per_second: load.messages_per_s,
+        points_per_second: load.points_per_s,
         open_alarms,
         disk_bytes,
         disk_budget_bytes,
         disk_percent,
+        disk_bytes_per_day: load.bytes_per_day,
+        days_until_full: load.days_until_full,
+        system,
     })
-}
-
-/// The sum of a counter's series in the Prometheus text.
-fn counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Messages per second since the previous reading (by any viewer): the
-/// counters only grow, so two readings make a rate. The first reading has
-/// none yet.
-fn rate(count: f64) -> Option<f64> {
-    static LAST: Mutex<Option<(Instant, f64, Option<f64>)>> = Mutex::new(None);
-    let now = Instant::now();
-    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-    match *last {
-        // Readings closer than a second apart keep the last rate, so that
-        // many open pages do not turn it into noise.
-        Some((at, _, rate)) if now.duration_since(at).as_secs_f64() < 1.0 => rate,
-        Some((at, before, _)) => {
-            let r = ((count - before).max(0.0) / now.duration_since(at).as_secs_f64() * 10.0)
-                .round()
-                / 10.0;
-            *last = Some((now, count, Some(r)));
-            Some(r)
-        }
-        None => {
-            *last = Some((now, count, None));
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_sum_their_series_only() {
-        let text = "# TYPE x counter\nx_total{a=\"1\"} 3\nx_total 4\nx_total_other 100\n";
-        assert_eq!(counter(text, "x_total"), 7.0);
-        assert_eq!(counter(text, "missing"), 0.0);
-    }
 }

@@ -21,11 +21,12 @@ mod export;
 mod ingest;
 mod mqtt_ws;
 mod ops;
-mod profiles;
+pub(crate) mod profiles;
 pub(crate) mod rules;
 pub(crate) mod security_headers;
 pub(crate) mod shared;
 pub mod stream;
+pub(crate) mod system;
 pub(crate) mod telemetry;
 pub(crate) mod telemetry_settings;
 mod tenants;
@@ -69,7 +70,7 @@ use crate::state::AppState;
         (name = "stream", description = "Live messages of the tenant over a WebSocket"),
         (name = "rules", description = "SQL rules on every message, their actions, dry runs and dead letters"),
         (name = "dashboards", description = "Dashboards of widgets: saved layouts, export and import, read-only share links"),
-        (name = "ops", description = "Health, readiness, metrics, this document"),
+        (name = "ops", description = "Health, readiness, metrics, the server's load and capacity, this document"),
         (name = "apps", description = "Custom apps: a tenant's own HTML5 pages, served under /apps/{tenant}/{app}/ with an API key of their own"),
     )
 )]
@@ -158,6 +159,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))
         .routes(routes!(stream::open))
+        .routes(routes!(system::get))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -212,6 +212,14 @@ pub async fn create(
     caller.require_write()?;
     ferrule_core::id::validate_slug(&req.name)
         .map_err(|e| ApiError::invalid("name", e.to_string()))?;
+    // `/profiles/new` is the console's form: such a profile could not be
+    // opened there.
+    if req.name == "new" {
+        return Err(ApiError::invalid(
+            "name",
+            "`new` names a page of the console; choose another name",
+        ));
+    }
     let (name, fields) = req.split();
     let profile = to_profile(&caller, name, fields, Timestamp::now())?;
     let saved = profiles(&state)?.create(&profile).await?;

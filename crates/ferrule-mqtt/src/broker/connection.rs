@@ -34,7 +34,7 @@ use super::observe::{self, DeniedAccess, DropReason};
 use super::rate::ClientRate;
 use super::refusal::PublishRefusal;
 use super::session::{Inflight, Outgoing, Session};
-use super::{Access, Broker, ConnectionSlot, TlsPeer, monotonic_now};
+use super::{Access, Broker, ConnectionSlot, Transport, monotonic_now};
 use crate::codec::{
     self, Ack, DecodeError, Disconnect, MqttStr, Packet, PacketId, Properties, ProtocolVersion,
     Publish, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
@@ -62,7 +62,7 @@ pub async fn serve_connection<S>(
     broker: Arc<Broker>,
     stream: S,
     peer: SocketAddr,
-    tls: Option<TlsPeer>,
+    transport: Transport,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -84,7 +84,7 @@ pub async fn serve_connection<S>(
         &broker,
         &mut io,
         *connect,
-        tls.as_ref(),
+        transport.tls(),
         peer,
     ))
     .await
@@ -97,11 +97,15 @@ pub async fn serve_connection<S>(
     };
     observe::ConnectionOpened {
         version: conn.version,
+        transport: transport.label(),
     }
     .emit();
+    let open = broker.open.slot(&transport);
+    open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     conn.announce(ConnectivityChange::Connected, None);
     let end = conn.run(&mut io, &shutdown).await;
-    observe::connection_closed();
+    open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    observe::connection_closed(transport.label());
     let _ = io.flush().await;
     let _ = io.stream.shutdown().await;
     let server_closed = conn.server_closed && end != End::Shutdown;

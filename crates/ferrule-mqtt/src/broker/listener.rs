@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::observe::{self, RefusedReason};
-use super::{Broker, serve_connection};
+use super::{Broker, Transport, serve_connection};
 
 /// Counts connections per source IP in one-second windows.
 pub struct ConnectRate {
@@ -79,6 +79,12 @@ pub async fn serve_tcp(
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let shutdown = shutdown.clone();
-        tasks.spawn(serve_connection(broker, stream, peer, None, shutdown));
+        tasks.spawn(serve_connection(
+            broker,
+            stream,
+            peer,
+            Transport::Tcp,
+            shutdown,
+        ));
     }
 }

@@ -134,6 +134,71 @@ pub struct TlsPeer {
     pub server_name: Option<String>,
 }
 
+/// How a client reached the broker.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Tcp,
+    Tls(TlsPeer),
+    /// MQTT over a WebSocket of the HTTP listener (`/mqtt`).
+    WebSocket,
+}
+
+impl Transport {
+    /// The `transport` label of `ferrule_mqtt_connections`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls(_) => "tls",
+            Transport::WebSocket => "websocket",
+        }
+    }
+
+    fn tls(&self) -> Option<&TlsPeer> {
+        match self {
+            Transport::Tls(peer) => Some(peer),
+            Transport::Tcp | Transport::WebSocket => None,
+        }
+    }
+}
+
+/// Open connections by transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenConnections {
+    pub tcp: usize,
+    pub tls: usize,
+    pub websocket: usize,
+}
+
+impl OpenConnections {
+    pub fn total(&self) -> usize {
+        self.tcp + self.tls + self.websocket
+    }
+}
+
+/// Open connections per transport, kept beside the admission count (which
+/// also holds connections still in their handshake).
+#[derive(Debug, Default)]
+struct TransportCounts([AtomicUsize; 3]);
+
+impl TransportCounts {
+    fn slot(&self, transport: &Transport) -> &AtomicUsize {
+        &self.0[match transport {
+            Transport::Tcp => 0,
+            Transport::Tls(_) => 1,
+            Transport::WebSocket => 2,
+        }]
+    }
+
+    fn read(&self) -> OpenConnections {
+        let [tcp, tls, websocket] = &self.0;
+        OpenConnections {
+            tcp: tcp.load(Ordering::Relaxed),
+            tls: tls.load(Ordering::Relaxed),
+            websocket: websocket.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Authentication and authorisation, implemented outside the MQTT crate.
 #[async_trait]
 pub trait Gatekeeper: Send + Sync + 'static {
@@ -164,6 +229,7 @@ pub struct Broker {
     pub rates: rate::TenantRates,
     connections: AtomicUsize,
     per_tenant: Mutex<HashMap<TenantId, usize>>,
+    open: TransportCounts,
     /// Where changes are reported, once persistence is on.
     persister: OnceLock<persist::Persister>,
     me: std::sync::Weak<Broker>,
@@ -189,6 +255,7 @@ impl Broker {
             rates,
             connections: AtomicUsize::new(0),
             per_tenant: Mutex::new(HashMap::new()),
+            open: TransportCounts::default(),
             persister: OnceLock::new(),
             me: me.clone(),
         })
@@ -338,6 +405,16 @@ impl Broker {
     /// Open connections now.
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Open connections by transport (past their handshake).
+    pub fn open_connections(&self) -> OpenConnections {
+        self.open.read()
+    }
+
+    /// Connections per tenant, handshakes in progress included.
+    pub fn connections_per_tenant(&self) -> HashMap<TenantId, usize> {
+        self.per_tenant.lock().clone()
     }
 
     /// Claims a connection slot for the tenant, or says which limit is hit.

@@ -33,6 +33,8 @@ pub const METRIC_NAMES: &[&str] = &[
 /// A client's CONNECT was accepted: the connection is open.
 pub struct ConnectionOpened {
     pub version: ProtocolVersion,
+    /// [`Transport::label`](super::Transport::label).
+    pub transport: &'static str,
 }
 
 impl ConnectionOpened {
@@ -42,13 +44,13 @@ impl ConnectionOpened {
             ProtocolVersion::V311 => "3.1.1",
         };
         counter!(CONNECTS, "protocol" => protocol).increment(1);
-        gauge!(CONNECTIONS).increment(1.0);
+        gauge!(CONNECTIONS, "transport" => self.transport).increment(1.0);
     }
 }
 
 /// An open connection closed, for whatever reason.
-pub fn connection_closed() {
-    gauge!(CONNECTIONS).decrement(1.0);
+pub fn connection_closed(transport: &'static str) {
+    gauge!(CONNECTIONS, "transport" => transport).decrement(1.0);
 }
 
 /// Why a connection was turned away before it opened: the `reason` label of

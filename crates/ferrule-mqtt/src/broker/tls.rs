@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use super::listener::ConnectRate;
 use super::observe::{self, RefusedReason};
-use super::{Broker, TlsPeer, serve_connection};
+use super::{Broker, TlsPeer, Transport, serve_connection};
 
 /// Accepts any well-formed client certificate whose key the client proves
 /// it holds; identity is decided by the registered fingerprint.
@@ -161,7 +161,7 @@ pub async fn serve_tls(
                     .map(|der| ferrule_core::secret::certificate_fingerprint(der)),
                 server_name: session.server_name().map(str::to_owned),
             };
-            serve_connection(broker, tls, peer, Some(peer_tls), shutdown).await;
+            serve_connection(broker, tls, peer, Transport::Tls(peer_tls), shutdown).await;
         });
     }
 }

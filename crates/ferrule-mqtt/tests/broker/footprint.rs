@@ -16,7 +16,7 @@ async fn a_connection_task_stays_small() {
         broker.broker(),
         stream,
         addr,
-        None,
+        ferrule_mqtt::broker::Transport::Tcp,
         tokio_util::sync::CancellationToken::new(),
     );
     let size = std::mem::size_of_val(&task);

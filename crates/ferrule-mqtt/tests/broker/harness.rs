@@ -86,7 +86,7 @@ impl TestBroker {
             self.broker.clone(),
             theirs,
             peer,
-            None,
+            ferrule_mqtt::broker::Transport::Tcp,
             self.shutdown.clone(),
         ));
         let mut client = Client {

@@ -113,6 +113,7 @@ impl Intake for TwinIntake {
             Ok(seq) => Ok(Accepted {
                 durable_after: Ticket::on(Ledger::Twin, seq),
                 backpressure: None,
+                points: 0,
             }),
             Err(TwinError::Document(e)) => refused("too_large", Refused::Invalid(e.to_string())),
             Err(e) => Err(Refused::Unavailable(e.to_string())),

@@ -70,6 +70,12 @@ async fn profiles_are_kept_per_tenant_and_written_by_editors_and_owners() {
         .post("/api/v1/device-profiles", pump_profile())
         .await
         .assert_problem(409);
+    // A name that would shadow the console's form page.
+    let r = editor
+        .post("/api/v1/device-profiles", json!({"name": "new"}))
+        .await;
+    r.assert_problem(400);
+    assert_eq!(r.json["field"], "name", "{}", r.text);
 
     let r = viewer.get("/api/v1/device-profiles").await;
     let names: Vec<&str> = r.json["items"]
