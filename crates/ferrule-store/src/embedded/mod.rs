@@ -13,6 +13,7 @@ mod meta;
 mod migrations;
 mod profiles;
 mod rules;
+mod tenant_import;
 mod twin;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use migrations::{SCHEMA_VERSION, schema_version};
+pub use tenant_import::extract_tenant_id;
 
 use crate::{Result, StoreError};
 
