@@ -80,6 +80,8 @@ pub struct AppState {
     pub dashboards: Option<Arc<dyn ferrule_store::dashboards::DashboardStore>>,
     /// The open live streams (`/api/v1/stream`).
     pub streams: crate::routes::stream::LiveStreams,
+    /// Tenant imports into this server; `None` when not available.
+    pub tenant_moves: Option<crate::routes::system_import::TenantMoves>,
 }
 
 impl AppState {

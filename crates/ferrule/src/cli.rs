@@ -26,9 +26,60 @@ pub enum Command {
     /// Operator tasks on a data directory.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Back up the data directory, or one tenant of it (`--tenant`), while
+    /// a server may be running on it.
+    Backup(BackupArgs),
+    /// Restore a backup; with `--tenant`, import a tenant archive into a
+    /// running server (`--server`) or a stopped one's data directory.
+    Restore(RestoreArgs),
     /// Run a benchmark scenario and print its figures (`ferrule bench
     /// --help` lists them; needs the `ferrule-bench` binary beside this one).
     Bench(crate::bench::BenchArgs),
+}
+
+/// Flags of `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The archive to write.
+    pub file: PathBuf,
+    /// Only this tenant: an archive `ferrule restore --tenant` imports into
+    /// another instance (a tenant move).
+    #[arg(long, value_name = "ID")]
+    pub tenant: Option<String>,
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Flags of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive to read.
+    pub file: PathBuf,
+    /// The file is a tenant archive (`ferrule backup --tenant`): import
+    /// that tenant beside the others.
+    #[arg(long)]
+    pub tenant: bool,
+    /// Import the tenant under this id (when its own is taken there).
+    #[arg(long = "as", value_name = "NEW_ID", requires = "tenant")]
+    pub as_id: Option<String>,
+    /// Import into the running server at this URL (e.g.
+    /// http://localhost:8080) instead of a data directory.
+    #[arg(long, value_name = "URL", requires = "tenant", conflicts_with = "data_dir")]
+    pub server: Option<String>,
+    /// An admin's session token or API key for `--server`; without it,
+    /// FERRULE_ADMIN_EMAIL and FERRULE_ADMIN_PASSWORD log in.
+    #[arg(long, env = "FERRULE_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrule_bus::Router;
+use ferrule_http::routes::system_import::{MAX_ARCHIVE_BYTES, TenantMoves};
 use ferrule_http::{AppState, HttpSettings, MqttEndpoint, Readiness, TelemetryApi};
 use ferrule_mqtt::broker::{Broker, listener, persist};
 use ferrule_store::auth::{HashPool, Hasher, Throttle};
@@ -200,6 +201,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         rules: None,
         dashboards: Some(embedded.clone()),
         streams: Default::default(),
+        tenant_moves: None,
     };
 
     let shutdown = CancellationToken::new();
@@ -211,7 +213,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let router = Router::new();
-    let telemetry = open_telemetry(&config, &router)?;
+    let embedded_telemetry = open_telemetry(&config, &router)?;
+    let telemetry: Arc<dyn TelemetryStore> = embedded_telemetry.clone();
     let (notices, notices_rx) = Notices::new(config.telemetry.refusal_notices_per_second);
     let telemetry_intake: Arc<dyn ferrule_bus::Intake> = Arc::new(
         TelemetryIntake::new(
@@ -265,6 +268,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the rules engine")?;
     state.rules = Some(rules);
+    state.tenant_moves = Some(TenantMoves {
+        store: (*embedded).clone(),
+        telemetry: embedded_telemetry.clone(),
+        scratch: config.data_dir.clone(),
+        max_archive_bytes: MAX_ARCHIVE_BYTES,
+    });
     state.devices = Some(devices.services);
     state.telemetry = Some(TelemetryApi {
         store: telemetry.clone(),
@@ -407,7 +416,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the telemetry store in the data directory.
-fn open_telemetry(config: &Config, router: &Router) -> anyhow::Result<Arc<dyn TelemetryStore>> {
+fn open_telemetry(config: &Config, router: &Router) -> anyhow::Result<Arc<EmbeddedTelemetry>> {
     let options = TelemetryOptions {
         sync: config.telemetry.sync,
         seal_age: config.telemetry.seal_age,

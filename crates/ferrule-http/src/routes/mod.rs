@@ -23,6 +23,7 @@ mod profiles;
 pub(crate) mod rules;
 pub(crate) mod security_headers;
 pub(crate) mod shared;
+pub mod system_import;
 pub mod stream;
 pub(crate) mod telemetry;
 pub(crate) mod telemetry_settings;
@@ -92,6 +93,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::me))
         .routes(routes!(tenants::list, tenants::create))
         .routes(routes!(tenants::get, tenants::update, tenants::delete))
+        .routes(routes!(system_import::import))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(api_keys::list, api_keys::create))

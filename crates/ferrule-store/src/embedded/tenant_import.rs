@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ferrule_core::TenantId;
+use ferrule_core::{DeviceId, TenantId};
 use rusqlite::{Connection, ErrorCode, params};
 
 use super::{EmbeddedStore, lock, migrations};
@@ -39,13 +39,13 @@ pub fn extract_tenant_id(path: &Path) -> Result<TenantId, MoveError> {
 impl EmbeddedStore {
     /// Imports the tenant of the extract at `source` under `to`; with
     /// `commit` false, only checks that it would succeed (then nothing is
-    /// written). Returns the rows brought in by table.
+    /// written). Returns the rows brought in by table, and the devices.
     pub async fn import_tenant(
         &self,
         source: PathBuf,
         to: TenantId,
         commit: bool,
-    ) -> Result<BTreeMap<String, u64>, MoveError> {
+    ) -> Result<(BTreeMap<String, u64>, Vec<DeviceId>), MoveError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let from = extract_tenant_id(&source)?;
@@ -70,7 +70,7 @@ fn import_attached(
     from: &TenantId,
     to: &TenantId,
     commit: bool,
-) -> Result<BTreeMap<String, u64>, MoveError> {
+) -> Result<(BTreeMap<String, u64>, Vec<DeviceId>), MoveError> {
     let tx = conn.unchecked_transaction()?;
     // Rows go in table by table; their references are checked at commit.
     tx.execute_batch("PRAGMA defer_foreign_keys = ON;")?;
@@ -130,6 +130,15 @@ fn import_attached(
             .map_err(|e| taken_or(e, &table))?;
         rows.insert(table, n as u64);
     }
+    let devices = tx
+        .prepare("SELECT id FROM main.devices WHERE tenant = ?1")?
+        .query_map([to.as_str()], |r| r.get::<_, String>(0))?
+        .map(|id| {
+            let id = id?;
+            DeviceId::new(&id)
+                .map_err(|e| MoveError::Invalid(format!("device id {id:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, MoveError>>()?;
     if commit {
         tx.commit().map_err(|e| match e.sqlite_error_code() {
             Some(ErrorCode::ConstraintViolation) => MoveError::Invalid(format!(
@@ -151,7 +160,7 @@ fn import_attached(
             )));
         }
     }
-    Ok(rows)
+    Ok((rows, devices))
 }
 
 type Columns = (Vec<String>, Vec<String>);

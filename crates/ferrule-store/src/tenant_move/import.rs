@@ -91,8 +91,8 @@ pub async fn import_tenant(
         .telemetry
         .import_tenant(telemetry, from.clone(), to.clone())
         .await?;
-    let rows = match into.store.import_tenant(meta, to.clone(), true).await {
-        Ok(rows) => rows,
+    let (rows, devices) = match into.store.import_tenant(meta, to.clone(), true).await {
+        Ok(done) => done,
         Err(e) => {
             if let Err(undo) = purge(into.telemetry, &to).await {
                 tracing::error!(tenant = %to, error = %undo, "removing the telemetry of a failed tenant import failed");
@@ -104,6 +104,7 @@ pub async fn import_tenant(
         from: from.to_string(),
         tenant: to.to_string(),
         rows,
+        devices,
         series: imported.series,
         points: imported.points,
         events: imported.events,

@@ -21,13 +21,16 @@
 //! `{"tenant": ID}`); the server's caches are refreshed by the caller
 //! (`ferrule-http`'s tenant import), since the store knows none of them.
 
+mod archive;
 mod extract;
 mod import;
 
 use std::collections::BTreeMap;
 
+use ferrule_core::DeviceId;
 use serde::Serialize;
 
+pub use archive::{unpack_archive, write_archive};
 pub use extract::{extract_meta, extract_telemetry, snapshot_database};
 pub(crate) use extract::{columns, tables};
 pub use import::{TenantImport, archive_tenant, import_tenant};
@@ -69,6 +72,8 @@ pub enum MoveError {
     #[error("the tenant archive is not usable: {0}")]
     Invalid(String),
     #[error(transparent)]
+    Archive(#[from] crate::backup::archive::ArchiveError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
@@ -81,7 +86,7 @@ impl From<rusqlite::Error> for MoveError {
 }
 
 /// What an import brought in, for the caller's answer.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Moved {
     /// The tenant's id in the archive.
     pub from: String,
@@ -89,6 +94,9 @@ pub struct Moved {
     pub tenant: String,
     /// Metadata rows by table (`devices`, `rules`, `dashboards`, …).
     pub rows: BTreeMap<String, u64>,
+    /// The tenant's devices, for the caches that list them.
+    #[serde(skip)]
+    pub devices: Vec<DeviceId>,
     /// Telemetry series, points (sealed and recent) and events.
     pub series: u64,
     pub points: u64,
