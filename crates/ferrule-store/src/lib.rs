@@ -35,6 +35,7 @@
 mod acl;
 pub mod alarms;
 pub mod auth;
+pub mod backup;
 mod broker_state;
 pub mod commands;
 mod connectivity;

@@ -50,6 +50,9 @@ use super::{
 /// The file in the data directory.
 pub const FILE: &str = "telemetry.db";
 
+/// The `telemetry.db` schema version this binary writes.
+pub const SCHEMA_VERSION: u32 = schema::VERSION as u32;
+
 /// Tuning of the embedded store.
 #[derive(Debug, Clone)]
 pub struct TelemetryOptions {
