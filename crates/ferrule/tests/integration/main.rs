@@ -44,6 +44,7 @@ mod security_headers;
 mod startup_errors;
 mod stream;
 mod tenancy;
+mod tenant_move;
 mod twin;
 mod user_rights;
 
