@@ -190,6 +190,8 @@ async fn refresh(state: &AppState, tenant: &TenantId) -> ApiResult<()> {
             .load_tenant(tenant)
             .await
             .map_err(|e| ApiError::Internal(format!("loading the tenant's profiles: {e}")))?;
+        devices.twins.load_tenant(tenant).await?;
+        devices.commands.load_tenant(tenant).await?;
     }
     if let Some(rules) = &state.rules {
         rules.engine.load_tenant(tenant).await?;
