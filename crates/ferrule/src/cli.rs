@@ -68,11 +68,21 @@ pub struct RestoreArgs {
     pub as_id: Option<String>,
     /// Import into the running server at this URL (e.g.
     /// http://localhost:8080) instead of a data directory.
-    #[arg(long, value_name = "URL", requires = "tenant", conflicts_with = "data_dir")]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "tenant",
+        conflicts_with = "data_dir"
+    )]
     pub server: Option<String>,
     /// An admin's session token or API key for `--server`; without it,
     /// FERRULE_ADMIN_EMAIL and FERRULE_ADMIN_PASSWORD log in.
-    #[arg(long, env = "FERRULE_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FERRULE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Config file (default: ./ferrule.toml when present).
     #[arg(long, short = 'c', value_name = "FILE")]

@@ -36,9 +36,12 @@ fn main() -> ExitCode {
 fn backup(args: cli::BackupArgs) -> ExitCode {
     data_dir::private_umask();
     let result = match &args.tenant {
-        Some(tenant) => {
-            tenant_move::backup(args.config.as_deref(), args.data_dir.clone(), tenant, &args.file)
-        }
+        Some(tenant) => tenant_move::backup(
+            args.config.as_deref(),
+            args.data_dir.clone(),
+            tenant,
+            &args.file,
+        ),
         None => Err(tenant_move::Refused(
             "full backups are not in this build yet: give --tenant ID".into(),
         )

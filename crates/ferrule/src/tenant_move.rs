@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrule_core::{Durability, TenantId};
+use ferrule_store::MetaStore;
 use ferrule_store::embedded::{EmbeddedStore, META_DB};
 use ferrule_store::telemetry::TelemetryStore;
 use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::tenant_move::{self, MoveError, Moved, TenantImport};
-use ferrule_store::MetaStore;
 
 use crate::config::{Config, RawConfig, Storage};
 use crate::data_dir::{self, LockError};
@@ -208,8 +208,9 @@ async fn restore_into_dir(
         e @ ferrule_store::StoreError::SchemaTooNew { .. } => refuse(e.to_string()),
         e => anyhow::Error::new(e).context("opening the embedded store"),
     })?;
-    let telemetry = EmbeddedTelemetry::open(dir, TelemetryOptions::default(), Durability::default())
-        .map_err(|e| anyhow::anyhow!("opening telemetry storage: {e}"))?;
+    let telemetry =
+        EmbeddedTelemetry::open(dir, TelemetryOptions::default(), Durability::default())
+            .map_err(|e| anyhow::anyhow!("opening telemetry storage: {e}"))?;
     let result = tenant_move::import_tenant(
         TenantImport {
             store: &store,
@@ -272,11 +273,18 @@ async fn restore_over_api(
             .ok()
             .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
             .unwrap_or(text);
-        return Err(refuse(format!("the server refused the import ({status}): {detail}")));
+        return Err(refuse(format!(
+            "the server refused the import ({status}): {detail}"
+        )));
     }
     let v: serde_json::Value =
         serde_json::from_str(&text).context("reading the server's answer")?;
-    let text_of = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+    let text_of = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     let num = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
     Ok(Moved {
         from: text_of("from"),

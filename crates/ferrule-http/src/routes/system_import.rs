@@ -9,7 +9,6 @@
 //! devices, device profiles, rules, ACL policy), so its devices connect and
 //! its rules run at once.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,6 +22,7 @@ use ferrule_store::telemetry::embedded::EmbeddedTelemetry;
 use ferrule_store::tenant_move::{self, MoveError, Moved, TenantImport};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Caller;
@@ -120,9 +120,10 @@ pub async fn import(
         .as_id
         .map(|id| TenantId::new(&id).map_err(|e| ApiError::invalid("as", e.to_string())))
         .transpose()?;
-    let moves = state.tenant_moves.clone().ok_or_else(|| {
-        ApiError::Unavailable("tenant imports need the embedded store".into())
-    })?;
+    let moves = state
+        .tenant_moves
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("tenant imports need the embedded store".into()))?;
     let scratch = tempfile::Builder::new()
         .prefix(".tenant-import-")
         .tempdir_in(&moves.scratch)
@@ -160,12 +161,14 @@ pub async fn import(
 
 /// Streams the body into `path`, refusing more than `limit` bytes.
 async fn receive(body: Body, path: &std::path::Path, limit: u64) -> ApiResult<()> {
-    let mut file = std::fs::File::create(path)
+    let mut file = tokio::fs::File::create(path)
+        .await
         .map_err(|e| ApiError::Internal(format!("creating the scratch file: {e}")))?;
     let mut stream = body.into_data_stream();
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid("body", format!("reading the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid("body", format!("reading the body: {e}")))?;
         received += chunk.len() as u64;
         if received > limit {
             return Err(ApiError::TooLarge(format!(
@@ -174,9 +177,11 @@ async fn receive(body: Body, path: &std::path::Path, limit: u64) -> ApiResult<()
             )));
         }
         file.write_all(&chunk)
+            .await
             .map_err(|e| ApiError::Internal(format!("writing the scratch file: {e}")))?;
     }
     file.sync_all()
+        .await
         .map_err(|e| ApiError::Internal(format!("writing the scratch file: {e}")))?;
     Ok(())
 }

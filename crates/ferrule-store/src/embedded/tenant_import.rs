@@ -108,17 +108,26 @@ fn import_attached(
     if let Some(device) = device {
         return Err(MoveError::TokenTaken(device));
     }
+    // Names come from this store's schema; the archive's only have to
+    // match them (it may come from anywhere).
+    let ours = crate::tenant_move::tables(&tx, "main")?;
+    let theirs: Vec<String> = tx
+        .prepare(
+            "SELECT name FROM moved.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some(odd) = theirs.iter().find(|t| !ours.contains(t)) {
+        return Err(MoveError::Invalid(format!(
+            "its meta.db has a table {odd:?} this version does not have"
+        )));
+    }
     let mut rows = BTreeMap::new();
-    for table in crate::tenant_move::tables(&tx, "moved")? {
-        if LOCAL_TABLES.contains(&table.as_str()) {
+    for table in ours {
+        if LOCAL_TABLES.contains(&table.as_str()) || !theirs.contains(&table) {
             continue;
         }
         let here = crate::tenant_move::columns(&tx, "main", &table)?;
-        if here.is_empty() {
-            return Err(MoveError::Invalid(format!(
-                "meta.db has a table `{table}` this version does not have"
-            )));
-        }
         let (insert, filter) = copy_statement(&tx, &table, &here)?;
         let sql = format!(
             "INSERT INTO main.\"{table}\" ({}) SELECT {} FROM moved.\"{table}\" WHERE {filter}",
@@ -135,8 +144,7 @@ fn import_attached(
         .query_map([to.as_str()], |r| r.get::<_, String>(0))?
         .map(|id| {
             let id = id?;
-            DeviceId::new(&id)
-                .map_err(|e| MoveError::Invalid(format!("device id {id:?}: {e}")))
+            DeviceId::new(&id).map_err(|e| MoveError::Invalid(format!("device id {id:?}: {e}")))
         })
         .collect::<Result<Vec<_>, MoveError>>()?;
     if commit {
@@ -148,11 +156,10 @@ fn import_attached(
         })?;
     } else {
         // Checked now rather than at the commit that will not happen.
-        let broken: i64 = tx.query_row(
-            "SELECT count(*) FROM pragma_foreign_key_check",
-            [],
-            |r| r.get(0),
-        )?;
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
         if broken > 0 {
             return Err(MoveError::Invalid(format!(
                 "{broken} of its rows point to rows it does not hold; make it again with \
@@ -188,6 +195,14 @@ fn copy_statement(
         }
         let value = if col == "tenant" || (table == "tenants" && col == "id") {
             "?1".to_owned()
+        } else if table == "api_keys" && col == "created_by" {
+            // A key made by someone who does not come along (an admin of
+            // the old instance) keeps its own role, as keys from before
+            // creators were recorded do, instead of counting as revoked.
+            "CASE WHEN created_by IN (SELECT id FROM moved.users WHERE tenant = ?2 AND role <> 'admin')
+                    OR created_by IN (SELECT id FROM moved.api_keys WHERE tenant = ?2 AND role <> 'admin')
+                  THEN created_by END"
+                .to_owned()
         } else if there.contains(col) {
             format!("\"{col}\"")
         } else {

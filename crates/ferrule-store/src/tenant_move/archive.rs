@@ -53,7 +53,10 @@ fn count_telemetry(path: &Path) -> Result<BTreeMap<String, u64>, MoveError> {
     let mut counts = BTreeMap::new();
     for (name, sql) in [
         ("series", "SELECT count(*) FROM series"),
-        ("sealed_points", "SELECT coalesce(sum(points), 0) FROM chunks"),
+        (
+            "sealed_points",
+            "SELECT coalesce(sum(points), 0) FROM chunks",
+        ),
         ("events", "SELECT count(*) FROM events"),
     ] {
         let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;

@@ -32,7 +32,11 @@ pub(crate) fn tables(conn: &Connection, schema: &str) -> rusqlite::Result<Vec<St
 }
 
 /// The columns of a table, in order.
-pub(crate) fn columns(conn: &Connection, schema: &str, table: &str) -> rusqlite::Result<Vec<String>> {
+pub(crate) fn columns(
+    conn: &Connection,
+    schema: &str,
+    table: &str,
+) -> rusqlite::Result<Vec<String>> {
     let mut q = conn.prepare(&format!("PRAGMA {schema}.table_info(\"{table}\")"))?;
     q.query_map([], |r| r.get(1))?.collect()
 }
@@ -83,7 +87,9 @@ pub fn extract_meta(path: &Path, tenant: &TenantId) -> Result<BTreeMap<String, u
             }
         };
         tx.execute(&delete, [t])?;
-        let n: i64 = tx.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get(0))?;
+        let n: i64 = tx.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+            r.get(0)
+        })?;
         kept.insert(table, n as u64);
     }
     // Other tenants' counters of AUTOINCREMENT ids.

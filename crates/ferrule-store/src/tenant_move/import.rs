@@ -76,7 +76,9 @@ pub async fn import_tenant(
             .map_err(|e| crate::StoreError::backend("tenant import task failed", e))??
     };
     let to = as_id.unwrap_or_else(|| from.clone());
-    into.store.import_tenant(meta.clone(), to.clone(), false).await?;
+    into.store
+        .import_tenant(meta.clone(), to.clone(), false)
+        .await?;
     {
         let telemetry = telemetry.clone();
         tokio::task::spawn_blocking(move || prepare_tenant_extract(&telemetry))

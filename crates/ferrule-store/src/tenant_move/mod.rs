@@ -31,8 +31,8 @@ use ferrule_core::DeviceId;
 use serde::Serialize;
 
 pub use archive::{unpack_archive, write_archive};
-pub use extract::{extract_meta, extract_telemetry, snapshot_database};
 pub(crate) use extract::{columns, tables};
+pub use extract::{extract_meta, extract_telemetry, snapshot_database};
 pub use import::{TenantImport, archive_tenant, import_tenant};
 
 use crate::StoreError;
@@ -47,7 +47,9 @@ pub enum MoveError {
          `--as NEW_ID` (API: `?as=NEW_ID`), or delete the tenant here first"
     )]
     TenantExists(String),
-    #[error("tenant `{0}` does not exist on this instance: check the id with `GET /api/v1/tenants`")]
+    #[error(
+        "tenant `{0}` does not exist on this instance: check the id with `GET /api/v1/tenants`"
+    )]
     NoSuchTenant(String),
     #[error(
         "tenant `{0}` is being deleted; wait until the deletion finishes, then export another tenant"

@@ -22,9 +22,12 @@ impl Instance {
     fn open() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let telemetry =
-            EmbeddedTelemetry::open(dir.path(), TelemetryOptions::default(), Durability::default())
-                .unwrap();
+        let telemetry = EmbeddedTelemetry::open(
+            dir.path(),
+            TelemetryOptions::default(),
+            Durability::default(),
+        )
+        .unwrap();
         Instance {
             store,
             telemetry,
@@ -101,16 +104,23 @@ impl Instance {
             .append(&tenant, &pump, sealed, vec![event])
             .unwrap();
         self.telemetry.seal_all().await.unwrap();
-        let recent = vec![reading(2_000, "note", TelemetryValue::Text(format!("{marker}-note").into()))];
+        let recent = vec![reading(
+            2_000,
+            "note",
+            TelemetryValue::Text(format!("{marker}-note").into()),
+        )];
         self.telemetry
             .append(&tenant, &pump, recent, Vec::new())
             .unwrap();
         // A control request: what was queued before it is committed.
         self.telemetry
-            .set_retention(&tenant, RetentionSettings {
-                default_days: Some(400),
-                ..Default::default()
-            })
+            .set_retention(
+                &tenant,
+                RetentionSettings {
+                    default_days: Some(400),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
     }
@@ -168,7 +178,10 @@ async fn an_extract_holds_its_tenant_and_nothing_of_another() {
     let meta = std::fs::read(out.path().join("meta.db")).unwrap();
     assert!(contains(&meta, "alpha-marker-device"));
     let telemetry = std::fs::read(out.path().join("telemetry.db")).unwrap();
-    assert!(contains(&telemetry, "alpha-marker-note"), "recent points travel");
+    assert!(
+        contains(&telemetry, "alpha-marker-note"),
+        "recent points travel"
+    );
 }
 
 #[tokio::test]
@@ -187,14 +200,26 @@ async fn a_moved_tenant_keeps_its_token_history_and_settings() {
     assert_eq!(moved.rows["devices"], 1);
     assert_eq!(moved.rows["users"], 1);
     assert_eq!((moved.series, moved.points, moved.events), (2, 11, 1));
-    let login = target.store.find_device_by_token("token-a").await.unwrap().unwrap();
-    assert_eq!((login.tenant.as_str(), login.device.as_str()), ("a", "pump"));
+    let login = target
+        .store
+        .find_device_by_token("token-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (login.tenant.as_str(), login.device.as_str()),
+        ("a", "pump")
+    );
     assert_eq!(points(&target, "a", "temp").await.len(), 10);
     assert_eq!(
         points(&target, "a", "note").await,
         vec![(2_000, TelemetryValue::Text("alpha-note".into()))]
     );
-    assert_eq!(points(&target, "c", "temp").await.len(), 10, "target's own data intact");
+    assert_eq!(
+        points(&target, "c", "temp").await.len(),
+        10,
+        "target's own data intact"
+    );
     let events = target
         .telemetry
         .events(EventQuery {
@@ -209,14 +234,30 @@ async fn a_moved_tenant_keeps_its_token_history_and_settings() {
         .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].payload, b"alpha-event");
-    assert_eq!(target.telemetry.retention(&id("a")).await.unwrap().default_days, Some(400));
+    assert_eq!(
+        target
+            .telemetry
+            .retention(&id("a"))
+            .await
+            .unwrap()
+            .default_days,
+        Some(400)
+    );
     assert!(target.telemetry.disk_bytes(&id("a")) > 0);
     // Recent points replay after a restart like any other.
     target.telemetry.close().await.unwrap();
-    let reopened =
-        EmbeddedTelemetry::open(target.dir(), TelemetryOptions::default(), Durability::default())
-            .unwrap();
-    let q = SeriesQuery::new(&id("a"), &DeviceId::new("pump").unwrap(), "note", Range::ALL);
+    let reopened = EmbeddedTelemetry::open(
+        target.dir(),
+        TelemetryOptions::default(),
+        Durability::default(),
+    )
+    .unwrap();
+    let q = SeriesQuery::new(
+        &id("a"),
+        &DeviceId::new("pump").unwrap(),
+        "note",
+        Range::ALL,
+    );
     assert_eq!(reopened.raw(q, Order::Oldest, 10).await.unwrap().len(), 1);
 }
 
@@ -230,10 +271,20 @@ async fn an_existing_tenant_is_refused_and_nothing_changes() {
     let err = import_tenant(target.target(), copy(out.path()).path(), None)
         .await
         .unwrap_err();
-    assert!(matches!(err, MoveError::TenantExists(ref t) if t == "a"), "{err}");
+    assert!(
+        matches!(err, MoveError::TenantExists(ref t) if t == "a"),
+        "{err}"
+    );
     assert!(err.to_string().contains("--as NEW_ID"));
-    assert_eq!(target.store.get_tenant(&id("a")).await.unwrap().name, "other-alpha");
-    assert_eq!(points(&target, "a", "temp").await.len(), 10, "its telemetry untouched");
+    assert_eq!(
+        target.store.get_tenant(&id("a")).await.unwrap().name,
+        "other-alpha"
+    );
+    assert_eq!(
+        points(&target, "a", "temp").await.len(),
+        10,
+        "its telemetry untouched"
+    );
 
     // Under another id, the same token cannot name two devices here.
     let err = import_tenant(target.target(), copy(out.path()).path(), Some(id("b")))
@@ -254,24 +305,39 @@ async fn renamed_with_as_every_tenant_reference_follows() {
         .await
         .unwrap();
     assert_eq!(moved.tenant, "other");
-    let login = target.store.find_device_by_token("token-a").await.unwrap().unwrap();
+    let login = target
+        .store
+        .find_device_by_token("token-a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(login.tenant.as_str(), "other");
     assert!(target.store.get_tenant(&id("a")).await.is_err());
     assert_eq!(points(&target, "other", "temp").await.len(), 10);
     // Again into the same instance: the token is taken.
     let again = tempfile::tempdir().unwrap();
     archive_tenant(target.dir(), &id("other"), again.path()).unwrap();
-    let err = import_tenant(target.target(), copy(again.path()).path(), Some(id("third")))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, MoveError::EmailTaken(ref e) if e == "alpha@example.com"), "{err}");
+    let err = import_tenant(
+        target.target(),
+        copy(again.path()).path(),
+        Some(id("third")),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, MoveError::EmailTaken(ref e) if e == "alpha@example.com"),
+        "{err}"
+    );
     let conn = rusqlite::Connection::open(again.path().join("meta.db")).unwrap();
     conn.execute("DELETE FROM users", []).unwrap();
     drop(conn);
     let err = import_tenant(target.target(), again.path(), Some(id("third")))
         .await
         .unwrap_err();
-    assert!(matches!(err, MoveError::TokenTaken(ref d) if d == "pump"), "{err}");
+    assert!(
+        matches!(err, MoveError::TokenTaken(ref d) if d == "pump"),
+        "{err}"
+    );
     assert!(points(&target, "third", "temp").await.is_empty());
 }
 
@@ -280,5 +346,8 @@ async fn an_unknown_tenant_is_refused_by_name() {
     let source = Instance::open();
     let out = tempfile::tempdir().unwrap();
     let err = archive_tenant(source.dir(), &id("nope"), out.path()).unwrap_err();
-    assert!(matches!(err, MoveError::NoSuchTenant(ref t) if t == "nope"), "{err}");
+    assert!(
+        matches!(err, MoveError::NoSuchTenant(ref t) if t == "nope"),
+        "{err}"
+    );
 }

@@ -120,10 +120,22 @@ async fn assert_moved(server: &Server, token: &str) {
     assert_eq!(r.status, 200, "{}", r.text);
 
     // The rule runs here: the device's own token, over MQTT.
-    let mut watch = Watch::start(server, &format!("user:{OWNER_EMAIL}"), OWNER_PASSWORD, "alerts/#").await;
-    mqtt_publish(server, token, "", "devices/pump-1/telemetry", r#"{"temp": 40}"#)
-        .await
-        .expect("the device's token connects to the new host");
+    let mut watch = Watch::start(
+        server,
+        &format!("user:{OWNER_EMAIL}"),
+        OWNER_PASSWORD,
+        "alerts/#",
+    )
+    .await;
+    mqtt_publish(
+        server,
+        token,
+        "",
+        "devices/pump-1/telemetry",
+        r#"{"temp": 40}"#,
+    )
+    .await
+    .expect("the device's token connects to the new host");
     let (topic, payload) = watch.next(WAIT).await.expect("the rule republished");
     assert_eq!(topic, "alerts/pump-1");
     let payload: Value = serde_json::from_str(&payload).unwrap();
@@ -172,8 +184,19 @@ impl Watch {
     async fn start(server: &Server, user: &str, password: &str, filter: &str) -> Watch {
         let (host, port) = server.mqtt.rsplit_once(':').unwrap();
         let mut child = Command::new("mosquitto_sub")
-            .args(["-h", host, "-p", port, "-V", "mqttv311", "-q", "1", "-F", "%t|%p"])
-            .args(["-u", user, "-P", password, "-t", filter, "-t", "ready/probe"])
+            .args([
+                "-h", host, "-p", port, "-V", "mqttv311", "-q", "1", "-F", "%t|%p",
+            ])
+            .args([
+                "-u",
+                user,
+                "-P",
+                password,
+                "-t",
+                filter,
+                "-t",
+                "ready/probe",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -188,7 +211,10 @@ impl Watch {
         // Subscribed once a probe published after the start comes back.
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            assert!(tokio::time::Instant::now() < deadline, "mosquitto_sub never subscribed");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mosquitto_sub never subscribed"
+            );
             mqtt_publish(server, user, password, "ready/probe", "x")
                 .await
                 .expect("probe");
@@ -225,11 +251,17 @@ async fn backup_tenant(source: &Server, tenant: &str, file: &Path) {
     )
     .await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stderr.contains("Backed up tenant acme"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Backed up tenant acme"),
+        "{}",
+        out.stderr
+    );
 }
 
 async fn restore_over_api(target: &Server, file: &Path, extra: &[&str]) -> Out {
-    let token = target.login("admin@localhost", target.admin_password.as_deref().unwrap()).await;
+    let token = target
+        .login("admin@localhost", target.admin_password.as_deref().unwrap())
+        .await;
     let mut args = vec![
         "restore",
         "--tenant",
@@ -253,7 +285,11 @@ async fn a_tenant_moves_between_two_running_servers_and_keeps_working() {
     let b = Server::start().await;
     let out = restore_over_api(&b, &file, &[]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stderr.contains("Imported tenant acme"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Imported tenant acme"),
+        "{}",
+        out.stderr
+    );
     assert_moved(&b, &token).await;
 
     // Again: the id is taken.
@@ -278,10 +314,20 @@ async fn a_tenant_moves_between_two_running_servers_and_keeps_working() {
     assert!(r.status / 100 == 2, "{}", r.text);
     let out = restore_over_api(&b, &file, &["--as", "other"]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stderr.contains("Imported tenant other (from acme)"), "{}", out.stderr);
-    mqtt_publish(&b, &token, "", "devices/pump-1/telemetry", r#"{"temp": 23.5}"#)
-        .await
-        .expect("the token connects as a device of `other`");
+    assert!(
+        out.stderr.contains("Imported tenant other (from acme)"),
+        "{}",
+        out.stderr
+    );
+    mqtt_publish(
+        &b,
+        &token,
+        "",
+        "devices/pump-1/telemetry",
+        r#"{"temp": 23.5}"#,
+    )
+    .await
+    .expect("the token connects as a device of `other`");
     let as_other = admin.clone().with_header("X-Tenant", "other");
     assert_eq!(history(&as_other).await, vec![20.5, 21.5, 22.5, 23.5]);
 }
@@ -297,7 +343,13 @@ async fn a_tenant_restored_into_a_stopped_server_works_once_it_starts() {
     let c = Server::start().await;
     // While C runs, its data directory is locked: the refusal says how.
     let data_dir = c.data_dir.to_str().unwrap().to_owned();
-    let restore = ["restore", "--tenant", file.to_str().unwrap(), "--data-dir", &data_dir];
+    let restore = [
+        "restore",
+        "--tenant",
+        file.to_str().unwrap(),
+        "--data-dir",
+        &data_dir,
+    ];
     let out = ferrule(&restore, &[]).await;
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(
@@ -345,17 +397,29 @@ async fn the_import_endpoint_needs_an_admin_and_an_intact_archive() {
         .raw(reqwest::Method::POST, path, Some((&tampered, ctype)))
         .await;
     r.assert_problem(400);
-    assert!(r.json["detail"].as_str().unwrap().contains("backup"), "{}", r.text);
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("backup"),
+        "{}",
+        r.text
+    );
     assert_eq!(admin_b.get("/api/v1/tenants/acme").await.status, 404);
     // A truncated one too.
     let r = admin_b
-        .raw(reqwest::Method::POST, path, Some((&archive[..archive.len() - 100], ctype)))
+        .raw(
+            reqwest::Method::POST,
+            path,
+            Some((&archive[..archive.len() - 100], ctype)),
+        )
         .await;
     r.assert_problem(400);
     assert_eq!(admin_b.get("/api/v1/tenants/acme").await.status, 404);
     // A bad new id names the parameter.
     let r = admin_b
-        .raw(reqwest::Method::POST, &format!("{path}?as=no%20spaces"), Some((&archive, ctype)))
+        .raw(
+            reqwest::Method::POST,
+            &format!("{path}?as=no%20spaces"),
+            Some((&archive, ctype)),
+        )
         .await;
     r.assert_problem(400);
     assert!(r.text.contains("as"), "{}", r.text);

@@ -39,7 +39,9 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 
 use self::catalog::{Catalog, Series};
-pub use self::tenant_move::{ImportedTelemetry, extract_tenant, prepare_source as prepare_tenant_extract};
+pub use self::tenant_move::{
+    ImportedTelemetry, extract_tenant, prepare_source as prepare_tenant_extract,
+};
 use self::writer::{Request, Writer};
 use super::{
     Agg, Appended, Deleted, Event, EventQuery, ExportRecord, NewEvent, Order, Point, PurgeQueued,

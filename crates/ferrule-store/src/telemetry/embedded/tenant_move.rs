@@ -50,8 +50,9 @@ fn kinds(conn: &Connection, schema: &str) -> Result<HashMap<SeriesId, Kind>> {
         let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             let (id, code) = row?;
-            let kind = kind_from_code(code)
-                .ok_or_else(|| TelemetryError::storage(format!("series {id} has unknown kind {code}")))?;
+            let kind = kind_from_code(code).ok_or_else(|| {
+                TelemetryError::storage(format!("series {id} has unknown kind {code}"))
+            })?;
             kinds.insert(id as SeriesId, kind);
         }
     }
@@ -206,14 +207,19 @@ impl Writer {
         // The points the source had not sealed yet: one new batch here.
         let mut recent: Vec<(SeriesId, i64, TelemetryValue)> = Vec::new();
         {
-            let mut q = self.conn.prepare("SELECT seq, body FROM moved.log ORDER BY seq")?;
+            let mut q = self
+                .conn
+                .prepare("SELECT seq, body FROM moved.log ORDER BY seq")?;
             let mut rows = q.query([])?;
             while let Some(r) = rows.next()? {
                 let seq: i64 = r.get(0)?;
                 let body: Vec<u8> = r.get(1)?;
-                let points = logbody::points(&body, |id| kinds.get(&id).copied()).ok_or_else(
-                    || TelemetryError::storage(format!("log batch {seq} of the extract is malformed")),
-                )?;
+                let points =
+                    logbody::points(&body, |id| kinds.get(&id).copied()).ok_or_else(|| {
+                        TelemetryError::storage(format!(
+                            "log batch {seq} of the extract is malformed"
+                        ))
+                    })?;
                 for (old, ts, value) in points {
                     let Some(s) = by_old.get(&old) else { continue };
                     if seq > s.sealed_seq && ts >= s.deleted_before {
@@ -314,7 +320,8 @@ impl Writer {
         {
             let mut catalog = self.inner.catalog.write();
             for s in &incoming {
-                let mut series = Series::new(to.clone(), s.device.clone(), s.key.as_str().into(), s.kind);
+                let mut series =
+                    Series::new(to.clone(), s.device.clone(), s.key.as_str().into(), s.kind);
                 series.deleted_before = s.deleted_before;
                 catalog.insert(new_ids[&s.old], series);
             }
