@@ -14,6 +14,7 @@
 
 mod catalog;
 mod chunks;
+pub mod counts;
 mod lanes;
 mod logbody;
 mod purge;
