@@ -80,6 +80,9 @@ pub struct AppState {
     pub dashboards: Option<Arc<dyn ferrule_store::dashboards::DashboardStore>>,
     /// The open live streams (`/api/v1/stream`).
     pub streams: crate::routes::stream::LiveStreams,
+    /// `POST /api/v1/system/backup`; `None` when the store cannot be backed
+    /// up that way.
+    pub backups: Option<crate::routes::system_backup::SystemBackup>,
 }
 
 impl AppState {

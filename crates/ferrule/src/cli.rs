@@ -26,6 +26,15 @@ pub enum Command {
     /// Operator tasks on a data directory.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Write a full backup of a data directory to FILE (`-`: stdout): a
+    /// consistent snapshot, taken while a server runs on it or not.
+    Backup(BackupArgs),
+    /// Restore a full backup into an empty data directory.
+    Restore(RestoreArgs),
+    /// Preflight of a data directory: schema versions and the migrations
+    /// this binary would run, disk space they need, integrity. Read-only;
+    /// safe while a server runs. Exit code 0 when all is well.
+    Check(CheckArgs),
     /// Run a benchmark scenario and print its figures (`ferrule bench
     /// --help` lists them; needs the `ferrule-bench` binary beside this one).
     Bench(crate::bench::BenchArgs),
@@ -55,6 +64,59 @@ pub struct ResetPasswordArgs {
     /// Data directory of the embedded store [default: ./ferrule-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// Flags of `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (`-` for stdout); refused if it exists.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory to back up [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Flags of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file to read (`-` for stdin).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory to restore into; must be missing or empty
+    /// [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Flags of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory to check [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Run SQLite's full `integrity_check` instead of the faster
+    /// `quick_check` (which skips index-to-table consistency).
+    #[arg(long)]
+    pub full: bool,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Flags of `serve`; each overrides the same setting from env and file.

@@ -3,17 +3,21 @@
 
 mod admin;
 mod api_broker;
+mod backup;
 mod bench;
 mod broker_state;
+mod check;
 mod cli;
 mod config;
 mod data_dir;
 mod device_services;
 mod gate;
 mod logging;
+mod progress;
 mod rule_services;
 mod serve;
 mod startup;
+mod upgrade;
 
 use std::process::ExitCode;
 
@@ -27,5 +31,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(*args),
         Command::Admin(command) => admin::main(command),
         Command::Bench(args) => bench::main(args),
+        Command::Backup(args) => backup::backup_main(args),
+        Command::Restore(args) => backup::restore_main(args),
+        Command::Check(args) => check::main(args),
     }
 }

@@ -20,20 +20,32 @@ const FULL_ENTRIES: [&str; 2] = [META_DB, TELEMETRY_DB];
 
 /// Refuses a target that holds anything. A missing target is fine.
 pub fn check_target_empty(target: &Path) -> Result<(), BackupError> {
-    match fs::read_dir(target) {
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(entry) => {
-                let entry =
-                    entry.map_err(|e| BackupError::io(format!("list {}", target.display()), e))?;
-                Err(BackupError::TargetNotEmpty {
-                    dir: target.to_path_buf(),
-                    entry: entry.file_name().to_string_lossy().into_owned(),
-                })
-            }
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(BackupError::io(format!("open {}", target.display()), e)),
+    check_target_empty_but(target, &[])
+}
+
+/// As [`check_target_empty`], ignoring the files named in `ignore` (the
+/// lock file a caller took).
+fn check_target_empty_but(target: &Path, ignore: &[&str]) -> Result<(), BackupError> {
+    let entries = match fs::read_dir(target) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BackupError::io(format!("open {}", target.display()), e)),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| BackupError::io(format!("list {}", target.display()), e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !ignore.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    match names.into_iter().next() {
+        None => Ok(()),
+        Some(entry) => Err(BackupError::TargetNotEmpty {
+            dir: target.to_path_buf(),
+            entry,
+        }),
     }
 }
 
@@ -65,7 +77,17 @@ impl EntrySink for ScratchSink<'_> {
 /// missing or empty. Checksums, versions and scope are verified before
 /// anything appears in `target`. Returns the backup's manifest.
 pub fn restore_full(input: impl Read, target: &Path) -> Result<Manifest, BackupError> {
-    check_target_empty(target)?;
+    restore_full_with(input, target, &[])
+}
+
+/// As [`restore_full`], accepting the files named in `ignore` in the
+/// target (a lock file the caller holds on it).
+pub fn restore_full_with(
+    input: impl Read,
+    target: &Path,
+    ignore: &[&str],
+) -> Result<Manifest, BackupError> {
+    check_target_empty_but(target, ignore)?;
     let created = !target.exists();
     fs::create_dir_all(target)
         .map_err(|e| BackupError::io(format!("create {}", target.display()), e))?;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-pub use migrations::{SCHEMA_VERSION, schema_version};
+pub use migrations::{SCHEMA_VERSION, pending_migrations, schema_version};
 
 use crate::{Result, StoreError};
 

@@ -49,6 +49,8 @@ use super::{
 /// The file in the data directory.
 pub const FILE: &str = "telemetry.db";
 
+pub use schema::pending_migrations;
+
 /// The `telemetry.db` schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = schema::VERSION as u32;
 
