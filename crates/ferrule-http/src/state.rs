@@ -82,6 +82,9 @@ pub struct AppState {
     pub streams: crate::routes::stream::LiveStreams,
     /// Tenant imports into this server; `None` when not available.
     pub tenant_moves: Option<crate::routes::system_import::TenantMoves>,
+    /// `POST /api/v1/system/backup`; `None` when the store cannot be backed
+    /// up that way.
+    pub backups: Option<crate::routes::system_backup::SystemBackup>,
 }
 
 impl AppState {

@@ -26,26 +26,41 @@ pub enum Command {
     /// Operator tasks on a data directory.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Back up the data directory, or one tenant of it (`--tenant`), while
-    /// a server may be running on it.
+    /// Write a full backup of a data directory to FILE (`-`: stdout): a
+    /// consistent snapshot, taken while a server runs on it or not; with
+    /// `--tenant ID`, one tenant's archive (a tenant move).
     Backup(BackupArgs),
-    /// Restore a backup; with `--tenant`, import a tenant archive into a
-    /// running server (`--server`) or a stopped one's data directory.
+    /// Restore a full backup into an empty data directory; with
+    /// `--tenant`, import a tenant archive into a running server
+    /// (`--server`) or a stopped one's data directory.
     Restore(RestoreArgs),
+    /// Preflight of a data directory: schema versions and the migrations
+    /// this binary would run, disk space they need, integrity. Read-only;
+    /// safe while a server runs. Exit code 0 when all is well.
+    Check(CheckArgs),
     /// Run a benchmark scenario and print its figures (`ferrule bench
     /// --help` lists them; needs the `ferrule-bench` binary beside this one).
     Bench(crate::bench::BenchArgs),
 }
 
-/// Flags of `backup`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Set a new password for a user and end the user's sessions: prints a
+    /// new random password once. Works on the data directory whether or
+    /// not a server is running on it.
+    ResetPassword(ResetPasswordArgs),
+}
+
+/// Flags of `admin reset-password`; the data directory comes from the same
+/// configuration as `serve` (flag, `FERRULE_DATA_DIR`, `ferrule.toml`).
 #[derive(Debug, Args)]
-pub struct BackupArgs {
-    /// The archive to write.
-    pub file: PathBuf,
-    /// Only this tenant: an archive `ferrule restore --tenant` imports into
-    /// another instance (a tenant move).
-    #[arg(long, value_name = "ID")]
-    pub tenant: Option<String>,
+pub struct ResetPasswordArgs {
+    /// The user's email.
+    pub email: String,
+    /// Read the new password from the first line of stdin instead of
+    /// generating one; nothing is printed.
+    #[arg(long)]
+    pub password_stdin: bool,
     /// Config file (default: ./ferrule.toml when present).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -54,10 +69,32 @@ pub struct BackupArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Flags of `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (`-` for stdout); refused if it exists.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Only this tenant: an archive `ferrule restore --tenant` imports into
+    /// another instance (a tenant move).
+    #[arg(long, value_name = "ID")]
+    pub tenant: Option<String>,
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory to back up [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
 /// Flags of `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The archive to read.
+    /// The backup file to read (`-` for stdin).
+    #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// The file is a tenant archive (`ferrule backup --tenant`): import
     /// that tenant beside the others.
@@ -87,35 +124,31 @@ pub struct RestoreArgs {
     /// Config file (default: ./ferrule.toml when present).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory of the embedded store [default: ./ferrule-data].
+    /// Data directory to restore into; must be missing or empty
+    /// [default: ./ferrule-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum AdminCommand {
-    /// Set a new password for a user and end the user's sessions: prints a
-    /// new random password once. Works on the data directory whether or
-    /// not a server is running on it.
-    ResetPassword(ResetPasswordArgs),
-}
-
-/// Flags of `admin reset-password`; the data directory comes from the same
-/// configuration as `serve` (flag, `FERRULE_DATA_DIR`, `ferrule.toml`).
+/// Flags of `check`.
 #[derive(Debug, Args)]
-pub struct ResetPasswordArgs {
-    /// The user's email.
-    pub email: String,
-    /// Read the new password from the first line of stdin instead of
-    /// generating one; nothing is printed.
-    #[arg(long)]
-    pub password_stdin: bool,
+pub struct CheckArgs {
     /// Config file (default: ./ferrule.toml when present).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory of the embedded store [default: ./ferrule-data].
+    /// Data directory to check [default: ./ferrule-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Run SQLite's full `integrity_check` instead of the faster
+    /// `quick_check` (which skips index-to-table consistency).
+    #[arg(long)]
+    pub full: bool,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Flags of `serve`; each overrides the same setting from env and file.

@@ -3,18 +3,22 @@
 
 mod admin;
 mod api_broker;
+mod backup;
 mod bench;
 mod broker_state;
+mod check;
 mod cli;
 mod config;
 mod data_dir;
 mod device_services;
 mod gate;
 mod logging;
+mod progress;
 mod rule_services;
 mod serve;
 mod startup;
 mod tenant_move;
+mod upgrade;
 
 use std::process::ExitCode;
 
@@ -28,47 +32,40 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(*args),
         Command::Admin(command) => admin::main(command),
         Command::Bench(args) => bench::main(args),
-        Command::Backup(args) => backup(args),
-        Command::Restore(args) => restore(args),
+        Command::Backup(args) if args.tenant.is_some() => backup_tenant(args),
+        Command::Backup(args) => backup::backup_main(args),
+        Command::Restore(args) if args.tenant => restore_tenant(args),
+        Command::Restore(args) => backup::restore_main(args),
+        Command::Check(args) => check::main(args),
     }
 }
 
-fn backup(args: cli::BackupArgs) -> ExitCode {
+fn backup_tenant(args: cli::BackupArgs) -> ExitCode {
     data_dir::private_umask();
-    let result = match &args.tenant {
-        Some(tenant) => tenant_move::backup(
-            args.config.as_deref(),
-            args.data_dir.clone(),
-            tenant,
-            &args.file,
-        ),
-        None => Err(tenant_move::Refused(
-            "full backups are not in this build yet: give --tenant ID".into(),
-        )
-        .into()),
-    };
-    tenant_move::exit_code(result)
+    let tenant = args.tenant.unwrap_or_default();
+    tenant_move::exit_code(tenant_move::backup(
+        args.config.as_deref(),
+        args.data_dir.clone(),
+        &tenant,
+        &args.file,
+    ))
 }
 
-fn restore(args: cli::RestoreArgs) -> ExitCode {
+fn restore_tenant(args: cli::RestoreArgs) -> ExitCode {
     data_dir::private_umask();
-    let result = if args.tenant {
-        let target = match args.server {
-            Some(url) => tenant_move::Target::Server {
-                url,
-                token: args.token,
-            },
-            None => tenant_move::Target::DataDir {
-                config: args.config,
-                data_dir: args.data_dir,
-            },
-        };
-        tenant_move::restore(&args.file, args.as_id.as_deref(), target)
-    } else {
-        Err(tenant_move::Refused(
-            "full restores are not in this build yet: give --tenant for a tenant archive".into(),
-        )
-        .into())
+    let target = match args.server {
+        Some(url) => tenant_move::Target::Server {
+            url,
+            token: args.token,
+        },
+        None => tenant_move::Target::DataDir {
+            config: args.config,
+            data_dir: args.data_dir,
+        },
     };
-    tenant_move::exit_code(result)
+    tenant_move::exit_code(tenant_move::restore(
+        &args.file,
+        args.as_id.as_deref(),
+        target,
+    ))
 }

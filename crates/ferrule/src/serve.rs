@@ -131,6 +131,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     data_dir::create_private(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config)?;
+    crate::upgrade::prepare(&config.data_dir, config.log_format)?;
     let embedded = match EmbeddedStore::open(&config.data_dir) {
         Ok(s) => Arc::new(s),
         Err(e @ StoreError::SchemaTooNew { .. }) => {
@@ -202,6 +203,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         dashboards: Some(embedded.clone()),
         streams: Default::default(),
         tenant_moves: None,
+        backups: Some(ferrule_http::SystemBackup::new(config.data_dir.clone())),
     };
 
     let shutdown = CancellationToken::new();

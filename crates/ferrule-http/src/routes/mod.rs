@@ -24,6 +24,7 @@ pub(crate) mod rules;
 pub(crate) mod security_headers;
 pub(crate) mod shared;
 pub mod stream;
+pub mod system_backup;
 pub mod system_import;
 pub(crate) mod telemetry;
 pub(crate) mod telemetry_settings;
@@ -68,7 +69,7 @@ use crate::state::AppState;
         (name = "stream", description = "Live messages of the tenant over a WebSocket"),
         (name = "rules", description = "SQL rules on every message, their actions, dry runs and dead letters"),
         (name = "dashboards", description = "Dashboards of widgets: saved layouts, export and import, read-only share links"),
-        (name = "ops", description = "Health, readiness, metrics, this document"),
+        (name = "ops", description = "Health, readiness, metrics, backups, this document"),
     )
 )]
 struct ApiDoc;
@@ -155,6 +156,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ingest::event))
         .routes(routes!(ingest::state_reported))
         .routes(routes!(stream::open))
+        .routes(routes!(system_backup::backup))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-pub use migrations::{SCHEMA_VERSION, schema_version};
+pub use migrations::{SCHEMA_VERSION, pending_migrations, schema_version};
 pub use tenant_import::extract_tenant_id;
 
 use crate::{Result, StoreError};

@@ -9,6 +9,7 @@ mod alarms;
 mod api_key_creators;
 mod auth;
 mod auth_throttle;
+mod backup;
 mod bad_input;
 mod bench_commands;
 mod bench_rules;
@@ -46,6 +47,7 @@ mod stream;
 mod tenancy;
 mod tenant_move;
 mod twin;
+mod upgrades;
 mod user_rights;
 
 // MQTT, with real clients (paho-mqtt peers in tests/peers, the mosquitto

@@ -14,6 +14,7 @@
 
 mod catalog;
 mod chunks;
+pub mod counts;
 mod lanes;
 mod logbody;
 mod purge;
@@ -51,6 +52,8 @@ use super::{
 
 /// The file in the data directory.
 pub const FILE: &str = "telemetry.db";
+
+pub use schema::pending_migrations;
 
 /// The `telemetry.db` schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = schema::VERSION as u32;
