@@ -226,6 +226,11 @@ impl Caller {
         self.require(self.role.can_manage_access(), why)
     }
 
+    /// Admins only, saying `why` to others.
+    pub fn require_admin_to(&self, why: &'static str) -> Result<(), ApiError> {
+        self.require(self.role.is_admin(), why)
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         self.require_admin_for("managing tenants needs the admin role")
     }

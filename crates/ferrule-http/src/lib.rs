@@ -25,6 +25,7 @@ mod state;
 pub use broker::{BrokerPurge, MqttBroker, MqttConnections};
 pub use extract::Caller;
 pub use routes::stream::{LiveStreams, StreamLimits};
+pub use routes::system_backup::SystemBackup;
 pub use routes::{app, openapi};
 pub use server::{ConnectionCaps, HttpLimits, Serving};
 pub use state::{AppState, HttpSettings, MqttEndpoint, Readiness, TelemetryApi};

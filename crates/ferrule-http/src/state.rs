@@ -91,6 +91,11 @@ pub struct AppState {
     pub load: crate::load::LoadHistory,
     /// The HTTP listeners' open connections; `None` in tests without them.
     pub http_connections: Option<Arc<crate::server::ConnectionCaps>>,
+    /// Tenant imports into this server; `None` when not available.
+    pub tenant_moves: Option<crate::routes::system_import::TenantMoves>,
+    /// `POST /api/v1/system/backup`; `None` when the store cannot be backed
+    /// up that way.
+    pub backups: Option<crate::routes::system_backup::SystemBackup>,
 }
 
 impl AppState {

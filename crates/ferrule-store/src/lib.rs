@@ -22,6 +22,8 @@
 //! - [`rules::RuleStore`] keeps tenants' rules, [`dead_letters::DeadLetterStore`]
 //!   the webhook calls that failed for good, [`alarms::AlarmStore`] alarms,
 //!   [`dashboards::DashboardStore`] dashboards and their share links.
+//! - [`tenant_move`] takes one tenant out of a data directory and puts it
+//!   into another store, ids and credential hashes kept (tenant moves).
 //! - [`Directory`] knows in memory which tenants and devices exist, for the
 //!   hot paths that must not ask the store (telemetry intake, authorisation).
 //! - [`telemetry::TelemetryStore`] keeps devices' time series and events;
@@ -34,6 +36,7 @@ mod acl;
 pub mod alarms;
 pub mod apps;
 pub mod auth;
+pub mod backup;
 mod broker_state;
 pub mod commands;
 mod connectivity;
@@ -48,6 +51,7 @@ mod model;
 pub mod profiles;
 pub mod rules;
 pub mod telemetry;
+pub mod tenant_move;
 pub mod twin;
 
 #[cfg(any(test, feature = "conformance"))]

@@ -26,6 +26,18 @@ pub enum Command {
     /// Operator tasks on a data directory.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Write a full backup of a data directory to FILE (`-`: stdout): a
+    /// consistent snapshot, taken while a server runs on it or not; with
+    /// `--tenant ID`, one tenant's archive (a tenant move).
+    Backup(BackupArgs),
+    /// Restore a full backup into an empty data directory; with
+    /// `--tenant`, import a tenant archive into a running server
+    /// (`--server`) or a stopped one's data directory.
+    Restore(RestoreArgs),
+    /// Preflight of a data directory: schema versions and the migrations
+    /// this binary would run, disk space they need, integrity. Read-only;
+    /// safe while a server runs. Exit code 0 when all is well.
+    Check(CheckArgs),
     /// Run a benchmark scenario and print its figures (`ferrule bench
     /// --help` lists them; needs the `ferrule-bench` binary beside this one).
     Bench(crate::bench::BenchArgs),
@@ -64,6 +76,88 @@ pub struct ResetPasswordArgs {
     /// Data directory of the embedded store [default: ./ferrule-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// Flags of `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (`-` for stdout); refused if it exists.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Only this tenant: an archive `ferrule restore --tenant` imports into
+    /// another instance (a tenant move).
+    #[arg(long, value_name = "ID")]
+    pub tenant: Option<String>,
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory to back up [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Flags of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file to read (`-` for stdin).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The file is a tenant archive (`ferrule backup --tenant`): import
+    /// that tenant beside the others.
+    #[arg(long)]
+    pub tenant: bool,
+    /// Import the tenant under this id (when its own is taken there).
+    #[arg(long = "as", value_name = "NEW_ID", requires = "tenant")]
+    pub as_id: Option<String>,
+    /// Import into the running server at this URL (e.g.
+    /// http://localhost:8080) instead of a data directory.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "tenant",
+        conflicts_with = "data_dir"
+    )]
+    pub server: Option<String>,
+    /// An admin's session token or API key for `--server`; without it,
+    /// FERRULE_ADMIN_EMAIL and FERRULE_ADMIN_PASSWORD log in.
+    #[arg(
+        long,
+        env = "FERRULE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory to restore into; must be missing or empty
+    /// [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Flags of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file (default: ./ferrule.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory to check [default: ./ferrule-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Run SQLite's full `integrity_check` instead of the faster
+    /// `quick_check` (which skips index-to-table consistency).
+    #[arg(long)]
+    pub full: bool,
+    /// Log line format; `json` also turns the progress bar into log lines.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Flags of `serve`; each overrides the same setting from env and file.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrule_bus::Router;
+use ferrule_http::routes::system_import::{MAX_ARCHIVE_BYTES, TenantMoves};
 use ferrule_http::{AppState, HttpSettings, MqttEndpoint, Readiness, TelemetryApi};
 use ferrule_mqtt::broker::{Broker, listener, persist};
 use ferrule_store::auth::{HashPool, Hasher, Throttle};
@@ -130,6 +131,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     data_dir::create_private(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config)?;
+    crate::upgrade::prepare(&config.data_dir, config.log_format)?;
     let embedded = match EmbeddedStore::open(&config.data_dir) {
         Ok(s) => Arc::new(s),
         Err(e @ StoreError::SchemaTooNew { .. }) => {
@@ -204,6 +206,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         streams: Default::default(),
         load: ferrule_http::load::LoadHistory::new(),
         http_connections: None,
+        tenant_moves: None,
+        backups: Some(ferrule_http::SystemBackup::new(config.data_dir.clone())),
     };
 
     let shutdown = CancellationToken::new();
@@ -215,7 +219,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let router = Router::new();
-    let telemetry = open_telemetry(&config, &router)?;
+    let embedded_telemetry = open_telemetry(&config, &router)?;
+    let telemetry: Arc<dyn TelemetryStore> = embedded_telemetry.clone();
     let (notices, notices_rx) = Notices::new(config.telemetry.refusal_notices_per_second);
     let telemetry_intake: Arc<dyn ferrule_bus::Intake> = Arc::new(
         TelemetryIntake::new(
@@ -269,6 +274,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the rules engine")?;
     state.rules = Some(rules);
+    state.tenant_moves = Some(TenantMoves {
+        store: (*embedded).clone(),
+        telemetry: embedded_telemetry.clone(),
+        scratch: config.data_dir.clone(),
+        max_archive_bytes: MAX_ARCHIVE_BYTES,
+    });
     state.devices = Some(devices.services);
     state.telemetry = Some(TelemetryApi {
         store: telemetry.clone(),
@@ -419,7 +430,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the telemetry store in the data directory.
-fn open_telemetry(config: &Config, router: &Router) -> anyhow::Result<Arc<dyn TelemetryStore>> {
+fn open_telemetry(config: &Config, router: &Router) -> anyhow::Result<Arc<EmbeddedTelemetry>> {
     let options = TelemetryOptions {
         sync: config.telemetry.sync,
         seal_age: config.telemetry.seal_age,

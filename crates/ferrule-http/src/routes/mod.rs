@@ -27,6 +27,8 @@ pub(crate) mod security_headers;
 pub(crate) mod shared;
 pub mod stream;
 pub(crate) mod system;
+pub mod system_backup;
+pub mod system_import;
 pub(crate) mod telemetry;
 pub(crate) mod telemetry_settings;
 mod tenants;
@@ -70,7 +72,7 @@ use crate::state::AppState;
         (name = "stream", description = "Live messages of the tenant over a WebSocket"),
         (name = "rules", description = "SQL rules on every message, their actions, dry runs and dead letters"),
         (name = "dashboards", description = "Dashboards of widgets: saved layouts, export and import, read-only share links"),
-        (name = "ops", description = "Health, readiness, metrics, the server's load and capacity, this document"),
+        (name = "ops", description = "Health, readiness, metrics, the server's load and capacity, backups and tenant imports, this document"),
         (name = "apps", description = "Custom apps: a tenant's own HTML5 pages, served under /apps/{tenant}/{app}/ with an API key of their own"),
     )
 )]
@@ -96,6 +98,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::me))
         .routes(routes!(tenants::list, tenants::create))
         .routes(routes!(tenants::get, tenants::update, tenants::delete))
+        .routes(routes!(system_import::import))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(api_keys::list, api_keys::create))
@@ -160,6 +163,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ingest::state_reported))
         .routes(routes!(stream::open))
         .routes(routes!(system::get))
+        .routes(routes!(system_backup::backup))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -236,6 +236,37 @@ impl Rules {
         Ok(rules)
     }
 
+    /// Loads and starts the rules of a tenant that came in whole (a tenant
+    /// move) while the engine runs, as [`Self::start`] does for every
+    /// tenant; returns how many run.
+    pub async fn load_tenant(&self, tenant: &TenantId) -> Result<usize, StoreError> {
+        let _change = self.inner.changes.lock().await;
+        let mut running = 0;
+        for record in self.inner.store.all_rules().await? {
+            if &record.tenant != tenant {
+                continue;
+            }
+            let compiled = serde_json::from_value::<Vec<Action>>(record.actions.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|actions| {
+                    compiled::compile(&record.sql, &actions, &self.inner.webhooks)
+                        .map_err(|e| e.to_string())
+                });
+            match compiled {
+                Ok((program, actions)) => {
+                    self.install(record, program, actions);
+                    running += 1;
+                }
+                Err(e) => {
+                    tracing::error!(%tenant, rule = %record.id, error = %e, "an imported rule does not compile; not running it")
+                }
+            }
+        }
+        // Devices of the tenant may have been looked up (and missed) before.
+        self.inner.context.forget(tenant, None);
+        Ok(running)
+    }
+
     pub fn alarms(&self) -> &Alarms {
         &self.inner.alarms
     }

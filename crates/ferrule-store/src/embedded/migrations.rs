@@ -27,6 +27,36 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// What the migrations above version `found` do, one line each, in the
+/// order they would run (`ferrule check` shows them before an upgrade).
+pub fn pending_migrations(found: u32) -> Vec<String> {
+    MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found as usize)
+        .map(|(i, sql)| format!("{}: {}", i + 1, summary(sql)))
+        .collect()
+}
+
+/// The first sentence of a migration's leading comment.
+fn summary(sql: &str) -> String {
+    let comment = sql
+        .lines()
+        .map_while(|l| l.strip_prefix("--"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = match comment.find(". ") {
+        Some(end) => &comment[..end],
+        None => comment.trim_end_matches('.'),
+    };
+    let mut out: String = first.chars().take(100).collect();
+    if out.len() < first.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// The schema version of an open database.
 pub fn schema_version(conn: &Connection) -> Result<u32> {
     Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
@@ -61,6 +91,15 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_migrations_name_what_they_do() {
+        let all = pending_migrations(0);
+        assert_eq!(all.len(), SCHEMA_VERSION as usize);
+        assert_eq!(all[0], "1: Tenants, users and their login sessions");
+        assert!(pending_migrations(SCHEMA_VERSION).is_empty());
+        assert!(all.iter().all(|m| m.len() > 5));
+    }
 
     #[test]
     fn migrates_from_empty_and_is_idempotent() {

@@ -14,6 +14,7 @@ mod meta;
 mod migrations;
 mod profiles;
 mod rules;
+mod tenant_import;
 mod twin;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-pub use migrations::{SCHEMA_VERSION, schema_version};
+pub use migrations::{SCHEMA_VERSION, pending_migrations, schema_version};
+pub use tenant_import::extract_tenant_id;
 
 use crate::{Result, StoreError};
 

@@ -158,6 +158,21 @@ impl Commands {
         Ok((commands, tracker))
     }
 
+    /// Books the open commands of a tenant that came in whole (a tenant
+    /// move) while the server runs, as [`Self::start`] does for all: they
+    /// go out when their devices connect, or expire.
+    pub async fn load_tenant(&self, tenant: &TenantId) -> ferrule_store::Result<()> {
+        let open = self.inner.store.open_commands().await?;
+        {
+            let mut book = self.inner.book.lock();
+            for record in open.into_iter().filter(|r| &r.tenant == tenant) {
+                book.admit(record, None);
+            }
+        }
+        self.inner.expiry_changed.notify_one();
+        Ok(())
+    }
+
     /// Accepts a command: stored durably as pending and queued for its
     /// device before this returns.
     pub async fn send(&self, new: NewCommand) -> Result<Accepted, CommandError> {

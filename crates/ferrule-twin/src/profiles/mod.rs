@@ -151,6 +151,38 @@ impl Profiles {
         Ok(profiles)
     }
 
+    /// Loads a tenant that came in whole (a tenant move) while the
+    /// server runs: its profiles and which device uses which, as
+    /// [`Self::open`] does for every tenant.
+    pub async fn load_tenant(&self, tenant: &TenantId) -> Result<(), ProfileError> {
+        let store = self.store()?.clone();
+        let _one = self.changing.lock().await;
+        for profile in store.all_profiles().await? {
+            if &profile.tenant != tenant {
+                continue;
+            }
+            match CompiledProfile::compile(&profile) {
+                Ok(compiled) => self.install(&profile, compiled),
+                Err(e) => tracing::warn!(
+                    tenant = %profile.tenant, profile = %profile.name, error = %e,
+                    "an imported device profile does not compile; its schemas are not checked until it is saved again"
+                ),
+            }
+        }
+        let devices = store.devices_with_profiles().await?;
+        let mut known = self.known.write();
+        for (t, device, profile) in devices {
+            if &t == tenant {
+                known
+                    .entry(t)
+                    .or_default()
+                    .devices
+                    .insert(device.as_str().into(), profile.into());
+            }
+        }
+        Ok(())
+    }
+
     /// The store, for reads.
     pub fn store(&self) -> Result<&Arc<dyn ProfileStore>, ProfileError> {
         self.store.as_ref().ok_or(ProfileError::Unavailable)

@@ -121,6 +121,19 @@ impl Twins {
         Ok((twins, worker))
     }
 
+    /// Learns the stored sizes of a tenant that came in whole (a tenant
+    /// move) while the server runs, as [`Self::start`] does for all.
+    pub async fn load_tenant(&self, tenant: &TenantId) -> ferrule_store::Result<()> {
+        let sizes = self.inner.store.twin_sizes().await?;
+        let mut known = self.inner.sizes.lock();
+        for (t, d, r, s) in sizes {
+            if &t == tenant {
+                known.insert((t, d), (r, s));
+            }
+        }
+        Ok(())
+    }
+
     /// The device's twin now.
     pub async fn get(&self, tenant: &TenantId, device: &DeviceId) -> Result<TwinView, TwinError> {
         let (reply, answer) = oneshot::channel();

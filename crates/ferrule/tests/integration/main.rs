@@ -10,6 +10,7 @@ mod api_key_creators;
 mod apps;
 mod auth;
 mod auth_throttle;
+mod backup;
 mod bad_input;
 mod bench_commands;
 mod bench_rules;
@@ -50,7 +51,9 @@ mod startup_errors;
 mod stream;
 mod system;
 mod tenancy;
+mod tenant_move;
 mod twin;
+mod upgrades;
 mod user_rights;
 
 // MQTT, with real clients (paho-mqtt peers in tests/peers, the mosquitto

@@ -14,11 +14,13 @@
 
 mod catalog;
 mod chunks;
+pub mod counts;
 mod lanes;
 mod logbody;
 mod purge;
 mod read;
 mod schema;
+mod tenant_move;
 mod writer;
 
 use std::collections::HashMap;
@@ -38,6 +40,9 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 
 use self::catalog::{Catalog, Series};
+pub use self::tenant_move::{
+    ImportedTelemetry, extract_tenant, prepare_source as prepare_tenant_extract,
+};
 use self::writer::{Request, Writer};
 use super::{
     Agg, Appended, Deleted, Event, EventQuery, ExportRecord, NewEvent, Order, Point, PurgeQueued,
@@ -47,6 +52,11 @@ use super::{
 
 /// The file in the data directory.
 pub const FILE: &str = "telemetry.db";
+
+pub use schema::pending_migrations;
+
+/// The `telemetry.db` schema version this binary writes.
+pub const SCHEMA_VERSION: u32 = schema::VERSION as u32;
 
 /// Tuning of the embedded store.
 #[derive(Debug, Clone)]
@@ -302,6 +312,24 @@ impl EmbeddedTelemetry {
             let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
             Ok((chunk_bytes as u64, ((pages - free) * size) as u64))
         })
+    }
+
+    /// Imports tenant `from` of a tenant extract (see
+    /// [`extract_tenant`]) as tenant `to`, which must have no telemetry
+    /// here: purge it first. Ordered with appends like a purge.
+    pub async fn import_tenant(
+        &self,
+        source: PathBuf,
+        from: TenantId,
+        to: TenantId,
+    ) -> Result<ImportedTelemetry> {
+        self.request(|done| Request::ImportTenant {
+            source,
+            from,
+            to,
+            done,
+        })
+        .await
     }
 
     async fn request<T: Send + 'static>(

@@ -94,6 +94,20 @@ INSERT INTO budget_ceilings (tenant, bytes) SELECT tenant, bytes FROM budgets;
 DELETE FROM budgets;
 ";
 
+/// What upgrading from version `found` does, one line per version step
+/// (`ferrule check` shows them before an upgrade).
+pub fn pending_migrations(found: i64) -> Vec<String> {
+    [
+        (1, "1: series, log, chunks, events, retention and budgets"),
+        (2, "2: purges of deleted devices and tenants"),
+        (3, "3: admins' disk budgets become ceilings"),
+    ]
+    .into_iter()
+    .filter(|(v, _)| *v > found)
+    .map(|(_, what)| what.to_string())
+    .collect()
+}
+
 /// Pragmas for every connection; `sync` chooses whether a commit waits for
 /// the disk (`durability = "sync"`).
 pub fn configure(conn: &Connection, sync: bool) -> rusqlite::Result<()> {
@@ -178,6 +192,13 @@ mod tests {
             .query_row("SELECT count(*) FROM budgets", [], |r| r.get(0))
             .unwrap();
         assert_eq!(own, 0);
+    }
+
+    #[test]
+    fn every_version_step_is_described() {
+        assert_eq!(pending_migrations(0).len() as i64, VERSION);
+        assert_eq!(pending_migrations(1).len(), 2);
+        assert!(pending_migrations(VERSION).is_empty());
     }
 
     #[test]

@@ -60,6 +60,13 @@ pub enum Request {
         done: oneshot::Sender<Result<()>>,
     },
     Close(oneshot::Sender<Result<()>>),
+    /// A moved tenant's telemetry (see `tenant_move`).
+    ImportTenant {
+        source: std::path::PathBuf,
+        from: TenantId,
+        to: TenantId,
+        done: oneshot::Sender<Result<super::tenant_move::ImportedTelemetry>>,
+    },
 }
 
 pub struct Writer {
@@ -167,6 +174,14 @@ impl Writer {
             }
             Request::Purge { scope, done } => {
                 let _ = done.send(self.purge(&scope));
+            }
+            Request::ImportTenant {
+                source,
+                from,
+                to,
+                done,
+            } => {
+                let _ = done.send(self.import_tenant(&source, &from, &to));
             }
             Request::Close(done) => {
                 // Everything queued before Close was committed above.
@@ -580,7 +595,7 @@ impl Writer {
 
     /// Publishes the log's size; once it is below the point where
     /// publishers are slowed, lets them go on.
-    fn log_changed(&self) {
+    pub(super) fn log_changed(&self) {
         let bytes: u64 = self.log_rows.values().sum();
         self.inner.log_bytes.store(bytes, Ordering::Release);
         observe::log_bytes(bytes);
