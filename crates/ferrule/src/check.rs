@@ -76,7 +76,7 @@ pub fn check(dir: &Path, full: bool, progress: &dyn Progress) -> Report {
         &mut r,
         &meta_path,
         embedded::SCHEMA_VERSION,
-        |v| embedded::pending_migrations(v),
+        embedded::pending_migrations,
         full,
         progress,
     );
@@ -172,10 +172,10 @@ fn inspect(
     progress.finish();
     match verdict {
         Ok(()) => {
-            let _ = writeln!(r.text, "  {pragma:<12} ok");
+            let _ = writeln!(r.text, "  {pragma}: ok");
         }
         Err(what) => {
-            let _ = writeln!(r.text, "  {pragma:<12} FAILED");
+            let _ = writeln!(r.text, "  {pragma}: FAILED");
             r.problems.push(format!(
                 "{name} fails {pragma}: {what}; restore it from a backup"
             ));
@@ -240,7 +240,7 @@ fn disk_space(
         .collect::<Vec<_>>()
         .join(", ");
     let free = match nix::sys::statvfs::statvfs(dir) {
-        Ok(s) => s.blocks_available() as u64 * s.fragment_size() as u64,
+        Ok(s) => s.blocks_available() * s.fragment_size(),
         Err(e) => {
             r.problems.push(format!(
                 "cannot read the free space of {}: {e}",

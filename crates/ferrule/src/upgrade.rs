@@ -46,9 +46,9 @@ pub fn prepare(data_dir: &Path, log_format: LogFormat) -> anyhow::Result<Option<
             return Err(StartupError::new(
                 DATA_DIR,
                 format!(
-                    "{} was written by a newer Ferrule release ({name} schema version {found}, \
-                     this binary ({}) reads up to {ours}): run that release or a newer one, or \
-                     restore a backup made for this one into an empty data directory",
+                    "{} was written by a newer Ferrule release ({name} schema version {found}; \
+                     this binary, ferrule {}, reads up to {ours}): run a newer ferrule, or \
+                     restore a backup made for this release into an empty data directory",
                     data_dir.display(),
                     env!("CARGO_PKG_VERSION")
                 ),

@@ -46,7 +46,7 @@ async fn check_passes_a_healthy_data_dir_even_while_a_server_runs() {
         text.contains("meta.db") && text.contains("current"),
         "{text}"
     );
-    assert!(text.contains("quick_check ok"), "{text}");
+    assert!(text.contains("quick_check: ok"), "{text}");
     assert!(text.contains("no migration needed"), "{text}");
     // The server was not disturbed.
     create_device(&s.admin().await, "pump-2").await;
@@ -141,7 +141,7 @@ async fn serve_backs_up_an_old_data_dir_before_migrating_it() {
     // The server migrated and serves the old users.
     let token = s.login("admin@localhost", FIXTURE_PASSWORD).await;
     create_device(&s.api(&token), "d1").await;
-    s.stop().await;
+    let (_keep, _) = s.stop_keep_dir().await;
     assert_eq!(
         user_version(&data.join("meta.db")),
         ferrule_store::embedded::SCHEMA_VERSION
