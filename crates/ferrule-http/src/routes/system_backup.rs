@@ -149,3 +149,32 @@ pub async fn backup(State(state): State<AppState>, caller: Caller) -> ApiResult<
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_backup_runs_at_a_time() {
+        let backups = SystemBackup::new(PathBuf::from("/nonexistent"));
+        let first = backups.try_start().expect("the first starts");
+        assert!(backups.try_start().is_none(), "a second waits");
+        drop(first);
+        assert!(
+            backups.try_start().is_some(),
+            "free again once the first ends"
+        );
+    }
+
+    #[test]
+    fn the_body_writer_stops_once_the_client_is_gone() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let mut out = BodyWriter {
+            tx,
+            buf: Vec::new(),
+        };
+        let err = out.write_all(&vec![0u8; PIECE + 1]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+}

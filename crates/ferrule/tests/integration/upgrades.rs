@@ -190,3 +190,57 @@ async fn serve_refuses_telemetry_from_a_newer_release() {
     // Nothing was touched.
     assert_eq!(user_version(&db), newer);
 }
+
+/// `fixtures/meta-v4.sql` and `fixtures/telemetry-v1.sql` (made by
+/// `fixtures/make_fixtures.py`): both databases from older releases open,
+/// are backed up, migrated, and their data reads back through the API.
+#[tokio::test]
+async fn older_meta_and_telemetry_fixtures_open_and_read_back() {
+    let b = ServerBuilder::new();
+    let data = b.dir().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    rusqlite::Connection::open(data.join("meta.db"))
+        .unwrap()
+        .execute_batch(include_str!("../fixtures/meta-v4.sql"))
+        .unwrap();
+    rusqlite::Connection::open(data.join("telemetry.db"))
+        .unwrap()
+        .execute_batch(include_str!("../fixtures/telemetry-v1.sql"))
+        .unwrap();
+    let (code, text) = check(&data).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("telemetry.db  schema 1, this binary"),
+        "{text}"
+    );
+    assert!(text.contains("will run    2: purges"), "{text}");
+
+    let s = b.random_admin_password().start().await;
+    assert!(
+        s.stderr().contains("pre-migration backup written"),
+        "{}",
+        s.stderr()
+    );
+    let owner = s.api(&s.login("owner@acme.example", FIXTURE_PASSWORD).await);
+    let r = owner.get("/api/v1/devices/pump").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["name"], "Pump");
+    let r = owner
+        .get("/api/v1/devices/pump/telemetry?keys=temp&from=2026-11-30T00:00:00Z&to=2026-12-02T00:00:00Z")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json["temp"],
+        serde_json::json!([
+            {"ts": 1_796_083_200_000_i64, "value": 21.5},
+            {"ts": 1_796_083_260_000_i64, "value": 22.25}
+        ]),
+        "{}",
+        r.text
+    );
+    let (_keep, data) = s.stop_keep_dir().await;
+    assert_eq!(
+        user_version(&data.join("telemetry.db")),
+        ferrule_store::telemetry::embedded::SCHEMA_VERSION
+    );
+}
