@@ -197,18 +197,27 @@ fn page_bytes(conn: &Connection) -> Result<u64, BackupError> {
     Ok(pages * size)
 }
 
-/// Copies the snapshot `source`'s read transaction holds into `target`.
+/// Copies the snapshot `source`'s read transaction holds into `target`,
+/// without its free pages.
+///
+/// SQLite's backup API copies every page, free ones too, and free pages
+/// still hold what was deleted (sealed points' log rows, deleted devices'
+/// rows): a backup would carry deleted data and, on a telemetry file, be
+/// mostly garbage. So the API copies into a private raw file first (the only
+/// way to read the pinned snapshot while writers go on) and `VACUUM INTO`
+/// writes the live rows of that copy into `target`.
 fn copy(source: &Connection, target: &Path, progress: &dyn Progress) -> Result<(), BackupError> {
     let what = || format!("copy into {}", target.display());
-    let mut dest = Connection::open(target).map_err(|e| BackupError::sqlite(what(), e))?;
+    let raw_path = raw_copy_path(target);
+    let mut raw = Connection::open(&raw_path).map_err(|e| BackupError::sqlite(what(), e))?;
     // A scratch file: if we crash it is thrown away, so no need to sync.
-    dest.execute_batch("PRAGMA synchronous = OFF")
+    raw.execute_batch("PRAGMA synchronous = OFF")
         .map_err(|e| BackupError::sqlite(what(), e))?;
     let page_size: u64 = source
         .pragma_query_value(None, "page_size", |r| r.get(0))
         .map_err(|e| BackupError::sqlite(what(), e))?;
     {
-        let backup = Backup::new(source, &mut dest).map_err(|e| BackupError::sqlite(what(), e))?;
+        let backup = Backup::new(source, &mut raw).map_err(|e| BackupError::sqlite(what(), e))?;
         let mut copied = 0u64;
         loop {
             let step = backup
@@ -227,13 +236,37 @@ fn copy(source: &Connection, target: &Path, progress: &dyn Progress) -> Result<(
             }
         }
     }
-    // The copy carries the source's WAL mode in its header; leave it a
-    // single self-contained file.
-    dest.execute_batch("PRAGMA journal_mode = DELETE")
+    // The copy carries the source's WAL mode in its header; the compact
+    // file is to be a single self-contained file.
+    raw.execute_batch("PRAGMA journal_mode = DELETE")
         .map_err(|e| BackupError::sqlite(what(), e))?;
-    dest.close()
+    let target_text = target.to_str().ok_or_else(|| {
+        BackupError::io(
+            what(),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a UTF-8 path"),
+        )
+    })?;
+    raw.execute("VACUUM INTO ?1", [target_text])
+        .map_err(|e| BackupError::sqlite(what(), e))?;
+    raw.close()
+        .map_err(|(_, e)| BackupError::sqlite(what(), e))?;
+    std::fs::remove_file(&raw_path)
+        .map_err(|e| BackupError::io(format!("remove {}", raw_path.display()), e))?;
+    let compact = Connection::open(target).map_err(|e| BackupError::sqlite(what(), e))?;
+    compact
+        .execute_batch("PRAGMA journal_mode = DELETE")
+        .map_err(|e| BackupError::sqlite(what(), e))?;
+    compact
+        .close()
         .map_err(|(_, e)| BackupError::sqlite(what(), e))?;
     Ok(())
+}
+
+/// `meta.db` → `meta.db.raw`, beside it in the scratch directory.
+fn raw_copy_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".raw");
+    target.with_file_name(name)
 }
 
 /// Tables counted in the manifest, under the names people know them by.
@@ -297,4 +330,64 @@ fn telemetry_counts(conn: &Connection) -> Result<BTreeMap<String, u64>, BackupEr
         .map_err(|e| BackupError::sqlite("count points", e))?;
     counts.insert("points".into(), points);
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::NoProgress;
+
+    /// Deleted rows live on in SQLite's free pages; a snapshot must not
+    /// carry them (nor the space).
+    #[test]
+    fn a_snapshot_holds_no_deleted_data_and_no_free_pages() {
+        let data = tempfile::tempdir().unwrap();
+        drop(crate::embedded::EmbeddedStore::open(data.path()).unwrap());
+        let conn = Connection::open(data.path().join(META_DB)).unwrap();
+        let secret = "deleted-tenant-secret-7f3a9c";
+        // Enough rows to fill pages that become free once deleted.
+        for i in 0..2_000 {
+            conn.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, 0)",
+                (format!("gone-{i}"), format!("{secret} {i}")),
+            )
+            .unwrap();
+        }
+        conn.execute("INSERT INTO tenants VALUES ('kept', 'Kept', 0)", [])
+            .unwrap();
+        conn.execute("DELETE FROM tenants WHERE id LIKE 'gone-%'", [])
+            .unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let free: u64 = conn
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))
+            .unwrap();
+        assert!(free > 0, "the source has free pages to leave behind");
+
+        let scratch = tempfile::tempdir().unwrap();
+        let snap = take(data.path(), scratch.path(), &NoProgress).unwrap();
+        let bytes = std::fs::read(snap.meta_path()).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "deleted rows' text in the snapshot"
+        );
+        let copy = open_copy(&snap.meta_path()).unwrap();
+        let free: u64 = copy
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))
+            .unwrap();
+        assert_eq!(free, 0);
+        let mode: String = copy
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "a self-contained file");
+        assert_eq!(snap.counts["tenants"], 1);
+        assert_eq!(snap.meta_schema, crate::embedded::SCHEMA_VERSION);
+        // Only the finished copies are left in the scratch directory.
+        let mut names: Vec<_> = std::fs::read_dir(snap.scratch.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [META_DB]);
+    }
 }
