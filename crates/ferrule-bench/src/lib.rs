@@ -8,6 +8,7 @@
 //! and for the integration tests. `ferrule simulate` hands over to the same
 //! binary ([`simulate`]: `ferrule-bench simulate …`).
 
+mod backup;
 pub mod commands;
 mod isolation;
 pub mod launch;
@@ -77,6 +78,10 @@ pub enum Scenario {
     /// republish each) and the broker's QoS 0 fan-in with rules off and on,
     /// in one run; Ferrule on CPU 0, the load generator on CPU 1.
     Rules(rules::RulesArgs),
+    /// `ferrule backup` and `ferrule restore` of a data directory with
+    /// 100 M points; `sqlite3 .backup` / `.restore` of the same files as
+    /// baseline.
+    Backup(backup::BackupBenchArgs),
 }
 
 pub fn main(args: BenchArgs) -> ExitCode {
@@ -109,6 +114,9 @@ pub fn main(args: BenchArgs) -> ExitCode {
         Scenario::Commands(a) => commands::main(a),
         // Pins its threads before building its own (current-thread) runtime.
         Scenario::Rules(a) => rules::main(a),
+        // Builds its runtime only to fill the data directory; the timed
+        // tools are processes.
+        Scenario::Backup(a) => backup::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,9 +13,13 @@ use tokio::process::{Child, Command};
 use crate::util::{ADMIN_EMAIL, ADMIN_PASSWORD, Server, ServerBuilder, ferrule_bin};
 
 /// `ferrule simulate` hands over to `ferrule-bench` beside `ferrule`.
-/// `cargo test` builds that binary only for its own crate's tests, if at
-/// all, so it is brought up to date here, once per run (a no-op when it
-/// is): the tests then never run a stale simulator.
+/// `cargo test --workspace` (the README's test command) builds that binary
+/// for ferrule-bench's own CLI test; it is brought up to date here once per
+/// run all the same, so a narrower run (`-p ferrule`) never meets a stale
+/// or missing simulator. The same package selection as the README's
+/// command resolves the same features, so after it this is a no-op, where a
+/// `cargo build -p ferrule-bench` would rebuild half the workspace with a
+/// narrower feature set.
 fn simulator() -> &'static Path {
     static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     READY.get_or_init(|| {
@@ -25,20 +29,13 @@ fn simulator() -> &'static Path {
         let target = profile_dir.parent().expect("target dir");
         let mut cargo = std::process::Command::new(env!("CARGO"));
         cargo
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "ferrule-bench",
-                "--bin",
-                "ferrule-bench",
-            ])
+            .args(["test", "--quiet", "--workspace", "--no-run"])
             .env("CARGO_TARGET_DIR", target)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.ends_with("release") {
             cargo.arg("--release");
         }
-        let status = cargo.status().expect("running cargo build");
+        let status = cargo.status().expect("running cargo test --no-run");
         assert!(status.success(), "building ferrule-bench: {status}");
         assert!(ferrule.with_file_name("ferrule-bench").exists());
         ferrule
