@@ -1,12 +1,14 @@
 //! Safe upgrades: `ferrule check` as a preflight, the automatic backup
 //! before a schema migration at `serve` start, and the refusal of data
-//! from a newer release.
+//! from a newer release; `fixtures`: every released schema opens.
 
 use std::path::Path;
 
 use crate::backup::{ferrule, restore_into};
 use crate::mqtt_util::create_device;
 use crate::util::{Server, ServerBuilder};
+
+mod fixtures;
 
 /// The admin password in `fixtures/meta-v1.sql`.
 const FIXTURE_PASSWORD: &str = "67756c778c174db8d579d8ad";
@@ -189,103 +191,4 @@ async fn serve_refuses_telemetry_from_a_newer_release() {
     );
     // Nothing was touched.
     assert_eq!(user_version(&db), newer);
-}
-
-/// `fixtures/meta-v4.sql` and `fixtures/telemetry-v1.sql` (made by
-/// `fixtures/make_fixtures.py`): both databases from older releases open,
-/// are backed up, migrated, and their data reads back through the API.
-#[tokio::test]
-async fn older_meta_and_telemetry_fixtures_open_and_read_back() {
-    let b = ServerBuilder::new();
-    let data = b.dir().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    rusqlite::Connection::open(data.join("meta.db"))
-        .unwrap()
-        .execute_batch(include_str!("../fixtures/meta-v4.sql"))
-        .unwrap();
-    rusqlite::Connection::open(data.join("telemetry.db"))
-        .unwrap()
-        .execute_batch(include_str!("../fixtures/telemetry-v1.sql"))
-        .unwrap();
-    let (code, text) = check(&data).await;
-    assert_eq!(code, Some(0), "{text}");
-    assert!(
-        text.contains("telemetry.db  schema 1, this binary"),
-        "{text}"
-    );
-    assert!(text.contains("will run    2: purges"), "{text}");
-
-    let s = b.random_admin_password().start().await;
-    assert!(
-        s.stderr().contains("pre-migration backup written"),
-        "{}",
-        s.stderr()
-    );
-    let owner = s.api(&s.login("owner@acme.example", FIXTURE_PASSWORD).await);
-    let r = owner.get("/api/v1/devices/pump").await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["name"], "Pump");
-    let r = owner
-        .get("/api/v1/devices/pump/telemetry?keys=temp&from=2026-11-30T00:00:00Z&to=2026-12-02T00:00:00Z")
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.json["temp"],
-        serde_json::json!([
-            {"ts": 1_796_083_200_000_i64, "value": 21.5},
-            {"ts": 1_796_083_260_000_i64, "value": 22.25}
-        ]),
-        "{}",
-        r.text
-    );
-    let (_keep, data) = s.stop_keep_dir().await;
-    assert_eq!(
-        user_version(&data.join("telemetry.db")),
-        ferrule_store::telemetry::embedded::SCHEMA_VERSION
-    );
-}
-
-/// meta.db at each released version after 4: `fixtures/meta-v4.sql`'s
-/// data, then the migrations up to that version as released — what a data
-/// directory upgraded release by release holds. Composed here rather than
-/// committed per version, as it is derived from both. Each opens, is backed
-/// up before its remaining migrations, and keeps its users and devices.
-#[tokio::test]
-async fn every_older_meta_schema_opens_and_keeps_its_data() {
-    let later = [
-        include_str!(
-            "../../../ferrule-store/migrations/embedded/0005_key_creators_and_tenant_fingerprints.sql"
-        ),
-        include_str!("../../../ferrule-store/migrations/embedded/0006_pending_deletions.sql"),
-        include_str!("../../../ferrule-store/migrations/embedded/0007_device_state.sql"),
-        include_str!("../../../ferrule-store/migrations/embedded/0008_rules_and_alarms.sql"),
-        include_str!("../../../ferrule-store/migrations/embedded/0009_dashboards.sql"),
-    ];
-    for (i, version) in (5u32..).take(later.len()).enumerate() {
-        let b = ServerBuilder::new();
-        let data = b.dir().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let db = data.join("meta.db");
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(include_str!("../fixtures/meta-v4.sql"))
-            .unwrap();
-        for migration in &later[..=i] {
-            conn.execute_batch(migration).unwrap();
-        }
-        conn.pragma_update(None, "user_version", version).unwrap();
-        drop(conn);
-        assert_eq!(user_version(&db), version);
-        let s = b.random_admin_password().start().await;
-        assert!(
-            s.stderr().contains("pre-migration backup written"),
-            "v{version}: {}",
-            s.stderr()
-        );
-        let owner = s.api(&s.login("owner@acme.example", FIXTURE_PASSWORD).await);
-        let r = owner.get("/api/v1/devices/pump").await;
-        assert_eq!(r.status, 200, "v{version}: {}", r.text);
-        assert_eq!(r.json["name"], "Pump", "v{version}");
-        let (_keep, data) = s.stop_keep_dir().await;
-        assert!(user_version(&data.join("meta.db")) > version);
-    }
 }
