@@ -156,3 +156,15 @@ async fn json_log_format_writes_json_lines() {
     }
     s.stop().await;
 }
+
+/// Logs going to a pipe (journald, a container runtime, a file) carry no
+/// terminal colour codes.
+#[tokio::test]
+async fn pretty_logs_to_a_pipe_are_plain_text() {
+    let s = Server::start().await;
+    s.admin().await;
+    let stderr = s.stderr();
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in: {stderr:?}");
+    s.stop().await;
+}
