@@ -124,9 +124,8 @@ pub async fn import(
         .tenant_moves
         .clone()
         .ok_or_else(|| ApiError::Unavailable("tenant imports need the embedded store".into()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".tenant-import-")
-        .tempdir_in(&moves.scratch)
+    // Locked while it lives: a killed server's upload is swept later.
+    let scratch = ferrule_store::scratch::create(&moves.scratch, ".tenant-import-")
         .map_err(|e| ApiError::Internal(format!("creating a scratch directory: {e}")))?;
     let archive = scratch.path().join("archive");
     receive(body, &archive, moves.max_archive_bytes).await?;
