@@ -307,7 +307,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stop_writer = CancellationToken::new();
     let writer = tokio::spawn(state_writer.run(stop_writer.clone()));
     state.mqtt = Some(MqttEndpoint {
-        broker: Arc::new(ApiBroker(broker.clone())),
+        broker: Arc::new(ApiBroker(broker.clone(), broker_state.clone())),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });

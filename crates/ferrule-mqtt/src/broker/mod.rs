@@ -271,9 +271,52 @@ impl Broker {
         // Restored sessions must report their changes like new ones.
         self.sessions.set_persister(persister.clone());
         let _ = self.persister.set(persister.clone());
+        let sessions = store.load_sessions().await?;
+        let restored = self.restore_sessions(store, sessions).await?;
+        let retained = store.load_retained().await?;
+        let kept = retained.len();
+        for (tenant, m) in retained {
+            self.router
+                .restore_retained(Arc::new(persist::message(&tenant, m)));
+        }
+        self.router
+            .set_retained_sink(Box::new(move |m| persister.retained(m)));
+        Ok((restored, kept))
+    }
+
+    /// Loads one tenant's stored sessions and retained messages into the
+    /// running broker, as start-up does for all: for a tenant imported
+    /// while the server runs, so its retained messages reach new
+    /// subscribers and its devices resume their sessions at once. Call
+    /// before the tenant's clients can connect. Returns the sessions and
+    /// retained messages loaded.
+    pub async fn load_tenant(
+        &self,
+        store: &dyn persist::SessionStore,
+        tenant: &TenantId,
+    ) -> Result<(usize, usize), persist::PersistError> {
+        let sessions = store.load_tenant_sessions(tenant).await?;
+        let restored = self.restore_sessions(store, sessions).await?;
+        let retained = store.load_tenant_retained(tenant).await?;
+        let kept = retained.len();
+        for m in retained {
+            // Already stored: restored without going to the sink again.
+            self.router
+                .restore_retained(Arc::new(persist::message(tenant, m)));
+        }
+        Ok((restored, kept))
+    }
+
+    /// Registers stored sessions that have not expired, each ending when
+    /// its expiry passes without a client; deletes the expired ones from
+    /// `store`. Returns how many were registered.
+    async fn restore_sessions(
+        &self,
+        store: &dyn persist::SessionStore,
+        sessions: Vec<ferrule_core::stored::StoredSession>,
+    ) -> Result<usize, persist::PersistError> {
         let now = ferrule_core::message::now_ms();
         let mut expired = Vec::new();
-        let sessions = store.load_sessions().await?;
         let mut restored = 0;
         for stored in sessions {
             if stored.expires_at_ms <= now {
@@ -291,20 +334,12 @@ impl Broker {
             self.schedule_expiry(session, left);
             restored += 1;
         }
-        let retained = store.load_retained().await?;
-        let kept = retained.len();
-        for (tenant, m) in retained {
-            self.router
-                .restore_retained(Arc::new(persist::message(&tenant, m)));
-        }
         if !expired.is_empty() {
             store
                 .save(Vec::new(), expired, Vec::new(), Vec::new())
                 .await?;
         }
-        self.router
-            .set_retained_sink(Box::new(move |m| persister.retained(m)));
-        Ok((restored, kept))
+        Ok(restored)
     }
 
     /// Ends a restored session when its expiry passes without a client.

@@ -439,3 +439,100 @@ async fn the_import_endpoint_needs_an_admin_and_an_intact_archive() {
         .await;
     r.assert_problem(409);
 }
+
+/// Runs `mosquitto_pub` or `mosquitto_sub` as `acme`'s owner with `args`
+/// (MQTT 3.1.1, QoS 1); returns stdout.
+async fn mosquitto_as_owner(server: &Server, program: &str, args: &[&str]) -> String {
+    let (host, port) = server.mqtt.rsplit_once(':').unwrap();
+    let user = format!("user:{OWNER_EMAIL}");
+    let out = tokio::time::timeout(
+        WAIT + WAIT,
+        Command::new(program)
+            .args(["-h", host, "-p", port, "-V", "mqttv311", "-q", "1"])
+            .args(["-u", &user, "-P", OWNER_PASSWORD])
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{program} hung"))
+    .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The broker writes its state in the background (batches of 20 ms): long
+/// enough for a backup taken after this to hold what came before.
+async fn broker_state_written() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn a_running_import_target_serves_retained_messages_and_sessions_at_once() {
+    let a = Server::start().await;
+    acme(&a).await;
+    let pub_ = "mosquitto_pub";
+    let sub = "mosquitto_sub";
+    // A retained message, and a persistent session subscribed to
+    // `orders/#` that is away while an order comes in.
+    mosquitto_as_owner(&a, pub_, &["-r", "-t", "plant/status", "-m", "online"]).await;
+    mosquitto_as_owner(&a, sub, &["-c", "-i", "acme-desk", "-t", "orders/#", "-E"]).await;
+    mosquitto_as_owner(&a, pub_, &["-t", "orders/1", "-m", "queued while away"]).await;
+    broker_state_written().await;
+    let file = a.dir.path().join("acme.ferrule-backup");
+    backup_tenant(&a, "acme", &file).await;
+
+    let b = Server::start().await;
+    let out = restore_over_api(&b, &file, &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // No restart: a new subscriber gets the retained message at once…
+    let got = mosquitto_as_owner(
+        &b,
+        sub,
+        &["-t", "plant/#", "-C", "1", "-W", "5", "-F", "%t|%p|%r"],
+    )
+    .await;
+    assert_eq!(got.trim(), "plant/status|online|1", "retained message on B");
+    // …and the session resumes: the order queued on A arrives, and its
+    // subscription (not made again here) gets the next one.
+    let mut desk = Command::new(sub)
+        .args({
+            let (host, port) = b.mqtt.rsplit_once(':').unwrap();
+            vec![
+                "-h".to_owned(),
+                host.to_owned(),
+                "-p".to_owned(),
+                port.to_owned(),
+            ]
+        })
+        .args(["-V", "mqttv311", "-q", "1", "-c", "-i", "acme-desk"])
+        .args(["-u", &format!("user:{OWNER_EMAIL}"), "-P", OWNER_PASSWORD])
+        .args([
+            "-t",
+            "unrelated/topic",
+            "-F",
+            "%t|%p",
+            "-C",
+            "2",
+            "-W",
+            "10",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(desk.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the queued order arrives")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("orders/1|queued while away"));
+    mosquitto_as_owner(&b, pub_, &["-t", "orders/2", "-m", "after the move"]).await;
+    let second = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the restored subscription delivers")
+        .unwrap();
+    assert_eq!(second.as_deref(), Some("orders/2|after the move"));
+    desk.wait().await.unwrap();
+}
