@@ -586,6 +586,35 @@ async fn damaged_newer_and_misdirected_restores_are_refused() {
     assert_refused(&out, "newer release");
     assert!(stderr(&out).contains("99.0.0"));
 
+    // A database damaged before it was backed up: every checksum matches
+    // (they are those of the damaged bytes), SQLite's integrity check
+    // does not.
+    let whole = dir.path().join("t-whole");
+    let out = restore_into(&file, &whole).await;
+    assert!(out.status.success(), "restore: {}", stderr(&out));
+    let meta = whole.join("meta.db");
+    damage_table(&meta, "devices");
+    let mut writer = ferrule_store::backup::ArchiveWriter::new(
+        Vec::new(),
+        &ferrule_store::backup::Manifest::new(
+            ferrule_store::backup::Scope::Full,
+            ferrule_store::embedded::SCHEMA_VERSION,
+            0,
+            Default::default(),
+        ),
+    )
+    .unwrap();
+    writer.append_file("meta.db", &meta).unwrap();
+    let damaged = dir.path().join("damaged.ferrule-backup");
+    std::fs::write(&damaged, writer.finish().unwrap()).unwrap();
+    let target = dir.path().join("t-damaged");
+    let out = restore_into(&damaged, &target).await;
+    assert_refused(
+        &out,
+        "meta.db in the backup is damaged (SQLite's integrity check: ",
+    );
+    assert!(!target.exists(), "a refused restore leaves nothing");
+
     // Not a backup at all.
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "hello").unwrap();
@@ -618,6 +647,29 @@ async fn damaged_newer_and_misdirected_restores_are_refused() {
 }
 
 /// A data dir path that need not exist (the refusal comes first).
+/// Damages the b-tree page of `table` in the SQLite file at `path`, as a
+/// bad disk would: the file still reads, SQLite cannot make sense of it.
+fn damage_table(path: &Path, table: &str) {
+    let (root, page_size): (usize, usize) = {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let size = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        (root, size)
+    };
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = (root - 1) * page_size;
+    bytes[at..at + 12].fill(0xff);
+    std::fs::write(path, bytes).unwrap();
+}
+
 fn s_data(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("no-such-data")
 }
