@@ -190,7 +190,8 @@ mod tests {
         fs::create_dir(&old).unwrap();
         let long_ago = std::time::SystemTime::now() - 2 * UNLOCKED_GRACE;
         File::open(&old).unwrap().set_modified(long_ago).unwrap();
-        assert_eq!(sweep(tmp.path()), [old.clone()]);
+        assert_eq!(sweep(tmp.path()), [old]);
+        assert!(!tmp.path().join(".ferrule-snapshot-old").exists());
         assert!(young.exists());
     }
 }

@@ -148,9 +148,9 @@ pub async fn import(
     .await?;
     let tenant = TenantId::new(&moved.tenant)
         .map_err(|e| ApiError::Internal(format!("imported tenant id: {e}")))?;
-    // Before the directory knows the tenant, so none of its clients can
-    // connect in between and find a fresh session where its stored one
-    // belongs.
+    // Before the directory knows the tenant: until then its clients have
+    // no rights, so none subscribes or publishes before its stored
+    // session and the retained messages are there.
     load_broker_state(&state, &tenant).await;
     state.directory.add_tenant(&change, &tenant);
     for device in &moved.devices {

@@ -25,7 +25,7 @@ use ferrule_bus::{Router, Ticket};
 use ferrule_core::{DeviceId, Principal, PrincipalKind, TenantId};
 use parking_lot::Mutex;
 use refusal::ConnectionLimit;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use connection::serve_connection;
 pub use decisions::{Check, Decisions};
@@ -288,14 +288,23 @@ impl Broker {
     /// running broker, as start-up does for all: for a tenant imported
     /// while the server runs, so its retained messages reach new
     /// subscribers and its devices resume their sessions at once. Call
-    /// before the tenant's clients can connect. Returns the sessions and
-    /// retained messages loaded.
+    /// before the tenant's clients get rights (the directory learns the
+    /// tenant). Returns the sessions and retained messages loaded.
     pub async fn load_tenant(
         &self,
         store: &dyn persist::SessionStore,
         tenant: &TenantId,
     ) -> Result<(usize, usize), persist::PersistError> {
-        let sessions = store.load_tenant_sessions(tenant).await?;
+        let mut sessions = store.load_tenant_sessions(tenant).await?;
+        // A client that connected meanwhile keeps the session it has.
+        let live: HashSet<(String, String)> = self
+            .sessions
+            .all()
+            .iter()
+            .filter(|s| &s.tenant == tenant)
+            .map(|s| (s.owner.to_string(), s.client_id.to_string()))
+            .collect();
+        sessions.retain(|s| !live.contains(&(s.owner.clone(), s.client_id.clone())));
         let restored = self.restore_sessions(store, sessions).await?;
         let retained = store.load_tenant_retained(tenant).await?;
         let kept = retained.len();
