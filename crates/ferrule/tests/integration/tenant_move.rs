@@ -461,10 +461,30 @@ async fn mosquitto_as_owner(server: &Server, program: &str, args: &[&str]) -> St
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The broker writes its state in the background (batches of 20 ms): long
-/// enough for a backup taken after this to hold what came before.
-async fn broker_state_written() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
+/// Waits until the broker, which writes its state in the background, has
+/// stored `acme`'s session, its queued message and the retained message,
+/// so that a backup taken now holds them.
+async fn broker_state_written(server: &Server) {
+    let db = rusqlite::Connection::open(server.data_dir.join("meta.db")).unwrap();
+    let count = |table: &str| -> i64 {
+        db.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE tenant = 'acme'"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ["mqtt_sessions", "mqtt_session_messages", "mqtt_retained"]
+        .iter()
+        .any(|t| count(t) == 0)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker never stored acme's MQTT state"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -478,7 +498,7 @@ async fn a_running_import_target_serves_retained_messages_and_sessions_at_once()
     mosquitto_as_owner(&a, pub_, &["-r", "-t", "plant/status", "-m", "online"]).await;
     mosquitto_as_owner(&a, sub, &["-c", "-i", "acme-desk", "-t", "orders/#", "-E"]).await;
     mosquitto_as_owner(&a, pub_, &["-t", "orders/1", "-m", "queued while away"]).await;
-    broker_state_written().await;
+    broker_state_written(&a).await;
     let file = a.dir.path().join("acme.ferrule-backup");
     backup_tenant(&a, "acme", &file).await;
 
