@@ -11,10 +11,10 @@ use std::time::Duration;
 use ferrule_core::{DeviceId, TenantId};
 use ferrule_http::{BrokerPurge, MqttBroker, MqttConnections};
 use ferrule_mqtt::broker::{Broker, serve_connection};
-
-use crate::broker_state::StoredBrokerState;
 use tokio::io::DuplexStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::broker_state::StoredBrokerState;
 
 /// The broker behind the API, and where it keeps its state.
 pub struct ApiBroker(pub Arc<Broker>, pub Arc<StoredBrokerState>);
