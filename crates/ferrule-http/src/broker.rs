@@ -26,6 +26,14 @@ pub trait MqttBroker: Send + Sync + 'static {
         device: Option<&'a DeviceId>,
     ) -> BoxFuture<'a, BrokerPurge>;
 
+    /// Loads the stored sessions and retained messages of a tenant
+    /// imported while the server runs, as start-up does for every tenant;
+    /// returns how many of each, or what failed.
+    fn load_tenant<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<(usize, usize), String>>;
+
     /// Takes `bytes` of the tenant's rate (`[limits]`) for a message that
     /// arrived over HTTP; `Err(wait)` when the tenant is over its limit.
     fn take_rate(&self, tenant: &TenantId, bytes: usize) -> Result<(), Duration>;

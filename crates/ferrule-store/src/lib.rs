@@ -50,6 +50,7 @@ mod meta;
 mod model;
 pub mod profiles;
 pub mod rules;
+pub mod scratch;
 pub mod telemetry;
 pub mod tenant_move;
 pub mod twin;

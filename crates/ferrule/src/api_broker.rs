@@ -14,8 +14,10 @@ use ferrule_mqtt::broker::{Broker, serve_connection};
 use tokio::io::DuplexStream;
 use tokio_util::sync::CancellationToken;
 
-/// The broker behind the API.
-pub struct ApiBroker(pub Arc<Broker>);
+use crate::broker_state::StoredBrokerState;
+
+/// The broker behind the API, and where it keeps its state.
+pub struct ApiBroker(pub Arc<Broker>, pub Arc<StoredBrokerState>);
 
 impl MqttBroker for ApiBroker {
     fn disconnect_identity(&self, tenant: &TenantId, owner: Option<&str>) {
@@ -34,6 +36,18 @@ impl MqttBroker for ApiBroker {
                 sessions: purged.sessions,
                 retained: purged.retained,
             }
+        })
+    }
+
+    fn load_tenant<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> Pin<Box<dyn Future<Output = Result<(usize, usize), String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.0
+                .load_tenant(&*self.1, tenant)
+                .await
+                .map_err(|e| e.to_string())
         })
     }
 

@@ -44,6 +44,7 @@ fn refused(e: BackupError) -> anyhow::Error {
     match e {
         BackupError::Archive(_)
         | BackupError::NoData { .. }
+        | BackupError::Damaged { .. }
         | BackupError::TargetNotEmpty { .. } => Refused(e.to_string()).into(),
         other => other.into(),
     }

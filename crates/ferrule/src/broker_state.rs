@@ -37,4 +37,18 @@ impl SessionStore for StoredBrokerState {
     async fn load_retained(&self) -> Result<Vec<(TenantId, StoredMessage)>, PersistError> {
         self.0.load_retained().await.map_err(err)
     }
+
+    async fn load_tenant_sessions(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<StoredSession>, PersistError> {
+        self.0.load_tenant_sessions(tenant).await.map_err(err)
+    }
+
+    async fn load_tenant_retained(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<StoredMessage>, PersistError> {
+        self.0.load_tenant_retained(tenant).await.map_err(err)
+    }
 }

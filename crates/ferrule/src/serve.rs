@@ -131,6 +131,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     data_dir::create_private(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config)?;
+    // Copies an API backup or tenant import left when the server was
+    // killed: every tenant's data, not to be kept around.
+    ferrule_store::scratch::sweep(&config.data_dir);
     crate::upgrade::prepare(&config.data_dir, config.log_format)?;
     let embedded = match EmbeddedStore::open(&config.data_dir) {
         Ok(s) => Arc::new(s),
@@ -304,7 +307,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stop_writer = CancellationToken::new();
     let writer = tokio::spawn(state_writer.run(stop_writer.clone()));
     state.mqtt = Some(MqttEndpoint {
-        broker: Arc::new(ApiBroker(broker.clone())),
+        broker: Arc::new(ApiBroker(broker.clone(), broker_state.clone())),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });

@@ -83,9 +83,7 @@ pub fn backup(
         _ => PathBuf::from("."),
     };
     // The extract holds secrets' hashes: private scratch, beside the file.
-    let scratch = tempfile::Builder::new()
-        .prefix(".ferrule-tenant-")
-        .tempdir_in(&parent)
+    let scratch = ferrule_store::scratch::create(&parent, ".ferrule-tenant-")
         .with_context(|| format!("creating a scratch directory in {}", parent.display()))?;
     // Written under another name, renamed once complete: an interrupted
     // backup never leaves a file that looks whole.
@@ -192,9 +190,7 @@ async fn restore_into_dir(
             return Err(e).with_context(|| format!("locking {}", dir.display()));
         }
     };
-    let scratch = tempfile::Builder::new()
-        .prefix(".tenant-import-")
-        .tempdir_in(dir)
+    let scratch = ferrule_store::scratch::create(dir, ".tenant-import-")
         .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
     let unpacked = scratch.path().join("tenant");
     {

@@ -124,9 +124,8 @@ pub async fn import(
         .tenant_moves
         .clone()
         .ok_or_else(|| ApiError::Unavailable("tenant imports need the embedded store".into()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".tenant-import-")
-        .tempdir_in(&moves.scratch)
+    // Locked while it lives: a killed server's upload is swept later.
+    let scratch = ferrule_store::scratch::create(&moves.scratch, ".tenant-import-")
         .map_err(|e| ApiError::Internal(format!("creating a scratch directory: {e}")))?;
     let archive = scratch.path().join("archive");
     receive(body, &archive, moves.max_archive_bytes).await?;
@@ -149,6 +148,10 @@ pub async fn import(
     .await?;
     let tenant = TenantId::new(&moved.tenant)
         .map_err(|e| ApiError::Internal(format!("imported tenant id: {e}")))?;
+    // Before the directory knows the tenant: until then its clients have
+    // no rights, so none subscribes or publishes before its stored
+    // session and the retained messages are there.
+    load_broker_state(&state, &tenant).await;
     state.directory.add_tenant(&change, &tenant);
     for device in &moved.devices {
         state.directory.add_device(&change, &tenant, device);
@@ -184,6 +187,21 @@ async fn receive(body: Body, path: &std::path::Path, limit: u64) -> ApiResult<()
         .await
         .map_err(|e| ApiError::Internal(format!("writing the scratch file: {e}")))?;
     Ok(())
+}
+
+/// The broker learns the tenant's retained messages and persistent
+/// sessions. The import itself has committed by now: a failure here is
+/// logged, and they load at the next start.
+async fn load_broker_state(state: &AppState, tenant: &TenantId) {
+    let Some(mqtt) = &state.mqtt else { return };
+    match mqtt.broker.load_tenant(tenant).await {
+        Ok((sessions, retained)) => {
+            tracing::debug!(%tenant, sessions, retained, "loaded an imported tenant's MQTT state");
+        }
+        Err(e) => {
+            tracing::error!(%tenant, error = %e, "loading an imported tenant's MQTT sessions and retained messages failed; they load when the server restarts");
+        }
+    }
 }
 
 /// Every cache start-up fills learns the imported tenant.

@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, Request, Response, header};
+use axum::http::{HeaderValue, Method, Request, Response, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
@@ -245,17 +245,17 @@ async fn request(
         req.extensions_mut().insert(OverTls);
     }
     let timed_out = Arc::new(AtomicBool::new(false));
+    let timeout = body_timeout(&req, limits.body_timeout);
     let req = if req.body().is_end_stream() {
         req.map(Body::new)
     } else {
         let flag = timed_out.clone();
-        req.map(|b| Body::new(body::DeadlineBody::new(b, limits.body_timeout, flag)))
+        req.map(|b| Body::new(body::DeadlineBody::new(b, timeout, flag)))
     };
     let mut resp = app.oneshot(req).await?;
     if timed_out.load(Ordering::Relaxed) {
         observe::HttpTimedOut { kind: "body" }.emit();
-        resp = ApiError::RequestTimeout(body::BodyTimedOut(limits.body_timeout).to_string())
-            .into_response();
+        resp = ApiError::RequestTimeout(body::BodyTimedOut(timeout).to_string()).into_response();
         // The rest of the body may still come: do not read it.
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -265,6 +265,20 @@ async fn request(
             .insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
     }
     Ok(resp.map(|inner| Body::new(Sending { inner, _busy: busy })))
+}
+
+/// The one route whose body may take longer than `http.body_timeout`.
+const TENANT_IMPORT: &str = "/api/v1/system/tenants/import";
+
+/// A whole-body deadline, except for a tenant import: an archive of
+/// gigabytes needs longer than any fixed deadline, so there the limit
+/// applies between pieces instead (see [`body`]).
+fn body_timeout<B>(req: &Request<B>, limit: Duration) -> body::BodyTimeout {
+    if req.method() == Method::POST && req.uri().path() == TENANT_IMPORT {
+        body::BodyTimeout::Idle(limit)
+    } else {
+        body::BodyTimeout::Whole(limit)
+    }
 }
 
 /// A response body that keeps its connection busy until sent (or dropped).

@@ -25,7 +25,7 @@ use ferrule_bus::{Router, Ticket};
 use ferrule_core::{DeviceId, Principal, PrincipalKind, TenantId};
 use parking_lot::Mutex;
 use refusal::ConnectionLimit;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use connection::serve_connection;
 pub use decisions::{Check, Decisions};
@@ -271,9 +271,61 @@ impl Broker {
         // Restored sessions must report their changes like new ones.
         self.sessions.set_persister(persister.clone());
         let _ = self.persister.set(persister.clone());
+        let sessions = store.load_sessions().await?;
+        let restored = self.restore_sessions(store, sessions).await?;
+        let retained = store.load_retained().await?;
+        let kept = retained.len();
+        for (tenant, m) in retained {
+            self.router
+                .restore_retained(Arc::new(persist::message(&tenant, m)));
+        }
+        self.router
+            .set_retained_sink(Box::new(move |m| persister.retained(m)));
+        Ok((restored, kept))
+    }
+
+    /// Loads one tenant's stored sessions and retained messages into the
+    /// running broker, as start-up does for all: for a tenant imported
+    /// while the server runs, so its retained messages reach new
+    /// subscribers and its devices resume their sessions at once. Call
+    /// before the tenant's clients get rights (the directory learns the
+    /// tenant). Returns the sessions and retained messages loaded.
+    pub async fn load_tenant(
+        &self,
+        store: &dyn persist::SessionStore,
+        tenant: &TenantId,
+    ) -> Result<(usize, usize), persist::PersistError> {
+        let mut sessions = store.load_tenant_sessions(tenant).await?;
+        // A client that connected meanwhile keeps the session it has.
+        let live: HashSet<(String, String)> = self
+            .sessions
+            .all()
+            .iter()
+            .filter(|s| &s.tenant == tenant)
+            .map(|s| (s.owner.to_string(), s.client_id.to_string()))
+            .collect();
+        sessions.retain(|s| !live.contains(&(s.owner.clone(), s.client_id.clone())));
+        let restored = self.restore_sessions(store, sessions).await?;
+        let retained = store.load_tenant_retained(tenant).await?;
+        let kept = retained.len();
+        for m in retained {
+            // Already stored: restored without going to the sink again.
+            self.router
+                .restore_retained(Arc::new(persist::message(tenant, m)));
+        }
+        Ok((restored, kept))
+    }
+
+    /// Registers stored sessions that have not expired, each ending when
+    /// its expiry passes without a client; deletes the expired ones from
+    /// `store`. Returns how many were registered.
+    async fn restore_sessions(
+        &self,
+        store: &dyn persist::SessionStore,
+        sessions: Vec<ferrule_core::stored::StoredSession>,
+    ) -> Result<usize, persist::PersistError> {
         let now = ferrule_core::message::now_ms();
         let mut expired = Vec::new();
-        let sessions = store.load_sessions().await?;
         let mut restored = 0;
         for stored in sessions {
             if stored.expires_at_ms <= now {
@@ -291,20 +343,12 @@ impl Broker {
             self.schedule_expiry(session, left);
             restored += 1;
         }
-        let retained = store.load_retained().await?;
-        let kept = retained.len();
-        for (tenant, m) in retained {
-            self.router
-                .restore_retained(Arc::new(persist::message(&tenant, m)));
-        }
         if !expired.is_empty() {
             store
                 .save(Vec::new(), expired, Vec::new(), Vec::new())
                 .await?;
         }
-        self.router
-            .set_retained_sink(Box::new(move |m| persister.retained(m)));
-        Ok((restored, kept))
+        Ok(restored)
     }
 
     /// Ends a restored session when its expiry passes without a client.

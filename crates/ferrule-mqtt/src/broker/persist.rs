@@ -42,6 +42,31 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<(), PersistError>;
     async fn load_sessions(&self) -> Result<Vec<StoredSession>, PersistError>;
     async fn load_retained(&self) -> Result<Vec<(TenantId, StoredMessage)>, PersistError>;
+
+    /// One tenant's stored sessions, for a tenant that arrived while the
+    /// broker runs (a tenant import). The default filters the full load.
+    async fn load_tenant_sessions(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<StoredSession>, PersistError> {
+        let mut sessions = self.load_sessions().await?;
+        sessions.retain(|s| &s.tenant == tenant);
+        Ok(sessions)
+    }
+
+    /// One tenant's retained messages (see [`Self::load_tenant_sessions`]).
+    async fn load_tenant_retained(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<StoredMessage>, PersistError> {
+        Ok(self
+            .load_retained()
+            .await?
+            .into_iter()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, m)| m)
+            .collect())
+    }
 }
 
 /// A change to persist.

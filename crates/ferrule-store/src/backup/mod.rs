@@ -61,6 +61,13 @@ pub enum BackupError {
     /// The backup file itself is wrong (truncated, corrupted, newer, …).
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// A database in the backup fails SQLite's integrity check, though its
+    /// checksum matched: it was damaged before it was backed up.
+    #[error(
+        "{file} in the backup is damaged (SQLite's integrity check: {detail}); its checksum \
+         matches, so the data was damaged before this backup was taken: restore an older backup"
+    )]
+    Damaged { file: String, detail: String },
     /// SQLite failed while doing `what`.
     #[error("{what}: {source}")]
     Sqlite {

@@ -122,6 +122,14 @@ fn extract(input: impl Read, target: &Path) -> Result<Manifest, BackupError> {
         }
         .into());
     }
+    // Checksums prove the bytes are those written, not that SQLite can
+    // read them: a database damaged on the source backs up "fine".
+    for name in &sink.written {
+        integrity_check(&scratch.path().join(name)).map_err(|detail| BackupError::Damaged {
+            file: (*name).to_owned(),
+            detail,
+        })?;
+    }
     let mut moved: Vec<PathBuf> = Vec::new();
     for name in &sink.written {
         let to = target.join(name);
@@ -142,6 +150,60 @@ fn extract(input: impl Read, target: &Path) -> Result<Manifest, BackupError> {
         .map_err(|e| BackupError::io(format!("sync {}", target.display()), e))?;
     drop(scratch);
     Ok(manifest)
+}
+
+/// Runs `PRAGMA integrity_check` on the database at `path` (read-only);
+/// on failure, SQLite's first message.
+pub fn integrity_check(path: &Path) -> Result<(), String> {
+    let check = || -> rusqlite::Result<Option<String>> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mut q = conn.prepare("PRAGMA integrity_check")?;
+        let mut rows = q.query([])?;
+        let first: Option<String> = match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        };
+        Ok(first.filter(|m| m != "ok"))
+    };
+    match check() {
+        Ok(None) => Ok(()),
+        // The first message may open with a `*** in database main ***` line.
+        Ok(Some(message)) => Err(message
+            .lines()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("***"))
+            .unwrap_or(&message)
+            .to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Test support: damages the b-tree page of `table` in the database at
+/// `path`, as a bad disk would — the file still reads, SQLite cannot make
+/// sense of that page.
+#[cfg(test)]
+pub(crate) fn damage_table(path: &Path, table: &str) {
+    let (root, page_size): (u64, u64) = {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let size = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        (root, size)
+    };
+    assert!(root > 1, "page 1 holds the file header");
+    let mut bytes = fs::read(path).unwrap();
+    let at = ((root - 1) * page_size) as usize;
+    bytes[at..at + 12].fill(0xff);
+    fs::write(path, bytes).unwrap();
 }
 
 #[cfg(test)]
@@ -213,6 +275,51 @@ mod tests {
         // An existing empty target stays, empty.
         fs::create_dir(&target).unwrap();
         restore_full(&bytes[..bytes.len() / 2], &target).unwrap_err();
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_backup_whose_checksums_match_but_whose_database_is_damaged_is_refused() {
+        use super::super::archive::{ArchiveWriter, Scope};
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("source");
+        data_dir_with_rows(&source);
+        let (bytes, manifest) = write_full(&source, tmp.path(), Vec::new(), &NoProgress).unwrap();
+        // The copy the backup holds, damaged, then archived again: every
+        // checksum is that of the damaged bytes.
+        let good = tmp.path().join("good");
+        restore_full(bytes.as_slice(), &good).unwrap();
+        let meta = good.join(META_DB);
+        integrity_check(&meta).unwrap();
+        damage_table(&meta, "tenants");
+        let detail = integrity_check(&meta).unwrap_err();
+        let mut writer = ArchiveWriter::new(
+            Vec::new(),
+            &Manifest::new(
+                Scope::Full,
+                manifest.meta_schema,
+                manifest.telemetry_schema,
+                manifest.counts.clone(),
+            ),
+        )
+        .unwrap();
+        writer.append_file(META_DB, &meta).unwrap();
+        let damaged = writer.finish().unwrap();
+
+        let target = tmp.path().join("restored");
+        let err = restore_full(damaged.as_slice(), &target).unwrap_err();
+        assert!(matches!(err, BackupError::Damaged { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("meta.db in the backup is damaged"),
+            "{message}"
+        );
+        assert!(message.contains(&detail), "{message}");
+        assert!(!detail.starts_with("***") && !detail.is_empty(), "{detail}");
+        assert!(!target.exists(), "a refused restore leaves nothing");
+        // Into an existing empty directory: it stays, empty.
+        fs::create_dir(&target).unwrap();
+        restore_full(damaged.as_slice(), &target).unwrap_err();
         assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
     }
 }

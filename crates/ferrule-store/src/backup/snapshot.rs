@@ -33,7 +33,7 @@ const PAGES_PER_STEP: i32 = 4096;
 /// The copies, in a scratch directory removed when this is dropped.
 #[derive(Debug)]
 pub struct Snapshot {
-    scratch: tempfile::TempDir,
+    scratch: crate::scratch::ScratchDir,
     /// `user_version` of the copied `meta.db`.
     pub meta_schema: u32,
     /// `user_version` of the copied `telemetry.db` (0 when there is none).
@@ -81,15 +81,13 @@ pub fn take(
     let telemetry_path = data_dir.join(TELEMETRY_DB);
     let has_telemetry = telemetry_path.is_file();
 
-    let scratch = tempfile::Builder::new()
-        .prefix(".ferrule-snapshot-")
-        .tempdir_in(scratch_parent)
-        .map_err(|e| {
-            BackupError::io(
-                format!("create a scratch directory in {}", scratch_parent.display()),
-                e,
-            )
-        })?;
+    // Locked while it lives: a killed backup's copies are swept later.
+    let scratch = crate::scratch::create(scratch_parent, ".ferrule-snapshot-").map_err(|e| {
+        BackupError::io(
+            format!("create a scratch directory in {}", scratch_parent.display()),
+            e,
+        )
+    })?;
 
     let meta_source = open_source(&meta_path)?;
     let telemetry_source = has_telemetry
@@ -382,10 +380,12 @@ mod tests {
         assert_eq!(mode, "delete", "a self-contained file");
         assert_eq!(snap.counts["tenants"], 1);
         assert_eq!(snap.meta_schema, crate::embedded::SCHEMA_VERSION);
-        // Only the finished copies are left in the scratch directory.
+        // Only the finished copy (beside the scratch directory's lock) is
+        // left: no raw copy.
         let mut names: Vec<_> = std::fs::read_dir(snap.scratch.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.ends_with(".lock"))
             .collect();
         names.sort();
         assert_eq!(names, [META_DB]);

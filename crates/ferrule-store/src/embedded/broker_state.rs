@@ -230,13 +230,37 @@ impl BrokerStateStore for EmbeddedStore {
     }
 
     async fn load_sessions(&self) -> Result<Vec<StoredSession>> {
-        self.read(|c| {
+        self.load_sessions_of(None).await
+    }
+
+    async fn load_retained(&self) -> Result<Vec<(TenantId, StoredMessage)>> {
+        self.load_retained_of(None).await
+    }
+
+    async fn load_tenant_sessions(&self, tenant: &TenantId) -> Result<Vec<StoredSession>> {
+        self.load_sessions_of(Some(tenant.to_string())).await
+    }
+
+    async fn load_tenant_retained(&self, tenant: &TenantId) -> Result<Vec<StoredMessage>> {
+        Ok(self
+            .load_retained_of(Some(tenant.to_string()))
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+}
+
+impl EmbeddedStore {
+    /// Stored sessions, of one tenant or (`None`) of all.
+    async fn load_sessions_of(&self, tenant: Option<String>) -> Result<Vec<StoredSession>> {
+        self.read(move |c| {
             let mut sessions = Vec::new();
             let mut st = c.prepare(
                 "SELECT tenant, client_id, expires_at, expiry_secs, subscriptions, inbound_qos2, owner
-                 FROM mqtt_sessions ORDER BY tenant, owner, client_id",
+                 FROM mqtt_sessions WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, owner, client_id",
             )?;
-            let rows = st.query_map([], |r| {
+            let rows = st.query_map([&tenant], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -277,9 +301,10 @@ impl BrokerStateStore for EmbeddedStore {
             let mut st = c.prepare(
                 "SELECT tenant, client_id, seq, topic, payload, qos, retain, properties, expires_at, origin_client,
                         received_at, delivery_qos, delivery_retain, subscription_ids, packet_id, released, owner
-                 FROM mqtt_session_messages ORDER BY tenant, owner, client_id, seq",
+                 FROM mqtt_session_messages WHERE ?1 IS NULL OR tenant = ?1
+                 ORDER BY tenant, owner, client_id, seq",
             )?;
-            let rows = st.query_map([], delivery_row)?;
+            let rows = st.query_map([&tenant], delivery_row)?;
             for row in rows {
                 let (tenant, client, owner, delivery) = row?;
                 if let Some(s) = sessions
@@ -294,13 +319,17 @@ impl BrokerStateStore for EmbeddedStore {
         .await
     }
 
-    async fn load_retained(&self) -> Result<Vec<(TenantId, StoredMessage)>> {
-        self.read(|c| {
+    /// Retained messages, of one tenant or (`None`) of all.
+    async fn load_retained_of(
+        &self,
+        tenant: Option<String>,
+    ) -> Result<Vec<(TenantId, StoredMessage)>> {
+        self.read(move |c| {
             let mut st = c.prepare(
                 "SELECT tenant, topic, payload, qos, properties, expires_at, origin_client, received_at
-                 FROM mqtt_retained ORDER BY tenant, topic",
+                 FROM mqtt_retained WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, topic",
             )?;
-            let rows = st.query_map([], |r| {
+            let rows = st.query_map([&tenant], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,

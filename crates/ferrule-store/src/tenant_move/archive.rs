@@ -85,6 +85,17 @@ pub fn unpack_archive(archive: &Path, dir: &Path) -> Result<Manifest, MoveError>
             return Err(MoveError::Invalid(format!("it has no {name}")));
         }
     }
+    // Checksums prove the bytes are those written, not that SQLite can
+    // read them; checked before the extract is migrated or imported.
+    for name in [META_DB, TELEMETRY_DB] {
+        crate::backup::restore::integrity_check(&dir.join(name)).map_err(|detail| {
+            MoveError::Invalid(format!(
+                "its {name} is damaged (SQLite's integrity check: {detail}); its checksum \
+                 matches, so the data was damaged before the archive was made: make it again \
+                 from a healthy source"
+            ))
+        })?;
+    }
     let Scope::Tenant(id) = &manifest.scope else {
         return Err(MoveError::Invalid("it is not a tenant archive".into()));
     };

@@ -351,3 +351,38 @@ async fn an_unknown_tenant_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_archive_with_a_damaged_database_is_refused_before_anything_is_imported() {
+    use crate::backup::archive::{ArchiveWriter, Manifest, Scope};
+    let source = Instance::open();
+    source.tenant("a", "alpha").await;
+    let out = extract(&source, "a");
+    let telemetry = out.path().join("telemetry.db");
+    crate::backup::restore::damage_table(&telemetry, "series");
+    let archive = out.path().join("a.ferrule-backup");
+    let mut writer = ArchiveWriter::new(
+        std::fs::File::create(&archive).unwrap(),
+        &Manifest::new(
+            Scope::Tenant("a".into()),
+            crate::embedded::SCHEMA_VERSION,
+            0,
+            Default::default(),
+        ),
+    )
+    .unwrap();
+    writer
+        .append_file("meta.db", &out.path().join("meta.db"))
+        .unwrap();
+    writer.append_file("telemetry.db", &telemetry).unwrap();
+    writer.finish().unwrap();
+
+    let unpacked = tempfile::tempdir().unwrap();
+    let err = unpack_archive(&archive, unpacked.path()).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, MoveError::Invalid(_)), "{message}");
+    assert!(
+        message.contains("its telemetry.db is damaged (SQLite's integrity check: "),
+        "{message}"
+    );
+}

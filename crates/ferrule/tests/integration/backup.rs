@@ -398,32 +398,79 @@ async fn the_api_streams_the_same_backup_to_admins_only() {
     s.stop().await;
 }
 
+/// A `ferrule backup FILE` writing at most `bytes_per_sec`, so a test can
+/// catch it mid-way.
+fn slow_backup(data: &Path, file: &Path, bytes_per_sec: &str) -> tokio::process::Child {
+    tokio::process::Command::new(ferrule_bin())
+        .args(["backup", file.to_str().unwrap(), "--data-dir"])
+        .arg(data)
+        .env("FERRULE_TEST_BACKUP_BYTES_PER_SEC", bytes_per_sec)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `partial` has `bytes`: the backup is streaming.
+async fn wait_for_partial(partial: &Path, bytes: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0) < bytes {
+        assert!(tokio::time::Instant::now() < deadline, "no partial backup");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The snapshot scratch directories in `dir`.
+fn snapshot_scratch(dir: &Path) -> Vec<String> {
+    leftovers(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".ferrule-snapshot-"))
+        .collect()
+}
+
+/// SIGKILLs a slow backup into `dir` once it streams; returns the scratch
+/// directory it leaves.
+async fn killed_backup(data: &Path, dir: &Path, name: &str) -> String {
+    let file = dir.join(name);
+    let before = snapshot_scratch(dir);
+    let mut child = slow_backup(data, &file, "4000");
+    wait_for_partial(&dir.join(format!("{name}.partial")), 2000).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    assert!(!file.exists(), "a killed backup must not leave FILE");
+    let mut left: Vec<String> = snapshot_scratch(dir)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "the killed backup's snapshot copies: {left:?}"
+    );
+    left.remove(0)
+}
+
 #[tokio::test]
 async fn a_killed_backup_leaves_the_source_intact_and_its_partial_file_is_refused() {
     let s = Server::start().await;
     let (admin, token, _) = populate(&s).await;
     let before = export(&admin, "acme").await;
     let dir = scratch();
-    let file = dir.path().join("slow.ferrule-backup");
+    // A backup that runs beside the others throughout (about 20 s): its
+    // scratch copies must never be touched.
+    let mut running = slow_backup(
+        &s.data_dir,
+        &dir.path().join("running.ferrule-backup"),
+        "500",
+    );
+    wait_for_partial(&dir.path().join("running.ferrule-backup.partial"), 200).await;
+    let live = snapshot_scratch(dir.path());
+    assert_eq!(live.len(), 1, "{live:?}");
+
     let partial = dir.path().join("slow.ferrule-backup.partial");
-    let mut child = tokio::process::Command::new(ferrule_bin())
-        .args(["backup", file.to_str().unwrap(), "--data-dir"])
-        .arg(&s.data_dir)
-        .env("FERRULE_TEST_BACKUP_BYTES_PER_SEC", "4000")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 2000 {
-        assert!(tokio::time::Instant::now() < deadline, "no partial backup");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-    assert!(!file.exists(), "a killed backup must not leave FILE");
+    let dead = killed_backup(&s.data_dir, dir.path(), "slow.ferrule-backup").await;
 
     // The source serves on, its data whole.
     let publisher = Publisher::start(&s, "pump-1", &token).await;
@@ -435,7 +482,62 @@ async fn a_killed_backup_leaves_the_source_intact_and_its_partial_file_is_refuse
     let out = restore_into(&partial, &target).await;
     assert_refused(&out, "truncated");
     assert!(!target.exists(), "a refused restore leaves nothing");
-    s.stop().await;
+
+    // The next backup into that directory removes the killed one's copies
+    // — and not those of the backup still running beside it.
+    let next = ferrule(
+        &[
+            "backup",
+            dir.path().join("next.ferrule-backup").to_str().unwrap(),
+            "--data-dir",
+            s.data_dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(next.status.success(), "backup: {}", stderr(&next));
+    assert_eq!(
+        snapshot_scratch(dir.path()),
+        live,
+        "only the live scratch stays"
+    );
+    let logged: Vec<String> = stderr(&next)
+        .lines()
+        .filter(|l| l.contains("interrupted"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(logged.len(), 1, "{}", stderr(&next));
+    assert!(logged[0].contains(&dead), "{logged:?}");
+    assert!(
+        running.try_wait().unwrap().is_none(),
+        "the slow backup ran throughout"
+    );
+    // The running backup was not disturbed: it finishes, whole.
+    let out = tokio::time::timeout(Duration::from_secs(120), running.wait())
+        .await
+        .expect("the slow backup finishes")
+        .unwrap();
+    assert!(out.success());
+    assert!(snapshot_scratch(dir.path()).is_empty());
+    let restored = dir.path().join("restored");
+    let out = restore_into(&dir.path().join("running.ferrule-backup"), &restored).await;
+    assert!(out.status.success(), "restore: {}", stderr(&out));
+
+    // A server sweeps its data directory when it starts: there go the
+    // copies of an API backup or import it was killed in.
+    let dead = killed_backup(&s.data_dir, dir.path(), "again.ferrule-backup").await;
+    let (tmp, data) = s.stop_keep_dir().await;
+    std::fs::rename(dir.path().join(&dead), data.join(&dead)).unwrap();
+    let r = ServerBuilder::new().data_dir(&data).start().await;
+    assert!(snapshot_scratch(&data).is_empty(), "{:?}", leftovers(&data));
+    let log = r.stderr() + &r.stdout();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("interrupted") && l.contains(&dead)),
+        "{log}"
+    );
+    r.stop().await;
+    drop(tmp);
 }
 
 #[tokio::test]
@@ -484,6 +586,35 @@ async fn damaged_newer_and_misdirected_restores_are_refused() {
     assert_refused(&out, "newer release");
     assert!(stderr(&out).contains("99.0.0"));
 
+    // A database damaged before it was backed up: every checksum matches
+    // (they are those of the damaged bytes), SQLite's integrity check
+    // does not.
+    let whole = dir.path().join("t-whole");
+    let out = restore_into(&file, &whole).await;
+    assert!(out.status.success(), "restore: {}", stderr(&out));
+    let meta = whole.join("meta.db");
+    damage_table(&meta, "devices");
+    let mut writer = ferrule_store::backup::ArchiveWriter::new(
+        Vec::new(),
+        &ferrule_store::backup::Manifest::new(
+            ferrule_store::backup::Scope::Full,
+            ferrule_store::embedded::SCHEMA_VERSION,
+            0,
+            Default::default(),
+        ),
+    )
+    .unwrap();
+    writer.append_file("meta.db", &meta).unwrap();
+    let damaged = dir.path().join("damaged.ferrule-backup");
+    std::fs::write(&damaged, writer.finish().unwrap()).unwrap();
+    let target = dir.path().join("t-damaged");
+    let out = restore_into(&damaged, &target).await;
+    assert_refused(
+        &out,
+        "meta.db in the backup is damaged (SQLite's integrity check: ",
+    );
+    assert!(!target.exists(), "a refused restore leaves nothing");
+
     // Not a backup at all.
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "hello").unwrap();
@@ -516,6 +647,29 @@ async fn damaged_newer_and_misdirected_restores_are_refused() {
 }
 
 /// A data dir path that need not exist (the refusal comes first).
+/// Damages the b-tree page of `table` in the SQLite file at `path`, as a
+/// bad disk would: the file still reads, SQLite cannot make sense of it.
+fn damage_table(path: &Path, table: &str) {
+    let (root, page_size): (usize, usize) = {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let size = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        (root, size)
+    };
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = (root - 1) * page_size;
+    bytes[at..at + 12].fill(0xff);
+    std::fs::write(path, bytes).unwrap();
+}
+
 fn s_data(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("no-such-data")
 }

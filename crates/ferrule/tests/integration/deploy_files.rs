@@ -376,3 +376,44 @@ async fn the_dockerfile_passes_hadolint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One suffix for backup files everywhere people copy commands from: the
+/// timer's retention glob must match what the timer writes, and a restore
+/// command from one doc must find the file another doc's command wrote.
+#[test]
+fn backup_files_are_named_ferrule_backup_everywhere() {
+    let unit = read("deploy/systemd/ferrule-backup.service");
+    let exec = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("ferrule-backup.service has no {key}"))
+            .to_owned()
+    };
+    assert!(
+        exec("ExecStart=").contains(".ferrule-backup\""),
+        "the unit writes another suffix: {unit}"
+    );
+    assert!(
+        exec("ExecStartPost=").contains("ferrule-*.ferrule-backup"),
+        "the retention glob does not match what the unit writes: {unit}"
+    );
+    for doc in [
+        "docs/BACKUP.md",
+        "docs/DEPLOY.md",
+        "docs/TENANT-MOVES.md",
+        "README.md",
+        "deploy/systemd/ferrule-backup.service",
+    ] {
+        let text = read(doc);
+        // Names like `….backup"` or `….backup ` (not `/system/backup`).
+        let odd: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.match_indices(".backup").any(|(i, _)| {
+                    !l[i + ".backup".len()..].starts_with(|c: char| c.is_alphanumeric())
+                })
+            })
+            .collect();
+        assert!(odd.is_empty(), "{doc} names backups `.backup`: {odd:#?}");
+    }
+}

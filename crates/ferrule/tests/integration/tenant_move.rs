@@ -439,3 +439,221 @@ async fn the_import_endpoint_needs_an_admin_and_an_intact_archive() {
         .await;
     r.assert_problem(409);
 }
+
+/// Runs `mosquitto_pub` or `mosquitto_sub` as `acme`'s owner with `args`
+/// (MQTT 3.1.1, QoS 1); returns stdout.
+async fn mosquitto_as_owner(server: &Server, program: &str, args: &[&str]) -> String {
+    let (host, port) = server.mqtt.rsplit_once(':').unwrap();
+    let user = format!("user:{OWNER_EMAIL}");
+    let out = tokio::time::timeout(
+        WAIT + WAIT,
+        Command::new(program)
+            .args(["-h", host, "-p", port, "-V", "mqttv311", "-q", "1"])
+            .args(["-u", &user, "-P", OWNER_PASSWORD])
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{program} hung"))
+    .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until the broker, which writes its state in the background, has
+/// stored `acme`'s session, its queued message and the retained message,
+/// so that a backup taken now holds them.
+async fn broker_state_written(server: &Server) {
+    let db = rusqlite::Connection::open(server.data_dir.join("meta.db")).unwrap();
+    let count = |table: &str| -> i64 {
+        db.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE tenant = 'acme'"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ["mqtt_sessions", "mqtt_session_messages", "mqtt_retained"]
+        .iter()
+        .any(|t| count(t) == 0)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker never stored acme's MQTT state"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_running_import_target_serves_retained_messages_and_sessions_at_once() {
+    let a = Server::start().await;
+    acme(&a).await;
+    let pub_ = "mosquitto_pub";
+    let sub = "mosquitto_sub";
+    // A retained message, and a persistent session subscribed to
+    // `orders/#` that is away while an order comes in.
+    mosquitto_as_owner(&a, pub_, &["-r", "-t", "plant/status", "-m", "online"]).await;
+    mosquitto_as_owner(&a, sub, &["-c", "-i", "acme-desk", "-t", "orders/#", "-E"]).await;
+    mosquitto_as_owner(&a, pub_, &["-t", "orders/1", "-m", "queued while away"]).await;
+    broker_state_written(&a).await;
+    let file = a.dir.path().join("acme.ferrule-backup");
+    backup_tenant(&a, "acme", &file).await;
+
+    let b = Server::start().await;
+    let out = restore_over_api(&b, &file, &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // No restart: a new subscriber gets the retained message at once…
+    let got = mosquitto_as_owner(
+        &b,
+        sub,
+        &["-t", "plant/#", "-C", "1", "-W", "5", "-F", "%t|%p|%r"],
+    )
+    .await;
+    assert_eq!(got.trim(), "plant/status|online|1", "retained message on B");
+    // …and the session resumes: the order queued on A arrives, and its
+    // subscription (not made again here) gets the next one.
+    let mut desk = Command::new(sub)
+        .args({
+            let (host, port) = b.mqtt.rsplit_once(':').unwrap();
+            vec![
+                "-h".to_owned(),
+                host.to_owned(),
+                "-p".to_owned(),
+                port.to_owned(),
+            ]
+        })
+        .args(["-V", "mqttv311", "-q", "1", "-c", "-i", "acme-desk"])
+        .args(["-u", &format!("user:{OWNER_EMAIL}"), "-P", OWNER_PASSWORD])
+        .args([
+            "-t",
+            "unrelated/topic",
+            "-F",
+            "%t|%p",
+            "-C",
+            "2",
+            "-W",
+            "10",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(desk.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the queued order arrives")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("orders/1|queued while away"));
+    mosquitto_as_owner(&b, pub_, &["-t", "orders/2", "-m", "after the move"]).await;
+    let second = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the restored subscription delivers")
+        .unwrap();
+    assert_eq!(second.as_deref(), Some("orders/2|after the move"));
+    desk.wait().await.unwrap();
+}
+
+/// Sends a tenant import's request head over a raw connection to `server`.
+async fn import_head(server: &Server, token: &str, len: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = server.http.trim_start_matches("http://");
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/system/tenants/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c
+}
+
+/// The status code of the response on `c`.
+async fn status_of(c: &mut (impl tokio::io::AsyncRead + Unpin)) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+            .await
+            .expect("a response")
+            .unwrap();
+        assert!(n > 0, "closed without a response");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got);
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_import_outlasts_the_body_timeout_and_a_stalled_one_gets_408() {
+    use tokio::io::AsyncWriteExt;
+    let a = Server::start().await;
+    acme(&a).await;
+    let file = a.dir.path().join("acme.ferrule-backup");
+    backup_tenant(&a, "acme", &file).await;
+    let archive = std::fs::read(&file).unwrap();
+
+    let b = ServerBuilder::new()
+        .env("FERRULE_HTTP_BODY_TIMEOUT", "1s")
+        .start()
+        .await;
+    let admin = b.admin().await;
+    let token = admin.token.clone().unwrap();
+    let piece = archive.len().div_ceil(8);
+
+    // Stalled half way for longer than the timeout: 408, nothing imported.
+    let mut c = import_head(&b, &token, archive.len()).await;
+    c.write_all(&archive[..archive.len() / 2]).await.unwrap();
+    let stalled = tokio::time::Instant::now();
+    assert_eq!(status_of(&mut c).await, 408);
+    assert!(stalled.elapsed() < Duration::from_secs(4));
+    assert_eq!(admin.get("/api/v1/tenants/acme").await.status, 404);
+
+    // Elsewhere the deadline is whole: a body that keeps coming, slowly,
+    // is still cut.
+    let mut c = tokio::net::TcpStream::connect(b.http.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let body = format!(
+        r#"{{"email":"admin@localhost","password":"{}"}}"#,
+        b.admin_password.as_deref().unwrap()
+    );
+    let head = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = c.split();
+    let dripping = async {
+        for byte in body.as_bytes() {
+            if wr.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        std::future::pending::<()>().await;
+    };
+    // Read while dripping: the answer comes before the body is whole.
+    tokio::select! {
+        status = status_of(&mut rd) => assert_eq!(status, 408),
+        () = dripping => unreachable!(),
+    }
+
+    // The archive in eight pieces, 400 ms apart: about three times the
+    // timeout in all, never more than it between two pieces.
+    let mut c = import_head(&b, &token, archive.len()).await;
+    let started = tokio::time::Instant::now();
+    for chunk in archive.chunks(piece) {
+        c.write_all(chunk)
+            .await
+            .expect("the server keeps reading an upload that keeps coming");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(started.elapsed() > Duration::from_secs(2));
+    assert_eq!(status_of(&mut c).await, 201);
+    assert_eq!(admin.get("/api/v1/tenants/acme").await.status, 200);
+}
