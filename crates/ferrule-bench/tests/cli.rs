@@ -44,8 +44,10 @@ fn simulate_names_itself_as_the_user_typed_it() {
     assert!(out.contains("Usage: ferrule simulate"), "{out}");
     let (ok, _, err) = run(&["simulate", "--devices", "none"]);
     assert!(!ok);
-    assert!(err.contains("ferrule simulate"), "{err}");
     assert!(err.contains("--devices"), "{err}");
+    let (ok, _, err) = run(&["simulate", "--no-such-flag"]);
+    assert!(!ok);
+    assert!(err.contains("Usage: ferrule simulate"), "{err}");
 }
 
 #[test]
