@@ -129,7 +129,7 @@ async fn create_devices(
     meta.create_tenant(tenant, "Backup bench").await?;
     let mut devices = Vec::with_capacity(count);
     for i in 0..count {
-        let id = DeviceId::new(&format!("sensor-{i:05}"))?;
+        let id = DeviceId::new(format!("sensor-{i:05}"))?;
         meta.create_device(&NewDevice {
             tenant: tenant.clone(),
             id: id.clone(),
