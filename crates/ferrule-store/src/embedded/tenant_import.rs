@@ -122,6 +122,7 @@ fn import_attached(
             "its meta.db has a table {odd:?} this version does not have"
         )));
     }
+    refuse_unknown_roles(&tx, from, &theirs)?;
     let mut rows = BTreeMap::new();
     for table in ours {
         if LOCAL_TABLES.contains(&table.as_str()) || !theirs.contains(&table) {
@@ -168,6 +169,42 @@ fn import_attached(
         }
     }
     Ok((rows, devices))
+}
+
+/// A role this version does not know would be stored as it is and then
+/// fail every read of that user or key (a listing answering 500): an
+/// archive may come from anywhere, so it is refused by name instead.
+fn refuse_unknown_roles(
+    conn: &Connection,
+    from: &TenantId,
+    theirs: &[String],
+) -> Result<(), MoveError> {
+    let known = ferrule_core::Role::ALL
+        .iter()
+        .map(|r| format!("'{}'", r.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for table in ["users", "api_keys"] {
+        if !theirs.iter().any(|t| t == table) {
+            continue;
+        }
+        let odd: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT role FROM moved.\"{table}\" WHERE tenant = ?1 AND role NOT IN ({known}) LIMIT 1"
+                ),
+                [from.as_str()],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(none_if_no_rows)?;
+        if let Some(role) = odd {
+            return Err(MoveError::Invalid(format!(
+                "its `{table}` hold the role {role:?}, which is none of admin, owner, editor or viewer"
+            )));
+        }
+    }
+    Ok(())
 }
 
 type Columns = (Vec<String>, Vec<String>);

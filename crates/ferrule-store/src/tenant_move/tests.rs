@@ -386,3 +386,24 @@ async fn an_archive_with_a_damaged_database_is_refused_before_anything_is_import
         "{message}"
     );
 }
+
+/// An archive may come from anywhere: a user or key with a role this
+/// version does not know is refused by name, and nothing is imported.
+#[tokio::test]
+async fn an_archive_with_an_unknown_role_is_refused() {
+    let source = Instance::open();
+    source.tenant("a", "alpha").await;
+    let target = Instance::open();
+    let out = extract(&source, "a");
+    let tampered = copy(out.path());
+    let meta = rusqlite::Connection::open(tampered.path().join("meta.db")).unwrap();
+    meta.execute("UPDATE users SET role = 'root'", []).unwrap();
+    drop(meta);
+    let err = import_tenant(target.target(), tampered.path(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MoveError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("\"root\""), "{err}");
+    assert!(target.store.get_tenant(&id("a")).await.is_err());
+    assert!(points(&target, "a", "temp").await.is_empty());
+}
