@@ -3,7 +3,7 @@
 //!
 //! A backup's snapshot copies and an import's unpacked archive live in a
 //! scratch directory (`.ferrule-snapshot-*`, `.ferrule-tenant-*`,
-//! `.tenant-import-*`) removed when the work ends — unless the process is
+//! `.tenant-import-*`; a restore's `.ferrule-restore-*` inside its target) removed when the work ends — unless the process is
 //! killed, when the copies (every tenant's data, secrets' hashes included)
 //! stay on disk. So each scratch directory holds a lock file, locked (the
 //! same OS file lock as the data directory's `ferrule.lock`) for as long as
@@ -17,7 +17,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Name prefixes of the scratch directories [`sweep`] looks at.
-pub const PREFIXES: &[&str] = &[".ferrule-snapshot-", ".ferrule-tenant-", ".tenant-import-"];
+pub const PREFIXES: &[&str] = &[
+    ".ferrule-snapshot-",
+    ".ferrule-tenant-",
+    ".tenant-import-",
+    ".ferrule-restore-",
+];
 
 /// The lock file inside each scratch directory.
 const LOCK_FILE: &str = "owner.lock";

@@ -26,6 +26,10 @@ pub fn check_target_empty(target: &Path) -> Result<(), BackupError> {
 /// As [`check_target_empty`], ignoring the files named in `ignore` (the
 /// lock file a caller took).
 fn check_target_empty_but(target: &Path, ignore: &[&str]) -> Result<(), BackupError> {
+    // A restore that was killed left its scratch directory here; it is not
+    // data, and refusing the target for it would leave the user to find and
+    // delete it. A restore still running keeps its own (locked) one.
+    crate::scratch::sweep(target);
     let entries = match fs::read_dir(target) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -99,15 +103,12 @@ pub fn restore_full_with(
 }
 
 fn extract(input: impl Read, target: &Path) -> Result<Manifest, BackupError> {
-    let scratch = tempfile::Builder::new()
-        .prefix(".ferrule-restore-")
-        .tempdir_in(target)
-        .map_err(|e| {
-            BackupError::io(
-                format!("create a scratch directory in {}", target.display()),
-                e,
-            )
-        })?;
+    let scratch = crate::scratch::create(target, ".ferrule-restore-").map_err(|e| {
+        BackupError::io(
+            format!("create a scratch directory in {}", target.display()),
+            e,
+        )
+    })?;
     let mut sink = ScratchSink {
         dir: scratch.path(),
         written: Vec::new(),
@@ -257,6 +258,31 @@ mod tests {
         let err = restore_full(bytes.as_slice(), &target).unwrap_err();
         assert!(matches!(err, BackupError::TargetNotEmpty { .. }), "{err}");
         assert!(err.to_string().contains("meta.db"), "{err}");
+    }
+
+    /// A restore killed half way left `.ferrule-restore-*` (with copies of
+    /// every tenant's data) in its target: the next restore removes it
+    /// instead of refusing the target as not empty.
+    #[test]
+    fn a_killed_restores_scratch_is_swept_by_the_next_restore() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("source");
+        data_dir_with_rows(&source);
+        let (bytes, _) = write_full(&source, tmp.path(), Vec::new(), &NoProgress).unwrap();
+        let target = tmp.path().join("restored");
+        let stale = target.join(".ferrule-restore-killed");
+        fs::create_dir_all(&stale).unwrap();
+        // Its owner is dead: the lock file is there, locked by nobody.
+        fs::write(stale.join("owner.lock"), b"").unwrap();
+        fs::write(stale.join(META_DB), b"half a database").unwrap();
+        restore_full(bytes.as_slice(), &target).unwrap();
+        assert!(!stale.exists());
+        let mut names: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [META_DB]);
     }
 
     #[test]
