@@ -218,14 +218,8 @@ fn is_point_of(line: &str, device: &str, key: &str) -> bool {
 
 /// A tenant's export, as lines grouped by series (or `events`), in order.
 async fn export(admin: &Api, tenant: &str) -> BTreeMap<String, Vec<String>> {
-    let r = admin
-        .clone()
-        .with_header("x-tenant", tenant)
-        .get("/api/v1/export")
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
     let mut series: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in r.text.lines() {
+    for line in export_text(admin, tenant).await.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         let key = match v["kind"].as_str() {
             Some("telemetry") => format!("{}/{}", v["device"], v["key"]),
@@ -689,7 +683,6 @@ async fn damaged_newer_and_misdirected_restores_are_refused() {
     assert_refused(&out, "exists");
 }
 
-/// A data dir path that need not exist (the refusal comes first).
 /// Damages the b-tree page of `table` in the SQLite file at `path`, as a
 /// bad disk would: the file still reads, SQLite cannot make sense of it.
 fn damage_table(path: &Path, table: &str) {
@@ -713,6 +706,7 @@ fn damage_table(path: &Path, table: &str) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A data dir path that need not exist (the refusal comes first).
 fn s_data(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("no-such-data")
 }
