@@ -54,6 +54,7 @@ pub mod scratch;
 pub mod telemetry;
 pub mod tenant_move;
 pub mod twin;
+pub mod unreadable;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

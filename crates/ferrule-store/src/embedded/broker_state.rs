@@ -273,30 +273,36 @@ impl EmbeddedStore {
             })?;
             for row in rows {
                 let (tenant, client_id, expires_at_ms, expiry_secs, subs, inbound, owner) = row?;
-                let tenant = TenantId::new(tenant).map_err(|e| StoreError::Backend(e.into()))?;
-                let subs: Vec<SubscriptionJson> = serde_json::from_str(&subs).map_err(json_err)?;
-                let subscriptions = subs
-                    .into_iter()
-                    .map(|s| {
-                        Ok(StoredSubscription {
-                            filter: s.filter,
-                            qos: qos(s.qos)?,
-                            no_local: s.no_local,
-                            retain_as_published: s.retain_as_published,
-                            subscription_id: s.subscription_id,
+                let decoded = (|| -> Result<StoredSession> {
+                    let subs: Vec<SubscriptionJson> =
+                        serde_json::from_str(&subs).map_err(json_err)?;
+                    let subscriptions = subs
+                        .into_iter()
+                        .map(|s| {
+                            Ok(StoredSubscription {
+                                filter: s.filter,
+                                qos: qos(s.qos)?,
+                                no_local: s.no_local,
+                                retain_as_published: s.retain_as_published,
+                                subscription_id: s.subscription_id,
+                            })
                         })
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(StoredSession {
+                        tenant: TenantId::new(&tenant).map_err(|e| StoreError::Backend(e.into()))?,
+                        owner: owner.clone(),
+                        client_id: client_id.clone(),
+                        expires_at_ms,
+                        expiry_secs: expiry_secs.max(0) as u64,
+                        subscriptions,
+                        deliveries: Vec::new(),
+                        inbound_qos2: serde_json::from_str(&inbound).map_err(json_err)?,
                     })
-                    .collect::<Result<Vec<_>>>()?;
-                sessions.push(StoredSession {
-                    tenant,
-                    owner,
-                    client_id,
-                    expires_at_ms,
-                    expiry_secs: expiry_secs.max(0) as u64,
-                    subscriptions,
-                    deliveries: Vec::new(),
-                    inbound_qos2: serde_json::from_str(&inbound).map_err(json_err)?,
-                });
+                })();
+                let what = || format!("tenant {tenant}, owner {owner}, client {client_id}");
+                if let Some(session) = crate::unreadable::skip("mqtt_sessions", what, decoded) {
+                    sessions.push(session);
+                }
             }
             let mut st = c.prepare(
                 "SELECT tenant, client_id, seq, topic, payload, qos, retain, properties, expires_at, origin_client,
@@ -311,7 +317,10 @@ impl EmbeddedStore {
                     .iter_mut()
                     .find(|s| s.tenant.as_str() == tenant && s.client_id == client && s.owner == owner)
                 {
-                    s.deliveries.push(delivery?);
+                    let what = || format!("tenant {tenant}, owner {owner}, client {client}");
+                    if let Some(d) = crate::unreadable::skip("mqtt_session_messages", what, delivery) {
+                        s.deliveries.push(d);
+                    }
                 }
             }
             Ok(sessions)
@@ -344,20 +353,25 @@ impl EmbeddedStore {
             let mut out = Vec::new();
             for row in rows {
                 let (tenant, topic, payload, q, props, expires_at_ms, origin_client, received_at_ms) = row?;
-                let tenant = TenantId::new(tenant).map_err(|e| StoreError::Backend(e.into()))?;
-                out.push((
-                    tenant,
-                    StoredMessage {
-                        topic,
-                        payload: Bytes::from(payload),
-                        qos: qos(q)?,
-                        retain: true,
-                        properties: parse_properties(props)?,
-                        expires_at_ms,
-                        origin_client,
-                        received_at_ms,
-                    },
-                ));
+                let decoded = (|| -> Result<(TenantId, StoredMessage)> {
+                    Ok((
+                        TenantId::new(&tenant).map_err(|e| StoreError::Backend(e.into()))?,
+                        StoredMessage {
+                            topic: topic.clone(),
+                            payload: Bytes::from(payload),
+                            qos: qos(q)?,
+                            retain: true,
+                            properties: parse_properties(props)?,
+                            expires_at_ms,
+                            origin_client,
+                            received_at_ms,
+                        },
+                    ))
+                })();
+                let what = || format!("tenant {tenant}, topic {topic}");
+                if let Some(m) = crate::unreadable::skip("mqtt_retained", what, decoded) {
+                    out.push(m);
+                }
             }
             Ok(out)
         })

@@ -5,7 +5,7 @@ use ferrule_core::{DeviceId, TenantId};
 use rusqlite::params;
 
 use super::EmbeddedStore;
-use crate::{ConnectivityStore, DeviceConnectivity, Result, StoreError};
+use crate::{ConnectivityStore, DeviceConnectivity, Result};
 
 #[async_trait]
 impl ConnectivityStore for EmbeddedStore {
@@ -76,9 +76,19 @@ impl ConnectivityStore for EmbeddedStore {
             let mut out = Vec::new();
             for row in rows {
                 let (tenant, device, state) = row?;
-                let tenant = TenantId::new(tenant).map_err(|e| StoreError::Backend(e.into()))?;
-                let device = DeviceId::new(device).map_err(|e| StoreError::Backend(e.into()))?;
-                out.push((tenant, device, state));
+                let what = format!("tenant {tenant}, device {device}");
+                let ids = TenantId::new(tenant)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        DeviceId::new(device)
+                            .map(|d| (t, d))
+                            .map_err(|e| e.to_string())
+                    });
+                if let Some((tenant, device)) =
+                    crate::unreadable::skip("device_connectivity", || what, ids)
+                {
+                    out.push((tenant, device, state));
+                }
             }
             Ok(out)
         })

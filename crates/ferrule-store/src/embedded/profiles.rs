@@ -144,7 +144,16 @@ impl ProfileStore for EmbeddedStore {
                 "SELECT {PROFILE_COLS} FROM device_profiles ORDER BY tenant, name"
             ))?;
             let rows = st.query_map([], profile_row)?;
-            rows.map(|r| r.map_err(StoreError::from)?).collect()
+            let mut out = Vec::new();
+            for (i, row) in rows.enumerate() {
+                // The row's tenant and name are what failed to decode, if
+                // anything: it is named by its place in that order.
+                let what = || format!("row {} by (tenant, name)", i + 1);
+                if let Some(p) = crate::unreadable::skip("device_profiles", what, row?) {
+                    out.push(p);
+                }
+            }
+            Ok(out)
         })
         .await
     }
