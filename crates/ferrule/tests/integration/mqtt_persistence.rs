@@ -203,3 +203,53 @@ async fn an_acknowledged_message_for_an_offline_session_survives_kill_9() {
     s.stop().await;
     drop(dirs);
 }
+
+/// A stored session or retained message the broker cannot decode (a file
+/// damaged, edited by hand, or a crafted tenant archive) costs that row,
+/// not the server's start: the rest loads, the row is named and counted.
+#[tokio::test]
+async fn an_unreadable_stored_row_is_skipped_and_the_server_starts() {
+    let s = ServerBuilder::new()
+        .arg("--mqtt-allow-anonymous")
+        .start()
+        .await;
+    mosquitto(
+        "mosquitto_pub",
+        &s.mqtt,
+        &["-q", "1", "-r", "-t", "r/ok", "-m", "kept"],
+    )
+    .await;
+    let (dir, data) = s.stop_keep_dir().await;
+    let conn = rusqlite::Connection::open(data.join("meta.db")).unwrap();
+    conn.execute_batch(
+        "INSERT INTO mqtt_sessions (tenant, owner, client_id, expires_at, expiry_secs, subscriptions, inbound_qos2)
+             VALUES ('default', 'anonymous', 'broken', 9999999999999, 3600, 'not json', '[]');
+         INSERT INTO mqtt_retained (tenant, topic, payload, qos, properties, expires_at, origin_client, received_at)
+             VALUES ('default', 'r/bad', x'00', 7, NULL, NULL, NULL, 0);",
+    )
+    .unwrap();
+    drop(conn);
+
+    let again = ServerBuilder::new()
+        .arg("--mqtt-allow-anonymous")
+        .data_dir(data)
+        .start()
+        .await;
+    let got = mosquitto(
+        "mosquitto_sub",
+        &again.mqtt,
+        &["-t", "r/#", "-C", "1", "-W", "5", "-v"],
+    )
+    .await;
+    assert_eq!(got.trim(), "r/ok kept");
+    let metrics = again.anon().get("/metrics").await.text;
+    for table in ["mqtt_sessions", "mqtt_retained"] {
+        let line = format!("ferrule_store_unreadable_rows_total{{table=\"{table}\"}} 1");
+        assert!(metrics.contains(&line), "{line} missing");
+    }
+    let log = again.stderr();
+    assert!(log.contains("client broken"), "{log}");
+    assert!(log.contains("topic r/bad"), "{log}");
+    again.stop().await;
+    drop(dir);
+}
