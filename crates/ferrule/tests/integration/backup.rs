@@ -203,13 +203,6 @@ async fn export_text(admin: &Api, tenant: &str) -> String {
     r.text
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// Whether an export line is a point of `device`'s `key`.
 fn is_point_of(line: &str, device: &str, key: &str) -> bool {
     let v: Value = serde_json::from_str(line).unwrap();
@@ -312,7 +305,6 @@ async fn a_backup_taken_while_a_device_publishes_restores_the_snapshot() {
     let out_dir = scratch();
     let file = out_dir.path().join("b.ferrule-backup");
     backup_to(&s.data_dir, &file).await;
-    let backed_up_at = now_ms();
     publisher.wait_for(acked_before + 50).await;
     let last = publisher.stop().await;
     // Nothing but the backup beside it: no partial file, no scratch copies.
@@ -351,17 +343,38 @@ async fn a_backup_taken_while_a_device_publishes_restores_the_snapshot() {
     assert!(n as i64 <= last + 1);
     for t in &ids {
         let (src_export, src_lists) = &source[t];
+        let got = export_text(&radmin, t).await;
+        // Events are numbered as they are committed; connectivity events
+        // are committed in the background, so where the snapshot cut them
+        // is read off the restored copy (the highest id it holds) — and
+        // the device's boot event, acknowledged before the backup, must be
+        // below that cut.
+        let events = |text: &str| -> Vec<Value> {
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|v| v["kind"] == "event")
+                .collect()
+        };
+        let restored_events = events(&got);
+        assert!(
+            restored_events.iter().any(|e| e["type"] == "boot"),
+            "tenant {t}: the acknowledged boot event is restored"
+        );
+        let last_event = restored_events
+            .iter()
+            .filter_map(|e| e["id"].as_i64())
+            .max()
+            .unwrap_or(-1);
         // The source's export as it was at the snapshot point: the same
-        // bytes without what was written since — the publisher's points
-        // after its n-th and its disconnection when it stopped (an event
-        // stamped after the backup ended) — line order kept.
+        // bytes without what was committed since — the publisher's points
+        // after its n-th and events after the cut — line order kept.
         let mut seen = 0;
         let at_snapshot: String = src_export
             .split_inclusive('\n')
             .filter(|line| {
                 let v: Value = serde_json::from_str(line).unwrap();
                 if v["kind"] == "event" {
-                    return v["ts"].as_i64().unwrap() <= backed_up_at;
+                    return v["id"].as_i64().unwrap() <= last_event;
                 }
                 if !is_point_of(line.trim_end(), "pump-1", "n") {
                     return true;
@@ -370,7 +383,6 @@ async fn a_backup_taken_while_a_device_publishes_restores_the_snapshot() {
                 seen <= n
             })
             .collect();
-        let got = export_text(&radmin, t).await;
         assert!(
             got == at_snapshot,
             "tenant {t}: the restored export is not byte-identical to the source's at the \
