@@ -23,20 +23,8 @@ pub trait BrokerStateStore: Send + Sync + 'static {
     /// Every retained message.
     async fn load_retained(&self) -> Result<Vec<(TenantId, StoredMessage)>>;
     /// One tenant's stored sessions (a tenant imported while the server
-    /// runs). The default filters the full load.
-    async fn load_tenant_sessions(&self, tenant: &TenantId) -> Result<Vec<StoredSession>> {
-        let mut sessions = self.load_sessions().await?;
-        sessions.retain(|s| &s.tenant == tenant);
-        Ok(sessions)
-    }
-    /// One tenant's retained messages. The default filters the full load.
-    async fn load_tenant_retained(&self, tenant: &TenantId) -> Result<Vec<StoredMessage>> {
-        Ok(self
-            .load_retained()
-            .await?
-            .into_iter()
-            .filter(|(t, _)| t == tenant)
-            .map(|(_, m)| m)
-            .collect())
-    }
+    /// runs).
+    async fn load_tenant_sessions(&self, tenant: &TenantId) -> Result<Vec<StoredSession>>;
+    /// One tenant's retained messages.
+    async fn load_tenant_retained(&self, tenant: &TenantId) -> Result<Vec<StoredMessage>>;
 }

@@ -17,16 +17,12 @@ use ferrule_store::telemetry::embedded::{EmbeddedTelemetry, TelemetryOptions};
 use ferrule_store::{MetaStore, NewDevice};
 
 use crate::signal::{Rng, Temperature};
+use crate::telemetry::signal::{JITTER_MS, T0};
+use crate::telemetry::store::BACKPRESSURE_PAUSE;
 
-/// 2026-01-01T00:00:00Z: where every series starts.
-const T0: i64 = 1_767_225_600_000;
 /// Seconds of every series appended at once for one device (all its keys):
 /// a gateway's batch.
 const WINDOW_SECONDS: usize = 1_000;
-/// A sensor's reporting jitter, in ms, around its 1 s interval.
-const JITTER_MS: i64 = 5;
-/// Longest pause when the store asks its publishers to wait.
-const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(50);
 /// What the series are called, in the order a device's keys take them.
 const KEY_NAMES: &[&str] = &[
     "temp", "humidity", "pressure", "co2", "voltage", "current", "power", "rssi", "battery", "flow",

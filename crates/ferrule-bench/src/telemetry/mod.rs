@@ -41,9 +41,9 @@ mod method;
 mod mqtt;
 mod report;
 pub(crate) mod server;
-mod signal;
+pub(crate) mod signal;
 mod sqlite;
-mod store;
+pub(crate) mod store;
 mod verify;
 mod window;
 

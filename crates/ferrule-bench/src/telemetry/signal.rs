@@ -14,7 +14,7 @@ use crate::signal::{DAY_SECONDS, Rng, Temperature};
 
 /// 2026-01-01T00:00:00Z: where the realistic series starts (the same
 /// origin as `crates/ferrule-tsdb/examples/examples/tsdb.rs`).
-pub(super) const T0: i64 = 1_767_225_600_000;
+pub(crate) const T0: i64 = 1_767_225_600_000;
 /// The realistic series both storage sections use: 30 days at 1 s, seed 42
 /// (as `examples/tsdb.rs`).
 pub(super) const SERIES_SEED: u64 = 42;
@@ -39,7 +39,7 @@ pub(super) fn minute_buckets((from, to): (i64, i64)) -> usize {
 }
 
 /// A sensor's reporting jitter, in ms, around its 1 s interval.
-pub(super) const JITTER_MS: i64 = 5;
+pub(crate) const JITTER_MS: i64 = 5;
 
 /// `n` readings of one realistic series: the room temperature of
 /// `examples/tsdb.rs` (0.1 °C resolution), every 1000 ms ± 5 ms from `start_ms`.

@@ -30,7 +30,7 @@ const APPEND: usize = 10_000;
 /// Longest pause when the store asks its publishers to wait (its writer
 /// may drain its queue before this pause starts, so the wake-up can be
 /// missed).
-const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(50);
+pub(crate) const BACKPRESSURE_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the store measured.
 #[derive(Debug, Clone)]
